@@ -15,6 +15,9 @@ log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*" >&2; }
 
 need_apt=()
 command -v cmake >/dev/null || need_apt+=(cmake)
+# librdkafka 2.12 includes <curl/curl.h> under `#ifdef WITH_OAUTHBEARER_OIDC` even when
+# built without curl (the macro is defined as 0), so the header must exist.
+[[ -e /usr/include/x86_64-linux-gnu/curl/curl.h || -e /usr/include/curl/curl.h ]] || need_apt+=(libcurl4-openssl-dev)
 command -v wasm-opt >/dev/null || need_apt+=(binaryen)
 command -v python3 >/dev/null || need_apt+=(python3 python3-venv)
 if [[ "$WHAT" == "all" ]]; then
