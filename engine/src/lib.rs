@@ -1,1 +1,213 @@
-//! placeholder
+//! # engine: the authoritative game server, exactly once
+//!
+//! Consumes `actions` in a consumer group, applies [`shared::apply`] to each
+//! game's state and produces the game's new state to the compacted `games`
+//! topic. Each batch's outputs and its consumed offsets commit in one Kafka
+//! transaction, and every update also carries the `actions` offset it
+//! includes, so a crash never loses an action nor applies one twice.
+//!
+//! ## Layout
+//! - [`handle`]: the pure handling step ([`handle::handle`], [`handle::flush`])
+//!   over plain types, unit-tested without a broker.
+//! - [`kafka`]: the blocking rdkafka loop: batches, transactions, restore on
+//!   assignment, dead letters.
+//! - [`replay`]: rebuilds every game from the `actions` log and compares it
+//!   with the latest state on `games`.
+//! - [`run`]: the async entry point used by `main.rs` and the bridge.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+
+pub mod handle;
+pub mod kafka;
+pub mod replay;
+
+pub use handle::{flush, GameSlot, Handled};
+pub use replay::{replay, ReplayReport};
+
+/// Everything the engine needs to know; `main.rs` fills it from flags and env.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `bootstrap.servers`.
+    pub brokers: String,
+    pub actions_topic: String,
+    /// The compacted state topic; also the engine's state store.
+    pub games_topic: String,
+    /// Where records that cannot be decoded go, with the error as a header.
+    pub dlq_topic: String,
+    /// Partitions of `actions` and `games`: used to create them and to place
+    /// a game with [`shared::partition_for`].
+    pub partitions: i32,
+    pub group_id: String,
+    /// Unique per engine instance unless you want fencing of a previous one
+    /// with the same id.
+    pub transactional_id: String,
+    /// `fetch.wait.max.ms`: tansu and the mock cluster answer a waiting fetch
+    /// only at its deadline, so this bounds the added latency.
+    pub fetch_wait_max_ms: u32,
+    /// Most records per transaction.
+    pub max_batch: usize,
+    /// Create the three topics at start-up if missing.
+    pub create_topics: bool,
+    /// `-X key=value` passthrough to librdkafka (consumer and producer).
+    pub extra: Vec<(String, String)>,
+}
+
+impl Config {
+    /// The defaults: topics `actions`, `games`, `actions.dlq`, 12 partitions,
+    /// group `engine`, a fresh transactional id, 1 ms fetch wait, batches of
+    /// up to 5,000 records (see BENCHMARKS.md), topics created.
+    pub fn new(brokers: impl Into<String>) -> Config {
+        Config {
+            brokers: brokers.into(),
+            actions_topic: "actions".to_string(),
+            games_topic: "games".to_string(),
+            dlq_topic: "actions.dlq".to_string(),
+            partitions: 12,
+            group_id: "engine".to_string(),
+            transactional_id: format!("engine-{}", uuid::Uuid::new_v4()),
+            fetch_wait_max_ms: 1,
+            max_batch: 5_000,
+            create_topics: true,
+            extra: Vec::new(),
+        }
+    }
+
+    /// A librdkafka config with the brokers and the `extra` settings.
+    pub(crate) fn client(&self) -> ClientConfig {
+        self.client_with(&[])
+    }
+
+    /// A librdkafka config: brokers, then `defaults`, then `extra` (so `-X`
+    /// overrides the engine's own choices).
+    pub(crate) fn client_with(&self, defaults: &[(&str, &str)]) -> ClientConfig {
+        let mut cfg = ClientConfig::new();
+        cfg.set("bootstrap.servers", &self.brokers);
+        for (k, v) in defaults {
+            cfg.set(*k, *v);
+        }
+        for (k, v) in &self.extra {
+            cfg.set(k, v);
+        }
+        cfg
+    }
+}
+
+/// Why the engine stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("kafka: {context}: {source}")]
+    Kafka {
+        context: &'static str,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("create topic {topic}: {code}")]
+    CreateTopic {
+        topic: String,
+        code: RDKafkaErrorCode,
+    },
+    #[error("encode an update: {0}")]
+    Encode(#[from] serde_json::Error),
+    #[error("the consumer has no group metadata to commit offsets with")]
+    NoGroupMetadata,
+    #[error("the engine thread panicked")]
+    Panicked,
+}
+
+impl EngineError {
+    pub(crate) fn kafka(context: &'static str) -> impl FnOnce(KafkaError) -> EngineError {
+        move |source| EngineError::Kafka { context, source }
+    }
+}
+
+/// The loop's stop signal: keep running, finish and commit, or stop without
+/// committing (the future was dropped: behave like a crash).
+pub(crate) const RUNNING: u8 = 0;
+pub(crate) const STOP_CLEAN: u8 = 1;
+pub(crate) const STOP_ABANDON: u8 = 2;
+
+/// Sets the stop flag to "abandon" when the [`run`] future is dropped.
+struct AbandonOnDrop(Arc<AtomicU8>);
+
+impl Drop for AbandonOnDrop {
+    fn drop(&mut self) {
+        let _ = self
+            .0
+            .compare_exchange(RUNNING, STOP_ABANDON, Ordering::SeqCst, Ordering::SeqCst);
+    }
+}
+
+/// Runs the engine until `shutdown` resolves (then the current batch is
+/// committed and the producer closed) or a fatal error. The rdkafka loop runs
+/// on its own thread; dropping this future stops it soon, without committing
+/// the transaction in flight.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), EngineError> {
+    if config.create_topics {
+        create_topics(&config).await?;
+    }
+    let stop = Arc::new(AtomicU8::new(RUNNING));
+    let _guard = AbandonOnDrop(stop.clone());
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let loop_stop = stop.clone();
+    std::thread::Builder::new()
+        .name("engine-loop".to_string())
+        .spawn(move || {
+            let _ = tx.send(kafka::run_blocking(&config, &loop_stop));
+        })
+        .expect("spawn the engine thread");
+    let mut rx = rx;
+    tokio::select! {
+        result = &mut rx => return result.unwrap_or(Err(EngineError::Panicked)),
+        () = shutdown => {
+            stop.store(STOP_CLEAN, Ordering::SeqCst);
+        }
+    }
+    rx.await.unwrap_or(Err(EngineError::Panicked))
+}
+
+/// Creates `actions`, `games` (compacted) and the dead-letter topic if
+/// missing.
+pub async fn create_topics(config: &Config) -> Result<(), EngineError> {
+    let admin: AdminClient<DefaultClientContext> = config
+        .client()
+        .create()
+        .map_err(EngineError::kafka("admin client"))?;
+    let topics = [
+        NewTopic::new(
+            &config.actions_topic,
+            config.partitions,
+            TopicReplication::Fixed(1),
+        ),
+        NewTopic::new(
+            &config.games_topic,
+            config.partitions,
+            TopicReplication::Fixed(1),
+        )
+        .set("cleanup.policy", "compact"),
+        NewTopic::new(&config.dlq_topic, 1, TopicReplication::Fixed(1)),
+    ];
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let results = admin
+        .create_topics(&topics, &opts)
+        .await
+        .map_err(EngineError::kafka("create topics"))?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => return Err(EngineError::CreateTopic { topic, code }),
+        }
+    }
+    Ok(())
+}

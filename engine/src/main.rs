@@ -1,0 +1,143 @@
+//! The engine binary: config from flags and env, tracing, wiring.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+/// Build a Nation's authoritative game server.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "KAFKA_BROKERS")]
+    brokers: String,
+    #[arg(long, env = "ACTIONS_TOPIC", default_value = "actions")]
+    actions_topic: String,
+    #[arg(long, env = "GAMES_TOPIC", default_value = "games")]
+    games_topic: String,
+    #[arg(long, env = "DLQ_TOPIC", default_value = "actions.dlq")]
+    dlq_topic: String,
+    /// Partitions of `actions` and `games` (topic creation, game placement).
+    #[arg(long, env = "PARTITIONS", default_value_t = 12)]
+    partitions: i32,
+    #[arg(long, env = "ENGINE_GROUP_ID", default_value = "engine")]
+    group_id: String,
+    /// Defaults to a fresh `engine-<uuid>`.
+    #[arg(long, env = "ENGINE_TRANSACTIONAL_ID")]
+    transactional_id: Option<String>,
+    /// `fetch.wait.max.ms` of the actions consumer.
+    #[arg(long, env = "FETCH_WAIT_MAX_MS")]
+    fetch_wait_max_ms: Option<u32>,
+    /// Most records per transaction.
+    #[arg(long, env = "ENGINE_MAX_BATCH")]
+    max_batch: Option<usize>,
+    /// Do not create missing topics.
+    #[arg(long)]
+    no_create_topics: bool,
+    /// Extra librdkafka setting, as kcat: `-X key=value` (repeatable).
+    #[arg(short = 'X', value_parser = parse_kv)]
+    extra: Vec<(String, String)>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the engine (the default).
+    Run,
+    /// Rebuild every game from `actions` and compare with `games`; exits 1 if
+    /// any game disagrees.
+    Replay,
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected key=value, got {s:?}"))
+}
+
+impl Args {
+    fn config(&self) -> engine::Config {
+        let mut config = engine::Config::new(&self.brokers);
+        config.actions_topic = self.actions_topic.clone();
+        config.games_topic = self.games_topic.clone();
+        config.dlq_topic = self.dlq_topic.clone();
+        config.partitions = self.partitions;
+        config.group_id = self.group_id.clone();
+        if let Some(id) = &self.transactional_id {
+            config.transactional_id = id.clone();
+        }
+        if let Some(ms) = self.fetch_wait_max_ms {
+            config.fetch_wait_max_ms = ms;
+        }
+        if let Some(n) = self.max_batch {
+            config.max_batch = n;
+        }
+        config.create_topics = !self.no_create_topics;
+        config.extra = self.extra.clone();
+        config
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+    let config = args.config();
+    match args.command.unwrap_or(Command::Run) {
+        Command::Run => engine::run(config, shutdown_signal())
+            .await
+            .context("engine")?,
+        Command::Replay => {
+            let report = tokio::task::spawn_blocking(move || engine::replay(&config))
+                .await
+                .context("replay thread")?
+                .context("replay")?;
+            println!(
+                "actions: {}, dead letters: {}, games agreeing: {}, disagreeing: {}, missing from games: {}",
+                report.actions,
+                report.dead_letters,
+                report.agree,
+                report.disagree.len(),
+                report.missing.len()
+            );
+            for (game, replayed, stored) in &report.disagree {
+                println!("game {game}: replayed version {replayed}, games topic version {stored}");
+            }
+            for game in &report.missing {
+                println!("game {game}: no update on the games topic");
+            }
+            if !report.ok() {
+                std::process::exit(1);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Resolves on ctrl-c or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down");
+}
