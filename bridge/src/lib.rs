@@ -1,1 +1,317 @@
-//! placeholder
+//! # bridge: the edge between players and Kafka
+//!
+//! Every player action arrives here over HTTP, is stamped (Host, User-Agent,
+//! Accept, client address, receive time, a UUIDv7 id) and produced to the
+//! `actions` topic; the answer waits for Kafka's ack. Game state comes back
+//! from the `games` partitions the connected players need and is pushed over
+//! WebSockets. Handlers never decide game rules: the engine does.
+//!
+//! ## Layout
+//! - [`config`]: [`Config`], flags mirroring the environment.
+//! - [`routes`]: the handlers; [`app()`] wires them into a router.
+//! - [`enrich`]: stamping envelopes, the client address behind trusted proxies.
+//! - [`auth`]: HMAC-signed player tokens.
+//! - [`kafka`]: the [`kafka::Publisher`] trait, its rdkafka implementation and
+//!   an in-memory one for handler tests.
+//! - [`games`]: the [`games::GamesHub`]: watched partitions, latest state per
+//!   game, bounded fan-out with conflation.
+//! - [`ws`]: the WebSocket loop, generic over `Sink`/`Stream`.
+//! - [`topics`]: creating missing topics at start-up.
+//! - [`error`]: [`AppError`], every failure as `{"error", "detail"}`.
+//!
+//! [`run`] starts everything from a [`Config`] on a listener it is given (tests
+//! bind port 0) and stops on the shutdown future: WebSockets get a close
+//! frame, the producer is flushed, the `games` reader and the in-process
+//! engine (if any) stop.
+
+pub mod auth;
+pub mod config;
+pub mod enrich;
+pub mod error;
+pub mod games;
+pub mod kafka;
+pub mod routes;
+pub mod topics;
+pub mod ws;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use rdkafka::consumer::BaseConsumer;
+use shared::ActionType;
+use tower_http::services::ServeDir;
+use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+pub use config::Config;
+pub use error::AppError;
+
+use crate::auth::TokenKeys;
+use crate::enrich::{ClientAddr, TrustedProxies};
+use crate::games::GamesHub;
+use crate::kafka::{KafkaPublisher, Publisher};
+use crate::ws::{WsMetrics, WsSettings};
+
+/// The largest request body accepted (bigger is a 413).
+pub const BODY_LIMIT: usize = 16 * 1024;
+
+/// Counters of the HTTP side, for `/metrics`.
+#[derive(Default, Debug)]
+pub struct Metrics {
+    pub published: AtomicU64,
+    pub publish_failed: AtomicU64,
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub publisher: Arc<dyn Publisher>,
+    pub hub: Arc<GamesHub>,
+    pub keys: TokenKeys,
+    pub default_game: u64,
+    pub partitions: i32,
+    pub seed_endpoints: bool,
+    pub static_dir: PathBuf,
+    pub trusted_proxies: TrustedProxies,
+    pub metrics: Arc<Metrics>,
+    pub ws_metrics: Arc<WsMetrics>,
+    pub ws: WsSettings,
+    /// Flips to true on shutdown: open sockets send a close frame.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+impl AppState {
+    /// A state for handler tests: the given publisher, a detached hub, random
+    /// keys, game 1, 12 partitions, seed endpoints on, no static files.
+    pub fn for_tests(publisher: Arc<dyn Publisher>) -> AppState {
+        AppState {
+            publisher,
+            hub: GamesHub::detached(12),
+            keys: TokenKeys::random(),
+            default_game: 1,
+            partitions: 12,
+            seed_endpoints: true,
+            static_dir: PathBuf::from("/nonexistent"),
+            trusted_proxies: TrustedProxies::default(),
+            metrics: Arc::default(),
+            ws_metrics: Arc::default(),
+            ws: WsSettings::default(),
+            shutdown: tokio::sync::watch::channel(false).1,
+        }
+    }
+
+    /// The built game page, if there is one.
+    pub fn index_html(&self) -> Option<String> {
+        std::fs::read_to_string(self.static_dir.join("index.html")).ok()
+    }
+}
+
+/// The router: every route of the public contract.
+pub fn app(state: AppState) -> Router {
+    let mut router = Router::new()
+        .route("/", get(routes::index))
+        .route("/healthz", get(routes::healthz))
+        .route("/readyz", get(routes::readyz))
+        .route("/metrics", get(routes::metrics))
+        .route("/openapi.yaml", get(routes::openapi))
+        .route("/api/config", get(routes::client_config))
+        .route("/api/games/{game_id}", get(routes::get_game))
+        .route("/api/games/{game_id}/join", post(routes::join))
+        .route("/api/games/{game_id}/actions", post(routes::act))
+        .route("/ws/games/{game_id}", get(routes::ws));
+    if state.seed_endpoints {
+        for action in ActionType::ALL {
+            let Some(path) = action.seed_path().filter(|p| *p != "/") else {
+                continue;
+            };
+            router = router.route(
+                path,
+                get(
+                    move |axum::extract::State(state): axum::extract::State<AppState>,
+                          headers: axum::http::HeaderMap,
+                          client: ClientAddr| {
+                        routes::seed_action(state, headers, client, action)
+                    },
+                ),
+            );
+        }
+    }
+    let assets = ServeDir::new(&state.static_dir).fallback(get(routes::not_found));
+    router
+        .fallback_service(assets)
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(Extension(state.trusted_proxies.clone()))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(DefaultMakeSpan::new().level(Level::DEBUG))
+                .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
+        )
+        .with_state(state)
+}
+
+/// Errors that stop the bridge from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum BridgeError {
+    #[error("no Kafka brokers configured")]
+    NoBrokers,
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("topics: {0}")]
+    Topics(String),
+    #[error("serve: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Starts the bridge (and the engine too when `config.with_engine`) on
+/// `listener` and serves until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), BridgeError> {
+    let brokers = config.brokers.clone().ok_or(BridgeError::NoBrokers)?;
+    if config.create_topics {
+        topics::ensure(
+            &brokers,
+            &config.extra,
+            &config.actions_topic,
+            &config.games_topic,
+            config.partitions,
+        )
+        .await
+        .map_err(|e| BridgeError::Topics(e.to_string()))?;
+    }
+    let publisher = KafkaPublisher::new(
+        &brokers,
+        &config.extra,
+        &config.actions_topic,
+        config.partitions,
+        config.linger_ms,
+        Duration::from_millis(config.produce_timeout_ms),
+    )?;
+    let publisher: Arc<dyn Publisher> = Arc::new(publisher);
+
+    let hub = GamesHub::detached(config.partitions);
+    let reader_consumer: BaseConsumer = kafka::client_config(&brokers, &[])
+        .set(
+            "group.id",
+            format!("bridge-reader-{}", uuid::Uuid::new_v4().simple()),
+        )
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("isolation.level", "read_committed")
+        .set("fetch.wait.max.ms", config.fetch_wait_max_ms.to_string())
+        .set("fetch.error.backoff.ms", "10")
+        .set_extra(&config.extra)
+        .create()?;
+    let stop_reader = Arc::new(AtomicBool::new(false));
+    let reader = hub.spawn_reader(
+        reader_consumer,
+        config.games_topic.clone(),
+        stop_reader.clone(),
+    );
+
+    let (engine_stop_tx, engine_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let engine = config.with_engine.then(|| {
+        let mut engine_config = engine::Config::new(brokers.clone());
+        engine_config.actions_topic = config.actions_topic.clone();
+        engine_config.games_topic = config.games_topic.clone();
+        engine_config.dlq_topic = format!("{}.dlq", config.actions_topic);
+        engine_config.partitions = config.partitions;
+        engine_config.create_topics = config.create_topics;
+        engine_config.extra = config.extra.clone();
+        tokio::spawn(engine::run(engine_config, async move {
+            let _ = engine_stop_rx.await;
+        }))
+    });
+
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let keys = match &config.token_secret {
+        Some(secret) => TokenKeys::new(secret.as_bytes().to_vec()),
+        None => TokenKeys::random(),
+    };
+    let state = AppState {
+        publisher: publisher.clone(),
+        hub,
+        keys,
+        default_game: config.default_game,
+        partitions: config.partitions,
+        seed_endpoints: config.seed_endpoints,
+        static_dir: config.static_dir.clone(),
+        trusted_proxies: TrustedProxies(Arc::new(config.trusted_proxies.clone())),
+        metrics: Arc::default(),
+        ws_metrics: Arc::default(),
+        ws: WsSettings::default(),
+        shutdown: shutdown_rx,
+    };
+    tracing::info!(addr = %listener.local_addr()?, "bridge listening");
+    let served = axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!("shutting down: closing sockets, flushing the producer");
+        let _ = shutdown_tx.send(true);
+    })
+    .await;
+
+    let flushing = publisher.clone();
+    let _ = tokio::task::spawn_blocking(move || flushing.flush(Duration::from_secs(5))).await;
+    stop_reader.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = tokio::task::spawn_blocking(move || reader.join()).await;
+    if let Some(engine) = engine {
+        let _ = engine_stop_tx.send(());
+        match engine.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "engine stopped with an error"),
+            Err(e) => tracing::error!(error = %e, "engine task failed"),
+        }
+    }
+    served?;
+    Ok(())
+}
+
+/// `ClientConfig::set` for a list of pairs.
+trait SetExtra {
+    fn set_extra(&mut self, extra: &[(String, String)]) -> &mut Self;
+}
+
+impl SetExtra for rdkafka::ClientConfig {
+    fn set_extra(&mut self, extra: &[(String, String)]) -> &mut Self {
+        for (k, v) in extra {
+            self.set(k, v);
+        }
+        self
+    }
+}
+
+/// Resolves on ctrl-c or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

@@ -1,0 +1,86 @@
+//! The bridge's configuration: flags that mirror environment variables.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{ArgAction, Parser};
+
+/// Everything the bridge reads from flags and the environment, parsed once in
+/// `main` and passed down.
+#[derive(Parser, Clone, Debug)]
+#[command(
+    name = "bridge",
+    version,
+    about = "Build a Nation: the HTTP/WebSocket edge to Kafka (and, in dev, the whole game)"
+)]
+pub struct Config {
+    /// Kafka bootstrap servers. Unset: host an embedded in-memory broker and
+    /// run the engine in this process (development; nothing survives a restart).
+    #[arg(long = "brokers", env = "KAFKA_BROKERS")]
+    pub brokers: Option<String>,
+    /// Address to listen on.
+    #[arg(long, env = "BIND", default_value = "127.0.0.1:8080")]
+    pub bind: String,
+    #[arg(long, env = "ACTIONS_TOPIC", default_value = "actions")]
+    pub actions_topic: String,
+    #[arg(long, env = "GAMES_TOPIC", default_value = "games")]
+    pub games_topic: String,
+    /// Partitions of both topics, used when creating them (and to pick a game's
+    /// partition: `game_id mod partitions`).
+    #[arg(long, env = "PARTITIONS", default_value_t = 12)]
+    pub partitions: i32,
+    /// The game the seed's GET endpoints play in.
+    #[arg(long, env = "DEFAULT_GAME", default_value_t = 1)]
+    pub default_game: u64,
+    /// Where the built frontend is (trunk's `dist/`).
+    #[arg(long, env = "STATIC_DIR", default_value = "dist")]
+    pub static_dir: PathBuf,
+    /// Secret that signs player tokens. Unset: a random one per start (dev);
+    /// set it in production so tokens survive restarts and work on every bridge.
+    #[arg(long, env = "TOKEN_SECRET", hide_env_values = true)]
+    pub token_secret: Option<String>,
+    /// Serve the seed's classic GET endpoints (`/purchase_a_sword`, ...).
+    #[arg(long, env = "SEED_ENDPOINTS", default_value_t = true, action = ArgAction::Set)]
+    pub seed_endpoints: bool,
+    /// Peers whose `X-Forwarded-For` is believed (comma-separated IPs).
+    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<IpAddr>,
+    /// Also run the engine in this process when `--brokers` is set (what
+    /// `make run` does, so one command starts the whole game).
+    #[arg(long, env = "WITH_ENGINE", default_value_t = false, action = ArgAction::Set)]
+    pub with_engine: bool,
+    /// The producer's `linger.ms` (measured: see BENCHMARKS.md).
+    #[arg(long, env = "LINGER_MS", default_value_t = 1)]
+    pub linger_ms: u32,
+    /// How long a produce may wait for Kafka's ack before the request gets a
+    /// 503 (the record may still land later: clients retry with the same id).
+    #[arg(long, env = "PRODUCE_TIMEOUT_MS", default_value_t = 1500)]
+    pub produce_timeout_ms: u64,
+    /// `fetch.wait.max.ms` of the `games` reader: low, because the test
+    /// broker and the embedded one answer a waiting fetch only when it expires.
+    #[arg(long, env = "FETCH_WAIT_MAX_MS", default_value_t = 1)]
+    pub fetch_wait_max_ms: u32,
+    /// Create missing topics at start-up (the embedded broker makes its own).
+    #[arg(long, env = "CREATE_TOPICS", default_value_t = true, action = ArgAction::Set)]
+    pub create_topics: bool,
+    /// Extra librdkafka settings for every client, as kcat does: `-X key=value`.
+    #[arg(short = 'X', value_parser = parse_key_value)]
+    pub extra: Vec<(String, String)>,
+}
+
+impl Config {
+    /// Defaults for tests and embedding: every flag at its default.
+    pub fn for_brokers(brokers: impl Into<String>) -> Config {
+        let mut config = Config::parse_from(["bridge"]);
+        config.brokers = Some(brokers.into());
+        config
+    }
+}
+
+/// Parses `key=value`.
+pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("expected key=value, got {s:?}"))
+}

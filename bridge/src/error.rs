@@ -1,0 +1,100 @@
+//! [`AppError`]: every way a request can fail, as `{"error", "detail"}` JSON.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+use shared::wire::ErrorBody;
+use shared::ActionType;
+
+/// A request that failed. User mistakes are 4xx with a detail; internal
+/// failures are 5xx and leak nothing. Logging is the trace layer's job.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("bad request: {0}")]
+    BadRequest(Value),
+    #[error("invalid action: {0}")]
+    Unprocessable(Value),
+    #[error("unauthorized: {0}")]
+    Unauthorized(&'static str),
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("payload too large")]
+    PayloadTooLarge,
+    /// Kafka did not acknowledge in time, or the local queue is full.
+    #[error("broker unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// The valid `type` values, listed in errors about them.
+pub fn valid_types() -> Vec<&'static str> {
+    ActionType::ALL
+        .into_iter()
+        .filter(|t| *t != ActionType::Join)
+        .map(ActionType::as_str)
+        .collect()
+}
+
+impl AppError {
+    fn parts(&self) -> (StatusCode, &'static str, Value) {
+        match self {
+            AppError::BadRequest(d) => (StatusCode::BAD_REQUEST, "bad_request", d.clone()),
+            AppError::Unprocessable(d) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_action",
+                d.clone(),
+            ),
+            AppError::Unauthorized(d) => (StatusCode::UNAUTHORIZED, "unauthorized", json!(d)),
+            AppError::Forbidden(d) => (StatusCode::FORBIDDEN, "forbidden", json!(d)),
+            AppError::NotFound(d) => (StatusCode::NOT_FOUND, "not_found", json!(d)),
+            AppError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                json!("this route does not accept that method"),
+            ),
+            AppError::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                json!("bodies are limited to 16 KiB"),
+            ),
+            AppError::Unavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                json!(
+                    "the game's log did not acknowledge the action; retry with the same action id"
+                ),
+            ),
+            AppError::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                json!("something went wrong on our side"),
+            ),
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, error, detail) = self.parts();
+        let mut response = (
+            status,
+            Json(ErrorBody {
+                error: error.to_string(),
+                detail,
+            }),
+        )
+            .into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}

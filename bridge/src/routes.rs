@@ -1,0 +1,376 @@
+//! The HTTP handlers: check the request's shape, stamp, publish, answer.
+//! They never decide game rules.
+
+use std::sync::atomic::Ordering;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::Json;
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::json;
+use shared::wire::{ActionAccepted, ActionRequest, JoinRequest, JoinResponse};
+use shared::{ActionEnvelope, ActionType};
+
+use crate::enrich::{new_event_id, stamp, ClientAddr};
+use crate::error::{valid_types, AppError};
+use crate::kafka::{Ack, PublishError};
+use crate::AppState;
+
+impl From<PublishError> for AppError {
+    fn from(e: PublishError) -> Self {
+        match e {
+            PublishError::Unavailable(why) => AppError::Unavailable(why),
+            PublishError::Encode(e) => AppError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<PathRejection> for AppError {
+    fn from(e: PathRejection) -> Self {
+        AppError::BadRequest(json!(format!(
+            "game id must be a non-negative integer ({})",
+            e.body_text()
+        )))
+    }
+}
+
+impl From<BytesRejection> for AppError {
+    fn from(e: BytesRejection) -> Self {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            AppError::PayloadTooLarge
+        } else {
+            AppError::BadRequest(json!(e.body_text()))
+        }
+    }
+}
+
+async fn publish(state: &AppState, envelope: &ActionEnvelope) -> Result<Ack, AppError> {
+    match state.publisher.publish(envelope).await {
+        Ok(ack) => {
+            state.metrics.published.fetch_add(1, Ordering::Relaxed);
+            Ok(ack)
+        }
+        Err(e) => {
+            state.metrics.publish_failed.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(error = %e, event_id = %envelope.event_id, "publish failed");
+            Err(e.into())
+        }
+    }
+}
+
+/// The longest nation name accepted.
+const MAX_NAME_CHARS: usize = 32;
+/// The longest client-chosen action id accepted.
+const MAX_ACTION_ID: usize = 128;
+
+/// `POST /api/games/{game_id}/join`
+pub async fn join(
+    State(state): State<AppState>,
+    game_id: Result<Path<u64>, PathRejection>,
+    headers: HeaderMap,
+    client: ClientAddr,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<JoinResponse>, AppError> {
+    let Path(game_id) = game_id?;
+    let request: JoinRequest = parse_json(&body?)?;
+    let name = request.name.trim();
+    if name.is_empty()
+        || name.chars().count() > MAX_NAME_CHARS
+        || name.chars().any(char::is_control)
+    {
+        return Err(AppError::Unprocessable(json!({
+            "message": format!("name must be 1 to {MAX_NAME_CHARS} printable characters"),
+        })));
+    }
+    let player_id = uuid::Uuid::new_v4().simple().to_string();
+    let action_id = new_event_id();
+    let mut envelope = stamp(
+        action_id.clone(),
+        game_id,
+        player_id.clone(),
+        ActionType::Join,
+        &headers,
+        client,
+    );
+    envelope.name = Some(name.to_string());
+    publish(&state, &envelope).await?;
+    Ok(Json(JoinResponse {
+        token: state.keys.sign(game_id, &player_id),
+        player_id,
+        action_id,
+    }))
+}
+
+/// `POST /api/games/{game_id}/actions`
+pub async fn act(
+    State(state): State<AppState>,
+    game_id: Result<Path<u64>, PathRejection>,
+    headers: HeaderMap,
+    client: ClientAddr,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<ActionAccepted>), AppError> {
+    let Path(game_id) = game_id?;
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or(AppError::Unauthorized(
+            "send Authorization: Bearer <token> from /join",
+        ))?;
+    let player_id = state
+        .keys
+        .verify(token.trim(), game_id)
+        .map_err(|e| match e {
+            crate::auth::TokenError::OtherGame(_) => {
+                AppError::Forbidden("this token is for another game")
+            }
+            _ => AppError::Unauthorized("invalid token"),
+        })?;
+    let request: ActionRequest = parse_json(&body?)?;
+    if request.action_type == ActionType::Join {
+        return Err(AppError::Unprocessable(json!({
+            "message": "join with POST /api/games/{game_id}/join",
+            "valid_types": valid_types(),
+        })));
+    }
+    let key = headers
+        .get("idempotency-key")
+        .map(|v| v.to_str().map(str::to_string).unwrap_or_default())
+        .or(request.action_id);
+    let action_id = match key {
+        Some(key) => {
+            if key.is_empty()
+                || key.len() > MAX_ACTION_ID
+                || !key.bytes().all(|b| b.is_ascii_graphic())
+            {
+                return Err(AppError::BadRequest(json!(format!(
+                    "an action id (Idempotency-Key or action_id) is 1 to {MAX_ACTION_ID} visible ASCII characters"
+                ))));
+            }
+            key
+        }
+        None => new_event_id(),
+    };
+    let envelope = stamp(
+        action_id.clone(),
+        game_id,
+        player_id,
+        request.action_type,
+        &headers,
+        client,
+    );
+    let ack = publish(&state, &envelope).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(ActionAccepted {
+            action_id,
+            partition: ack.partition,
+            offset: ack.offset,
+        }),
+    ))
+}
+
+/// Parses a JSON body: syntax errors are 400, shape errors 422 with the valid
+/// action types listed.
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, AppError> {
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| AppError::BadRequest(json!(format!("body is not valid JSON: {e}"))))?;
+    serde_json::from_value(value).map_err(|e| {
+        AppError::Unprocessable(json!({
+            "message": e.to_string(),
+            "valid_types": valid_types(),
+        }))
+    })
+}
+
+/// `GET /api/games/{game_id}`: the latest update (the seed's interactive query).
+pub async fn get_game(
+    State(state): State<AppState>,
+    game_id: Result<Path<u64>, PathRejection>,
+) -> Result<Response, AppError> {
+    let Path(game_id) = game_id?;
+    let mut watch = state.hub.watch(game_id);
+    let loaded = matches!(
+        tokio::time::timeout(state.ws.load_timeout, watch.loaded.wait_for(|l| *l)).await,
+        Ok(Ok(_))
+    );
+    if !loaded {
+        return Err(AppError::Unavailable("games partition not loaded".into()));
+    }
+    match state.hub.latest(game_id) {
+        Some(frame) => Ok(Json(&frame.update).into_response()),
+        None => Err(AppError::NotFound(format!(
+            "game {game_id} has no state yet"
+        ))),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct WsQuery {
+    resume_from: Option<u64>,
+}
+
+/// `GET /ws/games/{game_id}`
+pub async fn ws(
+    State(state): State<AppState>,
+    game_id: Result<Path<u64>, PathRejection>,
+    query: Result<Query<WsQuery>, QueryRejection>,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, AppError> {
+    let Path(game_id) = game_id?;
+    let Query(WsQuery { resume_from }) =
+        query.map_err(|e| AppError::BadRequest(json!(e.body_text())))?;
+    let watch = state.hub.watch(game_id);
+    Ok(upgrade
+        .max_message_size(64 * 1024)
+        .on_upgrade(move |socket| async move {
+            let (sink, stream) = socket.split();
+            let ended = crate::ws::serve_socket(
+                sink,
+                stream,
+                game_id,
+                watch,
+                state.hub.clone(),
+                resume_from,
+                state.ws.clone(),
+                state.ws_metrics.clone(),
+                state.shutdown.clone(),
+            )
+            .await;
+            tracing::debug!(game_id, ?ended, "websocket closed");
+        }))
+}
+
+/// The seed's GET endpoints: the player is the `Host` header, the game the
+/// default one; a short text once Kafka has acknowledged.
+pub async fn seed_action(
+    state: AppState,
+    headers: HeaderMap,
+    client: ClientAddr,
+    action: ActionType,
+) -> Result<&'static str, AppError> {
+    let game_id = state.default_game;
+    let player = crate::enrich::host(&headers);
+    let envelope = stamp(new_event_id(), game_id, player, action, &headers, client);
+    publish(&state, &envelope).await?;
+    Ok(match action {
+        ActionType::PurchaseSword => "Sword Purchased!\n",
+        ActionType::PurchaseShield => "Shield Purchased!\n",
+        ActionType::PurchaseHorse => "Horse Purchased!\n",
+        ActionType::PurchaseKnife => "Knife Purchased!\n",
+        ActionType::UpgradeSword => "Sword Upgraded!\n",
+        ActionType::UpgradeShield => "Shield Upgraded!\n",
+        _ => "This is the default response!\n",
+    })
+}
+
+/// `GET /`: the game page for browsers (recording the visit), the seed's
+/// `default` event for everything else.
+pub async fn index(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    client: ClientAddr,
+) -> Result<Response, AppError> {
+    let wants_html = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"));
+    let page = state.index_html();
+    if wants_html {
+        if let Some(page) = page {
+            if state.seed_endpoints {
+                // The visit is recorded as the seed did, but the page does
+                // not depend on it: a broker hiccup must not blank the game.
+                let game_id = state.default_game;
+                let player = crate::enrich::host(&headers);
+                let envelope = stamp(
+                    new_event_id(),
+                    game_id,
+                    player,
+                    ActionType::Default,
+                    &headers,
+                    client,
+                );
+                let _ = publish(&state, &envelope).await;
+            }
+            return Ok(Html(page).into_response());
+        }
+    }
+    if state.seed_endpoints {
+        return seed_action(state, headers, client, ActionType::Default)
+            .await
+            .map(IntoResponse::into_response);
+    }
+    match page {
+        Some(page) => Ok(Html(page).into_response()),
+        None => Err(AppError::NotFound(
+            "the frontend is not built (run `make frontend`)".into(),
+        )),
+    }
+}
+
+/// `GET /healthz`: the process is alive.
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// `GET /readyz`: the broker answers.
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, AppError> {
+    if state.publisher.ready().await {
+        Ok(Json(json!({"status": "ready"})))
+    } else {
+        Err(AppError::Unavailable("broker unreachable".into()))
+    }
+}
+
+/// `GET /api/config`: what the page needs to start.
+pub async fn client_config(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(json!({"default_game": state.default_game, "partitions": state.partitions}))
+}
+
+/// `GET /metrics`: Prometheus text.
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let m = &state.metrics;
+    let w = &state.ws_metrics;
+    let (partitions, games) = state.hub.sizes();
+    let body = format!(
+        "# TYPE bridge_actions_published_total counter\nbridge_actions_published_total {}\n\
+         # TYPE bridge_publish_failures_total counter\nbridge_publish_failures_total {}\n\
+         # TYPE bridge_ws_connected gauge\nbridge_ws_connected {}\n\
+         # TYPE bridge_ws_bad_frames_total counter\nbridge_ws_bad_frames_total {}\n\
+         # TYPE bridge_ws_lagged_total counter\nbridge_ws_lagged_total {}\n\
+         # TYPE bridge_ws_stalled_total counter\nbridge_ws_stalled_total {}\n\
+         # TYPE bridge_games_partitions_watched gauge\nbridge_games_partitions_watched {partitions}\n\
+         # TYPE bridge_games_held gauge\nbridge_games_held {games}\n",
+        m.published.load(Ordering::Relaxed),
+        m.publish_failed.load(Ordering::Relaxed),
+        w.connected.load(Ordering::Relaxed),
+        w.bad_frames.load(Ordering::Relaxed),
+        w.lagged.load(Ordering::Relaxed),
+        w.stalled.load(Ordering::Relaxed),
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+}
+
+/// `GET /openapi.yaml`: the whole HTTP surface.
+pub async fn openapi() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/yaml")],
+        include_str!("../openapi.yaml"),
+    )
+}
+
+/// Unknown routes.
+pub async fn not_found() -> AppError {
+    AppError::NotFound("no such route".into())
+}
+
+/// Known routes, wrong method.
+pub async fn method_not_allowed() -> AppError {
+    AppError::MethodNotAllowed
+}

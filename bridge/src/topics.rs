@@ -1,0 +1,42 @@
+//! Creating missing topics at start-up: `actions`, and `games` compacted.
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::types::RDKafkaErrorCode;
+
+/// Why topics could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum TopicsError {
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("create {0}: {1}")]
+    Create(String, RDKafkaErrorCode),
+}
+
+/// Creates `actions` (`partitions`) and `games` (same partitions, compacted)
+/// if missing; existing topics are left alone.
+pub async fn ensure(
+    brokers: &str,
+    extra: &[(String, String)],
+    actions: &str,
+    games: &str,
+    partitions: i32,
+) -> Result<(), TopicsError> {
+    let admin: AdminClient<DefaultClientContext> =
+        crate::kafka::client_config(brokers, extra).create()?;
+    let topics = [
+        NewTopic::new(actions, partitions, TopicReplication::Fixed(1)),
+        NewTopic::new(games, partitions, TopicReplication::Fixed(1))
+            .set("cleanup.policy", "compact"),
+    ];
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    for result in admin.create_topics(&topics, &opts).await? {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => return Err(TopicsError::Create(topic, code)),
+        }
+    }
+    Ok(())
+}
