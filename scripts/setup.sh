@@ -47,7 +47,10 @@ fi
 
 if [[ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $WASM_BINDGEN_VERSION" ]]; then
   log "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (about 2 minutes, once)"
-  cargo install wasm-bindgen-cli --locked --version "$WASM_BINDGEN_VERSION"
+  # Its lock file names a webpki-roots the registry mirror may not carry:
+  # fall back to resolving afresh (same wasm-bindgen-cli version either way).
+  cargo install wasm-bindgen-cli --locked --version "$WASM_BINDGEN_VERSION" ||
+    cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
 fi
 
 VENV="$ROOT/.venv"

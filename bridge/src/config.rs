@@ -49,6 +49,9 @@ pub struct Config {
     /// `make run` does, so one command starts the whole game).
     #[arg(long, env = "WITH_ENGINE", default_value_t = false, action = ArgAction::Set)]
     pub with_engine: bool,
+    /// The in-process engine's consumer group.
+    #[arg(long, env = "ENGINE_GROUP", default_value = "engine")]
+    pub engine_group: String,
     /// The producer's `linger.ms` (measured: see BENCHMARKS.md).
     #[arg(long, env = "LINGER_MS", default_value_t = 1)]
     pub linger_ms: u32,

@@ -474,7 +474,7 @@ mod tests {
         let update: serde_json::Value = serde_json::from_str(&frame.text).unwrap();
         assert_eq!(update["kind"], "update");
         assert_eq!(update["version"], 9);
-        let snap: ServerMessage = serde_json::from_str(&frame.snapshot_text()).unwrap();
+        let snap: shared::ServerMessage = serde_json::from_str(&frame.snapshot_text()).unwrap();
         assert_eq!(snap.kind, MessageKind::Snapshot);
     }
 }

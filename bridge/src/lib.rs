@@ -227,6 +227,7 @@ pub async fn run(
         engine_config.dlq_topic = format!("{}.dlq", config.actions_topic);
         engine_config.partitions = config.partitions;
         engine_config.create_topics = config.create_topics;
+        engine_config.group_id = config.engine_group.clone();
         engine_config.extra = config.extra.clone();
         tokio::spawn(engine::run(engine_config, async move {
             let _ = engine_stop_rx.await;

@@ -12,7 +12,12 @@
 //! - [`consume`]: read records back with a real consumer, polling with a
 //!   deadline.
 //!
+//! - [`game::TestGame`]: bridge + engine in this process against the
+//!   broker, on their own topics, on a free port.
+//!
 //! The cross-crate tests themselves live in `tests/tests/*.rs`.
+
+pub mod game;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

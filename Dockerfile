@@ -1,0 +1,19 @@
+# Builds the bridge and engine binaries (and the frontend) for docker-compose.
+FROM rust:1.85-bookworm AS build
+RUN apt-get update && apt-get install -y --no-install-recommends cmake libcurl4-openssl-dev binaryen \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY . .
+RUN rustup target add wasm32-unknown-unknown \
+    && cargo install trunk --locked --version 0.21.14 \
+    && (cargo install wasm-bindgen-cli --locked --version 0.2.130 || cargo install wasm-bindgen-cli --version 0.2.130) \
+    && cargo fetch && trunk build --release \
+    && cargo build --release -p bridge -p engine
+
+FROM debian:bookworm-slim
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates && rm -rf /var/lib/apt/lists/*
+COPY --from=build /src/target/release/bridge /src/target/release/engine /usr/local/bin/
+COPY --from=build /src/dist /srv/dist
+ENV STATIC_DIR=/srv/dist BIND=0.0.0.0:8080
+EXPOSE 8080
+CMD ["bridge"]

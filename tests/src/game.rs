@@ -1,0 +1,171 @@
+//! [`TestGame`]: the whole game (bridge + engine, in this process) against the
+//! test broker, on its own topics and consumer group, on a free port.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A running game for one test. Dropping it stops the bridge and engine.
+pub struct TestGame {
+    /// `http://127.0.0.1:PORT`
+    pub base_url: String,
+    /// `127.0.0.1:PORT`
+    pub addr: std::net::SocketAddr,
+    pub brokers: String,
+    pub actions_topic: String,
+    pub games_topic: String,
+    pub partitions: i32,
+    /// The game the seed endpoints play in.
+    pub game_id_default: u64,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), bridge::BridgeError>>>,
+}
+
+impl TestGame {
+    /// Starts bridge and engine (partitions 4, default game 1) serving
+    /// `static_dir` at `/`, and waits until the bridge answers `/healthz`.
+    pub async fn start(static_dir: Option<PathBuf>) -> TestGame {
+        Self::start_with(static_dir, |_| {}).await
+    }
+
+    /// Like [`TestGame::start`], with a chance to change the bridge's config.
+    pub async fn start_with(
+        static_dir: Option<PathBuf>,
+        tweak: impl FnOnce(&mut bridge::Config),
+    ) -> TestGame {
+        let brokers = crate::broker().to_string();
+        let mut config = bridge::Config::for_brokers(brokers.clone());
+        config.actions_topic = crate::unique("actions");
+        config.games_topic = crate::unique("games");
+        config.engine_group = crate::unique("engine");
+        config.partitions = 4;
+        config.with_engine = true;
+        config.static_dir = static_dir.unwrap_or_else(|| PathBuf::from("/nonexistent"));
+        config.extra = vec![("session.timeout.ms".into(), "6000".into())];
+        tweak(&mut config);
+        let brokers = config.brokers.clone().expect("brokers set");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind port 0");
+        let addr = listener.local_addr().expect("local addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let game = TestGame {
+            base_url: format!("http://{addr}"),
+            addr,
+            brokers,
+            actions_topic: config.actions_topic.clone(),
+            games_topic: config.games_topic.clone(),
+            partitions: config.partitions,
+            game_id_default: config.default_game,
+            stop: Some(stop),
+            task: None,
+        };
+        let task = tokio::spawn(bridge::run(config, listener, async move {
+            let _ = stopped.await;
+        }));
+        let client = reqwest::Client::new();
+        let url = format!("{}/healthz", game.base_url);
+        crate::eventually(
+            Duration::from_secs(30),
+            "the bridge to answer /healthz",
+            || {
+                let req = client.get(&url).send();
+                async move { req.await.ok().filter(|r| r.status().is_success()) }
+            },
+        )
+        .await;
+        TestGame {
+            task: Some(task),
+            ..game
+        }
+    }
+
+    /// Joins `game_id` as `name`; returns `(player_id, token)`.
+    pub async fn join(&self, game_id: u64, name: &str) -> (String, String) {
+        let response: serde_json::Value = reqwest::Client::new()
+            .post(format!("{}/api/games/{game_id}/join", self.base_url))
+            .json(&serde_json::json!({ "name": name }))
+            .send()
+            .await
+            .expect("join request")
+            .error_for_status()
+            .expect("join accepted")
+            .json()
+            .await
+            .expect("join answer is JSON");
+        (
+            response["player_id"]
+                .as_str()
+                .expect("player_id")
+                .to_string(),
+            response["token"].as_str().expect("token").to_string(),
+        )
+    }
+
+    /// Performs an action; returns the status and the JSON answer.
+    pub async fn act(
+        &self,
+        game_id: u64,
+        token: &str,
+        action: &str,
+        key: Option<&str>,
+    ) -> (u16, serde_json::Value) {
+        let mut req = reqwest::Client::new()
+            .post(format!("{}/api/games/{game_id}/actions", self.base_url))
+            .bearer_auth(token)
+            .json(&serde_json::json!({ "type": action }));
+        if let Some(key) = key {
+            req = req.header("Idempotency-Key", key);
+        }
+        let response = req.send().await.expect("action request");
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// Polls `GET /api/games/{id}` until `pred` holds for the state.
+    pub async fn wait_for_state(
+        &self,
+        game_id: u64,
+        what: &str,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let client = reqwest::Client::new();
+        let url = format!("{}/api/games/{game_id}", self.base_url);
+        crate::eventually(Duration::from_secs(30), what, || {
+            let req = client.get(&url).send();
+            let pred = &pred;
+            async move {
+                let response = req.await.ok()?;
+                if !response.status().is_success() {
+                    return None;
+                }
+                let json: serde_json::Value = response.json().await.ok()?;
+                pred(&json).then_some(json)
+            }
+        })
+        .await
+    }
+
+    /// Stops cleanly and waits for the bridge (and engine) to finish.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(20), task).await;
+        }
+    }
+}
+
+impl Drop for TestGame {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
