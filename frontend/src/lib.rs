@@ -1,1 +1,21 @@
-//! placeholder
+//! # frontend: Build a Nation in the browser
+//!
+//! A Leptos CSR app, built by trunk and served by the bridge at `/`. It
+//! predicts every click with `shared`'s rules, so the game feels instant, and
+//! lets the engine's updates on the WebSocket confirm or roll back.
+//!
+//! ## Layout
+//! - [`model`]: plain data and rules of the client (pending clicks,
+//!   prediction, settlement, buttons, leaderboard, error wording, backoff);
+//!   compiles and is tested on native.
+//! - [`ctrl`]: signals and the network: join, send with retries (same action
+//!   id), the WebSocket with reconnect and resume.
+//! - [`net`]: `fetch`, local storage, action ids, clocks (web-sys wrappers).
+//! - [`app`]: the components.
+
+pub mod app;
+pub mod ctrl;
+pub mod model;
+pub mod net;
+
+pub use app::App;

@@ -1,0 +1,320 @@
+//! The components. They only read [`Session`](crate::model::Session) through
+//! signals and call [`Ctrl`]; no rule is decided here.
+//!
+//! Every control carries an `aria-label` and a stable `data-test` attribute
+//! for the browser test.
+
+use leptos::prelude::*;
+use shared::{ActionType, Game, Item};
+
+use crate::ctrl::Ctrl;
+use crate::model::{validate_name, ActionButton, Connection};
+
+/// The whole page: header with the connection indicator, then the join form
+/// or the nation view.
+#[component]
+pub fn App() -> impl IntoView {
+    let ctrl = Ctrl::new();
+    ctrl.start();
+    let show_nation = move || {
+        ctrl.session
+            .with(|s| s.player_id.is_some() && (s.confirmed.is_none() || s.joined()))
+            && ctrl.token.with(Option::is_some)
+    };
+    view! {
+        <header class="top">
+            <h1>"Build a Nation"</h1>
+            <ConnectionIndicator conn=ctrl.conn />
+        </header>
+        <main>
+            <Notice ctrl=ctrl />
+            <Show when=show_nation fallback=move || view! { <JoinForm ctrl=ctrl /> }>
+                <NationView ctrl=ctrl />
+            </Show>
+            <Leaderboard ctrl=ctrl />
+        </main>
+    }
+}
+
+/// The live-connection dot and words.
+#[component]
+pub fn ConnectionIndicator(
+    /// The WebSocket's state.
+    conn: RwSignal<Connection>,
+) -> impl IntoView {
+    view! {
+        <p
+            class=move || format!("conn {}", conn.get().css())
+            data-test="conn"
+            data-state=move || conn.get().css()
+            role="status"
+            aria-label=move || format!("Connection: {}", conn.get().label())
+        >
+            <span class="dot" aria-hidden="true"></span>
+            {move || conn.get().label()}
+        </p>
+    }
+}
+
+/// The status line: the last rejection or error, readable and dismissable.
+#[component]
+pub fn Notice(
+    /// The app's state.
+    ctrl: Ctrl,
+) -> impl IntoView {
+    view! {
+        <div class="notice-area" aria-live="polite">
+            {move || {
+                ctrl.notice
+                    .get()
+                    .map(|n| {
+                        view! {
+                            <p
+                                class=if n.error { "notice error" } else { "notice" }
+                                data-test="notice"
+                                role="alert"
+                            >
+                                <span>{n.text}</span>
+                                <button
+                                    class="dismiss"
+                                    aria-label="Dismiss message"
+                                    data-test="dismiss"
+                                    on:click=move |_| ctrl.notice.set(None)
+                                >
+                                    "×"
+                                </button>
+                            </p>
+                        }
+                    })
+            }}
+        </div>
+    }
+}
+
+/// Choose a game (the default preselected) and a nation name.
+#[component]
+pub fn JoinForm(
+    /// The app's state.
+    ctrl: Ctrl,
+) -> impl IntoView {
+    let game = RwSignal::new(ctrl.default_game.get_untracked().to_string());
+    // The default may arrive after the form is first drawn.
+    Effect::new(move |_| game.set(ctrl.default_game.get().to_string()));
+    let name = RwSignal::new(String::new());
+    let problem = RwSignal::new(None::<&'static str>);
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let Ok(game_id) = game.get_untracked().trim().parse::<u64>() else {
+            problem.set(Some("The game is a number, like 1."));
+            return;
+        };
+        match validate_name(&name.get_untracked()) {
+            Ok(n) => {
+                problem.set(None);
+                ctrl.join(game_id, n);
+            }
+            Err(e) => problem.set(Some(e)),
+        }
+    };
+    view! {
+        <form class="card join" on:submit=submit data-test="join-form">
+            <h2>"Found your nation"</h2>
+            <label for="game-input">"Game"</label>
+            <input
+                id="game-input"
+                data-test="game-input"
+                aria-label="Game number"
+                type="number"
+                inputmode="numeric"
+                min="0"
+                prop:value=move || game.get()
+                on:input=move |ev| game.set(event_target_value(&ev))
+            />
+            <label for="name-input">"Nation name"</label>
+            <input
+                id="name-input"
+                data-test="name-input"
+                aria-label="Nation name"
+                type="text"
+                maxlength="32"
+                autocomplete="off"
+                placeholder="Atlantis"
+                prop:value=move || name.get()
+                on:input=move |ev| name.set(event_target_value(&ev))
+            />
+            {move || problem.get().map(|p| view! { <p class="reason" role="alert">{p}</p> })}
+            <button
+                type="submit"
+                class="primary"
+                data-test="join-button"
+                aria-label="Join the game"
+                disabled=move || ctrl.joining.get()
+            >
+                {move || if ctrl.joining.get() { "Joining…" } else { "Join" }}
+            </button>
+        </form>
+    }
+}
+
+/// Our nation: gold, power, items and the action buttons.
+#[component]
+pub fn NationView(
+    /// The app's state.
+    ctrl: Ctrl,
+) -> impl IntoView {
+    let predicted = Memo::new(move |_| ctrl.session.with(|s| s.predicted()));
+    let me = move || ctrl.session.with(|s| s.player_id.clone().unwrap_or_default());
+    let nation = move || predicted.with(|g: &Game| g.state.players.get(&me()).cloned());
+    let pending = move || ctrl.session.with(|s| !s.pending.is_empty());
+    let gold = move || nation().map(|n| n.gold.to_string()).unwrap_or("…".into());
+    let power = move || nation().map(|n| n.power.to_string()).unwrap_or("…".into());
+    let level = move |item: Item| nation().map(|n| n.items.level(item)).unwrap_or(0);
+    let buttons = Memo::new(move |_| ctrl.session.with(|s| s.buttons()));
+    view! {
+        <section
+            class="card nation"
+            data-test="nation"
+            data-pending=move || pending().to_string()
+            data-version=move || {
+                ctrl.session.with(|s| s.version().map(|v| v.to_string()).unwrap_or_default())
+            }
+            aria-busy=move || pending().to_string()
+        >
+            <div class="nation-head">
+                <h2 data-test="nation-name">
+                    {move || nation().map(|n| n.name).unwrap_or_else(|| "Joining…".into())}
+                </h2>
+                <button
+                    class="link"
+                    data-test="leave"
+                    aria-label="Leave this nation on this device"
+                    on:click=move |_| ctrl.leave()
+                >
+                    "Leave"
+                </button>
+            </div>
+            <dl class="stats">
+                <div class:pending=pending>
+                    <dt>"Gold"</dt>
+                    <dd data-test="gold" aria-label="Gold">{gold}</dd>
+                </div>
+                <div class:pending=pending>
+                    <dt>"Power"</dt>
+                    <dd data-test="power" aria-label="Power">{power}</dd>
+                </div>
+            </dl>
+            <ul class="items" aria-label="Items">
+                {Item::ALL
+                    .into_iter()
+                    .map(|item| {
+                        view! {
+                            <li class:owned=move || { level(item) > 0 }>
+                                <span class="item-name">{item.as_str()}</span>
+                                <span
+                                    class="level"
+                                    data-test=format!("item-{item}")
+                                    aria-label=move || format!("{item} level {}", level(item))
+                                >
+                                    {move || match level(item) {
+                                        0 => "—".to_string(),
+                                        l => format!("Lv {l}"),
+                                    }}
+                                </span>
+                            </li>
+                        }
+                    })
+                    .collect_view()}
+            </ul>
+            <div class="actions">
+                {ActionType::ALL
+                    .into_iter()
+                    .filter(|a| *a != ActionType::Join)
+                    .map(|action| view! { <ActionButtonView ctrl=ctrl action=action buttons=buttons /> })
+                    .collect_view()}
+            </div>
+        </section>
+    }
+}
+
+/// One action: its label and cost, disabled with the reason when the rules
+/// say no, busy while a click is pending.
+#[component]
+pub fn ActionButtonView(
+    /// The app's state.
+    ctrl: Ctrl,
+    /// Which action this button performs.
+    action: ActionType,
+    /// Every button's current description, from the session.
+    buttons: Memo<Vec<ActionButton>>,
+) -> impl IntoView {
+    let b = move || {
+        buttons.with(|bs| {
+            bs.iter()
+                .find(|b| b.action == action)
+                .cloned()
+                .expect("one button per action")
+        })
+    };
+    let reason_id = format!("reason-{action}");
+    view! {
+        <div class="action">
+            <button
+                data-test=format!("action-{action}")
+                class:pending=move || b().pending
+                disabled=move || b().reason.is_some()
+                aria-busy=move || b().pending.to_string()
+                aria-describedby=reason_id.clone()
+                aria-label=move || {
+                    let b = b();
+                    match b.cost {
+                        Some(c) => format!("{}, costs {c} gold", b.label),
+                        None => b.label,
+                    }
+                }
+                on:click=move |_| ctrl.act(action)
+            >
+                <span class="label">{move || b().label}</span>
+                <span class="cost">
+                    {move || b().cost.map(|c| format!("{c} gold")).unwrap_or_else(|| "free".into())}
+                </span>
+            </button>
+            <small class="reason" id=reason_id data-test=format!("reason-{action}")>
+                {move || b().reason.unwrap_or_default()}
+            </small>
+        </div>
+    }
+}
+
+/// The game's nations ranked by power.
+#[component]
+pub fn Leaderboard(
+    /// The app's state.
+    ctrl: Ctrl,
+) -> impl IntoView {
+    let rows = Memo::new(move |_| ctrl.session.with(|s| s.leaderboard()));
+    view! {
+        <section class="card board" aria-label="Leaderboard">
+            <h2>
+                "Nations in game "
+                {move || ctrl.session.with(|s| s.game_id)}
+            </h2>
+            <ol data-test="leaderboard">
+                <For
+                    each=move || rows.get()
+                    key=|r| (r.player_id.clone(), r.rank, r.power, r.gold, r.name.clone())
+                    let:row
+                >
+                    <li class:me=row.me data-test="leader-row" data-name=row.name.clone()>
+                        <span class="rank">{row.rank}</span>
+                        <span class="who">{row.name.clone()}</span>
+                        <span class="pow" aria-label="power">{format!("⚔ {}", row.power)}</span>
+                        <span class="gold" aria-label="gold">{format!("{} g", row.gold)}</span>
+                    </li>
+                </For>
+            </ol>
+            {move || {
+                rows.with(Vec::is_empty).then(|| view! { <p class="empty">"No nations yet."</p> })
+            }}
+        </section>
+    }
+}

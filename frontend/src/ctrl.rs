@@ -1,0 +1,343 @@
+//! The glue between signals, the network and [`Session`]: joining, clicking,
+//! sending with retries, and the live WebSocket with reconnect and resume.
+//!
+//! [`Ctrl`] is `Copy` (it holds only signals) so every component can take it.
+//! The socket itself is not `Send`, so it lives in a thread-local; a
+//! generation counter makes callbacks of a replaced socket harmless.
+
+use std::cell::RefCell;
+use std::time::Duration;
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use shared::wire::{ActionRequest, JoinRequest, JoinResponse};
+use shared::{ActionType, ServerMessage};
+use wasm_bindgen::closure::Closure;
+use wasm_bindgen::JsCast;
+
+use crate::model::{
+    backoff_ms, classify_http_error, ws_path, Connection, HttpFailure, Session, Settled,
+};
+use crate::net::{self, StoredNation};
+
+/// A message for the player in the status line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notice {
+    pub text: String,
+    /// An error (rolled back, refused) rather than information.
+    pub error: bool,
+}
+
+/// The app's reactive state.
+#[derive(Clone, Copy)]
+pub struct Ctrl {
+    pub session: RwSignal<Session>,
+    pub conn: RwSignal<Connection>,
+    pub notice: RwSignal<Option<Notice>>,
+    /// The bearer token of our nation in the current game.
+    pub token: RwSignal<Option<String>>,
+    /// The game chosen by default (`/api/config`), for the join form.
+    pub default_game: RwSignal<u64>,
+    /// A join request is in flight.
+    pub joining: RwSignal<bool>,
+}
+
+struct Socket {
+    ws: web_sys::WebSocket,
+    // Kept alive as long as the socket; dropped with it.
+    _handlers: Vec<Closure<dyn FnMut(web_sys::Event)>>,
+}
+
+thread_local! {
+    static SOCKET: RefCell<Option<Socket>> = const { RefCell::new(None) };
+    static GENERATION: RefCell<u64> = const { RefCell::new(0) };
+    static ATTEMPTS: RefCell<u32> = const { RefCell::new(0) };
+}
+
+fn generation() -> u64 {
+    GENERATION.with(|g| *g.borrow())
+}
+
+impl Ctrl {
+    /// Fresh signals; nothing connected yet.
+    pub fn new() -> Self {
+        Ctrl {
+            session: RwSignal::new(Session::default()),
+            conn: RwSignal::new(Connection::Connecting),
+            notice: RwSignal::new(None),
+            token: RwSignal::new(None),
+            default_game: RwSignal::new(1),
+            joining: RwSignal::new(false),
+        }
+    }
+
+    /// Loads the default game, resumes a stored nation, connects, and starts
+    /// the retry loop. Marks the page interactive when the form is ready.
+    pub fn start(self) {
+        spawn_local(async move {
+            let game = match net::request("GET", "/api/config", None, None).await {
+                Ok(a) if a.status == 200 => serde_json::from_str::<serde_json::Value>(&a.body)
+                    .ok()
+                    .and_then(|v| v["default_game"].as_u64())
+                    .unwrap_or(1),
+                _ => 1,
+            };
+            self.default_game.set(game);
+            self.open_game(game);
+            net::publish("banInteractiveMs", net::perf_now());
+        });
+        set_interval(move || self.retry_due(), Duration::from_millis(200));
+    }
+
+    /// Switches to `game_id`: resumes its stored nation, reconnects.
+    pub fn open_game(self, game_id: u64) {
+        let stored = net::load_nation(game_id);
+        self.token.set(stored.as_ref().map(|s| s.token.clone()));
+        self.session
+            .set(Session::new(game_id, stored.map(|s| s.player_id)));
+        ATTEMPTS.with(|a| *a.borrow_mut() = 0);
+        self.connect();
+    }
+
+    /// Joins `game_id` as `name`.
+    pub fn join(self, game_id: u64, name: String) {
+        if self.session.with_untracked(|s| s.game_id) != game_id {
+            self.open_game(game_id);
+        }
+        self.joining.set(true);
+        self.notice.set(None);
+        spawn_local(async move {
+            let body = serde_json::to_string(&JoinRequest { name: name.clone() }).ok();
+            let answer =
+                net::request("POST", &format!("/api/games/{game_id}/join"), None, body).await;
+            self.joining.set(false);
+            let answer = match answer {
+                Ok(a) => a,
+                Err(e) => return self.error(format!("Could not join: {e}. Try again.")),
+            };
+            if answer.status != 200 {
+                let why = match classify_http_error(
+                    answer.status,
+                    &answer.body,
+                    answer.retry_after.as_deref(),
+                ) {
+                    HttpFailure::Retry { .. } => "the game is busy, try again in a moment".into(),
+                    HttpFailure::Unauthorized(m) | HttpFailure::Refused(m) => m,
+                };
+                return self.error(format!("Could not join: {why}"));
+            }
+            let Ok(resp) = serde_json::from_str::<JoinResponse>(&answer.body) else {
+                return self.error("Could not join: unexpected answer".into());
+            };
+            net::save_nation(
+                game_id,
+                &StoredNation {
+                    player_id: resp.player_id.clone(),
+                    token: resp.token.clone(),
+                    name: name.clone(),
+                },
+            );
+            self.token.set(Some(resp.token));
+            self.session.update(|s| {
+                s.joining(
+                    resp.player_id,
+                    name,
+                    resp.action_id,
+                    net::now_ms(),
+                    net::perf_now(),
+                )
+            });
+        });
+    }
+
+    /// Leaves the current nation on this device (the join form shows again).
+    pub fn leave(self) {
+        let game = self.session.with_untracked(|s| s.game_id);
+        net::forget_nation(game);
+        self.token.set(None);
+        self.session.update(|s| {
+            s.player_id = None;
+            s.pending.clear();
+        });
+    }
+
+    /// A click on an action button: predict at once, then send.
+    pub fn act(self, action: ActionType) {
+        let id = net::new_action_id();
+        let mut refused = None;
+        self.session.update(|s| {
+            refused = s
+                .click(action, id.clone(), net::now_ms(), net::perf_now())
+                .err()
+        });
+        match refused {
+            Some(r) => self.error(crate::model::describe_rejection(action, &r)),
+            None => {
+                self.notice.set(None);
+                self.send(id, action);
+            }
+        }
+    }
+
+    fn send(self, action_id: String, action: ActionType) {
+        let Some(token) = self.token.get_untracked() else {
+            return;
+        };
+        let game = self.session.with_untracked(|s| s.game_id);
+        spawn_local(async move {
+            let body = serde_json::to_string(&ActionRequest {
+                action_type: action,
+                action_id: Some(action_id.clone()),
+            })
+            .ok();
+            let path = format!("/api/games/{game}/actions");
+            let answer = net::request("POST", &path, Some(&token), body).await;
+            let now = net::perf_now();
+            match answer {
+                Ok(a) if (200..300).contains(&a.status) => {
+                    self.session.update(|s| s.on_acked(&action_id, now))
+                }
+                Ok(a) => match classify_http_error(a.status, &a.body, a.retry_after.as_deref()) {
+                    HttpFailure::Retry { after_ms } => self
+                        .session
+                        .update(|s| s.on_send_failed(&action_id, now, after_ms)),
+                    HttpFailure::Refused(m) => self.refused(&action_id, &m),
+                    HttpFailure::Unauthorized(m) => {
+                        self.refused(&action_id, &m);
+                        self.leave();
+                    }
+                },
+                Err(_) => self
+                    .session
+                    .update(|s| s.on_send_failed(&action_id, now, None)),
+            }
+        });
+    }
+
+    fn refused(self, action_id: &str, message: &str) {
+        let mut settled = None;
+        self.session
+            .update(|s| settled = s.on_send_refused(action_id, message));
+        if let Some(s) = settled {
+            self.settle(vec![s]);
+        }
+    }
+
+    fn retry_due(self) {
+        let due = self
+            .session
+            .try_update(|s| s.retry_due(net::perf_now()))
+            .unwrap_or_default();
+        for (id, action) in due {
+            self.send(id, action);
+        }
+    }
+
+    fn error(self, text: String) {
+        self.notice.set(Some(Notice { text, error: true }));
+    }
+
+    fn settle(self, settled: Vec<Settled>) {
+        for s in settled {
+            match s {
+                Settled::Confirmed { latency_ms, .. } => net::record_latency(latency_ms),
+                Settled::RolledBack { message, .. } => self.error(message),
+            }
+        }
+    }
+
+    fn on_message(self, text: &str) {
+        let Ok(msg) = serde_json::from_str::<ServerMessage>(text) else {
+            return;
+        };
+        let now = net::perf_now();
+        let mut settled = Vec::new();
+        self.session.update(|s| settled = s.on_server(msg, now));
+        self.settle(settled);
+    }
+
+    /// Opens the WebSocket for the current game, resuming from the last
+    /// version seen; on close, reconnects with backoff.
+    fn connect(self) {
+        let gen = GENERATION.with(|g| {
+            *g.borrow_mut() += 1;
+            *g.borrow()
+        });
+        SOCKET.with(|s| {
+            if let Some(old) = s.borrow_mut().take() {
+                // Detach first: a dropped handler must never be called.
+                old.ws.set_onopen(None);
+                old.ws.set_onmessage(None);
+                old.ws.set_onclose(None);
+                let _ = old.ws.close();
+            }
+        });
+        let (game, version) = self
+            .session
+            .with_untracked(|s| (s.game_id, s.version()));
+        let Ok(ws) = web_sys::WebSocket::new(&net::ws_url(&ws_path(game, version))) else {
+            self.schedule_reconnect(gen);
+            return;
+        };
+        self.conn.set(if version.is_some() {
+            Connection::Reconnecting
+        } else {
+            Connection::Connecting
+        });
+        let on_open = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
+            if generation() == gen {
+                ATTEMPTS.with(|a| *a.borrow_mut() = 0);
+                self.conn.set(Connection::Live);
+            }
+        });
+        let on_message = Closure::<dyn FnMut(web_sys::Event)>::new(move |e: web_sys::Event| {
+            if generation() != gen {
+                return;
+            }
+            if let Some(text) = e
+                .dyn_ref::<web_sys::MessageEvent>()
+                .and_then(|m| m.data().as_string())
+            {
+                self.on_message(&text);
+            }
+        });
+        let on_close = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
+            if generation() == gen {
+                self.conn.set(Connection::Reconnecting);
+                self.schedule_reconnect(gen);
+            }
+        });
+        ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+        ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+        SOCKET.with(|s| {
+            *s.borrow_mut() = Some(Socket {
+                ws,
+                _handlers: vec![on_open, on_message, on_close],
+            })
+        });
+    }
+
+    fn schedule_reconnect(self, gen: u64) {
+        let attempt = ATTEMPTS.with(|a| {
+            let mut a = a.borrow_mut();
+            *a += 1;
+            *a
+        });
+        let wait = backoff_ms(attempt - 1, net::jitter());
+        set_timeout(
+            move || {
+                if generation() == gen {
+                    self.connect();
+                }
+            },
+            Duration::from_millis(wait as u64),
+        );
+    }
+}
+
+impl Default for Ctrl {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,182 @@
+//! The browser's edges: `fetch`, local storage, action ids and the clocks.
+//!
+//! Thin wrappers over `web-sys`, so the components stay free of `JsValue`
+//! plumbing. Everything that decides anything lives in [`crate::model`].
+
+use serde::{Deserialize, Serialize};
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+
+/// An HTTP answer, whatever its status.
+pub struct HttpAnswer {
+    pub status: u16,
+    pub body: String,
+    /// The `Retry-After` header, on 503s.
+    pub retry_after: Option<String>,
+}
+
+fn window() -> web_sys::Window {
+    web_sys::window().expect("the app runs in a browser window")
+}
+
+fn js_err(e: JsValue) -> String {
+    e.as_string()
+        .or_else(|| {
+            e.dyn_ref::<js_sys::Error>()
+                .map(|e| String::from(e.message()))
+        })
+        .unwrap_or_else(|| "network error".to_string())
+}
+
+/// Sends a request to the bridge (same origin). `Err` means it never got an
+/// answer (offline, connection refused): worth retrying.
+pub async fn request(
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<String>,
+) -> Result<HttpAnswer, String> {
+    let init = web_sys::RequestInit::new();
+    init.set_method(method);
+    let headers = web_sys::Headers::new().map_err(js_err)?;
+    if let Some(body) = body {
+        headers
+            .set("Content-Type", "application/json")
+            .map_err(js_err)?;
+        init.set_body(&JsValue::from_str(&body));
+    }
+    if let Some(token) = token {
+        headers
+            .set("Authorization", &format!("Bearer {token}"))
+            .map_err(js_err)?;
+    }
+    init.set_headers(&headers);
+    let req = web_sys::Request::new_with_str_and_init(path, &init).map_err(js_err)?;
+    let resp: web_sys::Response = JsFuture::from(window().fetch_with_request(&req))
+        .await
+        .map_err(js_err)?
+        .dyn_into()
+        .map_err(js_err)?;
+    let text = JsFuture::from(resp.text().map_err(js_err)?)
+        .await
+        .map_err(js_err)?
+        .as_string()
+        .unwrap_or_default();
+    Ok(HttpAnswer {
+        status: resp.status(),
+        body: text,
+        retry_after: resp.headers().get("Retry-After").ok().flatten(),
+    })
+}
+
+/// What is kept in local storage per game, so a reload resumes the nation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredNation {
+    pub player_id: String,
+    pub token: String,
+    pub name: String,
+}
+
+fn storage() -> Option<web_sys::Storage> {
+    window().local_storage().ok().flatten()
+}
+
+fn nation_key(game_id: u64) -> String {
+    format!("build-a-nation.game.{game_id}")
+}
+
+/// The nation stored for `game_id`, if any.
+pub fn load_nation(game_id: u64) -> Option<StoredNation> {
+    let raw = storage()?.get_item(&nation_key(game_id)).ok()??;
+    serde_json::from_str(&raw).ok()
+}
+
+/// Remembers the nation of `game_id` (best effort: private mode may refuse).
+pub fn save_nation(game_id: u64, nation: &StoredNation) {
+    if let (Some(s), Ok(raw)) = (storage(), serde_json::to_string(nation)) {
+        let _ = s.set_item(&nation_key(game_id), &raw);
+    }
+}
+
+/// Forgets the nation of `game_id` (its token no longer works).
+pub fn forget_nation(game_id: u64) {
+    if let Some(s) = storage() {
+        let _ = s.remove_item(&nation_key(game_id));
+    }
+}
+
+/// A fresh action id: `crypto.randomUUID()` where the page is a secure
+/// context, else a v4 UUID from `Math.random` (plain http on a LAN address).
+pub fn new_action_id() -> String {
+    let crypto = js_sys::Reflect::get(&window(), &"crypto".into()).ok();
+    if let Some(crypto) = crypto.filter(|c| !c.is_undefined()) {
+        if let Ok(f) = js_sys::Reflect::get(&crypto, &"randomUUID".into()) {
+            if let Some(f) = f.dyn_ref::<js_sys::Function>() {
+                if let Some(id) = f.call0(&crypto).ok().and_then(|v| v.as_string()) {
+                    return id;
+                }
+            }
+        }
+    }
+    let mut bytes = [0u8; 16];
+    for b in &mut bytes {
+        *b = (js_sys::Math::random() * 256.0) as u8;
+    }
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+/// Milliseconds since the epoch (the prediction's clock).
+pub fn now_ms() -> u64 {
+    js_sys::Date::now() as u64
+}
+
+/// `performance.now()`: ms since navigation, for latencies.
+pub fn perf_now() -> f64 {
+    window().performance().map(|p| p.now()).unwrap_or(0.0)
+}
+
+/// A random number in `[0, 1)`, for backoff jitter.
+pub fn jitter() -> f64 {
+    js_sys::Math::random()
+}
+
+/// The WebSocket URL for `path` on this page's origin.
+pub fn ws_url(path: &str) -> String {
+    let loc = window().location();
+    let scheme = if loc.protocol().ok().as_deref() == Some("https:") {
+        "wss"
+    } else {
+        "ws"
+    };
+    format!("{scheme}://{}{path}", loc.host().unwrap_or_default())
+}
+
+/// Publishes a figure on `window` (e.g. `banInteractiveMs`) for the browser
+/// test and the benchmark script to read.
+pub fn publish(name: &str, value: f64) {
+    let _ = js_sys::Reflect::set(&window(), &name.into(), &value.into());
+}
+
+/// Appends a click-to-confirmed latency to `window.banLatencies`.
+pub fn record_latency(ms: f64) {
+    let w = window();
+    let arr = js_sys::Reflect::get(&w, &"banLatencies".into())
+        .ok()
+        .and_then(|v| v.dyn_into::<js_sys::Array>().ok())
+        .unwrap_or_else(|| {
+            let a = js_sys::Array::new();
+            let _ = js_sys::Reflect::set(&w, &"banLatencies".into(), &a);
+            a
+        });
+    arr.push(&ms.into());
+}
