@@ -51,7 +51,7 @@ impl TestGame {
             .expect("bind port 0");
         let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = oneshot::channel::<()>();
-        let game = TestGame {
+        let mut game = TestGame {
             base_url: format!("http://{addr}"),
             addr,
             brokers,
@@ -76,10 +76,8 @@ impl TestGame {
             },
         )
         .await;
-        TestGame {
-            task: Some(task),
-            ..game
-        }
+        game.task = Some(task);
+        game
     }
 
     /// Joins `game_id` as `name`; returns `(player_id, token)`.
