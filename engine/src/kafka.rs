@@ -339,33 +339,38 @@ pub(crate) fn read_to_end(
         return Ok(());
     }
     reader.assign(&tpl).map_err(EngineError::kafka("assign"))?;
+    // The watermark is a lower bound (tansu may report the start of the last
+    // batch): a partition is done once it reached it and a poll came back
+    // empty.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !ends.is_empty() {
+    let mut reached: HashSet<i32> = HashSet::new();
+    loop {
         if Instant::now() > deadline {
             tracing::warn!(?ends, "gave up reading {topic} to its end");
             break;
         }
-        match reader.poll(Duration::from_millis(100)) {
+        let all_reached = reached.len() == ends.len();
+        let timeout = Duration::from_millis(if all_reached { 30 } else { 100 });
+        match reader.poll(timeout) {
             Some(Ok(msg)) => {
                 f(&msg);
                 if ends
                     .get(&msg.partition())
                     .is_some_and(|&h| msg.offset() + 1 >= h)
                 {
-                    ends.remove(&msg.partition());
+                    reached.insert(msg.partition());
                 }
             }
-            Some(Err(KafkaError::PartitionEOF(p))) => {
-                ends.remove(&p);
-            }
+            Some(Err(KafkaError::PartitionEOF(_))) => {}
             Some(Err(e)) => tracing::warn!("read {topic}: {e}"),
+            None if all_reached => break,
             None => {
                 // Transaction markers hold offsets no record is delivered for.
                 if let Ok(positions) = reader.position() {
                     for e in positions.elements() {
                         if let Offset::Offset(o) = e.offset() {
                             if ends.get(&e.partition()).is_some_and(|&h| o >= h) {
-                                ends.remove(&e.partition());
+                                reached.insert(e.partition());
                             }
                         }
                     }

@@ -1,0 +1,405 @@
+//! The engine against a real broker: updates on `games`, duplicates, a crash
+//! in the middle of a stream, two engines sharing partitions, dead letters.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use rdkafka::message::{Headers, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Message};
+use shared::{apply, partition_for, ActionEnvelope, ActionType, Game, GameUpdate, SCHEMA_VERSION};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+const PARTITIONS: i32 = 4;
+const WAIT: Duration = Duration::from_secs(40);
+
+/// Topics and group of one test.
+struct Setup {
+    actions: String,
+    games: String,
+    dlq: String,
+    group: String,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        Setup {
+            actions: tests::unique("actions"),
+            games: tests::unique("games"),
+            dlq: tests::unique("dlq"),
+            group: tests::unique("engine"),
+        }
+    }
+
+    fn config(&self, max_batch: usize) -> engine::Config {
+        let mut c = engine::Config::new(tests::broker());
+        c.actions_topic = self.actions.clone();
+        c.games_topic = self.games.clone();
+        c.dlq_topic = self.dlq.clone();
+        c.partitions = PARTITIONS;
+        c.group_id = self.group.clone();
+        c.max_batch = max_batch;
+        c.extra = vec![
+            ("session.timeout.ms".into(), "6000".into()),
+            ("heartbeat.interval.ms".into(), "500".into()),
+        ];
+        c
+    }
+
+    /// Creates the topics the way the engine would, so producers can start
+    /// before the engine.
+    async fn create(&self) {
+        engine::create_topics(&self.config(1)).await.unwrap();
+    }
+
+    /// Every update on `games`, once `done` is satisfied.
+    fn updates(&self, what: &str, mut done: impl FnMut(&[GameUpdate]) -> bool) -> Vec<GameUpdate> {
+        let msgs = tests::consume(tests::broker(), &self.games, WAIT, |msgs| {
+            done(&msgs.iter().map(decode).collect::<Vec<_>>())
+        })
+        .unwrap_or_else(|e| panic!("{what}: {e:#}"));
+        for m in &msgs {
+            let u = decode(m);
+            assert_eq!(m.partition(), partition_for(u.game_id, PARTITIONS));
+            assert_eq!(m.key(), Some(u.game_id.to_string().as_bytes()));
+        }
+        msgs.iter().map(decode).collect()
+    }
+}
+
+fn decode(m: &OwnedMessage) -> GameUpdate {
+    serde_json::from_slice(m.payload().unwrap()).unwrap()
+}
+
+/// The latest update of each game.
+fn latest(updates: &[GameUpdate]) -> HashMap<u64, GameUpdate> {
+    let mut map = HashMap::new();
+    for u in updates {
+        map.insert(u.game_id, u.clone());
+    }
+    map
+}
+
+/// Every game in `expected` has reached its version.
+fn reached(updates: &[GameUpdate], expected: &HashMap<u64, Game>) -> bool {
+    let l = latest(updates);
+    expected
+        .iter()
+        .all(|(id, g)| l.get(id).is_some_and(|u| u.version >= g.version))
+}
+
+/// Runs an engine on a task; send on the sender for a clean shutdown, abort
+/// the task for a crash.
+fn start(config: engine::Config) -> (JoinHandle<()>, oneshot::Sender<()>) {
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        engine::run(config, async {
+            let _ = rx.await;
+        })
+        .await
+        .expect("engine ran");
+    });
+    (task, tx)
+}
+
+fn action(id: &str, game_id: u64, player: &str, t: ActionType, at_ms: u64) -> ActionEnvelope {
+    ActionEnvelope {
+        event_id: id.to_string(),
+        game_id,
+        player_id: player.to_string(),
+        event_type: t,
+        name: Some(player.to_string()),
+        host: player.to_string(),
+        user_agent: "test".into(),
+        accept: "*/*".into(),
+        client_addr: "127.0.0.1".into(),
+        received_at_ms: at_ms,
+        schema_version: SCHEMA_VERSION,
+    }
+}
+
+fn producer() -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", tests::broker())
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "1")
+        .create()
+        .unwrap()
+}
+
+async fn send_raw(p: &FutureProducer, topic: &str, game_id: u64, payload: &[u8]) {
+    let key = game_id.to_string();
+    p.send(
+        FutureRecord::to(topic)
+            .key(&key)
+            .payload(payload)
+            .partition(partition_for(game_id, PARTITIONS)),
+        Duration::from_secs(10),
+    )
+    .await
+    .map_err(|(e, _)| e)
+    .expect("produce an action");
+}
+
+/// Produces `actions` and returns what each game must look like after them.
+async fn send_all(
+    p: &FutureProducer,
+    topic: &str,
+    actions: &[ActionEnvelope],
+    expected: &mut HashMap<u64, Game>,
+) {
+    let sends = actions.iter().map(|a| async move {
+        let payload = serde_json::to_vec(a).unwrap();
+        send_raw(p, topic, a.game_id, &payload).await;
+    });
+    futures_util::future::join_all(sends).await;
+    for a in actions {
+        let g = expected
+            .entry(a.game_id)
+            .or_insert_with(|| Game::new(a.game_id));
+        apply(g, a);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purchases_upgrades_and_rejections_arrive_on_games() {
+    let s = Setup::new();
+    s.create().await;
+    let (task, stop) = start(s.config(100));
+    let p = producer();
+    let game = 5;
+    let mut t = 1_000_000;
+    let mut next = |id: &str, player: &str, ty| {
+        t += 300_000; // five idle minutes: every visit earns 40 gold
+        action(id, game, player, ty, t)
+    };
+    let mut actions = vec![
+        next("ghost", "nobody", ActionType::PurchaseSword),
+        next("join", "ann", ActionType::Join),
+        next("sword", "ann", ActionType::PurchaseSword),
+        next("poor", "ann", ActionType::PurchaseHorse),
+        next("missing", "ann", ActionType::UpgradeShield),
+    ];
+    for i in 0..20 {
+        actions.push(next(&format!("visit{i}"), "ann", ActionType::Default));
+    }
+    for level in 2..=5 {
+        actions.push(next(&format!("up{level}"), "ann", ActionType::UpgradeSword));
+    }
+    actions.push(next("too-far", "ann", ActionType::UpgradeSword));
+    let mut expected = HashMap::new();
+    // One by one, so the updates come in several transactions.
+    for a in &actions {
+        send_all(&p, &s.actions, std::slice::from_ref(a), &mut expected).await;
+    }
+    let updates = s.updates("all actions handled", |u| reached(u, &expected));
+    let mut last = 0;
+    let mut applied = Vec::new();
+    let mut rejected = HashMap::new();
+    for u in &updates {
+        assert!(u.version > last, "versions strictly increase");
+        last = u.version;
+        applied.extend(u.applied.iter().cloned());
+        for r in &u.rejected {
+            rejected.insert(r.event_id.clone(), r.reason.code());
+        }
+    }
+    assert_eq!(last, actions.len() as u64);
+    assert_eq!(rejected["ghost"], "unknown_player");
+    assert_eq!(rejected["poor"], "not_enough_gold");
+    assert_eq!(rejected["missing"], "item_missing");
+    assert_eq!(rejected["too-far"], "max_level");
+    assert!(applied.contains(&"sword".to_string()) && applied.contains(&"up5".to_string()));
+    let l = latest(&updates);
+    assert_eq!(l[&game].game(), expected[&game]);
+    assert_eq!(l[&game].state.players["ann"].items.sword, 5);
+    stop.send(()).unwrap();
+    task.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_action_id_twice_is_applied_once() {
+    let s = Setup::new();
+    s.create().await;
+    let (task, stop) = start(s.config(100));
+    let p = producer();
+    let join = action("join-1", 2, "bo", ActionType::Join, 1_000);
+    let buy = action("buy-1", 2, "bo", ActionType::PurchaseKnife, 2_000);
+    let mut expected = HashMap::new();
+    for a in [&join, &buy, &buy, &join] {
+        send_all(&p, &s.actions, std::slice::from_ref(a), &mut expected).await;
+    }
+    let marker = action("marker", 2, "bo", ActionType::Default, 3_000);
+    send_all(&p, &s.actions, std::slice::from_ref(&marker), &mut expected).await;
+    let updates = s.updates("the marker", |u| {
+        u.iter().any(|u| u.applied.contains(&"marker".to_string()))
+    });
+    let applied: Vec<&String> = updates.iter().flat_map(|u| &u.applied).collect();
+    assert_eq!(applied, vec!["join-1", "buy-1", "marker"]);
+    let l = latest(&updates);
+    assert_eq!(l[&2].version, 3);
+    assert_eq!(l[&2].state.players["bo"].gold, 100 - 20 + 10);
+    stop.send(()).unwrap();
+    task.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_mid_stream_applies_every_action_exactly_once() {
+    let s = Setup::new();
+    s.create().await;
+    let p = producer();
+    let games: Vec<u64> = (0..8).collect();
+    let stream: Vec<ActionEnvelope> = (0..1_600u64)
+        .map(|i| {
+            let g = games[(i % 8) as usize];
+            let ty = if i < 8 {
+                ActionType::Join
+            } else {
+                ActionType::Default
+            };
+            action(&format!("a{i}"), g, &format!("p{g}"), ty, 1_000 + i * 1_000)
+        })
+        .collect();
+    let mut expected = HashMap::new();
+    // Small batches: many transactions, so the crash lands between and
+    // inside them.
+    let first_config = s.config(20);
+    let (first, _first_stop) = start(first_config.clone());
+    send_all(&p, &s.actions, &stream[..800], &mut expected).await;
+    s.updates("the first engine at work", |u| u.len() >= 10);
+    first.abort();
+    let _ = first.await;
+    // A restarted instance keeps its transactional id: its producer fences
+    // and aborts the transaction the crashed one left open.
+    let mut restarted = s.config(20);
+    restarted.transactional_id = first_config.transactional_id.clone();
+    let (second, stop) = start(restarted);
+    send_all(&p, &s.actions, &stream[800..], &mut expected).await;
+    let updates = s.updates("every action handled", |u| reached(u, &expected));
+    let l = latest(&updates);
+    for (id, game) in &expected {
+        assert_eq!(l[id].game(), *game, "game {id} has every action once");
+    }
+    stop.send(()).unwrap();
+    second.await.unwrap();
+    let report = tokio::task::spawn_blocking({
+        let config = s.config(20);
+        move || engine::replay(&config)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(report.ok(), "replay agrees with games: {report:?}");
+    assert_eq!(report.agree, games.len());
+    assert_eq!(report.actions, 1_600);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_engines_share_partitions_and_hand_over_games() {
+    let s = Setup::new();
+    s.create().await;
+    let p = producer();
+    let mut expected = HashMap::new();
+    let round = |r: u64| -> Vec<ActionEnvelope> {
+        (0..8u64)
+            .map(|g| {
+                let ty = if r == 0 {
+                    ActionType::Join
+                } else {
+                    ActionType::Default
+                };
+                action(&format!("r{r}g{g}"), g, "pat", ty, 1_000 + r * 20_000)
+            })
+            .collect()
+    };
+    let (a, stop_a) = start(s.config(100));
+    send_all(&p, &s.actions, &round(0), &mut expected).await;
+    s.updates("round 0 on engine a", |u| reached(u, &expected));
+    let (b, stop_b) = start(s.config(100));
+    // Both members hold partitions once the group has rebalanced.
+    let group = s.group.clone();
+    tests::eventually(WAIT, "two engines sharing the partitions", || {
+        let group = group.clone();
+        async move {
+            tokio::task::spawn_blocking(move || members_with_partitions(&group))
+                .await
+                .unwrap()
+                .filter(|&n| n == 2)
+        }
+    })
+    .await;
+    send_all(&p, &s.actions, &round(1), &mut expected).await;
+    s.updates("round 1 on two engines", |u| reached(u, &expected));
+    stop_a.send(()).unwrap();
+    a.await.unwrap();
+    send_all(&p, &s.actions, &round(2), &mut expected).await;
+    let updates = s.updates("round 2 on engine b alone", |u| reached(u, &expected));
+    let l = latest(&updates);
+    for (id, game) in &expected {
+        assert_eq!(l[id].game(), *game, "game {id} handed over intact");
+    }
+    stop_b.send(()).unwrap();
+    b.await.unwrap();
+}
+
+/// How many members `group` has once it is stable (tansu does not report
+/// the members' assignments, so the split itself is left to the range
+/// assignor: with two members each gets half the partitions).
+fn members_with_partitions(group: &str) -> Option<usize> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", tests::broker())
+        .create()
+        .ok()?;
+    let list = c
+        .fetch_group_list(Some(group), Duration::from_secs(5))
+        .ok()?;
+    let g = list.groups().first()?;
+    if g.state() != "Stable" {
+        return None;
+    }
+    Some(g.members().len())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_record_goes_to_dead_letter_and_processing_continues() {
+    let s = Setup::new();
+    s.create().await;
+    let (task, stop) = start(s.config(100));
+    let p = producer();
+    send_raw(&p, &s.actions, 3, b"{not json").await;
+    let mut future = action("future", 3, "cy", ActionType::Join, 1_000);
+    future.schema_version = SCHEMA_VERSION + 1;
+    send_raw(&p, &s.actions, 3, &serde_json::to_vec(&future).unwrap()).await;
+    let mut expected = HashMap::new();
+    let join = action("join", 3, "cy", ActionType::Join, 2_000);
+    send_all(&p, &s.actions, std::slice::from_ref(&join), &mut expected).await;
+    let updates = s.updates("the join after the garbage", |u| reached(u, &expected));
+    assert_eq!(latest(&updates)[&3].game(), expected[&3]);
+    let dead = tests::consume(tests::broker(), &s.dlq, WAIT, |m| m.len() >= 2).unwrap();
+    assert_eq!(dead.len(), 2);
+    assert_eq!(dead[0].payload(), Some(&b"{not json"[..]));
+    assert_eq!(dead[0].key(), Some(&b"3"[..]));
+    let headers = dead[0].headers().expect("dead letters carry headers");
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|h| h.key == name)
+            .and_then(|h| h.value)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default()
+    };
+    assert!(
+        header("error").contains("undecodable"),
+        "{}",
+        header("error")
+    );
+    assert_eq!(
+        header("source.partition"),
+        partition_for(3, PARTITIONS).to_string()
+    );
+    assert_eq!(header("source.offset"), "0");
+    stop.send(()).unwrap();
+    task.await.unwrap();
+}
