@@ -163,7 +163,10 @@ pub fn NationView(
     ctrl: Ctrl,
 ) -> impl IntoView {
     let predicted = Memo::new(move |_| ctrl.session.with(|s| s.predicted()));
-    let me = move || ctrl.session.with(|s| s.player_id.clone().unwrap_or_default());
+    let me = move || {
+        ctrl.session
+            .with(|s| s.player_id.clone().unwrap_or_default())
+    };
     let nation = move || predicted.with(|g: &Game| g.state.players.get(&me()).cloned());
     let pending = move || ctrl.session.with(|s| !s.pending.is_empty());
     let gold = move || nation().map(|n| n.gold.to_string()).unwrap_or("…".into());

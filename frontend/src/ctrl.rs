@@ -272,9 +272,7 @@ impl Ctrl {
                 let _ = old.ws.close();
             }
         });
-        let (game, version) = self
-            .session
-            .with_untracked(|s| (s.game_id, s.version()));
+        let (game, version) = self.session.with_untracked(|s| (s.game_id, s.version()));
         let Ok(ws) = web_sys::WebSocket::new(&net::ws_url(&ws_path(game, version))) else {
             self.schedule_reconnect(gen);
             return;

@@ -500,7 +500,10 @@ mod tests {
     }
 
     fn button(s: &Session, action: ActionType) -> ActionButton {
-        s.buttons().into_iter().find(|b| b.action == action).unwrap()
+        s.buttons()
+            .into_iter()
+            .find(|b| b.action == action)
+            .unwrap()
     }
 
     #[test]
@@ -631,8 +634,7 @@ mod tests {
             vec![Settled::RolledBack {
                 action_id: "a1".into(),
                 action: ActionType::PurchaseSword,
-                message: "Buy sword was refused. Not enough gold: it costs 50, you have 20."
-                    .into()
+                message: "Buy sword was refused. Not enough gold: it costs 50, you have 20.".into()
             }]
         );
         assert_eq!(s.predicted().state.players["p"].items.sword, 0);
@@ -694,7 +696,9 @@ mod tests {
         s.click(ActionType::PurchaseSword, "a1".into(), 1, 0.0)
             .unwrap();
         let settled = s.on_send_refused("a1", "bad request").unwrap();
-        assert!(matches!(settled, Settled::RolledBack { ref message, .. } if message == "Buy sword failed: bad request"));
+        assert!(
+            matches!(settled, Settled::RolledBack { ref message, .. } if message == "Buy sword failed: bad request")
+        );
         assert_eq!(s.predicted().state.players["p"].gold, 100);
     }
 
@@ -737,7 +741,11 @@ mod tests {
             }
         );
         assert_eq!(
-            classify_http_error(401, r#"{"error":"unauthorized","detail":"bad token"}"#, None),
+            classify_http_error(
+                401,
+                r#"{"error":"unauthorized","detail":"bad token"}"#,
+                None
+            ),
             HttpFailure::Unauthorized("bad token".into())
         );
         assert_eq!(

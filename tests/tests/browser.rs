@@ -1,0 +1,536 @@
+//! The game in a real browser: Debian's headless Chromium, driven through
+//! chromedriver (W3C WebDriver over HTTP, spoken here with `reqwest`), against
+//! the bridge and engine running in this process on the test broker, serving
+//! the trunk build in `dist/` (`trunk build --release` first; `make test`
+//! does it).
+//!
+//! Every wait polls with a deadline; nothing sleeps to synchronise. Timings
+//! are never asserted here: `scripts/bench-frontend.sh` runs the ignored
+//! `bench_frontend` below, which only prints figures.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tests::game::TestGame;
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// The trunk build, or a clear failure.
+fn dist_dir() -> PathBuf {
+    let dist = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../dist");
+    assert!(
+        dist.join("index.html").exists(),
+        "{} is missing: build the frontend first with `cargo fetch && trunk build --release` \
+         from the workspace root (`make frontend`)",
+        dist.join("index.html").display()
+    );
+    dist
+}
+
+/// chromedriver on a free port; killed when dropped.
+struct Chromedriver {
+    child: Child,
+    url: String,
+}
+
+impl Chromedriver {
+    async fn start() -> Chromedriver {
+        let port = tests::free_port();
+        let child = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver (apt-get install chromium-driver)");
+        let driver = Chromedriver {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let client = reqwest::Client::new();
+        let status = format!("{}/status", driver.url);
+        tests::eventually(DEADLINE, "chromedriver to be ready", || {
+            let req = client.get(&status).send();
+            async move {
+                let v: Value = req.await.ok()?.json().await.ok()?;
+                v["value"]["ready"].as_bool().filter(|r| *r)
+            }
+        })
+        .await;
+        driver
+    }
+}
+
+impl Drop for Chromedriver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The viewport a session emulates.
+#[derive(Clone, Copy)]
+enum Viewport {
+    Desktop,
+    /// 360×640, touch, like a small phone.
+    Phone,
+}
+
+/// One browser session.
+struct Browser {
+    http: reqwest::Client,
+    session: String,
+    _profile: TempDir,
+}
+
+/// A fresh Chromium profile directory, removed afterwards.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Browser {
+    async fn open(driver: &Chromedriver, viewport: Viewport) -> Browser {
+        let profile = TempDir(std::env::temp_dir().join(tests::unique("chromium-profile")));
+        std::fs::create_dir_all(&profile.0).expect("profile dir");
+        let mut args = vec![
+            "--headless".to_string(),
+            "--no-sandbox".into(),
+            "--disable-gpu".into(),
+            "--disable-quic".into(),
+            "--no-first-run".into(),
+            "--disable-background-networking".into(),
+            "--disable-component-update".into(),
+            "--disable-sync".into(),
+            "--disable-dev-shm-usage".into(),
+            format!("--user-data-dir={}", profile.0.display()),
+        ];
+        let mut options = json!({ "binary": "/usr/bin/chromium" });
+        match viewport {
+            Viewport::Desktop => args.push("--window-size=1280,900".into()),
+            Viewport::Phone => {
+                options["mobileEmulation"] = json!({
+                    "deviceMetrics": { "width": 360, "height": 640, "pixelRatio": 2.0, "touch": true },
+                    "userAgent": "Mozilla/5.0 (Linux; Android 14; Pixel) Mobile"
+                });
+            }
+        }
+        options["args"] = json!(args);
+        let http = reqwest::Client::new();
+        let caps = json!({ "capabilities": { "alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": options,
+        }}});
+        let resp: Value = http
+            .post(format!("{}/session", driver.url))
+            .json(&caps)
+            .send()
+            .await
+            .expect("new session request")
+            .json()
+            .await
+            .expect("new session answer");
+        let session = resp["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("chromedriver refused the session: {resp}"))
+            .to_string();
+        Browser {
+            http,
+            session: format!("{}/session/{session}", driver.url),
+            _profile: profile,
+        }
+    }
+
+    async fn cmd(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        let req = self.http.request(method, format!("{}{path}", self.session));
+        let req = if body.is_null() { req } else { req.json(&body) };
+        let v: Value = req
+            .send()
+            .await
+            .expect("webdriver request")
+            .json()
+            .await
+            .expect("webdriver answer");
+        if v["value"]["error"].is_string() {
+            panic!("webdriver {path} failed: {}", v["value"]);
+        }
+        v["value"].clone()
+    }
+
+    async fn goto(&self, url: &str) {
+        self.cmd(reqwest::Method::POST, "/url", json!({ "url": url }))
+            .await;
+    }
+
+    /// Runs `script` (a function body; `arguments` available) in the page.
+    async fn js(&self, script: &str) -> Value {
+        self.cmd(
+            reqwest::Method::POST,
+            "/execute/sync",
+            json!({ "script": script, "args": [] }),
+        )
+        .await
+    }
+
+    /// The element with `data-test="name"`.
+    async fn find(&self, name: &str) -> String {
+        let v = self
+            .cmd(
+                reqwest::Method::POST,
+                "/element",
+                json!({ "using": "css selector", "value": format!("[data-test=\"{name}\"]") }),
+            )
+            .await;
+        v.as_object()
+            .and_then(|o| o.values().next())
+            .and_then(Value::as_str)
+            .expect("element reference")
+            .to_string()
+    }
+
+    async fn click(&self, name: &str) {
+        let el = self.find(name).await;
+        self.cmd(
+            reqwest::Method::POST,
+            &format!("/element/{el}/click"),
+            json!({}),
+        )
+        .await;
+    }
+
+    async fn type_into(&self, name: &str, text: &str) {
+        let el = self.find(name).await;
+        self.cmd(
+            reqwest::Method::POST,
+            &format!("/element/{el}/clear"),
+            json!({}),
+        )
+        .await;
+        self.cmd(
+            reqwest::Method::POST,
+            &format!("/element/{el}/value"),
+            json!({ "text": text }),
+        )
+        .await;
+    }
+
+    /// The text of `[data-test=name]`, or `null` when absent.
+    async fn text(&self, name: &str) -> Value {
+        self.js(&format!(
+            "const e = document.querySelector('[data-test=\"{name}\"]'); return e ? e.textContent.trim() : null;"
+        ))
+        .await
+    }
+
+    /// Polls `script` until it returns something truthy; returns it.
+    async fn wait_for(&self, what: &str, script: &str) -> Value {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let v = self.js(script).await;
+            let truthy = match &v {
+                Value::Null => false,
+                Value::Bool(b) => *b,
+                Value::String(s) => !s.is_empty(),
+                _ => true,
+            };
+            if truthy {
+                return v;
+            }
+            if Instant::now() > deadline {
+                let body = self.js("return document.body.innerText").await;
+                panic!("timed out after {DEADLINE:?} waiting for {what}; the page shows:\n{body}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until `[data-test=name]` reads `expected`.
+    async fn wait_text(&self, name: &str, expected: &str) {
+        self.wait_for(
+            &format!("{name} to read {expected:?}"),
+            &format!(
+                "const e = document.querySelector('[data-test=\"{name}\"]'); return !!e && e.textContent.trim() === {};",
+                json!(expected)
+            ),
+        )
+        .await;
+    }
+
+    async fn screenshot(&self, file: &str) -> PathBuf {
+        let b64 = self
+            .cmd(reqwest::Method::GET, "/screenshot", Value::Null)
+            .await;
+        let png = decode_base64(b64.as_str().expect("screenshot is base64"));
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../artifacts");
+        std::fs::create_dir_all(&dir).expect("artifacts dir");
+        let path = dir.join(file);
+        std::fs::write(&path, png).expect("write screenshot");
+        path
+    }
+
+    async fn quit(self) {
+        let _ = self.http.delete(&self.session).send().await;
+    }
+}
+
+fn decode_base64(s: &str) -> Vec<u8> {
+    let val = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let digits: Vec<u32> = s.bytes().filter_map(val).collect();
+    let mut out = Vec::with_capacity(digits.len() * 3 / 4);
+    for chunk in digits.chunks(4) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, d)| acc | (d << (18 - 6 * i)));
+        out.push((n >> 16) as u8);
+        if chunk.len() > 2 {
+            out.push((n >> 8) as u8);
+        }
+        if chunk.len() > 3 {
+            out.push(n as u8);
+        }
+    }
+    out
+}
+
+/// Joins through the form as `name`, and waits for the engine to confirm.
+async fn join_through_the_form(browser: &Browser, game: &TestGame, name: &str) {
+    browser.goto(&format!("{}/", game.base_url)).await;
+    browser
+        .wait_for(
+            "the join form with the default game preselected",
+            &format!(
+                "const e = document.querySelector('[data-test=\"game-input\"]'); return !!e && e.value === '{}';",
+                game.game_id_default
+            ),
+        )
+        .await;
+    browser.type_into("name-input", name).await;
+    browser.click("join-button").await;
+    browser.wait_text("nation-name", name).await;
+    browser.wait_text("gold", "100").await;
+    wait_settled(browser).await;
+}
+
+/// Waits until no click is pending (the engine has answered them all).
+async fn wait_settled(browser: &Browser) {
+    browser
+        .wait_for(
+            "every pending click to be settled by the engine",
+            "const e = document.querySelector('[data-test=\"nation\"]'); return !!e && e.dataset.pending === 'false' && e.dataset.version !== '';",
+        )
+        .await;
+}
+
+/// The whole story, at one viewport.
+async fn play(viewport: Viewport, screenshot: Option<&str>) {
+    let dist = dist_dir();
+    let game = TestGame::start(Some(dist)).await;
+    let driver = Chromedriver::start().await;
+    let browser = Browser::open(&driver, viewport).await;
+    let game_id = game.game_id_default;
+
+    // Join; the engine's update confirms the nation.
+    join_through_the_form(&browser, &game, "Rome").await;
+    browser
+        .wait_for(
+            "the live indicator",
+            "const e = document.querySelector('[data-test=\"conn\"]'); return !!e && e.dataset.state === 'live';",
+        )
+        .await;
+
+    // Buy a sword: gold and sword change, and the engine confirms.
+    let version_before: u64 = browser
+        .js("return document.querySelector('[data-test=\"nation\"]').dataset.version")
+        .await
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .expect("a confirmed version");
+    browser.click("action-purchase_sword").await;
+    browser.wait_text("gold", "50").await;
+    browser.wait_text("item-sword", "Lv 1").await;
+    wait_settled(&browser).await;
+    let version_after: u64 = browser
+        .js("return document.querySelector('[data-test=\"nation\"]').dataset.version")
+        .await
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .expect("a confirmed version");
+    assert!(
+        version_after > version_before,
+        "the purchase was confirmed by a newer update"
+    );
+    let state = game
+        .wait_for_state(game_id, "the engine to record the sword", |s| {
+            s["state"]["players"].as_object().is_some_and(|p| {
+                p.values()
+                    .any(|n| n["name"] == "Rome" && n["items"]["sword"] == 1)
+            })
+        })
+        .await;
+    let rome = state["state"]["players"]
+        .as_object()
+        .unwrap()
+        .values()
+        .find(|n| n["name"] == "Rome")
+        .unwrap();
+    assert_eq!(rome["gold"], 50);
+
+    // An upgrade it cannot afford: disabled, with the reason from `shared`.
+    let upgrade_disabled = browser
+        .js("return document.querySelector('[data-test=\"action-upgrade_sword\"]').disabled")
+        .await;
+    assert_eq!(upgrade_disabled, json!(true));
+    browser.click("action-upgrade_sword").await; // does nothing
+    let reason = browser.text("reason-upgrade_sword").await;
+    assert_eq!(
+        reason,
+        json!(shared::Rejection::NotEnoughGold {
+            need: shared::rules::upgrade_cost(shared::Item::Sword, 1),
+            have: 50
+        }
+        .to_string())
+    );
+    assert_eq!(browser.text("item-sword").await, json!("Lv 1"));
+
+    // Another player's purchase shows up without a reload.
+    let (_, token) = game.join(game_id, "Carthage").await;
+    game.wait_for_state(game_id, "Carthage to exist", |s| {
+        s["state"]["players"]
+            .as_object()
+            .is_some_and(|p| p.values().any(|n| n["name"] == "Carthage"))
+    })
+    .await;
+    let (status, _) = game.act(game_id, &token, "purchase_horse", None).await;
+    assert_eq!(status, 202);
+    browser
+        .wait_for(
+            "Carthage's horse (power 4) on the leaderboard",
+            "const e = document.querySelector('[data-test=\"leader-row\"][data-name=\"Carthage\"]'); return !!e && e.textContent.includes('⚔ 4');",
+        )
+        .await;
+    let first = browser
+        .js("return document.querySelector('[data-test=\"leader-row\"]').dataset.name")
+        .await;
+    assert_eq!(first, json!("Carthage"), "ranked by power: 4 beats 3");
+
+    // A reload resumes the same nation from local storage.
+    browser.goto(&format!("{}/", game.base_url)).await;
+    browser.wait_text("nation-name", "Rome").await;
+    browser.wait_text("gold", "50").await;
+
+    if let Viewport::Phone = viewport {
+        let scroll = browser
+            .js("return [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+            .await;
+        assert!(
+            scroll[0].as_u64() <= scroll[1].as_u64(),
+            "no horizontal scroll at 360 px: {scroll}"
+        );
+        let small = browser
+            .js("return [...document.querySelectorAll('button, input')].filter(e => { const r = e.getBoundingClientRect(); return r.height < 44 || r.width < 44; }).map(e => e.outerHTML.slice(0, 80))")
+            .await;
+        assert_eq!(small, json!([]), "touch targets at least 44 px");
+    }
+    let unlabelled = browser
+        .js("return [...document.querySelectorAll('button, input')].filter(e => !e.getAttribute('aria-label')).map(e => e.outerHTML.slice(0, 80))")
+        .await;
+    assert_eq!(unlabelled, json!([]), "every control has an aria-label");
+
+    if let Some(file) = screenshot {
+        let path = browser.screenshot(file).await;
+        eprintln!("screenshot: {}", path.display());
+    }
+    browser.quit().await;
+    game.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plays_join_buy_refuse_and_sees_others_in_chromium() {
+    play(Viewport::Desktop, Some("browser-desktop.png")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plays_on_a_phone_sized_viewport() {
+    play(Viewport::Phone, Some("browser-phone-360x640.png")).await;
+}
+
+/// Prints the page's time to interactive and click-to-confirmed latencies.
+/// Run by `scripts/bench-frontend.sh`; asserts nothing about time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: run by scripts/bench-frontend.sh"]
+async fn bench_frontend() {
+    let clicks: usize = std::env::var("BENCH_CLICKS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let game = TestGame::start(Some(dist_dir())).await;
+    let driver = Chromedriver::start().await;
+    let browser = Browser::open(&driver, Viewport::Desktop).await;
+
+    // Warm up (broker producer start-up, first compile of the wasm), then
+    // measure fresh loads.
+    join_through_the_form(&browser, &game, "Bench").await;
+    let mut interactive = Vec::new();
+    for _ in 0..10 {
+        browser.goto(&format!("{}/", game.base_url)).await;
+        let v = browser
+            .wait_for(
+                "the page to be interactive",
+                "return window.banInteractiveMs",
+            )
+            .await;
+        interactive.push(v.as_f64().unwrap());
+        wait_settled(&browser).await;
+    }
+    browser.js("window.banLatencies = []; return 0").await;
+    for i in 0..clicks {
+        browser.click("action-default").await;
+        browser
+            .wait_for(
+                "the visit to be confirmed",
+                &format!("return (window.banLatencies || []).length >= {}", i + 1),
+            )
+            .await;
+    }
+    let mut lat: Vec<f64> = browser
+        .js("return window.banLatencies")
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_f64)
+        .collect();
+    lat.sort_by(f64::total_cmp);
+    interactive.sort_by(f64::total_cmp);
+    let pct = |v: &[f64], p: f64| v[((v.len() as f64 - 1.0) * p).round() as usize];
+    println!(
+        "interactive_ms median={:.0} max={:.0} (n={})",
+        pct(&interactive, 0.5),
+        interactive.last().unwrap(),
+        interactive.len()
+    );
+    println!(
+        "click_to_confirmed_ms p50={:.1} p90={:.1} p99={:.1} max={:.1} (n={})",
+        pct(&lat, 0.5),
+        pct(&lat, 0.9),
+        pct(&lat, 0.99),
+        lat.last().unwrap(),
+        lat.len()
+    );
+    browser.quit().await;
+    game.stop().await;
+}
