@@ -50,6 +50,29 @@ pub fn client_config(brokers: &str, extra: &[(String, String)]) -> ClientConfig 
     config
 }
 
+/// The producer settings of the bridge (and of its benchmark baseline):
+/// `acks=all`, idempotent, `linger.ms` as measured, a bounded delivery time.
+pub fn producer_config(
+    brokers: &str,
+    extra: &[(String, String)],
+    linger_ms: u32,
+    timeout: Duration,
+) -> ClientConfig {
+    let mut config = client_config(brokers, &[]);
+    config
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", linger_ms.to_string())
+        .set("compression.type", "none")
+        .set("message.timeout.ms", timeout.as_millis().max(1).to_string())
+        .set("socket.connection.setup.timeout.ms", "1000")
+        .set("queue.buffering.max.messages", "200000");
+    for (k, v) in extra {
+        config.set(k, v);
+    }
+    config
+}
+
 /// The real thing: an idempotent rdkafka producer with `acks=all`.
 pub struct KafkaPublisher {
     producer: FutureProducer,
@@ -69,18 +92,7 @@ impl KafkaPublisher {
         linger_ms: u32,
         timeout: Duration,
     ) -> Result<KafkaPublisher, KafkaError> {
-        let mut config = client_config(brokers, &[]);
-        config
-            .set("acks", "all")
-            .set("enable.idempotence", "true")
-            .set("linger.ms", linger_ms.to_string())
-            .set("compression.type", "none")
-            .set("message.timeout.ms", timeout.as_millis().max(1).to_string())
-            .set("socket.connection.setup.timeout.ms", "1000")
-            .set("queue.buffering.max.messages", "200000");
-        for (k, v) in extra {
-            config.set(k, v);
-        }
+        let config = producer_config(brokers, extra, linger_ms, timeout);
         Ok(KafkaPublisher {
             producer: config.create()?,
             topic: topic.into(),
