@@ -195,6 +195,15 @@ impl Ctrl {
             let now = net::perf_now();
             match answer {
                 Ok(a) if (200..300).contains(&a.status) => {
+                    let clicked = self.session.with_untracked(|s| {
+                        s.pending
+                            .iter()
+                            .find(|p| p.action_id == action_id)
+                            .map(|p| p.clicked_at_perf)
+                    });
+                    if let Some(at) = clicked {
+                        net::record_latency("banAckLatencies", now - at);
+                    }
                     self.session.update(|s| s.on_acked(&action_id, now))
                 }
                 Ok(a) => match classify_http_error(a.status, &a.body, a.retry_after.as_deref()) {
@@ -240,7 +249,9 @@ impl Ctrl {
     fn settle(self, settled: Vec<Settled>) {
         for s in settled {
             match s {
-                Settled::Confirmed { latency_ms, .. } => net::record_latency(latency_ms),
+                Settled::Confirmed { latency_ms, .. } => {
+                    net::record_latency("banLatencies", latency_ms)
+                }
                 Settled::RolledBack { message, .. } => self.error(message),
             }
         }

@@ -167,15 +167,16 @@ pub fn publish(name: &str, value: f64) {
     let _ = js_sys::Reflect::set(&window(), &name.into(), &value.into());
 }
 
-/// Appends a click-to-confirmed latency to `window.banLatencies`.
-pub fn record_latency(ms: f64) {
+/// Appends a latency to the array `window[name]`: `banLatencies` (click to
+/// confirmed by the engine) and `banAckLatencies` (click to Kafka's ack).
+pub fn record_latency(name: &str, ms: f64) {
     let w = window();
-    let arr = js_sys::Reflect::get(&w, &"banLatencies".into())
+    let arr = js_sys::Reflect::get(&w, &name.into())
         .ok()
         .and_then(|v| v.dyn_into::<js_sys::Array>().ok())
         .unwrap_or_else(|| {
             let a = js_sys::Array::new();
-            let _ = js_sys::Reflect::set(&w, &"banLatencies".into(), &a);
+            let _ = js_sys::Reflect::set(&w, &name.into(), &a);
             a
         });
     arr.push(&ms.into());

@@ -496,7 +496,9 @@ async fn bench_frontend() {
         interactive.push(v.as_f64().unwrap());
         wait_settled(&browser).await;
     }
-    browser.js("window.banLatencies = []; return 0").await;
+    browser
+        .js("window.banLatencies = []; window.banAckLatencies = []; return 0")
+        .await;
     for i in 0..clicks {
         browser.click("action-default").await;
         browser
@@ -515,6 +517,15 @@ async fn bench_frontend() {
         .filter_map(Value::as_f64)
         .collect();
     lat.sort_by(f64::total_cmp);
+    let mut ack: Vec<f64> = browser
+        .js("return window.banAckLatencies")
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_f64)
+        .collect();
+    ack.sort_by(f64::total_cmp);
     interactive.sort_by(f64::total_cmp);
     let pct = |v: &[f64], p: f64| v[((v.len() as f64 - 1.0) * p).round() as usize];
     println!(
@@ -531,6 +542,16 @@ async fn bench_frontend() {
         lat.last().unwrap(),
         lat.len()
     );
+    if !ack.is_empty() {
+        println!(
+            "click_to_kafka_ack_ms p50={:.1} p90={:.1} p99={:.1} max={:.1} (n={})",
+            pct(&ack, 0.5),
+            pct(&ack, 0.9),
+            pct(&ack, 0.99),
+            ack.last().unwrap(),
+            ack.len()
+        );
+    }
     browser.quit().await;
     game.stop().await;
 }
