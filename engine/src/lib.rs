@@ -64,7 +64,7 @@ pub struct Config {
 impl Config {
     /// The defaults: topics `actions`, `games`, `actions.dlq`, 12 partitions,
     /// group `engine`, a fresh transactional id, 1 ms fetch wait, batches of
-    /// up to 5,000 records (see BENCHMARKS.md), topics created.
+    /// up to 20,000 records (see BENCHMARKS.md), topics created.
     pub fn new(brokers: impl Into<String>) -> Config {
         Config {
             brokers: brokers.into(),
@@ -75,7 +75,7 @@ impl Config {
             group_id: "engine".to_string(),
             transactional_id: format!("engine-{}", uuid::Uuid::new_v4()),
             fetch_wait_max_ms: 1,
-            max_batch: 5_000,
+            max_batch: 20_000,
             create_topics: true,
             extra: Vec::new(),
         }
