@@ -16,7 +16,7 @@ use wasm_bindgen::closure::Closure;
 use wasm_bindgen::JsCast;
 
 use crate::model::{
-    backoff_ms, classify_http_error, ws_path, Connection, HttpFailure, Session, Settled,
+    backoff_ms, classify_http_error, ws_path, Connection, HttpFailure, SendState, Session, Settled,
 };
 use crate::net::{self, StoredNation};
 
@@ -233,9 +233,19 @@ impl Ctrl {
     }
 
     fn retry_due(self) {
+        let now = net::perf_now();
+        // Look before writing: a write would wake every view each tick.
+        let any_due = self.session.with_untracked(|s| {
+            s.pending
+                .iter()
+                .any(|p| matches!(p.send, SendState::RetryAt(at) if at <= now))
+        });
+        if !any_due {
+            return;
+        }
         let due = self
             .session
-            .try_update(|s| s.retry_due(net::perf_now()))
+            .try_update(|s| s.retry_due(now))
             .unwrap_or_default();
         for (id, action) in due {
             self.send(id, action);
