@@ -20,7 +20,10 @@ struct Baseline {
 }
 
 async fn produce(State(state): State<Arc<Baseline>>) -> StatusCode {
-    let record = FutureRecord::to(&state.topic).key("1").payload(&state.payload).partition(1);
+    let record = FutureRecord::to(&state.topic)
+        .key("1")
+        .payload(&state.payload)
+        .partition(1);
     match state.producer.send(record, Duration::ZERO).await {
         Ok(_) => StatusCode::ACCEPTED,
         Err(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -32,12 +35,20 @@ async fn main() -> anyhow::Result<()> {
     let brokers = std::env::var("KAFKA_BROKERS")?;
     let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:9000".into());
     let topic = std::env::var("TOPIC").unwrap_or_else(|_| "actions".into());
-    let linger: u32 = std::env::var("LINGER_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+    let linger: u32 = std::env::var("LINGER_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
     let producer: FutureProducer =
-        bridge::kafka::producer_config(&brokers, &[], linger, Duration::from_millis(1500)).create()?;
+        bridge::kafka::producer_config(&brokers, &[], linger, Duration::from_millis(1500))
+            .create()?;
     // The same size as a real envelope, so the broker does the same work.
     let payload = br#"{"event_id":"01a203bb-9ac4-7120-9e55-cd104cb4d421","game_id":1,"player_id":"52609bc175714bec9a53bbf8fea1e334","event_type":"purchase_sword","Host":"127.0.0.1:8080","User-Agent":"wrk","Accept":"*/*","client_addr":"127.0.0.1","received_at_ms":1763800000000,"schema_version":1}"#.to_vec();
-    let state = Arc::new(Baseline { producer, topic, payload });
+    let state = Arc::new(Baseline {
+        producer,
+        topic,
+        payload,
+    });
     let app = Router::new()
         .route("/produce", post(produce).get(produce))
         .with_state(state);

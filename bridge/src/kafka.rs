@@ -114,8 +114,9 @@ impl Publisher for KafkaPublisher {
         };
         let key = envelope.game_id.to_string();
         let partition = partition_for(envelope.game_id, self.partitions);
-        let received = envelope.received_at_ms.to_string();
-        let headers = OwnedHeaders::new_with_capacity(5)
+        // The routing facts as headers too, so a consumer can filter or route
+        // without parsing the JSON (three: each one costs the broker).
+        let headers = OwnedHeaders::new_with_capacity(3)
             .insert(Header {
                 key: "event_id",
                 value: Some(envelope.event_id.as_str()),
@@ -127,14 +128,6 @@ impl Publisher for KafkaPublisher {
             .insert(Header {
                 key: "player_id",
                 value: Some(envelope.player_id.as_str()),
-            })
-            .insert(Header {
-                key: "received_at_ms",
-                value: Some(received.as_str()),
-            })
-            .insert(Header {
-                key: "schema_version",
-                value: Some("1"),
             });
         let record = FutureRecord::to(&self.topic)
             .key(&key)

@@ -178,13 +178,16 @@ pub async fn act(
 /// Parses a JSON body: syntax errors are 400, shape errors 422 with the valid
 /// action types listed.
 fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, AppError> {
-    let value: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|e| AppError::BadRequest(json!(format!("body is not valid JSON: {e}"))))?;
-    serde_json::from_value(value).map_err(|e| {
-        AppError::Unprocessable(json!({
-            "message": e.to_string(),
-            "valid_types": valid_types(),
-        }))
+    serde_json::from_slice(body).map_err(|e| {
+        // Only on the error path: is it bad JSON (400) or the wrong shape (422)?
+        if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() {
+            AppError::Unprocessable(json!({
+                "message": e.to_string(),
+                "valid_types": valid_types(),
+            }))
+        } else {
+            AppError::BadRequest(json!(format!("body is not valid JSON: {e}")))
+        }
     })
 }
 
