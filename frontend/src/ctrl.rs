@@ -54,6 +54,19 @@ thread_local! {
     static ATTEMPTS: RefCell<u32> = const { RefCell::new(0) };
 }
 
+/// Closes the current socket, if any, without letting its handlers run.
+fn drop_socket() {
+    SOCKET.with(|s| {
+        if let Some(old) = s.borrow_mut().take() {
+            // Detach first: a dropped handler must never be called.
+            old.ws.set_onopen(None);
+            old.ws.set_onmessage(None);
+            old.ws.set_onclose(None);
+            let _ = old.ws.close();
+        }
+    });
+}
+
 fn generation() -> u64 {
     GENERATION.with(|g| *g.borrow())
 }
@@ -87,6 +100,36 @@ impl Ctrl {
             net::publish("banInteractiveMs", net::perf_now());
         });
         set_interval(move || self.retry_due(), Duration::from_millis(200));
+        self.watch_network();
+    }
+
+    /// Phones drop off the network and come back: on `offline` the socket is
+    /// closed at once (the indicator tells the truth, not a stale "Live");
+    /// on `online` it reconnects without waiting for the backoff, and the
+    /// pending clicks are retried now.
+    fn watch_network(self) {
+        let Some(window) = web_sys::window() else {
+            return;
+        };
+        let offline = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
+            drop_socket();
+            self.conn.set(Connection::Reconnecting);
+            self.schedule_reconnect(generation());
+        });
+        let online = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
+            ATTEMPTS.with(|a| *a.borrow_mut() = 0);
+            if self.conn.get_untracked() != Connection::Live {
+                self.connect();
+            }
+            self.session.update(|s| s.retry_now());
+            self.retry_due();
+        });
+        let _ =
+            window.add_event_listener_with_callback("offline", offline.as_ref().unchecked_ref());
+        let _ = window.add_event_listener_with_callback("online", online.as_ref().unchecked_ref());
+        // They live as long as the page.
+        offline.forget();
+        online.forget();
     }
 
     /// Switches to `game_id`: resumes its stored nation, reconnects.
@@ -284,15 +327,7 @@ impl Ctrl {
             *g.borrow_mut() += 1;
             *g.borrow()
         });
-        SOCKET.with(|s| {
-            if let Some(old) = s.borrow_mut().take() {
-                // Detach first: a dropped handler must never be called.
-                old.ws.set_onopen(None);
-                old.ws.set_onmessage(None);
-                old.ws.set_onclose(None);
-                let _ = old.ws.close();
-            }
-        });
+        drop_socket();
         let (game, version) = self.session.with_untracked(|s| (s.game_id, s.version()));
         let Ok(ws) = web_sys::WebSocket::new(&net::ws_url(&ws_path(game, version))) else {
             self.schedule_reconnect(gen);

@@ -233,6 +233,15 @@ impl Session {
         due
     }
 
+    /// Makes every waiting retry due now (the network just came back).
+    pub fn retry_now(&mut self) {
+        for p in &mut self.pending {
+            if let SendState::RetryAt(at) = &mut p.send {
+                *at = f64::MIN;
+            }
+        }
+    }
+
     /// Takes a message from the server as the full latest state (older or
     /// equal versions are ignored) and settles the pending clicks it answers.
     pub fn on_server(&mut self, msg: ServerMessage, now_perf: f64) -> Vec<Settled> {
@@ -688,6 +697,19 @@ mod tests {
             vec![("a1".to_string(), ActionType::PurchaseSword)]
         );
         assert!(s.retry_due(5000.0).is_empty(), "already sending");
+    }
+
+    #[test]
+    fn back_online_retries_at_once() {
+        let mut s = session(100, 0);
+        s.click(ActionType::PurchaseSword, "a1".into(), 1, 0.0)
+            .unwrap();
+        s.on_send_failed("a1", 0.0, Some(60_000.0));
+        s.retry_now();
+        assert_eq!(
+            s.retry_due(1.0),
+            vec![("a1".to_string(), ActionType::PurchaseSword)]
+        );
     }
 
     #[test]

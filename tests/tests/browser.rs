@@ -260,6 +260,25 @@ impl Browser {
         .await;
     }
 
+    /// Cuts the page off the network (or restores it) through the DevTools
+    /// protocol: open WebSockets close, new requests fail.
+    async fn set_offline(&self, offline: bool) {
+        self.cmd(
+            reqwest::Method::POST,
+            "/goog/cdp/execute",
+            json!({ "cmd": "Network.enable", "params": {} }),
+        )
+        .await;
+        self.cmd(
+            reqwest::Method::POST,
+            "/goog/cdp/execute",
+            json!({ "cmd": "Network.emulateNetworkConditions", "params": {
+                "offline": offline, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1
+            }}),
+        )
+        .await;
+    }
+
     async fn screenshot(&self, file: &str) -> PathBuf {
         let b64 = self
             .cmd(reqwest::Method::GET, "/screenshot", Value::Null)
@@ -466,6 +485,83 @@ async fn plays_join_buy_refuse_and_sees_others_in_chromium() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plays_on_a_phone_sized_viewport() {
     play(Viewport::Phone, Some("browser-phone-360x640.png")).await;
+}
+
+/// A flaky connection: offline, a click is kept pending and retried with the
+/// same action id; back online, the socket reconnects and resumes, and the
+/// purchase is applied exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn survives_going_offline_and_applies_the_retried_click_once() {
+    let game = TestGame::start(Some(dist_dir())).await;
+    let driver = Chromedriver::start().await;
+    let browser = Browser::open(&driver, Viewport::Desktop).await;
+    join_through_the_form(&browser, &game, "Venice").await;
+    browser
+        .wait_for(
+            "the live indicator",
+            "const e = document.querySelector('[data-test=\"conn\"]'); return !!e && e.dataset.state === 'live';",
+        )
+        .await;
+
+    browser.set_offline(true).await;
+    browser
+        .wait_for(
+            "the indicator to show the lost connection",
+            "const e = document.querySelector('[data-test=\"conn\"]'); return !!e && e.dataset.state !== 'live';",
+        )
+        .await;
+    browser.click("action-purchase_knife").await;
+    // Predicted at once, and pending while the network is away.
+    browser.wait_text("gold", "80").await;
+    browser.wait_text("item-knife", "Lv 1").await;
+    let pending = browser
+        .js("return document.querySelector('[data-test=\"nation\"]').dataset.pending")
+        .await;
+    assert_eq!(pending, json!("true"));
+    let now: Value = reqwest::get(format!(
+        "{}/api/games/{}",
+        game.base_url, game.game_id_default
+    ))
+    .await
+    .expect("GET the game")
+    .json()
+    .await
+    .expect("game JSON");
+    assert!(
+        now["state"]["players"]
+            .as_object()
+            .unwrap()
+            .values()
+            .all(|n| n["items"]["knife"] == 0),
+        "the click has not reached the bridge while offline: {now}"
+    );
+
+    browser.set_offline(false).await;
+    browser
+        .wait_for(
+            "the socket to reconnect",
+            "const e = document.querySelector('[data-test=\"conn\"]'); return !!e && e.dataset.state === 'live';",
+        )
+        .await;
+    wait_settled(&browser).await;
+    assert_eq!(browser.text("gold").await, json!("80"));
+    let state = game
+        .wait_for_state(game.game_id_default, "the knife", |s| {
+            s["state"]["players"].as_object().is_some_and(|p| {
+                p.values()
+                    .any(|n| n["name"] == "Venice" && n["items"]["knife"] == 1)
+            })
+        })
+        .await;
+    let venice = state["state"]["players"]
+        .as_object()
+        .unwrap()
+        .values()
+        .find(|n| n["name"] == "Venice")
+        .unwrap();
+    assert_eq!(venice["gold"], 80, "bought once, paid once");
+    browser.quit().await;
+    game.stop().await;
 }
 
 /// Prints the page's time to interactive and click-to-confirmed latencies.
