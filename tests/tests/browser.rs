@@ -578,7 +578,7 @@ async fn bench_frontend() {
     let browser = Browser::open(&driver, Viewport::Desktop).await;
 
     // Warm up (broker producer start-up, first compile of the wasm), then
-    // measure fresh loads.
+    // measure fresh loads, first with the HTTP cache, then without.
     join_through_the_form(&browser, &game, "Bench").await;
     let mut interactive = Vec::new();
     for _ in 0..10 {
@@ -590,6 +590,26 @@ async fn bench_frontend() {
             )
             .await;
         interactive.push(v.as_f64().unwrap());
+        wait_settled(&browser).await;
+    }
+    // The same without the HTTP cache: every load fetches the wasm again.
+    browser
+        .cmd(
+            reqwest::Method::POST,
+            "/goog/cdp/execute",
+            json!({ "cmd": "Network.setCacheDisabled", "params": { "cacheDisabled": true } }),
+        )
+        .await;
+    let mut uncached = Vec::new();
+    for _ in 0..10 {
+        browser.goto(&format!("{}/", game.base_url)).await;
+        let v = browser
+            .wait_for(
+                "the page to be interactive",
+                "return window.banInteractiveMs",
+            )
+            .await;
+        uncached.push(v.as_f64().unwrap());
         wait_settled(&browser).await;
     }
     browser
@@ -629,6 +649,13 @@ async fn bench_frontend() {
         pct(&interactive, 0.5),
         interactive.last().unwrap(),
         interactive.len()
+    );
+    uncached.sort_by(f64::total_cmp);
+    println!(
+        "interactive_no_http_cache_ms median={:.0} max={:.0} (n={})",
+        pct(&uncached, 0.5),
+        uncached.last().unwrap(),
+        uncached.len()
     );
     println!(
         "click_to_confirmed_ms p50={:.1} p90={:.1} p99={:.1} max={:.1} (n={})",
