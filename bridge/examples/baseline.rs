@@ -38,7 +38,7 @@ async fn main() -> anyhow::Result<()> {
     let linger: u32 = std::env::var("LINGER_MS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1);
+        .unwrap_or(5);
     let producer: FutureProducer =
         bridge::kafka::producer_config(&brokers, &[], linger, Duration::from_millis(1500))
             .create()?;

@@ -1,0 +1,117 @@
+//! What the WebSocket benchmarks share: a release bridge process (with the
+//! engine in it) against the harness's broker, on its own topics.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A bridge process; killed on drop.
+pub struct BridgeProcess {
+    child: Child,
+    pub addr: String,
+}
+
+impl BridgeProcess {
+    /// Builds nothing: expects `target/release/bridge` (the bench scripts
+    /// build it). Starts it with the engine, waits for `/healthz`.
+    pub fn start(brokers: &str, partitions: i32) -> BridgeProcess {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let bin = root.join("target/release/bridge");
+        assert!(
+            bin.exists(),
+            "build it first: cargo build --release -p bridge"
+        );
+        let port = tests::free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let child = Command::new(bin)
+            .env("KAFKA_BROKERS", brokers)
+            .env("BIND", &addr)
+            .env("WITH_ENGINE", "true")
+            .env("PARTITIONS", partitions.to_string())
+            .env("ACTIONS_TOPIC", tests::unique("actions"))
+            .env("GAMES_TOPIC", tests::unique("games"))
+            .env("ENGINE_GROUP", tests::unique("engine"))
+            .env("TOKEN_SECRET", "bench")
+            .env(
+                "RUST_LOG",
+                std::env::var("BENCH_BRIDGE_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .args(["-X", "session.timeout.ms=6000"])
+            // BENCH_X="k=v,k=v": more librdkafka settings to try.
+            .args(
+                std::env::var("BENCH_X")
+                    .unwrap_or_default()
+                    .split(',')
+                    .filter(|kv| !kv.is_empty())
+                    .flat_map(|kv| ["-X".to_string(), kv.to_string()]),
+            )
+            .stdin(Stdio::null())
+            .stdout(if std::env::var_os("BENCH_BRIDGE_LOG").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .spawn()
+            .expect("start the bridge");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(Instant::now() < deadline, "bridge did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        BridgeProcess { child, addr }
+    }
+
+    /// Resident memory of the bridge process, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for BridgeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// p-th percentile of sorted durations.
+pub fn pct(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+/// `p50 / p99 / max` in ms.
+pub fn summary(mut v: Vec<Duration>) -> String {
+    v.sort();
+    format!(
+        "n={} p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        v.len(),
+        pct(&v, 0.50).as_secs_f64() * 1e3,
+        pct(&v, 0.99).as_secs_f64() * 1e3,
+        v.last().copied().unwrap_or_default().as_secs_f64() * 1e3
+    )
+}
+
+/// Joins `game_id`; returns the token.
+pub async fn join(client: &reqwest::Client, addr: &str, game_id: u64) -> String {
+    let v: serde_json::Value = client
+        .post(format!("http://{addr}/api/games/{game_id}/join"))
+        .json(&serde_json::json!({"name": format!("bench{game_id}")}))
+        .send()
+        .await
+        .expect("join")
+        .json()
+        .await
+        .expect("join json");
+    v["token"].as_str().expect("token").to_string()
+}

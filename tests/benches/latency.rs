@@ -1,0 +1,223 @@
+//! End to end (issue 5): from `POST /api/games/{id}/actions` being answered to
+//! the update arriving on a connected WebSocket, at a steady rate; and, in the
+//! same run, the broker's own produce-to-consume time as the floor.
+//!
+//! `cargo build --release -p bridge && cargo bench -p tests --bench latency`
+//! Env: `BENCH_RATE` (actions/s, default 2000), `BENCH_SECS` (default 30),
+//! `BENCH_GAMES` (default 20), `KAFKA_BROKERS` (else a tansu is started).
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The floor: produce (acks=all, idempotent, linger 0) -> consume (fetch wait
+/// 1 ms) on the same broker at the same rate.
+async fn broker_floor(brokers: &str, rate: u64, secs: u64) -> Vec<Duration> {
+    let topic = tests::unique("floor");
+    tests::create_topics(brokers, &[(&topic, 1, false)])
+        .await
+        .expect("topic");
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set(
+            "linger.ms",
+            std::env::var("BENCH_FLOOR_LINGER").unwrap_or_else(|_| "0".into()),
+        )
+        .create()
+        .expect("producer");
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", tests::unique("floor"))
+        .set("fetch.wait.max.ms", "1")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(&topic, 0, Offset::Beginning)
+        .unwrap();
+    consumer.assign(&tpl).unwrap();
+    let start = Instant::now();
+    let total = rate * secs;
+    let reader = std::thread::spawn(move || {
+        let mut got = Vec::with_capacity(total as usize);
+        let deadline = Instant::now() + Duration::from_secs(secs + 30);
+        while (got.len() as u64) < total && Instant::now() < deadline {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+                let sent: u64 = std::str::from_utf8(m.payload().unwrap_or_default())
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                got.push((sent, start.elapsed().as_micros() as u64));
+            }
+        }
+        got
+    });
+    let warmup = 2 * rate.min(500);
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
+    for i in 0..total {
+        tick.tick().await;
+        let sent = start.elapsed().as_micros().to_string();
+        // send_result enqueues now (an un-awaited `send` would not).
+        let _ = producer.send_result(
+            FutureRecord::<(), _>::to(&topic)
+                .payload(&sent)
+                .partition(0),
+        );
+    }
+    let got = tokio::task::spawn_blocking(move || reader.join().unwrap())
+        .await
+        .unwrap();
+    got.into_iter()
+        .skip(warmup as usize)
+        .map(|(sent, recv)| Duration::from_micros(recv.saturating_sub(sent)))
+        .collect()
+}
+
+#[tokio::main]
+async fn main() {
+    let rate = env("BENCH_RATE", 2000);
+    let secs = env("BENCH_SECS", 30);
+    let games = env("BENCH_GAMES", 20);
+    let brokers = tests::broker().to_string();
+    println!(
+        "# end-to-end latency at {rate} actions/s for {secs} s over {games} games ({} cores)",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
+
+    let floor = broker_floor(&brokers, rate, secs.min(10)).await;
+    println!(
+        "broker floor (produce -> consume):            {}",
+        common::summary(floor)
+    );
+    if std::env::var_os("BENCH_FLOOR_ONLY").is_some() {
+        return;
+    }
+
+    let bridge = common::BridgeProcess::start(&brokers, 12);
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()
+        .unwrap();
+    let mut tokens = Vec::new();
+    for g in 0..games {
+        tokens.push(common::join(&client, &bridge.addr, g + 1).await);
+    }
+    // When each action id's answer came, and when its update arrived.
+    let answered: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let arrived: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    for g in 0..games {
+        let url = format!("ws://{}/ws/games/{}", bridge.addr, g + 1);
+        let (socket, _) = tokio_tungstenite::connect_async(url).await.expect("ws");
+        let arrived = arrived.clone();
+        tokio::spawn(async move {
+            let (_, mut read) = socket.split();
+            while let Some(Ok(msg)) = read.next().await {
+                if let WsMessage::Text(text) = msg {
+                    let now = Instant::now();
+                    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+                    let mut arrived = arrived.lock().unwrap();
+                    for id in v["applied"].as_array().into_iter().flatten() {
+                        arrived
+                            .entry(id.as_str().unwrap().to_string())
+                            .or_insert(now);
+                    }
+                }
+            }
+        });
+    }
+    // Warm-up, then the steady run.
+    let total = rate * secs;
+    let warmup = rate * 2;
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let started = Instant::now();
+    let mut inflight = Vec::new();
+    for i in 0..(total + warmup) {
+        tick.tick().await;
+        let g = i % games;
+        let id = format!("a{i}");
+        let req = client
+            .post(format!(
+                "http://{}/api/games/{}/actions",
+                bridge.addr,
+                g + 1
+            ))
+            .bearer_auth(&tokens[g as usize])
+            .header("Idempotency-Key", &id)
+            .header("Content-Type", "application/json")
+            .body(r#"{"type":"default"}"#);
+        let answered = answered.clone();
+        let measure = i >= warmup;
+        inflight.push(tokio::spawn(async move {
+            let ok = req
+                .send()
+                .await
+                .map(|r| r.status().as_u16() == 202)
+                .unwrap_or(false);
+            if ok && measure {
+                answered.lock().unwrap().insert(id, Instant::now());
+            }
+            ok
+        }));
+    }
+    let mut failed = 0;
+    for t in inflight {
+        if !t.await.unwrap_or(false) {
+            failed += 1;
+        }
+    }
+    let offered = (total + warmup) as f64 / started.elapsed().as_secs_f64();
+    // Let the last updates arrive (poll with a deadline).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let done = {
+            let a = answered.lock().unwrap();
+            let r = arrived.lock().unwrap();
+            a.keys().all(|k| r.contains_key(k))
+        };
+        if done || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let answered = answered.lock().unwrap();
+    let arrived = arrived.lock().unwrap();
+    let mut lat = Vec::new();
+    let mut before_answer = 0;
+    let mut missing = 0;
+    for (id, a) in answered.iter() {
+        match arrived.get(id) {
+            Some(r) if r >= a => lat.push(*r - *a),
+            Some(_) => {
+                before_answer += 1;
+                lat.push(Duration::ZERO)
+            }
+            None => missing += 1,
+        }
+    }
+    println!(
+        "answer -> WebSocket update (bridge+engine):   {}",
+        common::summary(lat)
+    );
+    println!("offered {offered:.0} actions/s; failed {failed}; updates before the HTTP answer {before_answer}; never seen {missing}");
+}
