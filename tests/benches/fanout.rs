@@ -6,6 +6,7 @@
 //! `BENCH_ROUNDS` (actions per game, default 3).
 
 #[path = "common/mod.rs"]
+#[allow(dead_code)] // each bench uses part of it
 mod common;
 
 use std::sync::{Arc, Mutex};

@@ -7,6 +7,7 @@
 //! `BENCH_GAMES` (default 20), `KAFKA_BROKERS` (else a tansu is started).
 
 #[path = "common/mod.rs"]
+#[allow(dead_code)] // each bench uses part of it
 mod common;
 
 use std::collections::HashMap;
@@ -72,7 +73,7 @@ async fn broker_floor(brokers: &str, rate: u64, secs: u64) -> Vec<Duration> {
     });
     let warmup = 2 * rate.min(500);
     let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
-    for i in 0..total {
+    for _ in 0..total {
         tick.tick().await;
         let sent = start.elapsed().as_micros().to_string();
         // send_result enqueues now (an un-awaited `send` would not).
