@@ -22,8 +22,7 @@ run: setup-run frontend
 ## Every test, as CI runs it.
 test: setup lint frontend
 	$(CARGO) build -p shared --target wasm32-unknown-unknown
-	$(CARGO) test --workspace --all-targets
-	$(CARGO) test --workspace --doc
+	$(CARGO) test --workspace
 
 setup:
 	@bash scripts/setup.sh all

@@ -50,7 +50,7 @@ pub struct Config {
     #[arg(long, env = "WITH_ENGINE", default_value_t = false, action = ArgAction::Set)]
     pub with_engine: bool,
     /// The in-process engine's consumer group.
-    #[arg(long, env = "ENGINE_GROUP", default_value = "engine")]
+    #[arg(long, env = "ENGINE_GROUP_ID", default_value = "engine")]
     pub engine_group: String,
     /// The producer's `linger.ms`. 5 ms measured best: with 0 or 1 the
     /// records go one per batch and a consumer of the test broker (one batch

@@ -230,6 +230,10 @@ pub async fn ws(
         query.map_err(|e| AppError::BadRequest(json!(e.body_text())))?;
     let watch = state.hub.watch(game_id);
     Ok(upgrade
+        // Small buffers: most sockets are idle watchers, and tungstenite's
+        // 128 KiB defaults would cost that much per player.
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
         .max_message_size(64 * 1024)
         .on_upgrade(move |socket| async move {
             let (sink, stream) = socket.split();

@@ -30,7 +30,7 @@ impl BridgeProcess {
             .env("PARTITIONS", partitions.to_string())
             .env("ACTIONS_TOPIC", tests::unique("actions"))
             .env("GAMES_TOPIC", tests::unique("games"))
-            .env("ENGINE_GROUP", tests::unique("engine"))
+            .env("ENGINE_GROUP_ID", tests::unique("engine"))
             .env("TOKEN_SECRET", "bench")
             .env(
                 "RUST_LOG",
