@@ -89,7 +89,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let config = args.config();
     match args.command.unwrap_or(Command::Run) {
-        Command::Run => engine::run(config, shutdown_signal())
+        Command::Run => engine::run(config, engine::shutdown_signal())
             .await
             .context("engine")?,
         Command::Replay => {
@@ -117,27 +117,4 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Resolves on ctrl-c or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
-    }
-    tracing::info!("shutting down");
 }

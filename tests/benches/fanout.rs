@@ -15,18 +15,11 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 #[tokio::main]
 async fn main() {
-    let clients = env("BENCH_CLIENTS", 10_000);
-    let games = env("BENCH_GAMES", 1_000);
-    let rounds = env("BENCH_ROUNDS", 3);
+    let clients = common::env("BENCH_CLIENTS", 10_000);
+    let games = common::env("BENCH_GAMES", 1_000);
+    let rounds = common::env("BENCH_ROUNDS", 3);
     let brokers = tests::broker().to_string();
     let bridge = common::BridgeProcess::start(&brokers, 12);
     let client = reqwest::Client::new();

@@ -20,13 +20,6 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// The floor: produce (acks=all, idempotent, linger 0) -> consume (fetch wait
 /// 1 ms) on the same broker at the same rate.
 async fn broker_floor(brokers: &str, rate: u64, secs: u64) -> Vec<Duration> {
@@ -94,9 +87,9 @@ async fn broker_floor(brokers: &str, rate: u64, secs: u64) -> Vec<Duration> {
 
 #[tokio::main]
 async fn main() {
-    let rate = env("BENCH_RATE", 2000);
-    let secs = env("BENCH_SECS", 30);
-    let games = env("BENCH_GAMES", 20);
+    let rate = common::env("BENCH_RATE", 2000);
+    let secs = common::env("BENCH_SECS", 30);
+    let games = common::env("BENCH_GAMES", 20);
     let brokers = tests::broker().to_string();
     println!(
         "# end-to-end latency at {rate} actions/s for {secs} s over {games} games ({} cores)",

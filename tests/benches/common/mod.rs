@@ -115,3 +115,11 @@ pub async fn join(client: &reqwest::Client, addr: &str, game_id: u64) -> String 
         .expect("join json");
     v["token"].as_str().expect("token").to_string()
 }
+
+/// A numeric knob from the environment.
+pub fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
