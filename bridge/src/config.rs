@@ -52,6 +52,9 @@ pub struct Config {
     /// The in-process engine's consumer group.
     #[arg(long, env = "ENGINE_GROUP_ID", default_value = "engine")]
     pub engine_group: String,
+    /// The in-process engine's `eager_flush` (see the engine's docs).
+    #[arg(long, env = "ENGINE_EAGER_FLUSH", default_value_t = false, action = ArgAction::Set)]
+    pub engine_eager_flush: bool,
     /// The producer's `linger.ms`. 5 ms measured best: with 0 or 1 the
     /// records go one per batch and a consumer of the test broker (one batch
     /// per fetch) falls behind at 2,000 actions/s (see BENCHMARKS.md).

@@ -228,6 +228,7 @@ pub async fn run(
         engine_config.partitions = config.partitions;
         engine_config.create_topics = config.create_topics;
         engine_config.group_id = config.engine_group.clone();
+        engine_config.eager_flush = config.engine_eager_flush;
         engine_config.extra = config.extra.clone();
         tokio::spawn(engine::run(engine_config, async move {
             let _ = engine_stop_rx.await;

@@ -268,11 +268,14 @@ impl<'a> Engine<'a> {
             .group_metadata()
             .ok_or(EngineError::NoGroupMetadata)?;
         // librdkafka does not wake its broker threads when a partition's
-        // AddPartitionsToTxn completes, so the batch would sit ~100 ms until a
+        // AddPartitionsToTxn completes, so the batch sits ~100 ms until a
         // timer fires (measured: engine/examples/txn_latency.rs). Each flush
-        // call wakes them; 1 ms steps keep a commit at ~3 ms instead.
-        while self.producer.in_flight_count() > 0 {
-            let _ = self.producer.flush(Duration::from_millis(1));
+        // call wakes them; 1 ms steps bring a transaction to ~3 ms. Opt-in:
+        // see `Config::eager_flush`.
+        if self.config.eager_flush {
+            while self.producer.in_flight_count() > 0 {
+                let _ = self.producer.flush(Duration::from_millis(1));
+            }
         }
         let t1 = Instant::now();
         self.producer

@@ -92,6 +92,12 @@ fn reached(updates: &[GameUpdate], expected: &HashMap<u64, Game>) -> bool {
 /// Runs an engine on a task; send on the sender for a clean shutdown, abort
 /// the task for a crash.
 fn start(config: engine::Config) -> (JoinHandle<()>, oneshot::Sender<()>) {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         engine::run(config, async {
