@@ -136,6 +136,19 @@ async fn main() {
         "update delivery to all watchers (answer -> arrival): {}",
         common::summary(lat)
     );
+    // The bridge's own share: for each update, first to last watcher.
+    let mut by_update: std::collections::HashMap<(u64, u64), (Instant, Instant)> =
+        std::collections::HashMap::new();
+    for (game, version, at) in seen.iter() {
+        let e = by_update.entry((*game, *version)).or_insert((*at, *at));
+        e.0 = e.0.min(*at);
+        e.1 = e.1.max(*at);
+    }
+    let spread: Vec<Duration> = by_update.values().map(|(a, b)| *b - *a).collect();
+    println!(
+        "fan-out spread, first to last watcher of an update:   {}",
+        common::summary(spread)
+    );
     println!(
         "updates received {} of {} expected (conflation may merge an action burst into one update)",
         seen.len(),

@@ -33,7 +33,7 @@ async fn broker_floor(brokers: &str, rate: u64, secs: u64) -> Vec<Duration> {
         .set("enable.idempotence", "true")
         .set(
             "linger.ms",
-            std::env::var("BENCH_FLOOR_LINGER").unwrap_or_else(|_| "0".into()),
+            std::env::var("LINGER_MS").unwrap_or_else(|_| "5".into()),
         )
         .create()
         .expect("producer");
