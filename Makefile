@@ -13,10 +13,11 @@ CARGO ?= cargo
 ## in one process. KAFKA_BROKERS set: bridge and engine against that cluster.
 run: setup-run frontend
 	$(CARGO) build --release -p bridge
-	@if [ -n "$$KAFKA_BROKERS" ]; then \
-	  exec ./target/release/bridge --with-engine true; \
+	@BIN="$${CARGO_TARGET_DIR:-target}/release/bridge"; \
+	if [ -n "$$KAFKA_BROKERS" ]; then \
+	  exec "$$BIN" --with-engine true; \
 	else \
-	  exec ./target/release/bridge; \
+	  exec "$$BIN"; \
 	fi
 
 ## Every test, as CI runs it.
