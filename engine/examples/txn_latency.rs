@@ -36,7 +36,10 @@ fn main() -> anyhow::Result<()> {
     let producer: BaseProducer = config.create()?;
     producer.init_transactions(Duration::from_secs(10))?;
     let mut times = Vec::new();
-    let n: usize = std::env::var("N").ok().and_then(|v| v.parse().ok()).unwrap_or(30);
+    let n: usize = std::env::var("N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
     for i in 0..n {
         let t = Instant::now();
         producer.begin_transaction()?;
@@ -59,7 +62,11 @@ fn main() -> anyhow::Result<()> {
         producer.commit_transaction(Duration::from_secs(10))?;
         times.push((sent, t.elapsed()));
     }
-    for (i, (sent, total)) in times.iter().enumerate().filter(|(i, _)| *i >= n - 5 || i % (n / 10).max(1) == 0) {
+    for (i, (sent, total)) in times
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i >= n - 5 || i % (n / 10).max(1) == 0)
+    {
         print!("#{i} ");
         println!("begin+send(+flush) {sent:?}  total with commit {total:?}");
     }
