@@ -1,13 +1,14 @@
 # Builds the bridge and engine binaries (and the frontend) for docker-compose.
 FROM rust:1.85-bookworm AS build
-RUN apt-get update && apt-get install -y --no-install-recommends cmake libcurl4-openssl-dev binaryen \
+RUN apt-get update && apt-get install -y --no-install-recommends cmake libcurl4-openssl-dev nodejs npm \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 RUN rustup target add wasm32-unknown-unknown \
     && cargo install trunk --locked --version 0.21.14 \
     && (cargo install wasm-bindgen-cli --locked --version 0.2.130 || cargo install wasm-bindgen-cli --version 0.2.130) \
-    && cargo fetch && trunk build --release \
+    && npm install --prefix /opt/tools binaryen@132.0.0 \
+    && cargo fetch && PATH=/opt/tools/node_modules/.bin:$PATH trunk build --release \
     && cargo build --release -p bridge -p engine
 
 FROM debian:bookworm-slim

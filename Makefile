@@ -34,7 +34,7 @@ setup-run:
 ## The browser game, built offline by trunk into dist/.
 frontend:
 	$(CARGO) fetch
-	trunk build --release
+	PATH="$(CURDIR)/.tools/node_modules/.bin:$$PATH" trunk build --release
 
 lint:
 	$(CARGO) fmt --all -- --check

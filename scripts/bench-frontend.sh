@@ -10,7 +10,7 @@ cd "$ROOT"
 
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
   cargo fetch -q
-  trunk build --release
+  PATH="$ROOT/.tools/node_modules/.bin:$PATH" trunk build --release
 fi
 
 wasm=$(ls dist/*.wasm)

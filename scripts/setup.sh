@@ -18,7 +18,7 @@ command -v cmake >/dev/null || need_apt+=(cmake)
 # librdkafka 2.12 includes <curl/curl.h> under `#ifdef WITH_OAUTHBEARER_OIDC` even when
 # built without curl (the macro is defined as 0), so the header must exist.
 [[ -e /usr/include/x86_64-linux-gnu/curl/curl.h || -e /usr/include/curl/curl.h ]] || need_apt+=(libcurl4-openssl-dev)
-command -v wasm-opt >/dev/null || need_apt+=(binaryen)
+command -v npm >/dev/null || need_apt+=(nodejs npm)
 command -v python3 >/dev/null || need_apt+=(python3 python3-venv)
 if [[ "$WHAT" == "all" ]]; then
   command -v chromium >/dev/null || need_apt+=(chromium)
@@ -51,6 +51,16 @@ if [[ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $WASM_BINDGEN_VER
   # fall back to resolving afresh (same wasm-bindgen-cli version either way).
   cargo install wasm-bindgen-cli --locked --version "$WASM_BINDGEN_VERSION" ||
     cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
+fi
+
+# wasm-opt: binaryen from npm (Debian's 108 corrupts wasm-bindgen 0.2.130's
+# externref table export); the Makefile puts .tools/node_modules/.bin on PATH.
+BINARYEN_VERSION="132.0.0"
+WASM_OPT="$ROOT/.tools/node_modules/.bin/wasm-opt"
+if [[ "$("$WASM_OPT" --version 2>/dev/null)" != "wasm-opt version ${BINARYEN_VERSION%%.*} "* ]]; then
+  log "installing binaryen $BINARYEN_VERSION (wasm-opt) from npm into .tools/"
+  mkdir -p "$ROOT/.tools"
+  npm install --silent --no-fund --no-audit --prefix "$ROOT/.tools" "binaryen@$BINARYEN_VERSION"
 fi
 
 VENV="$ROOT/.venv"
