@@ -580,18 +580,7 @@ async fn bench_frontend() {
     // Warm up (broker producer start-up, first compile of the wasm), then
     // measure fresh loads, first with the HTTP cache, then without.
     join_through_the_form(&browser, &game, "Bench").await;
-    let mut interactive = Vec::new();
-    for _ in 0..10 {
-        browser.goto(&format!("{}/", game.base_url)).await;
-        let v = browser
-            .wait_for(
-                "the page to be interactive",
-                "return window.banInteractiveMs",
-            )
-            .await;
-        interactive.push(v.as_f64().unwrap());
-        wait_settled(&browser).await;
-    }
+    let mut interactive = interactive_times(&browser, &game).await;
     // The same without the HTTP cache: every load fetches the wasm again.
     browser
         .cmd(
@@ -600,18 +589,7 @@ async fn bench_frontend() {
             json!({ "cmd": "Network.setCacheDisabled", "params": { "cacheDisabled": true } }),
         )
         .await;
-    let mut uncached = Vec::new();
-    for _ in 0..10 {
-        browser.goto(&format!("{}/", game.base_url)).await;
-        let v = browser
-            .wait_for(
-                "the page to be interactive",
-                "return window.banInteractiveMs",
-            )
-            .await;
-        uncached.push(v.as_f64().unwrap());
-        wait_settled(&browser).await;
-    }
+    let mut uncached = interactive_times(&browser, &game).await;
     browser
         .js("window.banLatencies = []; window.banAckLatencies = []; return 0")
         .await;
@@ -677,4 +655,21 @@ async fn bench_frontend() {
     }
     browser.quit().await;
     game.stop().await;
+}
+
+/// Ten fresh loads of the page: the page's own time to interactive for each.
+async fn interactive_times(browser: &Browser, game: &TestGame) -> Vec<f64> {
+    let mut times = Vec::new();
+    for _ in 0..10 {
+        browser.goto(&format!("{}/", game.base_url)).await;
+        let v = browser
+            .wait_for(
+                "the page to be interactive",
+                "return window.banInteractiveMs",
+            )
+            .await;
+        times.push(v.as_f64().unwrap());
+        wait_settled(browser).await;
+    }
+    times
 }
