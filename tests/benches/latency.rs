@@ -22,11 +22,17 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 /// The floor: produce (acks=all, idempotent, linger 0) -> consume (fetch wait
 /// 1 ms) on the same broker at the same rate.
-async fn broker_floor(brokers: &str, rate: u64, secs: u64) -> Vec<Duration> {
-    let topic = tests::unique("floor");
-    tests::create_topics(brokers, &[(&topic, 1, false)])
-        .await
-        .expect("topic");
+async fn broker_floor(brokers: &str, rate: u64, secs: u64, topic: Option<&str>) -> Vec<Duration> {
+    let topic = match topic {
+        Some(topic) => topic.to_string(),
+        None => {
+            let topic = tests::unique("floor");
+            tests::create_topics(brokers, &[(&topic, 1, false)])
+                .await
+                .expect("topic");
+            topic
+        }
+    };
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("acks", "all")
@@ -90,7 +96,16 @@ async fn main() {
     let rate = common::env("BENCH_RATE", 2000);
     let secs = common::env("BENCH_SECS", 30);
     let games = common::env("BENCH_GAMES", 20);
-    let brokers = tests::broker().to_string();
+    // BENCH_EMBEDDED=1: `make run`'s game (mock cluster, engine inside);
+    // the floor then uses the embedded `actions.dlq`, which nothing reads.
+    let embedded = std::env::var_os("BENCH_EMBEDDED").is_some();
+    let (bridge, brokers, floor_topic) = if embedded {
+        let (bridge, brokers) = common::BridgeProcess::start_embedded();
+        (bridge, brokers, Some("actions.dlq"))
+    } else {
+        let brokers = tests::broker().to_string();
+        (common::BridgeProcess::start(&brokers, 12), brokers, None)
+    };
     println!(
         "# end-to-end latency at {rate} actions/s for {secs} s over {games} games ({} cores)",
         std::thread::available_parallelism()
@@ -98,7 +113,15 @@ async fn main() {
             .unwrap_or(0)
     );
 
-    let floor = broker_floor(&brokers, rate, secs.min(10)).await;
+    println!(
+        "broker: {}",
+        if embedded {
+            "embedded mock cluster (make run)"
+        } else {
+            "tansu"
+        }
+    );
+    let floor = broker_floor(&brokers, rate, secs.min(10), floor_topic).await;
     println!(
         "broker floor (produce -> consume):            {}",
         common::summary(floor)
@@ -107,7 +130,6 @@ async fn main() {
         return;
     }
 
-    let bridge = common::BridgeProcess::start(&brokers, 12);
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()
