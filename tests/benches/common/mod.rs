@@ -77,7 +77,10 @@ impl BridgeProcess {
             .env_remove("KAFKA_BROKERS")
             .env("BIND", &addr)
             .env("TOKEN_SECRET", "bench")
-            .env("RUST_LOG", "error")
+            .env(
+                "RUST_LOG",
+                std::env::var("BENCH_BRIDGE_LOG").unwrap_or_else(|_| "error".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()
@@ -90,7 +93,13 @@ impl BridgeProcess {
             .find_map(|l| l.strip_prefix("embedded broker: ").map(str::to_string))
             .expect("the bridge prints the embedded broker's address");
         // Keep draining stdout so the bridge never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                if std::env::var_os("BENCH_BRIDGE_LOG").is_some() {
+                    println!("{line}");
+                }
+            }
+        });
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(&addr).is_err() {
             assert!(Instant::now() < deadline, "bridge did not listen");
