@@ -5,17 +5,12 @@
 //! process serves the whole game.
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 use bridge::Config;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+    engine::init_tracing();
     let mut config = Config::parse();
 
     // Held until the end of main: the embedded broker lives as long as we do.

@@ -244,3 +244,14 @@ pub async fn shutdown_signal() {
     }
     tracing::info!("shutting down");
 }
+
+/// Logging for both binaries: `tracing` to stdout, filtered by `RUST_LOG`
+/// (default `info`).
+pub fn init_tracing() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+}

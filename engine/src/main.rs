@@ -2,7 +2,6 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
 
 /// Build a Nation's authoritative game server.
 #[derive(Parser, Debug)]
@@ -86,11 +85,7 @@ impl Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+    engine::init_tracing();
     let args = Args::parse();
     let config = args.config();
     match args.command.unwrap_or(Command::Run) {

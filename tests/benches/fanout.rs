@@ -12,9 +12,6 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
-use tokio_tungstenite::tungstenite::Message as WsMessage;
-
 #[tokio::main]
 async fn main() {
     let clients = common::env("BENCH_CLIENTS", 10_000);
@@ -43,26 +40,18 @@ async fn main() {
     let t0 = Instant::now();
     for c in 0..clients {
         let game = c % games + 1;
-        let url = format!("ws://{}/ws/games/{game}", bridge.addr);
-        let (socket, _) = tokio_tungstenite::connect_async(url).await.expect("ws");
-        connected += 1;
         let seen = seen.clone();
-        tokio::spawn(async move {
-            let (_, mut read) = socket.split();
-            while let Some(Ok(msg)) = read.next().await {
-                if let WsMessage::Text(text) = msg {
-                    let now = Instant::now();
-                    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-                    if v["kind"] == "update" {
-                        seen.lock().unwrap().push((
-                            v["game_id"].as_u64().unwrap(),
-                            v["version"].as_u64().unwrap(),
-                            now,
-                        ));
-                    }
-                }
+        common::watch(&bridge.addr, game, move |v, now| {
+            if v["kind"] == "update" {
+                seen.lock().unwrap().push((
+                    v["game_id"].as_u64().unwrap(),
+                    v["version"].as_u64().unwrap(),
+                    now,
+                ));
             }
-        });
+        })
+        .await;
+        connected += 1;
     }
     // Wait until every snapshot is out and memory settles: a few metrics reads.
     tests::eventually(Duration::from_secs(60), "all clients connected", || {

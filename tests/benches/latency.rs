@@ -14,11 +14,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
-use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 /// The floor: produce (acks=all, idempotent, linger 0) -> consume (fetch wait
 /// 1 ms) on the same broker at the same rate.
@@ -142,24 +140,16 @@ async fn main() {
     let answered: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let arrived: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     for g in 0..games {
-        let url = format!("ws://{}/ws/games/{}", bridge.addr, g + 1);
-        let (socket, _) = tokio_tungstenite::connect_async(url).await.expect("ws");
         let arrived = arrived.clone();
-        tokio::spawn(async move {
-            let (_, mut read) = socket.split();
-            while let Some(Ok(msg)) = read.next().await {
-                if let WsMessage::Text(text) = msg {
-                    let now = Instant::now();
-                    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-                    let mut arrived = arrived.lock().unwrap();
-                    for id in v["applied"].as_array().into_iter().flatten() {
-                        arrived
-                            .entry(id.as_str().unwrap().to_string())
-                            .or_insert(now);
-                    }
-                }
+        common::watch(&bridge.addr, g + 1, move |v, now| {
+            let mut arrived = arrived.lock().unwrap();
+            for id in v["applied"].as_array().into_iter().flatten() {
+                arrived
+                    .entry(id.as_str().unwrap().to_string())
+                    .or_insert(now);
             }
-        });
+        })
+        .await;
     }
     // Warm-up, then the steady run.
     let total = rate * secs;

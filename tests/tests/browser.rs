@@ -392,20 +392,7 @@ async fn play(viewport: Viewport, screenshot: Option<&str>) {
         version_after > version_before,
         "the purchase was confirmed by a newer update"
     );
-    let state = game
-        .wait_for_state(game_id, "the engine to record the sword", |s| {
-            s["state"]["players"].as_object().is_some_and(|p| {
-                p.values()
-                    .any(|n| n["name"] == "Rome" && n["items"]["sword"] == 1)
-            })
-        })
-        .await;
-    let rome = state["state"]["players"]
-        .as_object()
-        .unwrap()
-        .values()
-        .find(|n| n["name"] == "Rome")
-        .unwrap();
+    let rome = nation_with_item(&game, game_id, "Rome", "sword").await;
     assert_eq!(rome["gold"], 50);
 
     // An upgrade it cannot afford: disabled, with the reason from `shared`.
@@ -545,20 +532,7 @@ async fn survives_going_offline_and_applies_the_retried_click_once() {
         .await;
     wait_settled(&browser).await;
     assert_eq!(browser.text("gold").await, json!("80"));
-    let state = game
-        .wait_for_state(game.game_id_default, "the knife", |s| {
-            s["state"]["players"].as_object().is_some_and(|p| {
-                p.values()
-                    .any(|n| n["name"] == "Venice" && n["items"]["knife"] == 1)
-            })
-        })
-        .await;
-    let venice = state["state"]["players"]
-        .as_object()
-        .unwrap()
-        .values()
-        .find(|n| n["name"] == "Venice")
-        .unwrap();
+    let venice = nation_with_item(&game, game.game_id_default, "Venice", "knife").await;
     assert_eq!(venice["gold"], 80, "bought once, paid once");
     browser.quit().await;
     game.stop().await;
@@ -672,4 +646,22 @@ async fn interactive_times(browser: &Browser, game: &TestGame) -> Vec<f64> {
         wait_settled(browser).await;
     }
     times
+}
+
+/// Waits until the engine's state shows the nation called `name` owning
+/// `item`, and returns that nation.
+async fn nation_with_item(game: &TestGame, game_id: u64, name: &str, item: &str) -> Value {
+    let state = game
+        .wait_for_state(game_id, &format!("{name} to own a {item}"), |s| {
+            s["state"]["players"].as_object().is_some_and(|p| {
+                p.values()
+                    .any(|n| n["name"] == name && n["items"][item] == 1)
+            })
+        })
+        .await;
+    state["state"]["players"]
+        .as_object()
+        .and_then(|p| p.values().find(|n| n["name"] == name))
+        .cloned()
+        .expect("the nation")
 }

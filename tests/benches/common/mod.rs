@@ -170,3 +170,24 @@ pub fn env(name: &str, default: u64) -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
 }
+
+/// Connects a WebSocket watcher of `game_id` and hands every JSON frame, with
+/// its arrival time, to `on_frame` on a task of its own.
+pub async fn watch(
+    addr: &str,
+    game_id: u64,
+    mut on_frame: impl FnMut(serde_json::Value, Instant) + Send + 'static,
+) {
+    use futures_util::StreamExt;
+    let url = format!("ws://{addr}/ws/games/{game_id}");
+    let (socket, _) = tokio_tungstenite::connect_async(url).await.expect("ws");
+    tokio::spawn(async move {
+        let (_, mut read) = socket.split();
+        while let Some(Ok(msg)) = read.next().await {
+            if let tokio_tungstenite::tungstenite::Message::Text(text) = msg {
+                let now = Instant::now();
+                on_frame(serde_json::from_str(&text).expect("JSON frame"), now);
+            }
+        }
+    });
+}
