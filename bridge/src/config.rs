@@ -55,6 +55,19 @@ pub struct Config {
     /// The in-process engine's `eager_flush` (see the engine's docs).
     #[arg(long, env = "ENGINE_EAGER_FLUSH", default_value_t = false, action = ArgAction::Set)]
     pub engine_eager_flush: bool,
+    /// The in-process engine's `commit_interval_ms`: 0 for one transaction
+    /// per batch, N for streaming transactions committed every N ms.
+    #[arg(long, env = "ENGINE_COMMIT_INTERVAL_MS", default_value_t = 0)]
+    pub engine_commit_interval_ms: u64,
+    /// `isolation.level` of the `games` reader. `read_committed` shows an
+    /// update once its transaction commits; `read_uncommitted` as soon as the
+    /// engine produced it, which is what a streaming engine
+    /// (`ENGINE_COMMIT_INTERVAL_MS`) needs to be fast. Safe because the
+    /// engine is deterministic: if a transaction aborts, the engine that
+    /// takes over produces the same versions with the same states again.
+    #[arg(long, env = "GAMES_ISOLATION", default_value = "read_committed",
+          value_parser = ["read_committed", "read_uncommitted"])]
+    pub games_isolation: String,
     /// The producer's `linger.ms`. 5 ms measured best: with 0 or 1 the
     /// records go one per batch and a consumer of the test broker (one batch
     /// per fetch) falls behind at 2,000 actions/s (see BENCHMARKS.md).

@@ -43,6 +43,7 @@ use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use axum::{Extension, Router};
 use rdkafka::consumer::BaseConsumer;
 use shared::ActionType;
@@ -207,7 +208,7 @@ pub async fn run(
         )
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        .set("isolation.level", "read_committed")
+        .set("isolation.level", &config.games_isolation)
         .set("fetch.wait.max.ms", config.fetch_wait_max_ms.to_string())
         .set("fetch.error.backoff.ms", "10")
         .set_extra(&config.extra)
@@ -229,6 +230,7 @@ pub async fn run(
         engine_config.create_topics = config.create_topics;
         engine_config.group_id = config.engine_group.clone();
         engine_config.eager_flush = config.engine_eager_flush;
+        engine_config.commit_interval_ms = config.engine_commit_interval_ms;
         engine_config.extra = config.extra.clone();
         tokio::spawn(engine::run(engine_config, async move {
             let _ = engine_stop_rx.await;
@@ -255,6 +257,13 @@ pub async fn run(
         shutdown: shutdown_rx,
     };
     tracing::info!(addr = %listener.local_addr()?, "bridge listening");
+    // TCP_NODELAY: a WebSocket sends many small frames, and Nagle's
+    // algorithm against the client's delayed ACKs held some for ~40 ms.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("TCP_NODELAY: {e}");
+        }
+    });
     let served = axum::serve(
         listener,
         app(state).into_make_service_with_connect_info::<SocketAddr>(),

@@ -4,19 +4,28 @@
 //! broker (librdkafka's mock cluster) and runs the engine beside it, so one
 //! process serves the whole game.
 
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches};
 
 use bridge::Config;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     engine::init_tracing();
-    let mut config = Config::parse();
+    let matches = Config::command().get_matches();
+    let mut config = Config::from_arg_matches(&matches)?;
 
     // Held until the end of main: the embedded broker lives as long as we do.
     let _embedded = match &config.brokers {
         Some(_) => None,
         None => {
+            // The mock broker finds a fetch's offset by walking the
+            // partition's batches, so every partition it serves costs CPU on
+            // each 1 ms fetch: two keep the game at a few ms under load where
+            // twelve reach tens (BENCHMARKS.md). PARTITIONS still wins.
+            if matches.value_source("partitions") == Some(ValueSource::DefaultValue) {
+                config.partitions = 2;
+            }
             let cluster = rdkafka::mocking::MockCluster::new(1)?;
             for topic in [
                 config.actions_topic.clone(),
@@ -42,9 +51,12 @@ async fn main() -> anyhow::Result<()> {
             config.brokers = Some(bootstrap);
             config.create_topics = false;
             config.with_engine = true;
-            // The mock cluster does not enforce transactions, so eager
-            // flushing has no crash caveat here: ~3 ms commits, not ~100 ms.
+            // The mock cluster does not enforce transactions, so streaming
+            // ones have no crash caveat here: updates reach the players a
+            // few ms after their action (BENCHMARKS.md).
             config.engine_eager_flush = true;
+            config.engine_commit_interval_ms = 100;
+            config.games_isolation = "read_uncommitted".to_string();
             Some(cluster)
         }
     };

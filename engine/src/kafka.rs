@@ -1,10 +1,19 @@
-//! The blocking rdkafka loop: poll a batch, restore newly assigned
-//! partitions, handle, produce, commit in one transaction.
+//! The blocking rdkafka loop: poll, restore newly assigned partitions,
+//! handle, produce, commit outputs and consumed offsets in one transaction.
 //!
-//! No transaction stays open across a poll: rebalance callbacks run inside
-//! poll, so a batch is always committed (or abandoned) before the next one
-//! is collected, and records of a partition revoked while collecting are
-//! dropped from the batch (the next owner reads them again).
+//! Two ways to cut transactions ([`Config::commit_interval_ms`]):
+//! - **per batch** (0, the default): each polled batch is committed before
+//!   the next poll;
+//! - **streaming** (N ms): a transaction stays open across polls; each polled
+//!   batch's outputs are produced (and flushed) at once, and the transaction
+//!   commits every N ms. Readers at `read_uncommitted` (the bridge) see an
+//!   update a few ms after its action; `read_committed` readers see it at the
+//!   commit.
+//!
+//! Rebalance callbacks run inside poll: a revocation commits the open
+//! transaction (outputs and offsets of everything handled so far) before the
+//! partitions go to another member, and records of a revoked partition that
+//! were polled but not handled are dropped (the next owner reads them again).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -32,17 +41,42 @@ enum Event {
     Revoked(Vec<i32>),
 }
 
-/// Records rebalances for the loop to act on after the poll returns.
-#[derive(Default)]
+/// The transaction in progress.
+struct OpenTxn {
+    started: Instant,
+    /// The next `actions` offset to consume, per partition handled.
+    offsets: BTreeMap<i32, i64>,
+    records: usize,
+}
+
+/// Owns the producer and the open transaction, so that a revocation inside
+/// a poll can commit it; records rebalances for the loop to act on after
+/// the poll returns.
 struct EngineContext {
+    producer: BaseProducer,
+    actions_topic: String,
+    eager_flush: bool,
+    txn: Mutex<Option<OpenTxn>>,
     events: Mutex<Vec<Event>>,
+    /// A commit that failed inside a callback; the loop stops with it.
+    failed: Mutex<Option<EngineError>>,
 }
 
 impl ClientContext for EngineContext {}
 
 impl ConsumerContext for EngineContext {
-    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
+            if let Some(txn) = &*lock(&self.txn) {
+                tracing::info!(
+                    records = txn.records,
+                    "committing the open transaction before revocation"
+                );
+            }
+            if let Err(e) = self.commit(consumer) {
+                tracing::error!("commit before revocation: {e}");
+                *lock(&self.failed) = Some(e);
+            }
             let parts = tpl.elements().iter().map(|e| e.partition()).collect();
             self.push(Event::Revoked(parts));
         }
@@ -60,17 +94,81 @@ impl ConsumerContext for EngineContext {
     }
 }
 
+/// Locks, ignoring poisoning (the data stays consistent: plain values).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl EngineContext {
     fn push(&self, event: Event) {
         tracing::info!(?event, "rebalance");
-        self.events
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(event);
+        lock(&self.events).push(event);
     }
 
     fn take(&self) -> Vec<Event> {
-        std::mem::take(&mut *self.events.lock().unwrap_or_else(|e| e.into_inner()))
+        std::mem::take(&mut *lock(&self.events))
+    }
+
+    /// Waits until every record sent is acknowledged, flushing in 1 ms steps:
+    /// librdkafka does not wake its broker threads when a partition's
+    /// AddPartitionsToTxn completes, so without the wake-ups a transaction's
+    /// first records sit ~100 ms until a timer fires (measured:
+    /// engine/examples/txn_latency.rs); with them, ~1-3 ms.
+    fn wait_delivered(&self) -> Result<(), EngineError> {
+        let deadline = Instant::now() + TXN_TIMEOUT;
+        while self.producer.in_flight_count() > 0 {
+            if Instant::now() > deadline {
+                return Err(EngineError::Kafka {
+                    context: "deliver outputs",
+                    source: KafkaError::Flush(RDKafkaErrorCode::MessageTimedOut),
+                });
+            }
+            let _ = self.producer.flush(Duration::from_millis(1));
+        }
+        Ok(())
+    }
+
+    /// Wakes librdkafka's broker threads (see [`Self::wait_delivered`])
+    /// without waiting, and serves delivery reports.
+    fn wake(&self) {
+        // A zero-timeout flush is one rd_kafka_flush(rk, 0): a wake-up.
+        let _ = self.producer.flush(Duration::ZERO);
+        self.producer.poll(Duration::ZERO);
+    }
+
+    /// Commits the open transaction, if any: its outputs and the offsets of
+    /// the records it handled.
+    fn commit(&self, consumer: &BaseConsumer<Self>) -> Result<(), EngineError> {
+        let Some(txn) = lock(&self.txn).take() else {
+            return Ok(());
+        };
+        if self.eager_flush {
+            self.wait_delivered()?;
+        }
+        let t0 = Instant::now();
+        let mut tpl = TopicPartitionList::new();
+        for (&partition, &next) in &txn.offsets {
+            tpl.add_partition_offset(&self.actions_topic, partition, Offset::Offset(next))
+                .map_err(EngineError::kafka("offsets"))?;
+        }
+        let group = consumer
+            .group_metadata()
+            .ok_or(EngineError::NoGroupMetadata)?;
+        self.producer
+            .send_offsets_to_transaction(&tpl, &group, TXN_TIMEOUT)
+            .map_err(EngineError::kafka("send offsets to transaction"))?;
+        let t1 = Instant::now();
+        self.producer
+            .commit_transaction(TXN_TIMEOUT)
+            .map_err(EngineError::kafka("commit transaction"))?;
+        tracing::debug!(
+            records = txn.records,
+            open_us = (t0 - txn.started).as_micros() as u64,
+            send_offsets_us = (t1 - t0).as_micros() as u64,
+            commit_us = t1.elapsed().as_micros() as u64,
+            "transaction committed"
+        );
+        Ok(())
     }
 }
 
@@ -78,7 +176,6 @@ impl EngineContext {
 struct Engine<'a> {
     config: &'a Config,
     consumer: BaseConsumer<EngineContext>,
-    producer: BaseProducer,
     /// Reads `games` partitions back on assignment.
     restorer: BaseConsumer,
     games: HashMap<u64, GameSlot>,
@@ -87,43 +184,48 @@ struct Engine<'a> {
     batch: Vec<OwnedMessage>,
 }
 
-/// Runs the loop on the calling thread until `stop` leaves [`RUNNING`].
+/// Runs the loop on the calling thread until `stop` leaves [`RUNNING`]. A
+/// clean stop commits the open transaction; an abandoned one (the future
+/// was dropped) leaves it open, as a crash would.
 pub fn run_blocking(config: &Config, stop: &AtomicU8) -> Result<(), EngineError> {
+    let _span = tracing::info_span!("engine", id = %config.transactional_id).entered();
     let mut engine = Engine::new(config)?;
     tracing::info!(
         actions = %config.actions_topic,
         games = %config.games_topic,
         group = %config.group_id,
+        commit_interval_ms = config.commit_interval_ms,
         "engine started"
     );
+    let abandoned = || stop.load(Ordering::SeqCst) == STOP_ABANDON;
     while stop.load(Ordering::SeqCst) == RUNNING {
         engine.collect()?;
-        if engine.batch.is_empty() {
-            continue;
-        }
-        if stop.load(Ordering::SeqCst) == STOP_ABANDON {
+        if abandoned() {
             break;
         }
-        engine.process(stop)?;
+        if !engine.batch.is_empty() {
+            engine.process()?;
+        } else if config.commit_interval_ms > 0 && engine.producer().in_flight_count() > 0 {
+            engine.consumer.context().wake();
+        }
+        if engine.commit_due() && !abandoned() {
+            engine.commit()?;
+        }
     }
+    if abandoned() {
+        // Leave the transaction open, as a crash would: forget it so that
+        // closing the consumer (a revocation) does not commit it.
+        lock(&engine.consumer.context().txn).take();
+        tracing::warn!("engine abandoned");
+        return Ok(());
+    }
+    engine.commit()?;
     tracing::info!("engine stopped");
     Ok(())
 }
 
 impl<'a> Engine<'a> {
     fn new(config: &'a Config) -> Result<Engine<'a>, EngineError> {
-        let fetch_wait = config.fetch_wait_max_ms.to_string();
-        let consumer: BaseConsumer<EngineContext> = config
-            .client_with(&[
-                ("group.id", &config.group_id),
-                ("enable.auto.commit", "false"),
-                ("enable.auto.offset.store", "false"),
-                ("auto.offset.reset", "earliest"),
-                ("isolation.level", "read_committed"),
-                ("fetch.wait.max.ms", &fetch_wait),
-            ])
-            .create_with_context(EngineContext::default())
-            .map_err(EngineError::kafka("consumer"))?;
         let producer: BaseProducer = config
             .client_with(&[
                 ("transactional.id", &config.transactional_id),
@@ -136,6 +238,27 @@ impl<'a> Engine<'a> {
         producer
             .init_transactions(TXN_TIMEOUT)
             .map_err(EngineError::kafka("init transactions"))?;
+        let context = EngineContext {
+            producer,
+            actions_topic: config.actions_topic.clone(),
+            // Streaming flushes every batch anyway.
+            eager_flush: config.eager_flush || config.commit_interval_ms > 0,
+            txn: Mutex::new(None),
+            events: Mutex::new(Vec::new()),
+            failed: Mutex::new(None),
+        };
+        let fetch_wait = config.fetch_wait_max_ms.to_string();
+        let consumer: BaseConsumer<EngineContext> = config
+            .client_with(&[
+                ("group.id", &config.group_id),
+                ("enable.auto.commit", "false"),
+                ("enable.auto.offset.store", "false"),
+                ("auto.offset.reset", "earliest"),
+                ("isolation.level", "read_committed"),
+                ("fetch.wait.max.ms", &fetch_wait),
+            ])
+            .create_with_context(context)
+            .map_err(EngineError::kafka("consumer"))?;
         let restorer = restorer(config)?;
         consumer
             .subscribe(&[&config.actions_topic])
@@ -143,7 +266,6 @@ impl<'a> Engine<'a> {
         Ok(Engine {
             config,
             consumer,
-            producer,
             restorer,
             games: HashMap::new(),
             to_restore: HashSet::new(),
@@ -151,14 +273,40 @@ impl<'a> Engine<'a> {
         })
     }
 
-    /// Polls the first record with a short timeout, then drains what is
-    /// already fetched, up to `max_batch`: small batches at low load, big
-    /// ones under load.
+    fn producer(&self) -> &BaseProducer {
+        &self.consumer.context().producer
+    }
+
+    /// How long the first poll may wait: until the open transaction is due,
+    /// else 100 ms; 1 ms while a streaming transaction's outputs are in
+    /// flight, so that the loop keeps waking librdkafka.
+    fn first_poll_timeout(&self) -> Duration {
+        let streaming = self.config.commit_interval_ms > 0;
+        let idle = if streaming && self.producer().in_flight_count() > 0 {
+            Duration::from_millis(1)
+        } else {
+            Duration::from_millis(100)
+        };
+        match &*lock(&self.consumer.context().txn) {
+            Some(txn) => {
+                let interval = Duration::from_millis(self.config.commit_interval_ms);
+                interval.saturating_sub(txn.started.elapsed()).min(idle)
+            }
+            None => idle,
+        }
+    }
+
+    /// Polls the first record (waiting at most [`Self::first_poll_timeout`]),
+    /// then drains what is already fetched, up to `max_batch`: small batches
+    /// at low load, big ones under load.
     fn collect(&mut self) -> Result<(), EngineError> {
         self.batch.clear();
-        let mut timeout = Duration::from_millis(100);
+        let mut timeout = self.first_poll_timeout();
         while self.batch.len() < self.config.max_batch {
             let polled = self.consumer.poll(timeout).map(|r| r.map(|m| m.detach()));
+            if let Some(e) = lock(&self.consumer.context().failed).take() {
+                return Err(e);
+            }
             self.apply_rebalances();
             match polled {
                 None => break,
@@ -193,9 +341,25 @@ impl<'a> Engine<'a> {
         }
     }
 
-    /// Restores pending partitions, handles the batch and commits outputs and
-    /// offsets in one transaction.
-    fn process(&mut self, stop: &AtomicU8) -> Result<(), EngineError> {
+    /// Whether the open transaction should commit now: always when cutting
+    /// per batch; when streaming, once it is `commit_interval_ms` old or
+    /// holds `max_batch` records.
+    fn commit_due(&self) -> bool {
+        lock(&self.consumer.context().txn)
+            .as_ref()
+            .is_some_and(|txn| {
+                txn.started.elapsed() >= Duration::from_millis(self.config.commit_interval_ms)
+                    || txn.records >= self.config.max_batch
+            })
+    }
+
+    fn commit(&self) -> Result<(), EngineError> {
+        self.consumer.context().commit(&self.consumer)
+    }
+
+    /// Restores pending partitions, then handles the batch inside the open
+    /// transaction (beginning one if needed) and produces its outputs.
+    fn process(&mut self) -> Result<(), EngineError> {
         if !self.to_restore.is_empty() {
             let parts: Vec<i32> = self.to_restore.drain().collect();
             let restored = restore(
@@ -210,45 +374,29 @@ impl<'a> Engine<'a> {
                     .insert(update.game_id, GameSlot::from_update(update));
             }
         }
-        let t0 = Instant::now();
-        self.producer
-            .begin_transaction()
-            .map_err(EngineError::kafka("begin transaction"))?;
-        let mut next_offsets: BTreeMap<i32, i64> = BTreeMap::new();
+        let context = self.consumer.context();
+        let mut txn = match lock(&context.txn).take() {
+            Some(txn) => txn,
+            None => {
+                context
+                    .producer
+                    .begin_transaction()
+                    .map_err(EngineError::kafka("begin transaction"))?;
+                OpenTxn {
+                    started: Instant::now(),
+                    offsets: BTreeMap::new(),
+                    records: 0,
+                }
+            }
+        };
         for msg in &self.batch {
-            next_offsets.insert(msg.partition(), msg.offset() + 1);
+            txn.offsets.insert(msg.partition(), msg.offset() + 1);
             if let Handled::DeadLetter { error } = handle(&mut self.games, msg) {
-                tracing::warn!(
-                    partition = msg.partition(),
-                    offset = msg.offset(),
-                    "dead letter: {error}"
-                );
-                let partition = msg.partition().to_string();
-                let offset = msg.offset().to_string();
-                let headers = OwnedHeaders::new()
-                    .insert(Header {
-                        key: "error",
-                        value: Some(error.as_str()),
-                    })
-                    .insert(Header {
-                        key: "source.partition",
-                        value: Some(partition.as_str()),
-                    })
-                    .insert(Header {
-                        key: "source.offset",
-                        value: Some(offset.as_str()),
-                    });
-                let mut record: BaseRecord<'_, [u8], [u8]> =
-                    BaseRecord::to(&self.config.dlq_topic).headers(headers);
-                if let Some(key) = msg.key() {
-                    record = record.key(key);
-                }
-                if let Some(value) = msg.payload() {
-                    record = record.payload(value);
-                }
-                send(&self.producer, record)?;
+                dead_letter(&context.producer, &self.config.dlq_topic, msg, &error)?;
             }
         }
+        txn.records += self.batch.len();
+        *lock(&context.txn) = Some(txn);
         for update in flush(&mut self.games) {
             let key = update.game_id.to_string();
             let value = serde_json::to_vec(&update)?;
@@ -256,49 +404,53 @@ impl<'a> Engine<'a> {
                 .key(&key)
                 .payload(&value)
                 .partition(partition_for(update.game_id, self.config.partitions));
-            send(&self.producer, record)?;
+            send(self.producer(), record)?;
         }
-        let mut tpl = TopicPartitionList::new();
-        for (partition, next) in next_offsets {
-            tpl.add_partition_offset(&self.config.actions_topic, partition, Offset::Offset(next))
-                .map_err(EngineError::kafka("offsets"))?;
+        if self.config.commit_interval_ms > 0 {
+            // Streaming: the outputs go now, not at the commit.
+            context.wake();
         }
-        let group = self
-            .consumer
-            .group_metadata()
-            .ok_or(EngineError::NoGroupMetadata)?;
-        // librdkafka does not wake its broker threads when a partition's
-        // AddPartitionsToTxn completes, so the batch sits ~100 ms until a
-        // timer fires (measured: engine/examples/txn_latency.rs). Each flush
-        // call wakes them; 1 ms steps bring a transaction to ~3 ms. Opt-in:
-        // see `Config::eager_flush`.
-        if self.config.eager_flush {
-            while self.producer.in_flight_count() > 0 {
-                let _ = self.producer.flush(Duration::from_millis(1));
-            }
-        }
-        let t1 = Instant::now();
-        self.producer
-            .send_offsets_to_transaction(&tpl, &group, TXN_TIMEOUT)
-            .map_err(EngineError::kafka("send offsets to transaction"))?;
-        let t2 = Instant::now();
-        if stop.load(Ordering::SeqCst) == STOP_ABANDON {
-            // Dropped without a clean shutdown: leave the transaction open,
-            // as a crash would.
-            return Ok(());
-        }
-        self.producer
-            .commit_transaction(TXN_TIMEOUT)
-            .map_err(EngineError::kafka("commit transaction"))?;
-        tracing::debug!(
-            records = self.batch.len(),
-            produce_us = (t1 - t0).as_micros() as u64,
-            send_offsets_us = (t2 - t1).as_micros() as u64,
-            commit_us = t2.elapsed().as_micros() as u64,
-            "batch committed"
-        );
+        tracing::trace!(records = self.batch.len(), first = ?self.batch.first().map(|m| (m.partition(), m.offset())), "handled");
         Ok(())
     }
+}
+
+/// Sends a record that cannot be handled to the dead-letter topic, with the
+/// error and its origin as headers.
+fn dead_letter(
+    producer: &BaseProducer,
+    dlq_topic: &str,
+    msg: &OwnedMessage,
+    error: &str,
+) -> Result<(), EngineError> {
+    tracing::warn!(
+        partition = msg.partition(),
+        offset = msg.offset(),
+        "dead letter: {error}"
+    );
+    let partition = msg.partition().to_string();
+    let offset = msg.offset().to_string();
+    let headers = OwnedHeaders::new()
+        .insert(Header {
+            key: "error",
+            value: Some(error),
+        })
+        .insert(Header {
+            key: "source.partition",
+            value: Some(partition.as_str()),
+        })
+        .insert(Header {
+            key: "source.offset",
+            value: Some(offset.as_str()),
+        });
+    let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(dlq_topic).headers(headers);
+    if let Some(key) = msg.key() {
+        record = record.key(key);
+    }
+    if let Some(value) = msg.payload() {
+        record = record.payload(value);
+    }
+    send(producer, record)
 }
 
 /// Sends one record, waiting while librdkafka's queue is full.

@@ -67,6 +67,14 @@ pub struct Config {
     /// engine restarts with the same transactional id, or at
     /// `transaction.timeout.ms`). Turn it on against Apache Kafka.
     pub eager_flush: bool,
+    /// 0: one transaction per polled batch. N > 0: streaming transactions,
+    /// open across polls and committed every N ms, whose outputs are produced
+    /// and flushed as each batch is handled, so `read_uncommitted` readers
+    /// (the bridge's default) see an update within a few ms while
+    /// `read_committed` ones see it at the commit. Implies `eager_flush`, so
+    /// the same tansu caveat applies: an engine that crashes leaves records
+    /// in an open transaction that tansu never aborts.
+    pub commit_interval_ms: u64,
 }
 
 impl Config {
@@ -87,6 +95,7 @@ impl Config {
             create_topics: true,
             extra: Vec::new(),
             eager_flush: false,
+            commit_interval_ms: 0,
         }
     }
 

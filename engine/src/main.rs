@@ -37,6 +37,10 @@ struct Args {
     /// ~100 ms); for Apache Kafka, see `Config::eager_flush`.
     #[arg(long, env = "ENGINE_EAGER_FLUSH", default_value_t = false, action = clap::ArgAction::Set)]
     eager_flush: bool,
+    /// Streaming transactions committed every N ms (0: one per batch); see
+    /// `Config::commit_interval_ms`.
+    #[arg(long, env = "ENGINE_COMMIT_INTERVAL_MS", default_value_t = 0)]
+    commit_interval_ms: u64,
     /// Extra librdkafka setting, as kcat: `-X key=value` (repeatable).
     #[arg(short = 'X', value_parser = parse_kv)]
     extra: Vec<(String, String)>,
@@ -79,6 +83,7 @@ impl Args {
         config.create_topics = !self.no_create_topics;
         config.extra = self.extra.clone();
         config.eager_flush = self.eager_flush;
+        config.commit_interval_ms = self.commit_interval_ms;
         config
     }
 }

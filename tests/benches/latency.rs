@@ -4,7 +4,11 @@
 //!
 //! `cargo build --release -p bridge && cargo bench -p tests --bench latency`
 //! Env: `BENCH_RATE` (actions/s, default 2000), `BENCH_SECS` (default 30),
-//! `BENCH_GAMES` (default 20), `KAFKA_BROKERS` (else a tansu is started).
+//! `BENCH_GAMES` (default 20), `KAFKA_BROKERS` (else a tansu is started),
+//! `BENCH_EMBEDDED=1` (`make run`'s game: embedded broker, engine inside),
+//! `BENCH_DIRECT=1` (also read `games` directly, to split engine from
+//! bridge), `BENCH_DUMP=file` (id, answer time, latency in µs per action),
+//! `BENCH_FLOOR_ONLY=1`.
 
 #[path = "common/mod.rs"]
 #[allow(dead_code)] // each bench uses part of it
@@ -18,8 +22,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
-/// The floor: produce (acks=all, idempotent, linger 0) -> consume (fetch wait
-/// 1 ms) on the same broker at the same rate.
+/// The floor: produce (acks=all, idempotent, `LINGER_MS` as the bridge's,
+/// default 5) -> consume (fetch wait 1 ms) on the same broker at the same
+/// rate.
 async fn broker_floor(brokers: &str, rate: u64, secs: u64, topic: Option<&str>) -> Vec<Duration> {
     let topic = match topic {
         Some(topic) => topic.to_string(),
@@ -119,7 +124,9 @@ async fn main() {
             "tansu"
         }
     );
-    let floor = broker_floor(&brokers, rate, secs.min(10), floor_topic).await;
+    // As long as the game's run: both test brokers slow down as a
+    // partition's log grows (BENCHMARKS.md).
+    let floor = broker_floor(&brokers, rate, secs, floor_topic).await;
     println!(
         "broker floor (produce -> consume):            {}",
         common::summary(floor)
@@ -150,6 +157,45 @@ async fn main() {
             }
         })
         .await;
+    }
+    // BENCH_DIRECT=1: also read `games` straight from the broker, as the
+    // bridge does, to split the time into engine and bridge.
+    let direct: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let stop_direct = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if std::env::var_os("BENCH_DIRECT").is_some() {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("group.id", tests::unique("direct"))
+            .set("fetch.wait.max.ms", "1")
+            .set("isolation.level", "read_uncommitted")
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("direct consumer");
+        let md = consumer
+            .fetch_metadata(Some(&bridge.games_topic), Duration::from_secs(5))
+            .expect("games metadata");
+        let mut tpl = TopicPartitionList::new();
+        for p in md.topics()[0].partitions() {
+            tpl.add_partition_offset(&bridge.games_topic, p.id(), Offset::End)
+                .unwrap();
+        }
+        consumer.assign(&tpl).unwrap();
+        let (direct, stop) = (direct.clone(), stop_direct.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+                    let now = Instant::now();
+                    let v: serde_json::Value =
+                        serde_json::from_slice(m.payload().unwrap_or_default()).unwrap();
+                    let mut direct = direct.lock().unwrap();
+                    for id in v["applied"].as_array().into_iter().flatten() {
+                        direct
+                            .entry(id.as_str().unwrap().to_string())
+                            .or_insert(now);
+                    }
+                }
+            }
+        });
     }
     // Warm-up, then the steady run.
     let total = rate * secs;
@@ -211,7 +257,20 @@ async fn main() {
     let mut lat = Vec::new();
     let mut before_answer = 0;
     let mut missing = 0;
+    let mut dump = std::env::var("BENCH_DUMP")
+        .ok()
+        .map(|p| std::io::BufWriter::new(std::fs::File::create(p).expect("BENCH_DUMP file")));
     for (id, a) in answered.iter() {
+        if let (Some(w), Some(r)) = (dump.as_mut(), arrived.get(id)) {
+            use std::io::Write;
+            let _ = writeln!(
+                w,
+                "{} {} {}",
+                id,
+                (*a - started).as_micros(),
+                r.saturating_duration_since(*a).as_micros()
+            );
+        }
         match arrived.get(id) {
             Some(r) if r >= a => lat.push(*r - *a),
             Some(_) => {
@@ -221,9 +280,48 @@ async fn main() {
             None => missing += 1,
         }
     }
+    // The same, by when the answer came: shows a broker slowing down.
+    let mut windows: std::collections::BTreeMap<u64, Vec<Duration>> = Default::default();
+    for (id, a) in answered.iter() {
+        if let Some(r) = arrived.get(id) {
+            let window = (*a - started).as_secs() / 10 * 10;
+            windows
+                .entry(window)
+                .or_default()
+                .push(r.saturating_duration_since(*a));
+        }
+    }
     println!(
         "answer -> WebSocket update (bridge+engine):   {}",
         common::summary(lat)
     );
+    for (window, lat) in windows {
+        println!(
+            "  answered {window:>3}-{:<3} s: {}",
+            window + 10,
+            common::summary(lat)
+        );
+    }
+    stop_direct.store(true, std::sync::atomic::Ordering::Relaxed);
+    let direct = direct.lock().unwrap();
+    if !direct.is_empty() {
+        let engine: Vec<Duration> = answered
+            .iter()
+            .filter_map(|(id, a)| direct.get(id).map(|d| d.saturating_duration_since(*a)))
+            .collect();
+        let bridge_part: Vec<Duration> = arrived
+            .iter()
+            .filter(|(id, _)| answered.contains_key(*id))
+            .filter_map(|(id, r)| direct.get(id).map(|d| r.saturating_duration_since(*d)))
+            .collect();
+        println!(
+            "  of which answer -> record on games (engine): {}",
+            common::summary(engine)
+        );
+        println!(
+            "  and record on games -> WebSocket (bridge):   {}",
+            common::summary(bridge_part)
+        );
+    }
     println!("offered {offered:.0} actions/s; failed {failed}; updates before the HTTP answer {before_answer}; never seen {missing}");
 }

@@ -187,13 +187,25 @@ pub fn consume(
     brokers: &str,
     topic: &str,
     timeout: Duration,
+    done: impl FnMut(&[OwnedMessage]) -> bool,
+) -> anyhow::Result<Vec<OwnedMessage>> {
+    consume_at("read_committed", brokers, topic, timeout, done)
+}
+
+/// [`consume`] at the given `isolation.level`: `read_uncommitted` also sees
+/// records of open (and aborted) transactions.
+pub fn consume_at(
+    isolation: &str,
+    brokers: &str,
+    topic: &str,
+    timeout: Duration,
     mut done: impl FnMut(&[OwnedMessage]) -> bool,
 ) -> anyhow::Result<Vec<OwnedMessage>> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", unique("test-reader"))
         .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
+        .set("isolation.level", isolation)
         .set("fetch.wait.max.ms", "10")
         .create()
         .context("consumer")?;

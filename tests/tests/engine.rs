@@ -2,6 +2,8 @@
 //! in the middle of a stream, two engines sharing partitions, dead letters.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::message::{Headers, OwnedMessage};
@@ -53,12 +55,32 @@ impl Setup {
         engine::create_topics(&self.config(1)).await.unwrap();
     }
 
-    /// Every update on `games`, once `done` is satisfied.
-    fn updates(&self, what: &str, mut done: impl FnMut(&[GameUpdate]) -> bool) -> Vec<GameUpdate> {
-        let msgs = tests::consume(tests::broker(), &self.games, WAIT, |msgs| {
-            done(&msgs.iter().map(decode).collect::<Vec<_>>())
+    /// Every committed update on `games`, once `done` is satisfied.
+    fn updates(&self, what: &str, done: impl FnMut(&[GameUpdate]) -> bool) -> Vec<GameUpdate> {
+        self.updates_at("read_committed", what, done)
+    }
+
+    /// [`Setup::updates`] at an `isolation.level`.
+    fn updates_at(
+        &self,
+        isolation: &str,
+        what: &str,
+        mut done: impl FnMut(&[GameUpdate]) -> bool,
+    ) -> Vec<GameUpdate> {
+        // Decoded once each: `done` runs after every record.
+        let mut updates: Vec<GameUpdate> = Vec::new();
+        let msgs = tests::consume_at(isolation, tests::broker(), &self.games, WAIT, |msgs| {
+            updates.extend(msgs[updates.len()..].iter().map(decode));
+            done(&updates)
         })
-        .unwrap_or_else(|e| panic!("{what}: {e:#}"));
+        .unwrap_or_else(|e| {
+            let mut versions: Vec<(u64, u64)> = latest(&updates)
+                .values()
+                .map(|u| (u.game_id, u.version))
+                .collect();
+            versions.sort_unstable();
+            panic!("{what}: {e:#}; latest (game, version): {versions:?}")
+        });
         for m in &msgs {
             let u = decode(m);
             assert_eq!(m.partition(), partition_for(u.game_id, PARTITIONS));
@@ -73,10 +95,10 @@ fn decode(m: &OwnedMessage) -> GameUpdate {
 }
 
 /// The latest update of each game.
-fn latest(updates: &[GameUpdate]) -> HashMap<u64, GameUpdate> {
+fn latest(updates: &[GameUpdate]) -> HashMap<u64, &GameUpdate> {
     let mut map = HashMap::new();
     for u in updates {
-        map.insert(u.game_id, u.clone());
+        map.insert(u.game_id, u);
     }
     map
 }
@@ -303,10 +325,26 @@ async fn crash_mid_stream_applies_every_action_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_engines_share_partitions_and_hand_over_games() {
+    hand_over(false).await;
+}
+
+/// Streaming transactions stay open across polls: a revocation must commit
+/// the open one before the partitions move, or the new owner would apply
+/// its actions again (or lose them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streaming_engines_hand_over_games_exactly_once() {
+    hand_over(true).await;
+}
+
+/// Engine a alone, then a and b sharing the partitions, then b alone, with
+/// actions flowing through both hand-overs; every action is in the final
+/// states once and in exactly one committed update. Streaming engines here
+/// commit only when partitions move or they stop, so the hand-over itself is
+/// what keeps each action once.
+async fn hand_over(streaming: bool) {
     let s = Setup::new();
     s.create().await;
-    let p = producer();
-    let mut expected = HashMap::new();
+    let p = Arc::new(producer());
     let round = |r: u64| -> Vec<ActionEnvelope> {
         (0..8u64)
             .map(|g| {
@@ -319,34 +357,109 @@ async fn two_engines_share_partitions_and_hand_over_games() {
             })
             .collect()
     };
-    let (a, stop_a) = start(s.config(100));
-    send_all(&p, &s.actions, &round(0), &mut expected).await;
-    s.updates("round 0 on engine a", |u| reached(u, &expected));
-    let (b, stop_b) = start(s.config(100));
-    // Both members hold partitions once the group has rebalanced.
-    let group = s.group.clone();
-    tests::eventually(WAIT, "two engines sharing the partitions", || {
-        let group = group.clone();
-        async move {
-            tokio::task::spawn_blocking(move || members_with_partitions(&group))
-                .await
-                .unwrap()
-                .filter(|&n| n == 2)
+    let config = || {
+        if streaming {
+            let mut c = s.config(1_000_000);
+            c.commit_interval_ms = 600_000;
+            c
+        } else {
+            s.config(100)
         }
-    })
-    .await;
-    send_all(&p, &s.actions, &round(1), &mut expected).await;
-    s.updates("round 1 on two engines", |u| reached(u, &expected));
+    };
+    let members = |n: usize| {
+        let group = s.group.clone();
+        async move {
+            let what = format!("{n} engine(s) holding the partitions");
+            tests::eventually(WAIT, &what, move || {
+                let group = group.clone();
+                async move {
+                    tokio::task::spawn_blocking(move || members_with_partitions(&group))
+                        .await
+                        .unwrap()
+                        .filter(|&m| m == n)
+                }
+            })
+            .await
+        }
+    };
+    // Streaming engines' progress shows before their commits.
+    let isolation = if streaming {
+        "read_uncommitted"
+    } else {
+        "read_committed"
+    };
+    let mut expected = HashMap::new();
+    let (a, stop_a) = start(config());
+    send_all(&p, &s.actions, &round(0), &mut expected).await;
+    s.updates_at(isolation, "round 0 on engine a", |u| reached(u, &expected));
+    // A steady flow of rounds (pacing the load, not synchronising) until
+    // told to stop, so that transactions are open when partitions move.
+    let (stop_flow, mut flow_stopped) = oneshot::channel::<()>();
+    let sent = Arc::new(AtomicU64::new(1));
+    let flow = tokio::spawn({
+        let (p, actions, sent) = (p.clone(), s.actions.clone(), sent.clone());
+        async move {
+            let mut expected = expected;
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            let mut r = 1;
+            while flow_stopped.try_recv().is_err() {
+                tick.tick().await;
+                send_all(&p, &actions, &round(r), &mut expected).await;
+                r += 1;
+                sent.store(r, Ordering::SeqCst);
+            }
+            (expected, r)
+        }
+    });
+    let (b, stop_b) = start(config());
+    members(2).await;
+    // Both at work: 20 more rounds go to the two of them, and every game
+    // (on either engine's partitions) shows the last of them.
+    let target = sent.load(Ordering::SeqCst) + 20;
+    let handled = |u: &[GameUpdate]| {
+        (0..8).all(|g| {
+            let id = format!("r{target}g{g}");
+            u.iter().any(|u| u.applied.contains(&id))
+        })
+    };
+    s.updates_at(isolation, "rounds handled by two engines", handled);
     stop_a.send(()).unwrap();
     a.await.unwrap();
-    send_all(&p, &s.actions, &round(2), &mut expected).await;
-    let updates = s.updates("round 2 on engine b alone", |u| reached(u, &expected));
+    stop_flow.send(()).unwrap();
+    let (expected, rounds) = flow.await.unwrap();
+    let mut b = Some((b, stop_b));
+    if streaming {
+        // b commits what it holds when it stops.
+        let mut want: Vec<(u64, u64)> = expected.iter().map(|(id, g)| (*id, g.version)).collect();
+        want.sort_unstable();
+        let what = format!("every round produced by b (want {want:?})");
+        s.updates_at(isolation, &what, |u| reached(u, &expected));
+        stop(b.take()).await;
+    }
+    let updates = s.updates("every round on engine b alone", |u| reached(u, &expected));
     let l = latest(&updates);
     for (id, game) in &expected {
         assert_eq!(l[id].game(), *game, "game {id} handed over intact");
     }
-    stop_b.send(()).unwrap();
-    b.await.unwrap();
+    let mut applied: Vec<&str> = updates
+        .iter()
+        .flat_map(|u| u.applied.iter().map(String::as_str))
+        .collect();
+    applied.sort_unstable();
+    let mut sent: Vec<String> = (0..rounds)
+        .flat_map(|r| round(r).into_iter().map(|a| a.event_id))
+        .collect();
+    sent.sort_unstable();
+    assert_eq!(applied, sent, "each action in exactly one committed update");
+    stop(b.take()).await;
+}
+
+/// Stops an engine cleanly, if there is one.
+async fn stop(engine: Option<(JoinHandle<()>, oneshot::Sender<()>)>) {
+    if let Some((task, stop)) = engine {
+        stop.send(()).unwrap();
+        task.await.unwrap();
+    }
 }
 
 /// How many members `group` has once it is stable (tansu does not report

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 pub struct BridgeProcess {
     child: Child,
     pub addr: String,
+    /// The `games` topic it reads (for a direct consumer beside it).
+    pub games_topic: String,
 }
 
 impl BridgeProcess {
@@ -23,13 +25,14 @@ impl BridgeProcess {
         );
         let port = tests::free_port();
         let addr = format!("127.0.0.1:{port}");
+        let games_topic = tests::unique("games");
         let child = Command::new(bin)
             .env("KAFKA_BROKERS", brokers)
             .env("BIND", &addr)
             .env("WITH_ENGINE", "true")
             .env("PARTITIONS", partitions.to_string())
             .env("ACTIONS_TOPIC", tests::unique("actions"))
-            .env("GAMES_TOPIC", tests::unique("games"))
+            .env("GAMES_TOPIC", &games_topic)
             .env("ENGINE_GROUP_ID", tests::unique("engine"))
             .env("TOKEN_SECRET", "bench")
             .env(
@@ -58,7 +61,11 @@ impl BridgeProcess {
             assert!(Instant::now() < deadline, "bridge did not listen");
             std::thread::sleep(Duration::from_millis(20));
         }
-        BridgeProcess { child, addr }
+        BridgeProcess {
+            child,
+            addr,
+            games_topic,
+        }
     }
 
     /// `make run`'s game: no `KAFKA_BROKERS`, so the bridge hosts librdkafka's
@@ -105,7 +112,15 @@ impl BridgeProcess {
             assert!(Instant::now() < deadline, "bridge did not listen");
             std::thread::sleep(Duration::from_millis(20));
         }
-        (BridgeProcess { child, addr }, bootstrap)
+        let games_topic = std::env::var("GAMES_TOPIC").unwrap_or_else(|_| "games".into());
+        (
+            BridgeProcess {
+                child,
+                addr,
+                games_topic,
+            },
+            bootstrap,
+        )
     }
 
     /// Resident memory of the bridge process, in KiB.
