@@ -224,3 +224,45 @@ async fn malformed_frames_close_only_that_socket() {
     assert_eq!(frames.last().unwrap()["game_id"], 4);
     game.stop().await;
 }
+
+/// `make run`'s and docker-compose's setting: a streaming engine keeps its
+/// transaction open, and the bridge reading `read_uncommitted` shows the
+/// update at once; `read_committed` readers see it when the engine commits.
+#[tokio::test]
+async fn uncommitted_updates_of_a_streaming_engine_reach_players_at_once() {
+    let game = TestGame::start_with(None, |c| {
+        c.engine_commit_interval_ms = 600_000;
+        c.games_isolation = "read_uncommitted".to_string();
+    })
+    .await;
+    let mut socket = connect(&game, 3, "").await;
+    next_json(&mut socket, Duration::from_secs(20)).await;
+    let (player, token) = game.join(3, "Akkad").await;
+    game.act(3, &token, "purchase_horse", None).await;
+    until(&mut socket, |v| {
+        v["state"]["players"][player.as_str()]["items"]["horse"] == 1
+    })
+    .await;
+    let (brokers, topic) = (game.brokers.clone(), game.games_topic.clone());
+    let committed = tokio::task::spawn_blocking(move || {
+        tests::consume(&brokers, &topic, Duration::from_secs(2), |m| !m.is_empty())
+    })
+    .await
+    .unwrap();
+    assert!(
+        committed.is_err(),
+        "nothing is committed yet: the transaction is open"
+    );
+    let (brokers, topic) = (game.brokers.clone(), game.games_topic.clone());
+    // A clean stop commits it.
+    game.stop().await;
+    let committed = tokio::task::spawn_blocking(move || {
+        tests::consume(&brokers, &topic, Duration::from_secs(30), |m| {
+            m.iter()
+                .any(|m| tests::json(m)["state"]["players"][player.as_str()]["items"]["horse"] == 1)
+        })
+    })
+    .await
+    .unwrap();
+    assert!(committed.is_ok(), "committed at the stop: {committed:?}");
+}
