@@ -2,9 +2,11 @@
 //!
 //! Consumes `actions` in a consumer group, applies [`shared::apply`] to each
 //! game's state and produces the game's new state to the compacted `games`
-//! topic. Each batch's outputs and its consumed offsets commit in one Kafka
-//! transaction, and every update also carries the `actions` offset it
-//! includes, so a crash never loses an action nor applies one twice.
+//! topic. Outputs and the consumed offsets commit together in Kafka
+//! transactions (one per polled batch, or streaming ones committed every
+//! `commit_interval_ms` and before partitions move), and every update also
+//! carries the `actions` offset it includes, so a crash never loses an
+//! action nor applies one twice.
 //!
 //! ## Layout
 //! - [`handle`]: the pure handling step ([`handle::handle`], [`handle::flush`])
