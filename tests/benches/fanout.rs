@@ -3,12 +3,15 @@
 //!
 //! `cargo build --release -p bridge && cargo bench -p tests --bench fanout`
 //! Env: `BENCH_CLIENTS` (default 10000), `BENCH_GAMES` (default 1000),
-//! `BENCH_ROUNDS` (actions per game, default 3).
+//! `BENCH_RATE` (actions/s, default 1000, so 10,000 deliveries/s),
+//! `BENCH_SECS` (default 10), `BENCH_EMBEDDED=1` (`make
+//! run`'s game: embedded broker, engine inside), `KAFKA_BROKERS`.
 
 #[path = "common/mod.rs"]
 #[allow(dead_code)] // each bench uses part of it
 mod common;
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,9 +19,14 @@ use std::time::{Duration, Instant};
 async fn main() {
     let clients = common::env("BENCH_CLIENTS", 10_000);
     let games = common::env("BENCH_GAMES", 1_000);
-    let rounds = common::env("BENCH_ROUNDS", 3);
-    let brokers = tests::broker().to_string();
-    let bridge = common::BridgeProcess::start(&brokers, 12);
+    let rate = common::env("BENCH_RATE", 1000);
+    let secs = common::env("BENCH_SECS", 10);
+    // BENCH_EMBEDDED=1: `make run`'s game (embedded broker, engine inside).
+    let bridge = if std::env::var_os("BENCH_EMBEDDED").is_some() {
+        common::BridgeProcess::start_embedded().0
+    } else {
+        common::BridgeProcess::start(tests::broker(), 12)
+    };
     let client = reqwest::Client::new();
     let mut tokens = Vec::new();
     for g in 0..games {
@@ -34,8 +42,8 @@ async fn main() {
         .await;
     }
     let rss_before = bridge.rss_kib();
-    // (game, version, arrival) of every update any client sees.
-    let seen: Arc<Mutex<Vec<(u64, u64, Instant)>>> = Arc::default();
+    // Every (action id, arrival) any client sees in an update's `applied`.
+    let seen: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
     let mut connected = 0u64;
     let t0 = Instant::now();
     for c in 0..clients {
@@ -43,11 +51,10 @@ async fn main() {
         let seen = seen.clone();
         common::watch(&bridge.addr, game, move |v, now| {
             if v["kind"] == "update" {
-                seen.lock().unwrap().push((
-                    v["game_id"].as_u64().unwrap(),
-                    v["version"].as_u64().unwrap(),
-                    now,
-                ));
+                let mut seen = seen.lock().unwrap();
+                for id in v["applied"].as_array().into_iter().flatten() {
+                    seen.push((id.as_str().unwrap_or_default().to_string(), now));
+                }
             }
         })
         .await;
@@ -70,77 +77,63 @@ async fn main() {
         "bridge RSS {rss_before} KiB -> {rss_after} KiB: {:.1} KiB per idle client",
         (rss_after.saturating_sub(rss_before)) as f64 / connected as f64
     );
-    // Delivery: one action per game per round; time from the HTTP answer to
-    // each watcher's update.
-    let mut answers: Vec<(u64, Instant)> = Vec::new();
-    for round in 0..rounds {
-        let mut handles = Vec::new();
-        for g in 0..games {
-            let req = client
-                .post(format!(
-                    "http://{}/api/games/{}/actions",
-                    bridge.addr,
-                    g + 1
-                ))
-                .bearer_auth(&tokens[g as usize])
-                .header("Idempotency-Key", format!("r{round}-g{g}"))
-                .header("Content-Type", "application/json")
-                .body(r#"{"type":"default"}"#);
-            handles.push(tokio::spawn(async move {
-                let ok = req
-                    .send()
-                    .await
-                    .map(|r| r.status().as_u16() == 202)
-                    .unwrap_or(false);
-                (g + 1, ok, Instant::now())
-            }));
-        }
-        for h in handles {
-            let (g, ok, at) = h.await.unwrap();
-            if ok {
-                answers.push((g, at));
+    // Delivery: a steady `rate` of actions, round-robin over the games; the
+    // time from each HTTP answer to the update reaching each watcher.
+    let total = rate * secs;
+    let answers: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
+    let mut handles = Vec::new();
+    for i in 0..total {
+        tick.tick().await;
+        let g = i % games;
+        let id = format!("f{i}");
+        let req = client
+            .post(format!(
+                "http://{}/api/games/{}/actions",
+                bridge.addr,
+                g + 1
+            ))
+            .bearer_auth(&tokens[g as usize])
+            .header("Idempotency-Key", &id)
+            .header("Content-Type", "application/json")
+            .body(r#"{"type":"default"}"#);
+        let answers = answers.clone();
+        handles.push(tokio::spawn(async move {
+            if req.send().await.is_ok_and(|r| r.status().as_u16() == 202) {
+                answers.lock().unwrap().insert(id, Instant::now());
             }
-        }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
     }
     let watchers_per_game = clients / games;
-    let expected = answers.len() as u64 * watchers_per_game;
+    let expected = answers.lock().unwrap().len() as u64 * watchers_per_game;
     let deadline = Instant::now() + Duration::from_secs(30);
     while (seen.lock().unwrap().len() as u64) < expected && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // Each update's delivery time relative to the latest answer for that game
-    // that precedes it (conservative: the answer time is the last one sent).
     let seen = seen.lock().unwrap();
+    let answers = answers.lock().unwrap();
     let mut lat = Vec::new();
-    for (game, _version, at) in seen.iter() {
-        if let Some((_, answered)) = answers
-            .iter()
-            .filter(|(g, a)| g == game && a <= at)
-            .max_by_key(|(_, a)| *a)
-        {
-            lat.push(*at - *answered);
+    let mut by_action: HashMap<&str, (Instant, Instant)> = HashMap::new();
+    for (id, at) in seen.iter() {
+        if let Some(answered) = answers.get(id) {
+            lat.push(at.saturating_duration_since(*answered));
         }
-    }
-    println!(
-        "update delivery to all watchers (answer -> arrival): {}",
-        common::summary(lat)
-    );
-    // The bridge's own share: for each update, first to last watcher.
-    let mut by_update: std::collections::HashMap<(u64, u64), (Instant, Instant)> =
-        std::collections::HashMap::new();
-    for (game, version, at) in seen.iter() {
-        let e = by_update.entry((*game, *version)).or_insert((*at, *at));
+        let e = by_action.entry(id.as_str()).or_insert((*at, *at));
         e.0 = e.0.min(*at);
         e.1 = e.1.max(*at);
     }
-    let spread: Vec<Duration> = by_update.values().map(|(a, b)| *b - *a).collect();
+    println!(
+        "update delivery at {rate} actions/s to {watchers_per_game} watchers each (answer -> arrival): {}",
+        common::summary(lat)
+    );
+    // The bridge's own share: for each action, first to last watcher.
+    let spread: Vec<Duration> = by_action.values().map(|(a, b)| *b - *a).collect();
     println!(
         "fan-out spread, first to last watcher of an update:   {}",
         common::summary(spread)
     );
-    println!(
-        "updates received {} of {} expected (conflation may merge an action burst into one update)",
-        seen.len(),
-        expected
-    );
+    println!("deliveries {} of {} expected", seen.len(), expected);
 }
