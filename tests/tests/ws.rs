@@ -266,3 +266,48 @@ async fn uncommitted_updates_of_a_streaming_engine_reach_players_at_once() {
     .unwrap();
     assert!(committed.is_ok(), "committed at the stop: {committed:?}");
 }
+
+/// Several bridges at once, each reading what its own clients need: a
+/// player acts through one, a watcher of another sees it, and both answer
+/// state queries.
+#[tokio::test]
+async fn two_bridges_serve_the_same_game() {
+    let a = TestGame::start_with(None, |c| c.token_secret = Some("shared".into())).await;
+    let (actions, games, partitions) =
+        (a.actions_topic.clone(), a.games_topic.clone(), a.partitions);
+    // b: no engine of its own, same topics and token secret.
+    let b = TestGame::start_with(None, |c| {
+        c.actions_topic = actions;
+        c.games_topic = games;
+        c.partitions = partitions;
+        c.with_engine = false;
+        c.token_secret = Some("shared".into());
+    })
+    .await;
+    let mut on_b = connect(&b, 6, "").await;
+    let mut on_a = connect(&a, 6, "").await;
+    for s in [&mut on_b, &mut on_a] {
+        assert_eq!(
+            next_json(s, Duration::from_secs(20)).await["kind"],
+            "snapshot"
+        );
+    }
+    let (player, token) = a.join(6, "Lagash").await;
+    let (status, _) = b.act(6, &token, "purchase_shield", None).await;
+    assert_eq!(status, 202, "a token from one bridge works on another");
+    for s in [&mut on_b, &mut on_a] {
+        until(s, |v| {
+            v["state"]["players"][player.as_str()]["items"]["shield"] == 1
+        })
+        .await;
+    }
+    for bridge in [&a, &b] {
+        bridge
+            .wait_for_state(6, "the shield in the state query", |s| {
+                s["state"]["players"][player.as_str()]["items"]["shield"] == 1
+            })
+            .await;
+    }
+    b.stop().await;
+    a.stop().await;
+}
