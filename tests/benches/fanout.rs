@@ -87,16 +87,7 @@ async fn main() {
         tick.tick().await;
         let g = i % games;
         let id = format!("f{i}");
-        let req = client
-            .post(format!(
-                "http://{}/api/games/{}/actions",
-                bridge.addr,
-                g + 1
-            ))
-            .bearer_auth(&tokens[g as usize])
-            .header("Idempotency-Key", &id)
-            .header("Content-Type", "application/json")
-            .body(r#"{"type":"default"}"#);
+        let req = common::action_request(&client, &bridge.addr, g + 1, &tokens[g as usize], &id);
         let answers = answers.clone();
         handles.push(tokio::spawn(async move {
             if req.send().await.is_ok_and(|r| r.status().as_u16() == 202) {

@@ -178,6 +178,23 @@ pub async fn join(client: &reqwest::Client, addr: &str, game_id: u64) -> String 
     v["token"].as_str().expect("token").to_string()
 }
 
+/// `POST /api/games/{game_id}/actions` of a visit (`default`), with `id` as
+/// its idempotency key.
+pub fn action_request(
+    client: &reqwest::Client,
+    addr: &str,
+    game_id: u64,
+    token: &str,
+    id: &str,
+) -> reqwest::RequestBuilder {
+    client
+        .post(format!("http://{addr}/api/games/{game_id}/actions"))
+        .bearer_auth(token)
+        .header("Idempotency-Key", id)
+        .header("Content-Type", "application/json")
+        .body(r#"{"type":"default"}"#)
+}
+
 /// A numeric knob from the environment.
 pub fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
