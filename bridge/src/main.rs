@@ -4,28 +4,19 @@
 //! broker (librdkafka's mock cluster) and runs the engine beside it, so one
 //! process serves the whole game.
 
-use clap::parser::ValueSource;
-use clap::{CommandFactory, FromArgMatches};
+use clap::Parser;
 
 use bridge::Config;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     engine::init_tracing();
-    let matches = Config::command().get_matches();
-    let mut config = Config::from_arg_matches(&matches)?;
+    let mut config = Config::parse();
 
     // Held until the end of main: the embedded broker lives as long as we do.
     let _embedded = match &config.brokers {
         Some(_) => None,
         None => {
-            // The mock broker finds a fetch's offset by walking the
-            // partition's batches, so every partition it serves costs CPU on
-            // each 1 ms fetch: two keep the game at a few ms under load where
-            // twelve reach tens (BENCHMARKS.md). PARTITIONS still wins.
-            if matches.value_source("partitions") == Some(ValueSource::DefaultValue) {
-                config.partitions = 2;
-            }
             let cluster = rdkafka::mocking::MockCluster::new(1)?;
             for topic in [
                 config.actions_topic.clone(),

@@ -22,10 +22,11 @@ async fn main() {
     let rate = common::env("BENCH_RATE", 1000);
     let secs = common::env("BENCH_SECS", 10);
     // BENCH_EMBEDDED=1: `make run`'s game (embedded broker, engine inside).
-    let bridge = if std::env::var_os("BENCH_EMBEDDED").is_some() {
-        common::BridgeProcess::start_embedded().0
+    let (bridge, brokers) = if std::env::var_os("BENCH_EMBEDDED").is_some() {
+        common::BridgeProcess::start_embedded()
     } else {
-        common::BridgeProcess::start(tests::broker(), 12)
+        let brokers = tests::broker().to_string();
+        (common::BridgeProcess::start(&brokers, 12), brokers)
     };
     let client = reqwest::Client::new();
     let mut tokens = Vec::new();
@@ -79,6 +80,9 @@ async fn main() {
     );
     // Delivery: a steady `rate` of actions, round-robin over the games; the
     // time from each HTTP answer to the update reaching each watcher.
+    // The baseline, same run: one plain consumer of `games` beside the
+    // bridge (the engine's path without the fan-out).
+    let direct = common::DirectReader::start(&brokers, &bridge.games_topic);
     let total = rate * secs;
     let answers: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
@@ -116,6 +120,15 @@ async fn main() {
         e.0 = e.0.min(*at);
         e.1 = e.1.max(*at);
     }
+    let direct = direct.finish();
+    let baseline: Vec<Duration> = answers
+        .iter()
+        .filter_map(|(id, a)| direct.get(id).map(|d| d.saturating_duration_since(*a)))
+        .collect();
+    println!(
+        "baseline, answer -> record on games (one consumer, no fan-out):  {}",
+        common::summary(baseline)
+    );
     println!(
         "update delivery at {rate} actions/s to {watchers_per_game} watchers each (answer -> arrival): {}",
         common::summary(lat)

@@ -160,43 +160,8 @@ async fn main() {
     }
     // BENCH_DIRECT=1: also read `games` straight from the broker, as the
     // bridge does, to split the time into engine and bridge.
-    let direct: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-    let stop_direct = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    if std::env::var_os("BENCH_DIRECT").is_some() {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
-            .set("group.id", tests::unique("direct"))
-            .set("fetch.wait.max.ms", "1")
-            .set("isolation.level", "read_uncommitted")
-            .set("enable.auto.commit", "false")
-            .create()
-            .expect("direct consumer");
-        let md = consumer
-            .fetch_metadata(Some(&bridge.games_topic), Duration::from_secs(5))
-            .expect("games metadata");
-        let mut tpl = TopicPartitionList::new();
-        for p in md.topics()[0].partitions() {
-            tpl.add_partition_offset(&bridge.games_topic, p.id(), Offset::End)
-                .unwrap();
-        }
-        consumer.assign(&tpl).unwrap();
-        let (direct, stop) = (direct.clone(), stop_direct.clone());
-        std::thread::spawn(move || {
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-                    let now = Instant::now();
-                    let v: serde_json::Value =
-                        serde_json::from_slice(m.payload().unwrap_or_default()).unwrap();
-                    let mut direct = direct.lock().unwrap();
-                    for id in v["applied"].as_array().into_iter().flatten() {
-                        direct
-                            .entry(id.as_str().unwrap().to_string())
-                            .or_insert(now);
-                    }
-                }
-            }
-        });
-    }
+    let direct = std::env::var_os("BENCH_DIRECT")
+        .map(|_| common::DirectReader::start(&brokers, &bridge.games_topic));
     // Warm-up, then the steady run.
     let total = rate * secs;
     let warmup = rate * 2;
@@ -293,9 +258,8 @@ async fn main() {
             common::summary(lat)
         );
     }
-    stop_direct.store(true, std::sync::atomic::Ordering::Relaxed);
-    let direct = direct.lock().unwrap();
-    if !direct.is_empty() {
+    if let Some(direct) = direct {
+        let direct = direct.finish();
         let engine: Vec<Duration> = answered
             .iter()
             .filter_map(|(id, a)| direct.get(id).map(|d| d.saturating_duration_since(*a)))

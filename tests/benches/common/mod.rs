@@ -1,9 +1,16 @@
 //! What the WebSocket benchmarks share: a release bridge process (with the
 //! engine in it) against the harness's broker, on its own topics.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 /// A bridge process; killed on drop.
 pub struct BridgeProcess {
@@ -222,4 +229,65 @@ pub async fn watch(
             }
         }
     });
+}
+
+/// A consumer of `games` beside the bridge, reading as the bridge does
+/// (fetch wait 1 ms, `read_uncommitted`): when each action id first appears
+/// in an update's `applied` on the broker. The baseline for what the bridge
+/// adds on top of the engine.
+pub struct DirectReader {
+    seen: Arc<Mutex<HashMap<String, Instant>>>,
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+impl DirectReader {
+    /// Reads every partition of `topic` from its end.
+    pub fn start(brokers: &str, topic: &str) -> DirectReader {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("group.id", tests::unique("direct"))
+            .set("fetch.wait.max.ms", "1")
+            .set("isolation.level", "read_uncommitted")
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("direct consumer");
+        let md = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(5))
+            .expect("games metadata");
+        let mut tpl = TopicPartitionList::new();
+        for p in md.topics()[0].partitions() {
+            tpl.add_partition_offset(topic, p.id(), Offset::End)
+                .expect("partition");
+        }
+        consumer.assign(&tpl).expect("assign");
+        let seen: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = std::thread::spawn({
+            let (seen, stop) = (seen.clone(), stop.clone());
+            move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+                        let now = Instant::now();
+                        let v: serde_json::Value =
+                            serde_json::from_slice(m.payload().unwrap_or_default())
+                                .expect("JSON update");
+                        let mut seen = seen.lock().unwrap();
+                        for id in v["applied"].as_array().into_iter().flatten() {
+                            seen.entry(id.as_str().unwrap_or_default().to_string())
+                                .or_insert(now);
+                        }
+                    }
+                }
+            }
+        });
+        DirectReader { seen, stop, thread }
+    }
+
+    /// Stops reading; what was seen.
+    pub fn finish(self) -> HashMap<String, Instant> {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
+        std::mem::take(&mut *self.seen.lock().unwrap())
+    }
 }
