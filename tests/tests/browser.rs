@@ -576,23 +576,9 @@ async fn bench_frontend() {
             )
             .await;
     }
-    let mut lat: Vec<f64> = browser
-        .js("return window.banLatencies")
-        .await
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(Value::as_f64)
-        .collect();
+    let mut lat = numbers(&browser.js("return window.banLatencies").await);
     lat.sort_by(f64::total_cmp);
-    let mut ack: Vec<f64> = browser
-        .js("return window.banAckLatencies")
-        .await
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(Value::as_f64)
-        .collect();
+    let mut ack = numbers(&browser.js("return window.banAckLatencies").await);
     ack.sort_by(f64::total_cmp);
     interactive.sort_by(f64::total_cmp);
     let pct = |v: &[f64], p: f64| v[((v.len() as f64 - 1.0) * p).round() as usize];
@@ -664,4 +650,13 @@ async fn nation_with_item(game: &TestGame, game_id: u64, name: &str, item: &str)
         .and_then(|p| p.values().find(|n| n["name"] == name))
         .cloned()
         .expect("the nation")
+}
+
+/// The numbers in a JSON array (a page's latency log).
+fn numbers(v: &Value) -> Vec<f64> {
+    v.as_array()
+        .expect("a JSON array")
+        .iter()
+        .filter_map(Value::as_f64)
+        .collect()
 }

@@ -160,67 +160,27 @@ async fn auth_and_bad_input_are_refused_before_kafka() {
     let (_, token) = game.join(1, "Athens").await;
     let client = reqwest::Client::new();
     let url = format!("{}/api/games/1/actions", game.base_url);
-    let status = |r: reqwest::Response| r.status().as_u16();
-    assert_eq!(
-        status(
-            client
-                .post(&url)
-                .json(&serde_json::json!({"type": "default"}))
-                .send()
-                .await
-                .unwrap()
-        ),
-        401
-    );
-    assert_eq!(
-        status(
-            client
-                .post(&url)
-                .bearer_auth("v1.1.x.y")
-                .json(&serde_json::json!({"type": "default"}))
-                .send()
-                .await
-                .unwrap()
-        ),
-        401
-    );
     let other = format!("{}/api/games/2/actions", game.base_url);
-    assert_eq!(
-        status(
-            client
-                .post(&other)
-                .bearer_auth(&token)
-                .json(&serde_json::json!({"type": "default"}))
-                .send()
-                .await
-                .unwrap()
-        ),
-        403
-    );
-    assert_eq!(
-        status(
-            client
-                .post(&url)
-                .bearer_auth(&token)
-                .body(vec![b'x'; 20_000])
-                .send()
-                .await
-                .unwrap()
-        ),
-        413
-    );
-    assert_eq!(
-        status(
-            client
-                .post(&url)
-                .bearer_auth(&token)
-                .body("{oops")
-                .send()
-                .await
-                .unwrap()
-        ),
-        400
-    );
+    let visit = serde_json::to_vec(&serde_json::json!({"type": "default"})).unwrap();
+    // (url, bearer token, body, expected status)
+    let cases: [(&str, Option<&str>, Vec<u8>, u16); 5] = [
+        (&url, None, visit.clone(), 401),
+        (&url, Some("v1.1.x.y"), visit.clone(), 401),
+        (&other, Some(&token), visit.clone(), 403),
+        (&url, Some(&token), vec![b'x'; 20_000], 413),
+        (&url, Some(&token), b"{oops".to_vec(), 400),
+    ];
+    for (url, bearer, body, expected) in cases {
+        let mut req = client
+            .post(url)
+            .header("Content-Type", "application/json")
+            .body(body);
+        if let Some(bearer) = bearer {
+            req = req.bearer_auth(bearer);
+        }
+        let status = req.send().await.unwrap().status().as_u16();
+        assert_eq!(status, expected, "POST {url} with token {bearer:?}");
+    }
     let response = client
         .post(&url)
         .bearer_auth(&token)
@@ -233,16 +193,12 @@ async fn auth_and_bad_input_are_refused_before_kafka() {
     assert_eq!(body["error"], "invalid_action");
     assert!(body["detail"]["valid_types"].as_array().unwrap().len() >= 7);
     // The process is still up.
-    assert_eq!(
-        status(
-            client
-                .get(format!("{}/healthz", game.base_url))
-                .send()
-                .await
-                .unwrap()
-        ),
-        200
-    );
+    let health = client
+        .get(format!("{}/healthz", game.base_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
     game.stop().await;
 }
 
