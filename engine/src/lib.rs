@@ -70,10 +70,11 @@ pub struct Config {
     /// `transaction.timeout.ms`). Turn it on against Apache Kafka.
     pub eager_flush: bool,
     /// 0: one transaction per polled batch. N > 0: streaming transactions,
-    /// open across polls and committed every N ms, whose outputs are produced
-    /// and flushed as each batch is handled, so `read_uncommitted` readers
-    /// (the bridge's default) see an update within a few ms while
-    /// `read_committed` ones see it at the commit. Implies `eager_flush`, so
+    /// open across polls and committed every N ms (and before partitions are
+    /// revoked), whose outputs are sent as each batch is handled, so
+    /// `read_uncommitted` readers (the bridge with `GAMES_ISOLATION`) see an
+    /// update within a few ms while `read_committed` ones see it at the
+    /// commit. Implies `eager_flush`, so
     /// the same tansu caveat applies: an engine that crashes leaves records
     /// in an open transaction that tansu never aborts.
     pub commit_interval_ms: u64,
