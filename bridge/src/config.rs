@@ -14,8 +14,8 @@ use clap::{ArgAction, Parser};
     about = "Build a Nation: the HTTP/WebSocket edge to Kafka (and, in dev, the whole game)"
 )]
 pub struct Config {
-    /// Kafka bootstrap servers. Unset: host an embedded in-memory broker and
-    /// run the engine in this process (development; nothing survives a restart).
+    /// Kafka bootstrap servers. Required by the `bridge` binary; the `nation`
+    /// binary (`make run`) starts a local Apache Kafka when it is unset.
     #[arg(long = "brokers", env = "KAFKA_BROKERS")]
     pub brokers: Option<String>,
     /// Address to listen on.
@@ -52,6 +52,12 @@ pub struct Config {
     /// The in-process engine's consumer group.
     #[arg(long, env = "ENGINE_GROUP_ID", default_value = "engine")]
     pub engine_group: String,
+    /// The in-process engine's transactional id. Unset: a fresh one per start
+    /// (several in-process engines never fence each other). `make run` sets
+    /// a stable one, so a restarted game fences and aborts what its crashed
+    /// predecessor left open at once.
+    #[arg(long, env = "ENGINE_TRANSACTIONAL_ID")]
+    pub engine_transactional_id: Option<String>,
     /// The in-process engine's `eager_flush` (see the engine's docs).
     #[arg(long, env = "ENGINE_EAGER_FLUSH", default_value_t = false, action = ArgAction::Set)]
     pub engine_eager_flush: bool,

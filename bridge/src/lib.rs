@@ -229,6 +229,10 @@ pub async fn run(
         engine_config.partitions = config.partitions;
         engine_config.create_topics = config.create_topics;
         engine_config.group_id = config.engine_group.clone();
+        if let Some(id) = &config.engine_transactional_id {
+            engine_config.transactional_id = id.clone();
+            engine_config.group_instance_id = Some(id.clone());
+        }
         engine_config.eager_flush = config.engine_eager_flush;
         engine_config.commit_interval_ms = config.engine_commit_interval_ms;
         engine_config.extra = config.extra.clone();

@@ -262,6 +262,7 @@ impl<'a> Engine<'a> {
                 ("isolation.level", "read_committed"),
                 ("fetch.wait.max.ms", &fetch_wait),
             ])
+            .set_opt("group.instance.id", config.group_instance_id.as_deref())
             .create_with_context(context)
             .map_err(EngineError::kafka("consumer"))?;
         let restorer = restorer(config)?;
@@ -578,4 +579,18 @@ pub(crate) fn restore(
         }
     })?;
     Ok(latest)
+}
+
+/// `ClientConfig::set` when there is a value.
+trait SetOpt {
+    fn set_opt(&mut self, key: &str, value: Option<&str>) -> &mut Self;
+}
+
+impl SetOpt for rdkafka::ClientConfig {
+    fn set_opt(&mut self, key: &str, value: Option<&str>) -> &mut Self {
+        if let Some(value) = value {
+            self.set(key, value);
+        }
+        self
+    }
 }

@@ -21,7 +21,9 @@ struct Args {
     partitions: i32,
     #[arg(long, env = "ENGINE_GROUP_ID", default_value = "engine")]
     group_id: String,
-    /// Defaults to a fresh `engine-<uuid>`.
+    /// Defaults to a fresh `engine-<uuid>`. A stable id also makes the engine
+    /// a static group member (`group.instance.id`): a restart fences its
+    /// predecessor and takes its partitions back at once.
     #[arg(long, env = "ENGINE_TRANSACTIONAL_ID")]
     transactional_id: Option<String>,
     /// `fetch.wait.max.ms` of the actions consumer.
@@ -73,6 +75,8 @@ impl Args {
         config.group_id = self.group_id.clone();
         if let Some(id) = &self.transactional_id {
             config.transactional_id = id.clone();
+            // A stable id: restarted in place, so a static member too.
+            config.group_instance_id = Some(id.clone());
         }
         if let Some(ms) = self.fetch_wait_max_ms {
             config.fetch_wait_max_ms = ms;

@@ -4,8 +4,8 @@
 //! `cargo build --release -p bridge && cargo bench -p tests --bench fanout`
 //! Env: `BENCH_CLIENTS` (default 10000), `BENCH_GAMES` (default 1000),
 //! `BENCH_RATE` (actions/s, default 1000, so 10,000 deliveries/s),
-//! `BENCH_SECS` (default 10), `BENCH_EMBEDDED=1` (`make
-//! run`'s game: embedded broker, engine inside), `KAFKA_BROKERS`.
+//! `BENCH_SECS` (default 10), `KAFKA_BROKERS` (else an Apache Kafka is
+//! started for the run).
 
 #[path = "common/mod.rs"]
 #[allow(dead_code)] // each bench uses part of it
@@ -21,13 +21,9 @@ async fn main() {
     let games = common::env("BENCH_GAMES", 1_000);
     let rate = common::env("BENCH_RATE", 1000);
     let secs = common::env("BENCH_SECS", 10);
-    // BENCH_EMBEDDED=1: `make run`'s game (embedded broker, engine inside).
-    let (bridge, brokers) = if std::env::var_os("BENCH_EMBEDDED").is_some() {
-        common::BridgeProcess::start_embedded()
-    } else {
-        let brokers = tests::broker().to_string();
-        (common::BridgeProcess::start(&brokers, 12), brokers)
-    };
+    let brokers = tests::broker().to_string();
+    let bridge = common::BridgeProcess::start(&brokers, 12);
+    println!("broker: Apache Kafka at {brokers}");
     let client = reqwest::Client::new();
     let mut tokens = Vec::new();
     for g in 0..games {

@@ -4,9 +4,8 @@
 //!
 //! `cargo build --release -p bridge && cargo bench -p tests --bench latency`
 //! Env: `BENCH_RATE` (actions/s, default 2000), `BENCH_SECS` (default 30),
-//! `BENCH_GAMES` (default 20), `KAFKA_BROKERS` (else a tansu is started),
-//! `BENCH_EMBEDDED=1` (`make run`'s game: embedded broker, engine inside),
-//! `BENCH_DIRECT=1` (also read `games` directly, to split engine from
+//! `BENCH_GAMES` (default 20), `KAFKA_BROKERS` (else an Apache Kafka is
+//! started for the run), `BENCH_DIRECT=1` (also read `games` directly, to split engine from
 //! bridge), `BENCH_DUMP=file` (id, answer time, latency in µs per action),
 //! `BENCH_FLOOR_ONLY=1`.
 
@@ -99,30 +98,22 @@ async fn main() {
     let rate = common::env("BENCH_RATE", 2000);
     let secs = common::env("BENCH_SECS", 30);
     let games = common::env("BENCH_GAMES", 20);
-    // BENCH_EMBEDDED=1: `make run`'s game (mock cluster, engine inside);
-    // the floor then uses the embedded `actions.dlq`, which nothing reads.
-    let embedded = std::env::var_os("BENCH_EMBEDDED").is_some();
-    let (bridge, brokers, floor_topic) = if embedded {
-        let (bridge, brokers) = common::BridgeProcess::start_embedded();
-        (bridge, brokers, Some("actions.dlq"))
-    } else {
-        let brokers = tests::broker().to_string();
-        (common::BridgeProcess::start(&brokers, 12), brokers, None)
-    };
+    let brokers = tests::broker().to_string();
+    let bridge = common::BridgeProcess::start(&brokers, 12);
+    let floor_topic: Option<&str> = None;
     println!(
         "# end-to-end latency at {rate} actions/s for {secs} s over {games} games ({} cores)",
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(0)
     );
-
+    println!("broker: Apache Kafka at {brokers}");
     println!(
-        "broker: {}",
-        if embedded {
-            "embedded mock cluster (make run)"
-        } else {
-            "tansu"
-        }
+        "settings: LINGER_MS={} ENGINE_COMMIT_INTERVAL_MS={} ENGINE_EAGER_FLUSH={} GAMES_ISOLATION={}",
+        std::env::var("LINGER_MS").unwrap_or_else(|_| "default".into()),
+        std::env::var("ENGINE_COMMIT_INTERVAL_MS").unwrap_or_else(|_| "default".into()),
+        std::env::var("ENGINE_EAGER_FLUSH").unwrap_or_else(|_| "default".into()),
+        std::env::var("GAMES_ISOLATION").unwrap_or_else(|_| "default".into()),
     );
     // As long as the game's run: both test brokers slow down as a
     // partition's log grows (BENCHMARKS.md).

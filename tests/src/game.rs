@@ -66,10 +66,11 @@ impl TestGame {
             let _ = stopped.await;
         }));
         let client = reqwest::Client::new();
-        let url = format!("{}/healthz", game.base_url);
+        // Ready, not just alive: the producer reaches the broker.
+        let url = format!("{}/readyz", game.base_url);
         crate::eventually(
             Duration::from_secs(30),
-            "the bridge to answer /healthz",
+            "the bridge to answer /readyz",
             || {
                 let req = client.get(&url).send();
                 async move { req.await.ok().filter(|r| r.status().is_success()) }
@@ -80,19 +81,37 @@ impl TestGame {
         game
     }
 
-    /// Joins `game_id` as `name`; returns `(player_id, token)`.
+    /// Joins `game_id` as `name`; returns `(player_id, token)`. A 503 (the
+    /// first produce to a brand-new topic can outlast the produce timeout)
+    /// is retried as the contract tells clients to, within 20 s.
     pub async fn join(&self, game_id: u64, name: &str) -> (String, String) {
-        let response: serde_json::Value = reqwest::Client::new()
-            .post(format!("{}/api/games/{game_id}/join", self.base_url))
-            .json(&serde_json::json!({ "name": name }))
-            .send()
-            .await
-            .expect("join request")
-            .error_for_status()
-            .expect("join accepted")
-            .json()
-            .await
-            .expect("join answer is JSON");
+        let client = reqwest::Client::new();
+        let url = format!("{}/api/games/{game_id}/join", self.base_url);
+        let response: serde_json::Value = crate::eventually(
+            Duration::from_secs(20),
+            "a join that is not answered 503",
+            || {
+                let req = client
+                    .post(&url)
+                    .json(&serde_json::json!({ "name": name }))
+                    .send();
+                async move {
+                    let response = req.await.expect("join request");
+                    if response.status() == 503 {
+                        return None;
+                    }
+                    Some(
+                        response
+                            .error_for_status()
+                            .expect("join accepted")
+                            .json::<serde_json::Value>()
+                            .await
+                            .expect("join answer is JSON"),
+                    )
+                }
+            },
+        )
+        .await;
         (
             response["player_id"]
                 .as_str()

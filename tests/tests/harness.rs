@@ -37,9 +37,42 @@ async fn broker_round_trip_on_own_topic() {
 }
 
 #[test]
-fn private_broker_stops() {
-    let mut broker = tests::TansuBroker::start().unwrap();
-    assert!(std::net::TcpStream::connect(&broker.bootstrap).is_ok());
+fn private_broker_stops_and_restarts_with_its_data() {
+    let mut broker = tests::LocalKafka::temporary().unwrap();
+    let bootstrap = broker.bootstrap().to_string();
+    assert!(std::net::TcpStream::connect(&bootstrap).is_ok());
+    let topic = tests::unique("harness-restart");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(tests::create_topics(&bootstrap, &[(&topic, 1, false)]))
+        .unwrap();
+    let producer: rdkafka::producer::BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    producer
+        .send(rdkafka::producer::BaseRecord::<str, str>::to(&topic).payload("{\"kept\":true}"))
+        .unwrap();
+    rdkafka::producer::Producer::flush(&producer, Duration::from_secs(10)).unwrap();
+    drop(producer);
+
     broker.stop();
-    assert!(std::net::TcpStream::connect(&broker.bootstrap).is_err());
+    assert!(std::net::TcpStream::connect(&bootstrap).is_err());
+    assert!(!broker.is_running());
+
+    // Same folder, same port: the record is still there.
+    broker.restart().unwrap();
+    assert_eq!(broker.bootstrap(), bootstrap);
+    let seen = tests::consume(&bootstrap, &topic, Duration::from_secs(30), |s| {
+        !s.is_empty()
+    })
+    .unwrap();
+    assert_eq!(tests::json(&seen[0])["kept"], true);
+
+    // A second owner of the same folder is refused with a clear error.
+    let second = tests::LocalKafka::start(broker.spec().clone());
+    let err = second.err().expect("a second broker on the same folder");
+    assert!(err.to_string().contains("in use"), "{err}");
 }

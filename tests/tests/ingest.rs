@@ -204,8 +204,8 @@ async fn auth_and_bad_input_are_refused_before_kafka() {
 
 #[tokio::test]
 async fn a_stopped_broker_gives_503_with_retry_after_within_two_seconds() {
-    let mut broker = tests::TansuBroker::start().unwrap();
-    let bootstrap = broker.bootstrap.clone();
+    let mut broker = tests::LocalKafka::temporary().unwrap();
+    let bootstrap = broker.bootstrap().to_string();
     let game = TestGame::start_with(None, |c| {
         c.brokers = Some(bootstrap);
         c.with_engine = false;
@@ -214,7 +214,7 @@ async fn a_stopped_broker_gives_503_with_retry_after_within_two_seconds() {
     let (_, token) = game.join(1, "Troy").await;
     let (status, _) = game.act(1, &token, "default", None).await;
     assert_eq!(status, 202);
-    broker.stop();
+    broker.kill();
     let started = Instant::now();
     let response = reqwest::Client::new()
         .post(format!("{}/api/games/1/actions", game.base_url))

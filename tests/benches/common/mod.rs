@@ -75,61 +75,6 @@ impl BridgeProcess {
         }
     }
 
-    /// `make run`'s game: no `KAFKA_BROKERS`, so the bridge hosts librdkafka's
-    /// mock cluster and the engine (eager flush). Returns the process and the
-    /// embedded broker's bootstrap address, read from its stdout.
-    pub fn start_embedded() -> (BridgeProcess, String) {
-        use std::io::BufRead;
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-        let bin = root.join("target/release/bridge");
-        assert!(
-            bin.exists(),
-            "build it first: cargo build --release -p bridge"
-        );
-        let addr = format!("127.0.0.1:{}", tests::free_port());
-        let mut child = Command::new(bin)
-            .env_remove("KAFKA_BROKERS")
-            .env("BIND", &addr)
-            .env("TOKEN_SECRET", "bench")
-            .env(
-                "RUST_LOG",
-                std::env::var("BENCH_BRIDGE_LOG").unwrap_or_else(|_| "error".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start the bridge");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = std::io::BufReader::new(stdout).lines();
-        let bootstrap = lines
-            .by_ref()
-            .map_while(Result::ok)
-            .find_map(|l| l.strip_prefix("embedded broker: ").map(str::to_string))
-            .expect("the bridge prints the embedded broker's address");
-        // Keep draining stdout so the bridge never blocks on a full pipe.
-        std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                if std::env::var_os("BENCH_BRIDGE_LOG").is_some() {
-                    println!("{line}");
-                }
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(&addr).is_err() {
-            assert!(Instant::now() < deadline, "bridge did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let games_topic = std::env::var("GAMES_TOPIC").unwrap_or_else(|_| "games".into());
-        (
-            BridgeProcess {
-                child,
-                addr,
-                games_topic,
-            },
-            bootstrap,
-        )
-    }
-
     /// Resident memory of the bridge process, in KiB.
     pub fn rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
