@@ -35,6 +35,15 @@ pub mod replay;
 pub use handle::{flush, GameSlot, Handled};
 pub use replay::{replay, ReplayReport};
 
+/// Streaming transactions committed every 100 ms: the default, measured on
+/// Apache Kafka (BENCHMARKS.md, "Settings"). An update is produced as its
+/// batch is handled and committed within 100 ms; one transaction per batch
+/// (0) put p50 at 312 ms for `read_committed` readers at 2,000 actions/s, and
+/// 20 ms commits cost more than they gave. A crashed engine's open
+/// transaction is aborted when an engine with the same transactional id
+/// starts, or after `transaction.timeout.ms` (10 s).
+pub const DEFAULT_COMMIT_INTERVAL_MS: u64 = 100;
+
 /// Everything the engine needs to know; `main.rs` fills it from flags and env.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -59,8 +68,9 @@ pub struct Config {
     /// for an engine that is restarted in place (`make run`, one engine per
     /// host or pod).
     pub group_instance_id: Option<String>,
-    /// `fetch.wait.max.ms`: tansu and the mock cluster answer a waiting fetch
-    /// only at its deadline, so this bounds the added latency.
+    /// `fetch.wait.max.ms` of the actions consumer. Apache Kafka answers a
+    /// waiting fetch as soon as a record arrives, so this only bounds how long
+    /// an idle fetch waits (BENCHMARKS.md, "Settings").
     pub fetch_wait_max_ms: u32,
     /// Most records per transaction.
     pub max_batch: usize,
@@ -68,28 +78,24 @@ pub struct Config {
     pub create_topics: bool,
     /// `-X key=value` passthrough to librdkafka (consumer and producer).
     pub extra: Vec<(String, String)>,
-    /// Wake librdkafka's broker threads with 1 ms flushes before committing:
-    /// a transaction takes ~3 ms instead of ~100 ms. Off by default because
-    /// on tansu an engine that crashes mid-transaction then leaves records
-    /// in an open transaction that tansu never aborts, and read_committed
-    /// readers of those partitions stall (Apache Kafka aborts it when the
-    /// engine restarts with the same transactional id, or at
-    /// `transaction.timeout.ms`). Turn it on against Apache Kafka.
+    /// With one transaction per batch (`commit_interval_ms` 0): wake
+    /// librdkafka's broker threads before committing, so a transaction takes
+    /// a few ms instead of ~100 ms (librdkafka does not wake them after
+    /// `AddPartitionsToTxn`). Streaming transactions always do.
     pub eager_flush: bool,
     /// 0: one transaction per polled batch. N > 0: streaming transactions,
     /// open across polls and committed every N ms (and before partitions are
     /// revoked), whose outputs are sent as each batch is handled, so
     /// `read_uncommitted` readers (the bridge with `GAMES_ISOLATION`) see an
     /// update within a few ms while `read_committed` ones see it at the
-    /// commit. Implies `eager_flush`, so
-    /// the same tansu caveat applies: an engine that crashes leaves records
-    /// in an open transaction that tansu never aborts.
+    /// commit. Implies `eager_flush`. Default [`DEFAULT_COMMIT_INTERVAL_MS`].
     pub commit_interval_ms: u64,
 }
 
 impl Config {
     /// The defaults: topics `actions`, `games`, `actions.dlq`, 12 partitions,
-    /// group `engine`, a fresh transactional id, 1 ms fetch wait, batches of
+    /// group `engine`, a fresh transactional id, 1 ms fetch wait, streaming
+    /// transactions every [`DEFAULT_COMMIT_INTERVAL_MS`], batches of
     /// up to 20,000 records (see BENCHMARKS.md), topics created.
     pub fn new(brokers: impl Into<String>) -> Config {
         Config {
@@ -106,7 +112,7 @@ impl Config {
             create_topics: true,
             extra: Vec::new(),
             eager_flush: false,
-            commit_interval_ms: 0,
+            commit_interval_ms: DEFAULT_COMMIT_INTERVAL_MS,
         }
     }
 

@@ -41,7 +41,7 @@ struct Args {
     eager_flush: bool,
     /// Streaming transactions committed every N ms (0: one per batch); see
     /// `Config::commit_interval_ms`.
-    #[arg(long, env = "ENGINE_COMMIT_INTERVAL_MS", default_value_t = 0)]
+    #[arg(long, env = "ENGINE_COMMIT_INTERVAL_MS", default_value_t = engine::DEFAULT_COMMIT_INTERVAL_MS)]
     commit_interval_ms: u64,
     /// Extra librdkafka setting, as kcat: `-X key=value` (repeatable).
     #[arg(short = 'X', value_parser = parse_kv)]

@@ -25,7 +25,10 @@ impl BridgeProcess {
     /// build it). Starts it with the engine, waits for `/healthz`.
     pub fn start(brokers: &str, partitions: i32) -> BridgeProcess {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-        let bin = root.join("target/release/bridge");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"));
+        let bin = root.join(target).join("release/bridge");
         assert!(
             bin.exists(),
             "build it first: cargo build --release -p bridge"
