@@ -169,6 +169,8 @@ pub enum BridgeError {
     Topics(String),
     #[error("serve: {0}")]
     Io(#[from] std::io::Error),
+    #[error("engine: {0}")]
+    Engine(#[from] engine::EngineError),
 }
 
 /// Starts the bridge (and the engine too when `config.with_engine`) on
@@ -179,6 +181,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), BridgeError> {
     let brokers = config.brokers.clone().ok_or(BridgeError::NoBrokers)?;
+    let engine_config = config.with_engine.then(|| engine_config(&config, &brokers));
+    if let Some(engine_config) = &engine_config {
+        // Refuse impossible settings before anything starts.
+        engine_config.validate()?;
+    }
     if config.create_topics {
         topics::ensure(
             &brokers,
@@ -221,21 +228,7 @@ pub async fn run(
     );
 
     let (engine_stop_tx, engine_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let engine = config.with_engine.then(|| {
-        let mut engine_config = engine::Config::new(brokers.clone());
-        engine_config.actions_topic = config.actions_topic.clone();
-        engine_config.games_topic = config.games_topic.clone();
-        engine_config.dlq_topic = format!("{}.dlq", config.actions_topic);
-        engine_config.partitions = config.partitions;
-        engine_config.create_topics = config.create_topics;
-        engine_config.group_id = config.engine_group.clone();
-        if let Some(id) = &config.engine_transactional_id {
-            engine_config.transactional_id = id.clone();
-            engine_config.group_instance_id = Some(id.clone());
-        }
-        engine_config.eager_flush = config.engine_eager_flush;
-        engine_config.commit_interval_ms = config.engine_commit_interval_ms;
-        engine_config.extra = config.extra.clone();
+    let engine = engine_config.map(|engine_config| {
         tokio::spawn(engine::run(engine_config, async move {
             let _ = engine_stop_rx.await;
         }))
@@ -293,6 +286,25 @@ pub async fn run(
     }
     served?;
     Ok(())
+}
+
+/// The in-process engine's configuration, from the bridge's.
+fn engine_config(config: &Config, brokers: &str) -> engine::Config {
+    let mut engine_config = engine::Config::new(brokers);
+    engine_config.actions_topic = config.actions_topic.clone();
+    engine_config.games_topic = config.games_topic.clone();
+    engine_config.dlq_topic = format!("{}.dlq", config.actions_topic);
+    engine_config.partitions = config.partitions;
+    engine_config.create_topics = config.create_topics;
+    engine_config.group_id = config.engine_group.clone();
+    if let Some(id) = &config.engine_transactional_id {
+        engine_config.transactional_id = id.clone();
+        engine_config.group_instance_id = Some(id.clone());
+    }
+    engine_config.eager_flush = config.engine_eager_flush;
+    engine_config.commit_interval_ms = config.engine_commit_interval_ms;
+    engine_config.extra = config.extra.clone();
+    engine_config
 }
 
 /// `ClientConfig::set` for a list of pairs.

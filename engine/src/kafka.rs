@@ -34,6 +34,11 @@ use crate::{Config, EngineError, RUNNING, STOP_ABANDON};
 /// How long a transaction step may take before the engine gives up.
 const TXN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The producer's `transaction.timeout.ms`: how long the broker lets a
+/// transaction stay open before it aborts it (what a crashed engine's
+/// readers wait at most when no engine with its id comes back).
+pub const TRANSACTION_TIMEOUT_MS: u64 = 10_000;
+
 /// A change of assignment seen inside a poll.
 #[derive(Debug)]
 enum Event {
@@ -182,7 +187,7 @@ struct Engine<'a> {
     config: &'a Config,
     consumer: BaseConsumer<EngineContext>,
     /// Reads `games` partitions back on assignment.
-    restorer: BaseConsumer,
+    restorer: BaseConsumer<RestoreContext>,
     games: HashMap<u64, GameSlot>,
     /// Assigned partitions whose games are not loaded yet.
     to_restore: HashSet<i32>,
@@ -236,7 +241,10 @@ impl<'a> Engine<'a> {
                 ("transactional.id", &config.transactional_id),
                 ("enable.idempotence", "true"),
                 ("linger.ms", "0"),
-                ("transaction.timeout.ms", "10000"),
+                (
+                    "transaction.timeout.ms",
+                    &TRANSACTION_TIMEOUT_MS.to_string(),
+                ),
             ])
             .create()
             .map_err(EngineError::kafka("producer"))?;
@@ -477,9 +485,26 @@ where
     }
 }
 
+/// The restorer's context: the end of a partition is how a restore knows it
+/// is done, not a fault, so it is not logged at ERROR (librdkafka reports it
+/// as a "global error"); everything else is, so grepping ERROR finds only
+/// real faults.
+pub(crate) struct RestoreContext;
+
+impl rdkafka::ClientContext for RestoreContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        match error {
+            KafkaError::PartitionEOF(_) => tracing::trace!("restore: {reason}"),
+            _ => tracing::error!("librdkafka: {error}: {reason}"),
+        }
+    }
+}
+
+impl ConsumerContext for RestoreContext {}
+
 /// A group-less consumer that reads partitions from the beginning to their
 /// end: restore on assignment, and replay.
-pub(crate) fn restorer(config: &Config) -> Result<BaseConsumer, EngineError> {
+pub(crate) fn restorer(config: &Config) -> Result<BaseConsumer<RestoreContext>, EngineError> {
     config
         .client_with(&[
             ("group.id", &format!("{}-restore", config.group_id)),
@@ -488,7 +513,7 @@ pub(crate) fn restorer(config: &Config) -> Result<BaseConsumer, EngineError> {
             ("isolation.level", "read_committed"),
             ("fetch.wait.max.ms", "10"),
         ])
-        .create()
+        .create_with_context(RestoreContext)
         .map_err(EngineError::kafka("restore consumer"))
 }
 
@@ -496,7 +521,7 @@ pub(crate) fn restorer(config: &Config) -> Result<BaseConsumer, EngineError> {
 /// seen at the start, calling `f` on each record in offset order per
 /// partition.
 pub(crate) fn read_to_end(
-    reader: &BaseConsumer,
+    reader: &BaseConsumer<RestoreContext>,
     topic: &str,
     partitions: &[i32],
     mut f: impl FnMut(&rdkafka::message::BorrowedMessage<'_>),
@@ -562,7 +587,7 @@ pub(crate) fn read_to_end(
 
 /// The latest update of every game on `partitions` of the `games` topic.
 pub(crate) fn restore(
-    reader: &BaseConsumer,
+    reader: &BaseConsumer<RestoreContext>,
     games_topic: &str,
     partitions: &[i32],
     n: i32,

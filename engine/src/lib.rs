@@ -93,6 +93,27 @@ pub struct Config {
 }
 
 impl Config {
+    /// Refuses settings that cannot work: a streaming commit interval that is
+    /// not well below the transaction timeout (at most half of it) would
+    /// have the broker abort the engine's own open transactions.
+    pub fn validate(&self) -> Result<(), EngineError> {
+        let limit = kafka::TRANSACTION_TIMEOUT_MS / 2;
+        if self.commit_interval_ms > limit {
+            return Err(EngineError::Config(format!(
+                "ENGINE_COMMIT_INTERVAL_MS={} is too long: transactions time out after {} ms, so commit at least every {limit} ms",
+                self.commit_interval_ms,
+                kafka::TRANSACTION_TIMEOUT_MS
+            )));
+        }
+        if self.partitions < 1 {
+            return Err(EngineError::Config(format!(
+                "PARTITIONS={} must be at least 1",
+                self.partitions
+            )));
+        }
+        Ok(())
+    }
+
     /// The defaults: topics `actions`, `games`, `actions.dlq`, 12 partitions,
     /// group `engine`, a fresh transactional id, 1 ms fetch wait, streaming
     /// transactions every [`DEFAULT_COMMIT_INTERVAL_MS`], batches of
@@ -156,6 +177,8 @@ pub enum EngineError {
     NoGroupMetadata,
     #[error("the engine thread panicked")]
     Panicked,
+    #[error("configuration: {0}")]
+    Config(String),
 }
 
 impl EngineError {
@@ -189,6 +212,7 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), EngineError> {
+    config.validate()?;
     if config.create_topics {
         create_topics(&config).await?;
     }
@@ -280,4 +304,34 @@ pub fn init_tracing() {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_the_default_commit_interval() {
+        Config::new("127.0.0.1:1").validate().unwrap();
+    }
+
+    #[tokio::test]
+    async fn refuses_a_commit_interval_near_the_transaction_timeout_before_touching_kafka() {
+        let mut config = Config::new("127.0.0.1:1");
+        config.commit_interval_ms = 60_000;
+        // No broker listens at 127.0.0.1:1: a refusal must come first.
+        let started = std::time::Instant::now();
+        let err = run(config, std::future::pending()).await.unwrap_err();
+        assert!(matches!(err, EngineError::Config(_)), "{err}");
+        assert!(
+            err.to_string().contains("ENGINE_COMMIT_INTERVAL_MS=60000"),
+            "{err}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(1));
+        let mut config = Config::new("127.0.0.1:1");
+        config.commit_interval_ms = kafka::TRANSACTION_TIMEOUT_MS / 2 + 1;
+        assert!(config.validate().is_err());
+        config.commit_interval_ms = kafka::TRANSACTION_TIMEOUT_MS / 2;
+        assert!(config.validate().is_ok());
+    }
 }
