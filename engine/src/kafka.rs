@@ -542,9 +542,9 @@ pub(crate) fn read_to_end(
         return Ok(());
     }
     reader.assign(&tpl).map_err(EngineError::kafka("assign"))?;
-    // The watermark is a lower bound (tansu may report the start of the last
-    // batch): a partition is done once it reached it and a poll came back
-    // empty.
+    // A partition is done once a record at or past the watermark was seen,
+    // or the position reached it (a transaction marker may be the last
+    // offset) and a poll came back empty.
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut reached: HashSet<i32> = HashSet::new();
     loop {

@@ -465,9 +465,8 @@ async fn stop(engine: Option<(JoinHandle<()>, oneshot::Sender<()>)>) {
     }
 }
 
-/// How many members `group` has once it is stable (tansu does not report
-/// the members' assignments, so the split itself is left to the range
-/// assignor: with two members each gets half the partitions).
+/// How many members `group` has once it is stable (the split itself is left
+/// to the range assignor: with two members each gets half the partitions).
 fn members_with_partitions(group: &str) -> Option<usize> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     let c: BaseConsumer = ClientConfig::new()
