@@ -269,6 +269,12 @@ impl<'a> Engine<'a> {
                 ("auto.offset.reset", "earliest"),
                 ("isolation.level", "read_committed"),
                 ("fetch.wait.max.ms", &fetch_wait),
+                // A real-time game: a member that died and does not come
+                // back loses its partitions after 10 s, not librdkafka's
+                // default 45 s (one that restarts in place with a
+                // `group.instance.id` gets them back at once).
+                ("session.timeout.ms", "10000"),
+                ("heartbeat.interval.ms", "1000"),
             ])
             .set_opt("group.instance.id", config.group_instance_id.as_deref())
             .create_with_context(context)
