@@ -97,12 +97,12 @@ impl Config {
     /// not well below the transaction timeout (at most half of it) would
     /// have the broker abort the engine's own open transactions.
     pub fn validate(&self) -> Result<(), EngineError> {
-        let limit = kafka::TRANSACTION_TIMEOUT_MS / 2;
+        let timeout = self.transaction_timeout_ms()?;
+        let limit = timeout / 2;
         if self.commit_interval_ms > limit {
             return Err(EngineError::Config(format!(
-                "ENGINE_COMMIT_INTERVAL_MS={} is too long: transactions time out after {} ms, so commit at least every {limit} ms",
+                "ENGINE_COMMIT_INTERVAL_MS={} is too long: transactions time out after {timeout} ms, so commit at least every {limit} ms",
                 self.commit_interval_ms,
-                kafka::TRANSACTION_TIMEOUT_MS
             )));
         }
         if self.partitions < 1 {
@@ -112,6 +112,22 @@ impl Config {
             )));
         }
         Ok(())
+    }
+
+    /// The producer's `transaction.timeout.ms`: [`kafka::TRANSACTION_TIMEOUT_MS`]
+    /// unless `-X transaction.timeout.ms=...` says otherwise.
+    pub fn transaction_timeout_ms(&self) -> Result<u64, EngineError> {
+        match self
+            .extra
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "transaction.timeout.ms")
+        {
+            None => Ok(kafka::TRANSACTION_TIMEOUT_MS),
+            Some((_, v)) => v.parse().map_err(|_| {
+                EngineError::Config(format!("transaction.timeout.ms={v} is not a number of ms"))
+            }),
+        }
     }
 
     /// The defaults: topics `actions`, `games`, `actions.dlq`, 12 partitions,
@@ -332,6 +348,10 @@ mod tests {
         config.commit_interval_ms = kafka::TRANSACTION_TIMEOUT_MS / 2 + 1;
         assert!(config.validate().is_err());
         config.commit_interval_ms = kafka::TRANSACTION_TIMEOUT_MS / 2;
+        assert!(config.validate().is_ok());
+        // A longer transaction timeout given with -X allows a longer interval.
+        config.commit_interval_ms = 60_000;
+        config.extra = vec![("transaction.timeout.ms".into(), "300000".into())];
         assert!(config.validate().is_ok());
     }
 }

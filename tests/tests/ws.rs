@@ -231,7 +231,10 @@ async fn malformed_frames_close_only_that_socket() {
 #[tokio::test]
 async fn uncommitted_updates_of_a_streaming_engine_reach_players_at_once() {
     let game = TestGame::start_with(None, |c| {
-        c.engine_commit_interval_ms = 600_000;
+        // Commits only at the stop (within the test): a long interval needs
+        // a transaction timeout at least twice as long.
+        c.engine_commit_interval_ms = 60_000;
+        c.extra = vec![("transaction.timeout.ms".into(), "300000".into())];
         c.games_isolation = "read_uncommitted".to_string();
     })
     .await;
