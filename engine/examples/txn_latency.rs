@@ -1,6 +1,6 @@
 //! How long one transaction takes on a broker: begin, produce one record,
 //! commit. `KAFKA_BROKERS=host:port cargo run --release -p engine --example txn_latency`
-//! (without KAFKA_BROKERS: librdkafka's mock cluster).
+//! (without KAFKA_BROKERS: a local Apache Kafka started by `localkafka`).
 
 use std::time::{Duration, Instant};
 
@@ -8,13 +8,12 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
 
 fn main() -> anyhow::Result<()> {
-    let mock;
+    let local;
     let brokers = match std::env::var("KAFKA_BROKERS") {
         Ok(b) => b,
         Err(_) => {
-            mock = rdkafka::mocking::MockCluster::new(1)?;
-            mock.create_topic("txn-latency", 1, 1)?;
-            mock.bootstrap_servers()
+            local = localkafka::LocalKafka::temporary()?;
+            local.bootstrap().to_string()
         }
     };
     let mut config = ClientConfig::new();
