@@ -10,7 +10,7 @@ echo "== shared: pure apply vs JSON decode (criterion)"
 cargo bench -q -p shared --bench apply -- --noplot 2>/dev/null | grep -E "rules/|thrpt"
 echo "== bridge ingest (wrk)"
 bash scripts/bench-bridge.sh 10
-echo "== engine throughput (1,000,000 actions, transactions)"
+echo "== engine throughput (1,000,000 actions, transactions) against a Kafka Streams peer"
 cargo bench -q -p engine --bench throughput
 echo "== end to end: answer -> WebSocket at 2,000 actions/s"
 cargo bench -q -p tests --bench latency
