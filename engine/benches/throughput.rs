@@ -16,6 +16,8 @@
 //! Knobs: `BENCH_MAX_BATCH`, `BENCH_EAGER_FLUSH` (default true: the broker
 //! is Apache Kafka) and `BENCH_COMMIT_INTERVAL_MS` (default 0) set the
 //! engine's `max_batch`, `eager_flush` and `commit_interval_ms`;
+//! `BENCH_ENGINE_SETTINGS` (space-separated `key=value` librdkafka settings,
+//! the engine's `-X`);
 //! `STREAMS_PEER_SETTINGS` (space-separated `key=value` Streams settings on
 //! top of the peer's defaults below); `STREAMS_PEER_JVM_OPTS`.
 //!
@@ -40,7 +42,7 @@ const PARTITIONS: i32 = 12;
 const CHECKED_GAMES: [u64; 5] = [0, 1, 250, 503, 999];
 /// The peer's Streams settings unless `STREAMS_PEER_SETTINGS` overrides them:
 /// its best measured here (see benches/streams-peer/README.md).
-const PEER_SETTINGS: &str = "num.stream.threads=2 commit.interval.ms=100";
+const PEER_SETTINGS: &str = "num.stream.threads=2 commit.interval.ms=1000 max.poll.records=10000";
 /// The peer's JVM options unless `STREAMS_PEER_JVM_OPTS` overrides them.
 const PEER_JVM_OPTS: &str = "-Xms512m -Xmx1g -XX:+UseG1GC";
 
@@ -452,6 +454,13 @@ fn main() {
     config.eager_flush = env_parse("BENCH_EAGER_FLUSH").unwrap_or(true);
     config.commit_interval_ms = env_parse("BENCH_COMMIT_INTERVAL_MS").unwrap_or(0);
     config.extra = vec![("session.timeout.ms".into(), "6000".into())];
+    // Extra librdkafka settings for the engine, as its `-X key=value`.
+    for pair in setting("BENCH_ENGINE_SETTINGS", "").split_whitespace() {
+        let (k, v) = pair
+            .split_once('=')
+            .expect("BENCH_ENGINE_SETTINGS: key=value ...");
+        config.extra.push((k.into(), v.into()));
+    }
     // The peer's output topic: created like `games` (12 partitions, compacted).
     let mut peer_topics = config.clone();
     peer_topics.games_topic = format!("bench-games-streams-{id}");

@@ -547,7 +547,14 @@ impl Drop for Cluster {
 /// Kafka's `Uuid` prints them.
 pub fn new_cluster_id() -> String {
     use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(uuid::Uuid::new_v4().as_bytes())
+    loop {
+        let id = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(uuid::Uuid::new_v4().as_bytes());
+        // One id in 64 starts with '-', which `StorageTool` would read as a flag.
+        if !id.starts_with('-') {
+            return id;
+        }
+    }
 }
 
 fn has_kafka_jar(libs: &Path) -> bool {

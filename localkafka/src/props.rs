@@ -143,6 +143,15 @@ mod tests {
     }
 
     #[test]
+    fn cluster_ids_never_look_like_a_flag() {
+        for _ in 0..2_000 {
+            let id = crate::new_cluster_id();
+            assert!(!id.starts_with('-'), "{id}");
+            assert_eq!(id.len(), 22);
+        }
+    }
+
+    #[test]
     fn ports_of_the_last_start_are_found_again() {
         let dir = std::env::temp_dir().join(format!("lk-props-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
