@@ -181,8 +181,9 @@ impl Ctrl {
                 },
             );
             self.token.set(Some(resp.token));
+            let mut settled = None;
             self.session.update(|s| {
-                s.joining(
+                settled = s.joining(
                     resp.player_id,
                     name,
                     resp.action_id,
@@ -190,6 +191,7 @@ impl Ctrl {
                     net::perf_now(),
                 )
             });
+            self.settle(settled.into_iter().collect());
         });
     }
 

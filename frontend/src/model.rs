@@ -172,6 +172,11 @@ impl Session {
 
     /// Records our own join (already accepted by the bridge), so the nation
     /// shows at once, before the engine's update.
+    ///
+    /// On a fast broker the engine's update can reach the socket before the
+    /// join's HTTP answer: when the confirmed game already holds the nation,
+    /// the join is settled now instead of waiting for an update that already
+    /// came.
     pub fn joining(
         &mut self,
         player_id: String,
@@ -179,8 +184,19 @@ impl Session {
         action_id: String,
         now_ms: u64,
         now_perf: f64,
-    ) {
+    ) -> Option<Settled> {
+        let applied = self
+            .confirmed
+            .as_ref()
+            .is_some_and(|g| g.state.players.contains_key(&player_id));
         self.player_id = Some(player_id);
+        if applied {
+            return Some(Settled::Confirmed {
+                action_id,
+                action: ActionType::Join,
+                latency_ms: 0.0,
+            });
+        }
         self.pending.push(Pending {
             action_id,
             action: ActionType::Join,
@@ -190,6 +206,7 @@ impl Session {
             attempts: 0,
             name: Some(name),
         });
+        None
     }
 
     /// Kafka acknowledged a click (`202`).
@@ -659,6 +676,34 @@ mod tests {
         after.state.recent_action_ids.push_back("a1".into());
         after.version = 9;
         let settled = s.on_server(msg(&after, &[], vec![]), 1.0);
+        assert!(matches!(settled[..], [Settled::Confirmed { .. }]));
+        assert!(s.pending.is_empty());
+    }
+
+    #[test]
+    fn join_answered_after_its_update_is_settled_at_once() {
+        let mut s = Session::new(1, None);
+        let mut after = game_with("p", 100, 0);
+        after.version = 3;
+        assert!(s.on_server(msg(&after, &["j1"], vec![]), 0.0).is_empty());
+        let settled = s.joining("p".into(), "Rome".into(), "j1".into(), 1, 1.0);
+        assert!(matches!(settled, Some(Settled::Confirmed { .. })));
+        assert!(
+            s.pending.is_empty(),
+            "nothing left waiting for a second update"
+        );
+        assert_eq!(s.player_id.as_deref(), Some("p"));
+    }
+
+    #[test]
+    fn join_answered_before_its_update_waits_for_it() {
+        let mut s = Session::new(1, None);
+        let settled = s.joining("p".into(), "Rome".into(), "j1".into(), 1, 1.0);
+        assert!(settled.is_none());
+        assert_eq!(s.pending.len(), 1);
+        let mut after = game_with("p", 100, 0);
+        after.version = 3;
+        let settled = s.on_server(msg(&after, &["j1"], vec![]), 2.0);
         assert!(matches!(settled[..], [Settled::Confirmed { .. }]));
         assert!(s.pending.is_empty());
     }
