@@ -86,6 +86,8 @@ pub struct AppState {
     pub ws: WsSettings,
     /// Flips to true on shutdown: open sockets send a close frame.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// The in-process engine's readiness, when this process hosts one.
+    pub engine_health: Option<engine::Health>,
 }
 
 impl AppState {
@@ -105,6 +107,7 @@ impl AppState {
             ws_metrics: Arc::default(),
             ws: WsSettings::default(),
             shutdown: tokio::sync::watch::channel(false).1,
+            engine_health: None,
         }
     }
 
@@ -228,11 +231,34 @@ pub async fn run(
     );
 
     let (engine_stop_tx, engine_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    // An engine that stops on its own (a fatal error) stops the process:
+    // answering 202 for actions no one applies would be a lie.
+    let (engine_down_tx, engine_down_rx) = tokio::sync::oneshot::channel::<()>();
+    let engine_health = engine_config.as_ref().map(|_| engine::Health::default());
     let engine = engine_config.map(|engine_config| {
-        tokio::spawn(engine::run(engine_config, async move {
-            let _ = engine_stop_rx.await;
-        }))
+        let health = engine_health.clone().unwrap_or_default();
+        tokio::spawn(async move {
+            let result = engine::run_with_health(
+                engine_config,
+                async move {
+                    let _ = engine_stop_rx.await;
+                },
+                health,
+            )
+            .await;
+            if let Err(e) = &result {
+                tracing::error!(error = %e, "the engine stopped: shutting the bridge down");
+                let _ = engine_down_tx.send(());
+            }
+            result
+        })
     });
+    let shutdown = async move {
+        tokio::select! {
+            () = shutdown => {}
+            Ok(()) = engine_down_rx => {}
+        }
+    };
 
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let keys = match &config.token_secret {
@@ -252,6 +278,7 @@ pub async fn run(
         ws_metrics: Arc::default(),
         ws: WsSettings::default(),
         shutdown: shutdown_rx,
+        engine_health,
     };
     tracing::info!(addr = %listener.local_addr()?, "bridge listening");
     // TCP_NODELAY: a WebSocket sends many small frames, and Nagle's
@@ -276,16 +303,23 @@ pub async fn run(
     let _ = tokio::task::spawn_blocking(move || flushing.flush(Duration::from_secs(5))).await;
     stop_reader.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = tokio::task::spawn_blocking(move || reader.join()).await;
+    let mut engine_failed = None;
     if let Some(engine) = engine {
         let _ = engine_stop_tx.send(());
         match engine.await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "engine stopped with an error"),
-            Err(e) => tracing::error!(error = %e, "engine task failed"),
+            Ok(Err(e)) => engine_failed = Some(e),
+            Err(e) => {
+                tracing::error!(error = %e, "engine task failed");
+                engine_failed = Some(engine::EngineError::Panicked);
+            }
         }
     }
     served?;
-    Ok(())
+    match engine_failed {
+        Some(e) => Err(BridgeError::Engine(e)),
+        None => Ok(()),
+    }
 }
 
 /// The in-process engine's configuration, from the bridge's.

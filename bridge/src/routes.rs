@@ -326,13 +326,16 @@ pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// `GET /readyz`: the broker answers.
+/// `GET /readyz`: the broker answers, and the in-process engine (if any)
+/// serves (not while it starts, restores, recovers, or after it stopped).
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, AppError> {
-    if state.publisher.ready().await {
-        Ok(Json(json!({"status": "ready"})))
-    } else {
-        Err(AppError::Unavailable("broker unreachable".into()))
+    if !state.publisher.ready().await {
+        return Err(AppError::Unavailable("broker unreachable".into()));
     }
+    if let Some(Err(why)) = state.engine_health.as_ref().map(engine::Health::check) {
+        return Err(AppError::Unavailable(format!("engine not ready: {why}")));
+    }
+    Ok(Json(json!({"status": "ready"})))
 }
 
 /// `GET /api/config`: what the page needs to start.

@@ -15,8 +15,9 @@ pub enum TopicsError {
     Create(String, RDKafkaErrorCode),
 }
 
-/// Creates `actions` (`partitions`) and `games` (same partitions, compacted)
-/// if missing; existing topics are left alone.
+/// Creates `actions` (`partitions`, kept forever) and `games` (same
+/// partitions, compacted) if missing, replicated as the engine creates them
+/// ([`engine::durability`]); existing topics are left alone.
 pub async fn ensure(
     brokers: &str,
     extra: &[(String, String)],
@@ -26,15 +27,31 @@ pub async fn ensure(
 ) -> Result<(), TopicsError> {
     let admin: AdminClient<DefaultClientContext> =
         crate::kafka::client_config(brokers, extra).create()?;
+    let nodes = admin
+        .inner()
+        .fetch_metadata(None, Duration::from_secs(10))?
+        .brokers()
+        .len();
+    let (rf, min_isr) = engine::durability(nodes);
+    let min_isr = min_isr.to_string();
     let topics = [
-        NewTopic::new(actions, partitions, TopicReplication::Fixed(1)),
-        NewTopic::new(games, partitions, TopicReplication::Fixed(1))
+        NewTopic::new(actions, partitions, TopicReplication::Fixed(rf))
+            .set("min.insync.replicas", &min_isr)
+            .set("retention.ms", "-1"),
+        NewTopic::new(games, partitions, TopicReplication::Fixed(rf))
+            .set("min.insync.replicas", &min_isr)
             .set("cleanup.policy", "compact"),
     ];
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     for result in admin.create_topics(&topics, &opts).await? {
         match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Ok(topic) => tracing::info!(
+                topic,
+                replication_factor = rf,
+                min_insync_replicas = %min_isr,
+                "created topic"
+            ),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((topic, code)) => return Err(TopicsError::Create(topic, code)),
         }
     }

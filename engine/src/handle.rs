@@ -7,7 +7,9 @@
 use std::collections::HashMap;
 
 use rdkafka::Message;
-use shared::{apply, ActionEnvelope, Game, GameUpdate, Outcome, RejectedAction, SCHEMA_VERSION};
+use shared::{
+    apply, partition_for, ActionEnvelope, Game, GameUpdate, Outcome, RejectedAction, SCHEMA_VERSION,
+};
 
 /// One game held by the engine: its state, where on its `actions` partition
 /// that state stands, and what the current batch did to it.
@@ -67,15 +69,43 @@ pub fn decode(payload: Option<&[u8]>) -> Result<ActionEnvelope, String> {
     Ok(action)
 }
 
-/// Handles one `actions` record against the games in `games`: decode, skip
-/// what the stored offset already includes, run [`shared::apply`], remember
-/// the id as applied or rejected for the next flush.
-pub fn handle<M: Message>(games: &mut HashMap<u64, GameSlot>, record: &M) -> Handled {
+/// Handles one `actions` record against the games in `games`: decode, check
+/// that the record sits on its game's partition of `partitions`, skip what
+/// the stored offset already includes, run [`shared::apply`], remember the id
+/// as applied or rejected for the next flush.
+pub fn handle<M: Message>(
+    games: &mut HashMap<u64, GameSlot>,
+    record: &M,
+    partitions: i32,
+) -> Handled {
+    handle_keeping(games, None, record, partitions)
+}
+
+/// [`handle`], keeping in `undo` each game's slot as it was before the
+/// current batch first touched it (so an update that cannot be written can
+/// be redone action by action).
+pub fn handle_keeping<M: Message>(
+    games: &mut HashMap<u64, GameSlot>,
+    undo: Option<&mut HashMap<u64, GameSlot>>,
+    record: &M,
+    partitions: i32,
+) -> Handled {
     let action = match decode(record.payload()) {
         Ok(action) => action,
         Err(error) => return Handled::DeadLetter { error },
     };
     let game_id = action.game_id;
+    let home = partition_for(game_id, partitions);
+    if record.partition() != home {
+        // Another partitioner, or a changed partition count: applying it
+        // would let two engines own one game.
+        return Handled::DeadLetter {
+            error: format!(
+                "misrouted: game {game_id} belongs on partition {home} of {partitions}, the record is on partition {}",
+                record.partition()
+            ),
+        };
+    }
     let offset = record.offset();
     let slot = games.entry(game_id).or_insert_with(|| GameSlot {
         game: Game::new(game_id),
@@ -83,6 +113,11 @@ pub fn handle<M: Message>(games: &mut HashMap<u64, GameSlot>, record: &M) -> Han
     });
     if slot.actions_offset.is_some_and(|stored| offset <= stored) {
         return Handled::AlreadyIncluded { game_id };
+    }
+    if let Some(undo) = undo {
+        if !slot.dirty {
+            undo.entry(game_id).or_insert_with(|| slot.clone());
+        }
     }
     slot.actions_offset = Some(offset);
     slot.dirty = true;
@@ -103,22 +138,41 @@ pub fn handle<M: Message>(games: &mut HashMap<u64, GameSlot>, record: &M) -> Han
     }
 }
 
+/// The update `slot` would be written as now (its state and the ids handled
+/// since its last update), without clearing anything.
+pub fn pending_update(slot: &GameSlot) -> GameUpdate {
+    GameUpdate {
+        game_id: slot.game.game_id,
+        version: slot.game.version,
+        state: slot.game.state.clone(),
+        applied: slot.applied.clone(),
+        rejected: slot.rejected.clone(),
+        actions_offset: slot.actions_offset,
+    }
+}
+
+/// Takes `slot`'s update: [`pending_update`], and the batch's marks cleared.
+pub fn take_update(slot: &mut GameSlot) -> GameUpdate {
+    slot.dirty = false;
+    GameUpdate {
+        game_id: slot.game.game_id,
+        version: slot.game.version,
+        state: slot.game.state.clone(),
+        applied: std::mem::take(&mut slot.applied),
+        rejected: std::mem::take(&mut slot.rejected),
+        actions_offset: slot.actions_offset,
+    }
+}
+
 /// One update per game the batch touched (conflation): the latest state, every
 /// id applied or rejected in the batch, the last offset included. Clears the
 /// batch's marks.
 pub fn flush(games: &mut HashMap<u64, GameSlot>) -> Vec<GameUpdate> {
-    let mut updates = Vec::new();
-    for slot in games.values_mut().filter(|slot| slot.dirty) {
-        slot.dirty = false;
-        updates.push(GameUpdate {
-            game_id: slot.game.game_id,
-            version: slot.game.version,
-            state: slot.game.state.clone(),
-            applied: std::mem::take(&mut slot.applied),
-            rejected: std::mem::take(&mut slot.rejected),
-            actions_offset: slot.actions_offset,
-        });
-    }
+    let mut updates: Vec<GameUpdate> = games
+        .values_mut()
+        .filter(|slot| slot.dirty)
+        .map(take_update)
+        .collect();
     updates.sort_by_key(|u| u.game_id);
     updates
 }
@@ -145,20 +199,70 @@ mod tests {
         }
     }
 
-    fn record(payload: Vec<u8>, offset: i64) -> OwnedMessage {
+    /// Partitions of the tests' topic.
+    const N: i32 = 4;
+
+    fn record_on(partition: i32, payload: Vec<u8>, offset: i64) -> OwnedMessage {
         OwnedMessage::new(
             Some(payload),
             Some(b"1".to_vec()),
             "actions".to_string(),
             Timestamp::NotAvailable,
-            1,
+            partition,
             offset,
             None,
         )
     }
 
+    fn record(payload: Vec<u8>, offset: i64) -> OwnedMessage {
+        record_on(1, payload, offset)
+    }
+
+    /// The action on its game's partition.
     fn rec(a: &ActionEnvelope, offset: i64) -> OwnedMessage {
-        record(serde_json::to_vec(a).unwrap(), offset)
+        record_on(
+            partition_for(a.game_id, N),
+            serde_json::to_vec(a).unwrap(),
+            offset,
+        )
+    }
+
+    fn handle(games: &mut HashMap<u64, GameSlot>, record: &OwnedMessage) -> Handled {
+        super::handle(games, record, N)
+    }
+
+    #[test]
+    fn a_record_off_its_games_partition_is_a_dead_letter() {
+        let mut games = HashMap::new();
+        let join = action("a1", 6, "p", ActionType::Join);
+        let misrouted = record_on(1, serde_json::to_vec(&join).unwrap(), 0);
+        match handle(&mut games, &misrouted) {
+            Handled::DeadLetter { error } => assert!(
+                error.contains("game 6 belongs on partition 2 of 4")
+                    && error.contains("on partition 1"),
+                "{error}"
+            ),
+            other => panic!("expected a dead letter, got {other:?}"),
+        }
+        assert!(games.is_empty(), "nothing applied");
+    }
+
+    #[test]
+    fn keeps_each_game_as_the_batch_found_it() {
+        let mut games = HashMap::new();
+        let mut undo = HashMap::new();
+        let join = action("a1", 1, "p", ActionType::Join);
+        super::handle_keeping(&mut games, Some(&mut undo), &rec(&join, 0), N);
+        flush(&mut games);
+        undo.clear();
+        let buy = action("a2", 1, "p", ActionType::PurchaseKnife);
+        let visit = action("a3", 1, "p", ActionType::Default);
+        super::handle_keeping(&mut games, Some(&mut undo), &rec(&buy, 1), N);
+        super::handle_keeping(&mut games, Some(&mut undo), &rec(&visit, 2), N);
+        assert_eq!(undo[&1].game.version, 1, "as the batch found it");
+        assert_eq!(undo[&1].actions_offset, Some(0));
+        assert_eq!(games[&1].game.version, 3);
+        assert_eq!(pending_update(&games[&1]).applied, vec!["a2", "a3"]);
     }
 
     #[test]

@@ -2,18 +2,31 @@
 //! handle, produce, commit outputs and consumed offsets in one transaction.
 //!
 //! Two ways to cut transactions ([`Config::commit_interval_ms`]):
-//! - **per batch** (0, the default): each polled batch is committed before
-//!   the next poll;
-//! - **streaming** (N ms): a transaction stays open across polls; each polled
-//!   batch's outputs are produced (and flushed) at once, and the transaction
-//!   commits every N ms. Readers at `read_uncommitted` (the bridge) see an
-//!   update a few ms after its action; `read_committed` readers see it at the
-//!   commit.
+//! - **per batch** (0): each polled batch is committed before the next poll;
+//! - **streaming** (N ms, the default): a transaction stays open across
+//!   polls; each polled batch's outputs are produced (and flushed) at once,
+//!   and the transaction commits every N ms. Readers at `read_uncommitted`
+//!   (the bridge) see an update a few ms after its action; `read_committed`
+//!   readers see it at the commit.
 //!
-//! Rebalance callbacks run inside poll: a revocation commits the open
-//! transaction (outputs and offsets of everything handled so far) before the
-//! partitions go to another member, and records of a revoked partition that
-//! were polled but not handled are dropped (the next owner reads them again).
+//! ## Where a transaction begins, commits and aborts
+//! All in [`EngineContext`]: [`EngineContext::begin`] (the first batch after
+//! a commit), [`EngineContext::commit`] (every `commit_interval_ms`, before
+//! an orderly revocation, at a clean stop) and [`EngineContext::abort`]
+//! (any error inside it, a lost assignment). The loop ([`run_blocking`])
+//! sorts errors with [`EngineError::is_fatal`]: an abortable one aborts,
+//! rewinds the consumer to the committed offsets, drops every game and
+//! restores them from `games` ([`Engine::recover`]), then goes on after a
+//! backoff; a fatal one (fenced, authorization, an abort that fails) ends
+//! the loop with the error, so the process exits non-zero for its
+//! supervisor to restart it.
+//!
+//! Rebalance callbacks run inside poll: an orderly revocation commits the
+//! open transaction before the partitions go to another member; a lost
+//! assignment (session timeout, fenced generation) aborts it, since another
+//! member may already own those partitions. Records of a revoked partition
+//! that were polled but not handled are dropped (the next owner reads them
+//! again).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -22,14 +35,16 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::message::{DeliveryResult, Header, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext, PurgeConfig};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use shared::{partition_for, GameUpdate};
 
-use crate::handle::{flush, handle, GameSlot, Handled};
-use crate::{Config, EngineError, RUNNING, STOP_ABANDON};
+use crate::handle::{
+    flush, handle, handle_keeping, pending_update, take_update, GameSlot, Handled,
+};
+use crate::{Config, EngineError, Health, Limits, RUNNING, STOP_ABANDON};
 
 /// How long a transaction step may take before the engine gives up.
 const TXN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -38,6 +53,11 @@ const TXN_TIMEOUT: Duration = Duration::from_secs(30);
 /// transaction stay open before it aborts it (what a crashed engine's
 /// readers wait at most when no engine with its id comes back).
 pub const TRANSACTION_TIMEOUT_MS: u64 = 10_000;
+
+/// The first wait after an abortable error; doubled on each error in a row,
+/// up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// A change of assignment seen inside a poll.
 #[derive(Debug)]
@@ -54,16 +74,42 @@ struct OpenTxn {
     records: usize,
 }
 
+/// The producer's delivery reports: the first record the broker refused in
+/// the open transaction (a transaction with a lost output must abort).
+#[derive(Default)]
+struct Outputs {
+    failed: Mutex<Option<String>>,
+}
+
+impl ClientContext for Outputs {}
+
+impl ProducerContext for Outputs {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, msg)) = result {
+            let mut failed = lock(&self.failed);
+            if failed.is_none() {
+                *failed = Some(format!(
+                    "{} partition {}: {e}",
+                    msg.topic(),
+                    msg.partition()
+                ));
+            }
+        }
+    }
+}
+
 /// Owns the producer and the open transaction, so that a revocation inside
-/// a poll can commit it; records rebalances for the loop to act on after
-/// the poll returns.
+/// a poll can commit or abort it; records rebalances for the loop to act on
+/// after the poll returns.
 struct EngineContext {
-    producer: BaseProducer,
+    producer: BaseProducer<Outputs>,
     actions_topic: String,
     eager_flush: bool,
     txn: Mutex<Option<OpenTxn>>,
     events: Mutex<Vec<Event>>,
-    /// A commit that failed inside a callback; the loop stops with it.
+    /// An error met inside a callback; the loop handles it after the poll.
     failed: Mutex<Option<EngineError>>,
 }
 
@@ -72,17 +118,19 @@ impl ClientContext for EngineContext {}
 impl ConsumerContext for EngineContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
-            if let Some(txn) = &*lock(&self.txn) {
-                tracing::info!(
-                    records = txn.records,
-                    "committing the open transaction before revocation"
-                );
-            }
-            if let Err(e) = self.commit(consumer) {
-                tracing::error!("commit before revocation: {e}");
-                *lock(&self.failed) = Some(e);
-            }
             let parts = tpl.elements().iter().map(|e| e.partition()).collect();
+            if consumer.assignment_lost() {
+                // Another member may own these partitions already: what we
+                // handled since the last commit must not be committed.
+                tracing::warn!(?parts, "assignment lost: aborting the open transaction");
+                if let Err(e) = self.abort() {
+                    *lock(&self.failed) = Some(e);
+                }
+            } else if let Err(e) = self.commit(consumer) {
+                tracing::error!("commit before revocation: {e}");
+                let fatal = self.abort().err();
+                *lock(&self.failed) = Some(fatal.unwrap_or(e));
+            }
             self.push(Event::Revoked(parts));
         }
     }
@@ -112,6 +160,98 @@ impl EngineContext {
 
     fn take(&self) -> Vec<Event> {
         std::mem::take(&mut *lock(&self.events))
+    }
+
+    /// Begins a transaction unless one is open; the loop then records what
+    /// it handles in it.
+    fn begin(&self) -> Result<(), EngineError> {
+        let mut txn = lock(&self.txn);
+        if txn.is_none() {
+            self.producer
+                .begin_transaction()
+                .map_err(EngineError::kafka("begin transaction"))?;
+            *txn = Some(OpenTxn {
+                started: Instant::now(),
+                offsets: BTreeMap::new(),
+                records: 0,
+            });
+        }
+        Ok(())
+    }
+
+    /// Commits the open transaction, if any: its outputs and the offsets of
+    /// the records it handled. On an error the transaction stays open for
+    /// [`Self::abort`].
+    fn commit(&self, consumer: &BaseConsumer<Self>) -> Result<(), EngineError> {
+        let mut slot = lock(&self.txn);
+        let Some(txn) = slot.as_ref() else {
+            return Ok(());
+        };
+        if self.eager_flush {
+            self.wait_delivered()?;
+        }
+        self.delivered()?;
+        let t0 = Instant::now();
+        let mut tpl = TopicPartitionList::new();
+        for (&partition, &next) in &txn.offsets {
+            tpl.add_partition_offset(&self.actions_topic, partition, Offset::Offset(next))
+                .map_err(EngineError::kafka("offsets"))?;
+        }
+        let group = consumer
+            .group_metadata()
+            .ok_or(EngineError::NoGroupMetadata)?;
+        self.producer
+            .send_offsets_to_transaction(&tpl, &group, TXN_TIMEOUT)
+            .map_err(EngineError::kafka("send offsets to transaction"))?;
+        let t1 = Instant::now();
+        self.producer
+            .commit_transaction(TXN_TIMEOUT)
+            .map_err(EngineError::kafka("commit transaction"))?;
+        tracing::debug!(
+            records = txn.records,
+            open_us = (t0 - txn.started).as_micros() as u64,
+            send_offsets_us = (t1 - t0).as_micros() as u64,
+            commit_us = t1.elapsed().as_micros() as u64,
+            "transaction committed"
+        );
+        *slot = None;
+        Ok(())
+    }
+
+    /// Aborts the open transaction, if any: none of its outputs nor offsets
+    /// will ever be visible to `read_committed` readers. A failed abort is
+    /// fatal: the producer cannot be trusted with another transaction.
+    fn abort(&self) -> Result<(), EngineError> {
+        let open = lock(&self.txn).take();
+        if let Some(txn) = open {
+            tracing::warn!(records = txn.records, "aborting the open transaction");
+            // Drop what is queued or in flight, and serve the delivery
+            // reports while the abort waits for them (a BaseProducer's
+            // reports are served only by polling it).
+            self.producer
+                .purge(PurgeConfig::default().queue().inflight());
+            let deadline = Instant::now() + TXN_TIMEOUT;
+            loop {
+                self.producer.poll(Duration::ZERO);
+                match self.producer.abort_transaction(Duration::from_millis(50)) {
+                    Ok(()) => break,
+                    Err(KafkaError::Transaction(e))
+                        if e.is_retriable() && Instant::now() < deadline => {}
+                    Err(source) => return Err(EngineError::AbortFailed { source }),
+                }
+            }
+        }
+        lock(&self.producer.context().failed).take();
+        Ok(())
+    }
+
+    /// The first output the broker refused in the open transaction, as an
+    /// error (the transaction must abort).
+    fn delivered(&self) -> Result<(), EngineError> {
+        match lock(&self.producer.context().failed).clone() {
+            Some(why) => Err(EngineError::Delivery(why)),
+            None => Ok(()),
+        }
     }
 
     /// Waits until every record sent is acknowledged, waking librdkafka's
@@ -145,81 +285,68 @@ impl EngineContext {
         let _ = self.producer.flush(Duration::ZERO);
         self.producer.poll(Duration::ZERO);
     }
-
-    /// Commits the open transaction, if any: its outputs and the offsets of
-    /// the records it handled.
-    fn commit(&self, consumer: &BaseConsumer<Self>) -> Result<(), EngineError> {
-        let Some(txn) = lock(&self.txn).take() else {
-            return Ok(());
-        };
-        if self.eager_flush {
-            self.wait_delivered()?;
-        }
-        let t0 = Instant::now();
-        let mut tpl = TopicPartitionList::new();
-        for (&partition, &next) in &txn.offsets {
-            tpl.add_partition_offset(&self.actions_topic, partition, Offset::Offset(next))
-                .map_err(EngineError::kafka("offsets"))?;
-        }
-        let group = consumer
-            .group_metadata()
-            .ok_or(EngineError::NoGroupMetadata)?;
-        self.producer
-            .send_offsets_to_transaction(&tpl, &group, TXN_TIMEOUT)
-            .map_err(EngineError::kafka("send offsets to transaction"))?;
-        let t1 = Instant::now();
-        self.producer
-            .commit_transaction(TXN_TIMEOUT)
-            .map_err(EngineError::kafka("commit transaction"))?;
-        tracing::debug!(
-            records = txn.records,
-            open_us = (t0 - txn.started).as_micros() as u64,
-            send_offsets_us = (t1 - t0).as_micros() as u64,
-            commit_us = t1.elapsed().as_micros() as u64,
-            "transaction committed"
-        );
-        Ok(())
-    }
 }
 
 /// The engine's mutable loop state.
 struct Engine<'a> {
     config: &'a Config,
+    limits: Limits,
+    health: &'a Health,
     consumer: BaseConsumer<EngineContext>,
     /// Reads `games` partitions back on assignment.
     restorer: BaseConsumer<RestoreContext>,
     games: HashMap<u64, GameSlot>,
+    /// Each game touched by the current batch as the batch found it.
+    undo: HashMap<u64, GameSlot>,
     /// Assigned partitions whose games are not loaded yet.
     to_restore: HashSet<i32>,
+    /// Restore them without waiting for a record (after a recovery).
+    restore_now: bool,
     batch: Vec<OwnedMessage>,
 }
 
 /// Runs the loop on the calling thread until `stop` leaves [`RUNNING`]. A
 /// clean stop commits the open transaction; an abandoned one (the future
 /// was dropped) leaves it open, as a crash would.
-pub fn run_blocking(config: &Config, stop: &AtomicU8) -> Result<(), EngineError> {
+pub fn run_blocking(
+    config: &Config,
+    limits: Limits,
+    health: &Health,
+    stop: &AtomicU8,
+) -> Result<(), EngineError> {
     let _span = tracing::info_span!("engine", id = %config.transactional_id).entered();
-    let mut engine = Engine::new(config)?;
+    let mut engine = Engine::new(config, limits, health)?;
     tracing::info!(
         actions = %config.actions_topic,
         games = %config.games_topic,
         group = %config.group_id,
+        instance = config.group_instance_id.as_deref().unwrap_or("-"),
         commit_interval_ms = config.commit_interval_ms,
+        max_update_bytes = limits.games,
         "engine started"
     );
+    health.set_ready();
     let abandoned = || stop.load(Ordering::SeqCst) == STOP_ABANDON;
+    let mut backoff = FIRST_BACKOFF;
     while stop.load(Ordering::SeqCst) == RUNNING {
-        engine.collect()?;
-        if abandoned() {
-            break;
-        }
-        if !engine.batch.is_empty() {
-            engine.process()?;
-        } else if config.commit_interval_ms > 0 && engine.producer().in_flight_count() > 0 {
-            engine.consumer.context().wake();
-        }
-        if engine.commit_due() && !abandoned() {
-            engine.commit()?;
+        match engine.step(&abandoned) {
+            Ok(()) => backoff = FIRST_BACKOFF,
+            Err(e) if e.is_fatal() => {
+                tracing::error!(error = %e, "the engine cannot go on");
+                health.set_fault(format!("stopped: {e}"));
+                return Err(e);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "aborting, rewinding to the last commit and restoring");
+                health.set_fault(e.to_string());
+                if let Err(fatal) = engine.recover() {
+                    tracing::error!(error = %fatal, "the engine cannot go on");
+                    health.set_fault(format!("stopped: {fatal}"));
+                    return Err(fatal);
+                }
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
         }
     }
     if abandoned() {
@@ -229,14 +356,21 @@ pub fn run_blocking(config: &Config, stop: &AtomicU8) -> Result<(), EngineError>
         tracing::warn!("engine abandoned");
         return Ok(());
     }
-    engine.commit()?;
+    if let Err(e) = engine.commit() {
+        engine.consumer.context().abort()?;
+        return Err(e);
+    }
     tracing::info!("engine stopped");
     Ok(())
 }
 
 impl<'a> Engine<'a> {
-    fn new(config: &'a Config) -> Result<Engine<'a>, EngineError> {
-        let producer: BaseProducer = config
+    fn new(
+        config: &'a Config,
+        limits: Limits,
+        health: &'a Health,
+    ) -> Result<Engine<'a>, EngineError> {
+        let producer: BaseProducer<Outputs> = config
             .client_with(&[
                 ("transactional.id", &config.transactional_id),
                 ("enable.idempotence", "true"),
@@ -245,9 +379,14 @@ impl<'a> Engine<'a> {
                     "transaction.timeout.ms",
                     &TRANSACTION_TIMEOUT_MS.to_string(),
                 ),
+                // A batch of records that each fit must fit too: librdkafka
+                // does not split a batch the broker refuses as too large.
+                ("batch.size", &limits.games.min(limits.dlq).to_string()),
             ])
-            .create()
+            .create_with_context(Outputs::default())
             .map_err(EngineError::kafka("producer"))?;
+        // Fences a predecessor with the same transactional id and aborts the
+        // transaction it left open.
         producer
             .init_transactions(TXN_TIMEOUT)
             .map_err(EngineError::kafka("init transactions"))?;
@@ -285,16 +424,114 @@ impl<'a> Engine<'a> {
             .map_err(EngineError::kafka("subscribe"))?;
         Ok(Engine {
             config,
+            limits,
+            health,
             consumer,
             restorer,
             games: HashMap::new(),
+            undo: HashMap::new(),
             to_restore: HashSet::new(),
+            restore_now: false,
             batch: Vec::with_capacity(config.max_batch),
         })
     }
 
-    fn producer(&self) -> &BaseProducer {
+    fn producer(&self) -> &BaseProducer<Outputs> {
         &self.consumer.context().producer
+    }
+
+    /// One turn of the loop: poll a batch, restore what was assigned, handle
+    /// and produce, commit when due.
+    fn step(&mut self, abandoned: &dyn Fn() -> bool) -> Result<(), EngineError> {
+        self.collect()?;
+        if abandoned() {
+            return Ok(());
+        }
+        // Restored when their first records arrive: by then the consumer's
+        // committed-offset fetch (stable offsets, at `read_committed`) has
+        // waited for the previous owner's last transaction to complete, so
+        // `games` shows what it committed. After a recovery the offsets just
+        // read were stable too: restore at once.
+        if !self.to_restore.is_empty() && (!self.batch.is_empty() || self.restore_now) {
+            self.restore_assigned()?;
+        }
+        if !self.batch.is_empty() {
+            self.process()?;
+        } else if self.config.commit_interval_ms > 0 && self.producer().in_flight_count() > 0 {
+            self.consumer.context().wake();
+        }
+        self.consumer.context().delivered()?;
+        if self.commit_due() && !abandoned() {
+            self.commit()?;
+        }
+        if self.to_restore.is_empty() {
+            self.health.set_ready();
+        }
+        Ok(())
+    }
+
+    /// After an abortable error: aborts the open transaction, drops every
+    /// game and buffered record, rewinds each assigned partition to its
+    /// committed offset, and marks them all for restore from `games`. Any
+    /// failure here is fatal: going on without the rewind would skip the
+    /// aborted records.
+    fn recover(&mut self) -> Result<(), EngineError> {
+        self.consumer.context().abort()?;
+        self.games.clear();
+        self.undo.clear();
+        self.batch.clear();
+        self.to_restore.clear();
+        let assignment = self
+            .consumer
+            .assignment()
+            .map_err(|e| EngineError::RewindFailed(e.to_string()))?;
+        if assignment.count() == 0 {
+            return Ok(());
+        }
+        let committed = self
+            .consumer
+            .committed_offsets(assignment, TXN_TIMEOUT)
+            .map_err(|e| EngineError::RewindFailed(e.to_string()))?;
+        for e in committed.elements() {
+            let to = match e.offset() {
+                Offset::Offset(o) => Offset::Offset(o),
+                _ => Offset::Beginning,
+            };
+            self.consumer
+                .seek(e.topic(), e.partition(), to, TXN_TIMEOUT)
+                .map_err(|err| {
+                    EngineError::RewindFailed(format!("seek partition {}: {err}", e.partition()))
+                })?;
+            self.to_restore.insert(e.partition());
+        }
+        self.restore_now = true;
+        tracing::warn!(partitions = ?self.to_restore, "rewound to the last commit");
+        self.refresh_limits()
+    }
+
+    /// Reads the output topics' record size limits again (a record the
+    /// broker refused as too large means they changed), and checks the
+    /// partition counts again.
+    fn refresh_limits(&mut self) -> Result<(), EngineError> {
+        let checked = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| EngineError::Config(format!("a runtime for the admin client: {e}")))?
+            .block_on(crate::check_topics(self.config));
+        match checked {
+            // The producer's batches are sized for the old limits: a new
+            // producer (a restart) is needed.
+            Ok(limits) if limits != self.limits => Err(EngineError::Config(format!(
+                "the output topics' record size limits changed ({:?} to {limits:?}): restart the engine to apply them",
+                self.limits
+            ))),
+            Ok(_) => Ok(()),
+            Err(e) if e.is_fatal() => Err(e),
+            Err(e) => {
+                tracing::warn!("re-reading topic limits: {e}");
+                Ok(())
+            }
+        }
     }
 
     /// How long the first poll may wait: until the open transaction is due,
@@ -377,69 +614,174 @@ impl<'a> Engine<'a> {
         self.consumer.context().commit(&self.consumer)
     }
 
-    /// Restores pending partitions, then handles the batch inside the open
-    /// transaction (beginning one if needed) and produces its outputs.
+    /// Loads the games of newly assigned partitions from `games`, completely
+    /// or not at all: until it succeeds, the host is not ready and no record
+    /// of those partitions is handled (the error rewinds them).
+    fn restore_assigned(&mut self) -> Result<(), EngineError> {
+        let parts: Vec<i32> = self.to_restore.iter().copied().collect();
+        self.health
+            .set_fault(format!("restoring partitions {parts:?}"));
+        let started = Instant::now();
+        let restored = restore(
+            &self.restorer,
+            &self.config.games_topic,
+            &parts,
+            self.config.partitions,
+            Duration::from_millis(self.config.restore_stall_ms),
+        )?;
+        tracing::info!(
+            ?parts,
+            games = restored.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "restored"
+        );
+        for update in restored.values() {
+            self.games
+                .insert(update.game_id, GameSlot::from_update(update));
+        }
+        self.to_restore.clear();
+        self.restore_now = false;
+        Ok(())
+    }
+
+    /// Handles the batch inside the open transaction (beginning one if
+    /// needed) and produces its outputs.
     fn process(&mut self) -> Result<(), EngineError> {
-        if !self.to_restore.is_empty() {
-            let parts: Vec<i32> = self.to_restore.drain().collect();
-            let restored = restore(
-                &self.restorer,
-                &self.config.games_topic,
-                &parts,
-                self.config.partitions,
-            )?;
-            tracing::info!(?parts, games = restored.len(), "restored");
-            for update in restored.values() {
-                self.games
-                    .insert(update.game_id, GameSlot::from_update(update));
+        self.consumer.context().begin()?;
+        let n = self.config.partitions;
+        let mut dead = Vec::new();
+        for (i, msg) in self.batch.iter().enumerate() {
+            if let Handled::DeadLetter { error } =
+                handle_keeping(&mut self.games, Some(&mut self.undo), msg, n)
+            {
+                dead.push((i, error));
             }
         }
-        let context = self.consumer.context();
-        let mut txn = match lock(&context.txn).take() {
-            Some(txn) => txn,
-            None => {
-                context
-                    .producer
-                    .begin_transaction()
-                    .map_err(EngineError::kafka("begin transaction"))?;
-                OpenTxn {
-                    started: Instant::now(),
-                    offsets: BTreeMap::new(),
-                    records: 0,
-                }
+        if let Some(txn) = lock(&self.consumer.context().txn).as_mut() {
+            for msg in &self.batch {
+                txn.offsets.insert(msg.partition(), msg.offset() + 1);
             }
-        };
-        for msg in &self.batch {
-            txn.offsets.insert(msg.partition(), msg.offset() + 1);
-            if let Handled::DeadLetter { error } = handle(&mut self.games, msg) {
-                dead_letter(&context.producer, &self.config.dlq_topic, msg, &error)?;
-            }
+            txn.records += self.batch.len();
         }
-        txn.records += self.batch.len();
-        *lock(&context.txn) = Some(txn);
+        for (i, error) in &dead {
+            self.dead_letter(&self.batch[*i], error)?;
+        }
         for update in flush(&mut self.games) {
-            let key = update.game_id.to_string();
             let value = serde_json::to_vec(&update)?;
-            let record = BaseRecord::to(&self.config.games_topic)
-                .key(&key)
-                .payload(&value)
-                .partition(partition_for(update.game_id, self.config.partitions));
-            send(self.producer(), record)?;
+            if value.len() <= self.limits.games {
+                self.send_update(update.game_id, &value)?;
+            } else {
+                self.redo_bounded(update.game_id, value.len())?;
+            }
         }
+        self.undo.clear();
         if self.config.commit_interval_ms > 0 {
             // Streaming: the outputs go now, not at the commit.
-            context.wake();
+            self.consumer.context().wake();
         }
         tracing::trace!(records = self.batch.len(), first = ?self.batch.first().map(|m| (m.partition(), m.offset())), "handled");
         Ok(())
     }
+
+    /// A game's update of this batch is over the size a `games` record may
+    /// have: redo the game's actions of this batch one by one from the state
+    /// the batch found, writing an update whenever the next action would not
+    /// fit, and dead-lettering (in the same transaction) an action whose
+    /// update alone would not fit.
+    fn redo_bounded(&mut self, game_id: u64, too_big: usize) -> Result<(), EngineError> {
+        let limit = self.limits.games;
+        tracing::warn!(
+            game_id,
+            bytes = too_big,
+            limit,
+            "update too large: redoing the batch action by action"
+        );
+        let start = self.undo.remove(&game_id).unwrap_or_else(|| GameSlot {
+            game: shared::Game::new(game_id),
+            ..GameSlot::default()
+        });
+        self.games.insert(game_id, start);
+        let n = self.config.partitions;
+        let batch = std::mem::take(&mut self.batch);
+        let result = (|| {
+            for msg in batch.iter().filter(|m| decodes_to(m, game_id)) {
+                let saved = self.games[&game_id].clone();
+                handle(&mut self.games, msg, n);
+                let after = encoded_len(&self.games[&game_id])?;
+                if after <= limit {
+                    continue;
+                }
+                self.games.insert(game_id, saved);
+                if self.games[&game_id].dirty {
+                    // What came before fits: write it, then try this one on
+                    // its own.
+                    let update = take_update(self.games.get_mut(&game_id).expect("present"));
+                    self.send_update(game_id, &serde_json::to_vec(&update)?)?;
+                    let saved = self.games[&game_id].clone();
+                    handle(&mut self.games, msg, n);
+                    let alone = encoded_len(&self.games[&game_id])?;
+                    if alone <= limit {
+                        continue;
+                    }
+                    self.games.insert(game_id, saved);
+                    self.dead_letter(msg, &too_large(game_id, alone, limit))?;
+                } else {
+                    self.dead_letter(msg, &too_large(game_id, after, limit))?;
+                }
+            }
+            if self.games[&game_id].dirty {
+                let update = take_update(self.games.get_mut(&game_id).expect("present"));
+                self.send_update(game_id, &serde_json::to_vec(&update)?)?;
+            }
+            Ok(())
+        })();
+        self.batch = batch;
+        result
+    }
+
+    fn send_update(&self, game_id: u64, value: &[u8]) -> Result<(), EngineError> {
+        let key = game_id.to_string();
+        let record = BaseRecord::to(&self.config.games_topic)
+            .key(&key)
+            .payload(value)
+            .partition(partition_for(game_id, self.config.partitions));
+        send(self.producer(), record)
+    }
+
+    fn dead_letter(&self, msg: &OwnedMessage, error: &str) -> Result<(), EngineError> {
+        dead_letter(
+            self.producer(),
+            &self.config.dlq_topic,
+            self.limits.dlq,
+            msg,
+            error,
+        )
+    }
+}
+
+/// Whether an `actions` record decodes to an action of `game_id`.
+fn decodes_to(msg: &OwnedMessage, game_id: u64) -> bool {
+    crate::handle::decode(msg.payload()).is_ok_and(|a| a.game_id == game_id)
+}
+
+/// The encoded size of the update `slot` would be written as now.
+fn encoded_len(slot: &GameSlot) -> Result<usize, EngineError> {
+    Ok(serde_json::to_vec(&pending_update(slot))?.len())
+}
+
+fn too_large(game_id: u64, bytes: usize, limit: usize) -> String {
+    format!(
+        "update too large: applying this action would make game {game_id}'s update {bytes} bytes, over the {limit} bytes a games record may have"
+    )
 }
 
 /// Sends a record that cannot be handled to the dead-letter topic, with the
-/// error and its origin as headers.
+/// error and its origin as headers; a value too large for the topic is left
+/// out (its size is in a header) rather than failing the transaction.
 fn dead_letter(
-    producer: &BaseProducer,
+    producer: &BaseProducer<Outputs>,
     dlq_topic: &str,
+    limit: usize,
     msg: &OwnedMessage,
     error: &str,
 ) -> Result<(), EngineError> {
@@ -450,10 +792,16 @@ fn dead_letter(
     );
     let partition = msg.partition().to_string();
     let offset = msg.offset().to_string();
-    let headers = OwnedHeaders::new()
+    let key = msg.key().unwrap_or_default();
+    let value = msg.payload().unwrap_or_default();
+    // A header over a quarter of the limit is cut (an error text is short).
+    let error: String = error.chars().take(limit / 4).collect();
+    let omitted = key.len() + value.len() + error.len() + 256 > limit;
+    let size = value.len().to_string();
+    let mut headers = OwnedHeaders::new()
         .insert(Header {
             key: "error",
-            value: Some(error),
+            value: Some(error.as_str()),
         })
         .insert(Header {
             key: "source.partition",
@@ -463,18 +811,29 @@ fn dead_letter(
             key: "source.offset",
             value: Some(offset.as_str()),
         });
-    let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(dlq_topic).headers(headers);
-    if let Some(key) = msg.key() {
-        record = record.key(key);
+    if omitted {
+        headers = headers.insert(Header {
+            key: "value.omitted.bytes",
+            value: Some(size.as_str()),
+        });
     }
-    if let Some(value) = msg.payload() {
-        record = record.payload(value);
+    let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(dlq_topic).headers(headers);
+    if !omitted {
+        if msg.key().is_some() {
+            record = record.key(key);
+        }
+        if msg.payload().is_some() {
+            record = record.payload(value);
+        }
     }
     send(producer, record)
 }
 
 /// Sends one record, waiting while librdkafka's queue is full.
-fn send<K, P>(producer: &BaseProducer, mut record: BaseRecord<'_, K, P>) -> Result<(), EngineError>
+fn send<K, P>(
+    producer: &BaseProducer<Outputs>,
+    mut record: BaseRecord<'_, K, P>,
+) -> Result<(), EngineError>
 where
     K: rdkafka::message::ToBytes + ?Sized,
     P: rdkafka::message::ToBytes + ?Sized,
@@ -500,7 +859,9 @@ pub(crate) struct RestoreContext;
 impl rdkafka::ClientContext for RestoreContext {
     fn error(&self, error: KafkaError, reason: &str) {
         match error {
-            KafkaError::PartitionEOF(_) => tracing::trace!("restore: {reason}"),
+            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF) => {
+                tracing::trace!("restore: {reason}")
+            }
             _ => tracing::error!("librdkafka: {error}: {reason}"),
         }
     }
@@ -523,21 +884,29 @@ pub(crate) fn restorer(config: &Config) -> Result<BaseConsumer<RestoreContext>, 
         .map_err(EngineError::kafka("restore consumer"))
 }
 
-/// Reads `partitions` of `topic` from the beginning to the high watermarks
-/// seen at the start, calling `f` on each record in offset order per
-/// partition.
+/// Reads `partitions` of `topic` from the beginning to the end offsets
+/// taken at the start, calling `f` on each record in offset order per
+/// partition. It either reads every partition to its end or fails with
+/// [`EngineError::RestoreIncomplete`] once `stall` passes without progress
+/// (no record, no position moving): it never returns a partial read as done.
 pub(crate) fn read_to_end(
     reader: &BaseConsumer<RestoreContext>,
     topic: &str,
     partitions: &[i32],
+    stall: Duration,
     mut f: impl FnMut(&rdkafka::message::BorrowedMessage<'_>),
 ) -> Result<(), EngineError> {
+    let incomplete = |why: String| EngineError::RestoreIncomplete {
+        topic: topic.to_string(),
+        partitions: partitions.to_vec(),
+        why,
+    };
     let mut ends: HashMap<i32, i64> = HashMap::new();
     let mut tpl = TopicPartitionList::new();
     for &p in partitions {
         let (low, high) = reader
-            .fetch_watermarks(topic, p, Duration::from_secs(10))
-            .map_err(EngineError::kafka("watermarks"))?;
+            .fetch_watermarks(topic, p, stall.max(Duration::from_secs(1)))
+            .map_err(|e| incomplete(format!("end offset of partition {p}: {e}")))?;
         if high > low {
             ends.insert(p, high);
             tpl.add_partition_offset(topic, p, Offset::Beginning)
@@ -548,20 +917,29 @@ pub(crate) fn read_to_end(
         return Ok(());
     }
     reader.assign(&tpl).map_err(EngineError::kafka("assign"))?;
-    // A partition is done once a record at or past the watermark was seen,
-    // or the position reached it (a transaction marker may be the last
-    // offset) and a poll came back empty.
-    let deadline = Instant::now() + Duration::from_secs(60);
+    // A partition is done once a record at or past its end was seen, or the
+    // position reached it (a transaction marker may be the last offset).
     let mut reached: HashSet<i32> = HashSet::new();
-    loop {
-        if Instant::now() > deadline {
-            tracing::warn!(?ends, "gave up reading {topic} to its end");
-            break;
+    let mut positions: HashMap<i32, i64> = HashMap::new();
+    let mut progress = Instant::now();
+    let result = loop {
+        if reached.len() == ends.len() {
+            break Ok(());
         }
-        let all_reached = reached.len() == ends.len();
-        let timeout = Duration::from_millis(if all_reached { 30 } else { 100 });
-        match reader.poll(timeout) {
+        if progress.elapsed() > stall {
+            let left: Vec<i32> = ends
+                .keys()
+                .filter(|p| !reached.contains(p))
+                .copied()
+                .collect();
+            break Err(incomplete(format!(
+                "no progress for {} ms with partitions {left:?} short of their end",
+                stall.as_millis()
+            )));
+        }
+        match reader.poll(Duration::from_millis(50)) {
             Some(Ok(msg)) => {
+                progress = Instant::now();
                 f(&msg);
                 if ends
                     .get(&msg.partition())
@@ -570,25 +948,45 @@ pub(crate) fn read_to_end(
                     reached.insert(msg.partition());
                 }
             }
-            Some(Err(KafkaError::PartitionEOF(_))) => {}
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                if let Ok(at) = reader.position() {
+                    mark_reached(&at, p, &ends, &mut reached);
+                }
+            }
             Some(Err(e)) => tracing::warn!("read {topic}: {e}"),
-            None if all_reached => break,
             None => {
                 // Transaction markers hold offsets no record is delivered for.
-                if let Ok(positions) = reader.position() {
-                    for e in positions.elements() {
+                if let Ok(at) = reader.position() {
+                    for e in at.elements() {
                         if let Offset::Offset(o) = e.offset() {
-                            if ends.get(&e.partition()).is_some_and(|&h| o >= h) {
-                                reached.insert(e.partition());
+                            if positions.insert(e.partition(), o) != Some(o) {
+                                progress = Instant::now();
                             }
                         }
+                        mark_reached(&at, e.partition(), &ends, &mut reached);
                     }
                 }
             }
         }
-    }
+    };
     reader.unassign().map_err(EngineError::kafka("unassign"))?;
-    Ok(())
+    result
+}
+
+/// Marks `partition` reached when its position in `at` is at or past its end.
+fn mark_reached(
+    at: &TopicPartitionList,
+    partition: i32,
+    ends: &HashMap<i32, i64>,
+    reached: &mut HashSet<i32>,
+) {
+    for e in at.elements().iter().filter(|e| e.partition() == partition) {
+        if let Offset::Offset(o) = e.offset() {
+            if ends.get(&partition).is_some_and(|&h| o >= h) {
+                reached.insert(partition);
+            }
+        }
+    }
 }
 
 /// The latest update of every game on `partitions` of the `games` topic.
@@ -597,9 +995,10 @@ pub(crate) fn restore(
     games_topic: &str,
     partitions: &[i32],
     n: i32,
+    stall: Duration,
 ) -> Result<HashMap<u64, GameUpdate>, EngineError> {
     let mut latest: HashMap<u64, GameUpdate> = HashMap::new();
-    read_to_end(reader, games_topic, partitions, |msg| {
+    read_to_end(reader, games_topic, partitions, stall, |msg| {
         let Some(payload) = msg.payload() else { return };
         match serde_json::from_slice::<GameUpdate>(payload) {
             Ok(update) if partitions.contains(&partition_for(update.game_id, n)) => {

@@ -19,10 +19,10 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
@@ -90,6 +90,11 @@ pub struct Config {
     /// update within a few ms while `read_committed` ones see it at the
     /// commit. Implies `eager_flush`. Default [`DEFAULT_COMMIT_INTERVAL_MS`].
     pub commit_interval_ms: u64,
+    /// How long a restore of assigned partitions from `games` may go without
+    /// progress before it is abandoned and retried (the partitions are not
+    /// taken meanwhile, and the host is not ready). A restore is never
+    /// cut short while it progresses.
+    pub restore_stall_ms: u64,
 }
 
 impl Config {
@@ -150,7 +155,19 @@ impl Config {
             extra: Vec::new(),
             eager_flush: false,
             commit_interval_ms: DEFAULT_COMMIT_INTERVAL_MS,
+            restore_stall_ms: 10_000,
         }
+    }
+
+    /// The producer's `message.max.bytes` (librdkafka's default unless `-X`
+    /// sets it): no record it sends may be larger.
+    fn producer_max_bytes(&self) -> usize {
+        self.extra
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "message.max.bytes")
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(1_000_000)
     }
 
     /// A librdkafka config with the brokers and the `extra` settings.
@@ -195,11 +212,122 @@ pub enum EngineError {
     Panicked,
     #[error("configuration: {0}")]
     Config(String),
+    #[error("topic {topic} has {found} partitions but PARTITIONS={expected}: games would move between engines; set PARTITIONS={found}, or create the topics anew with {expected} partitions")]
+    PartitionCount {
+        topic: String,
+        found: i32,
+        expected: i32,
+    },
+    #[error("an output was not delivered: {0}")]
+    Delivery(String),
+    #[error("restore of {topic} partitions {partitions:?} did not complete: {why}")]
+    RestoreIncomplete {
+        topic: String,
+        partitions: Vec<i32>,
+        why: String,
+    },
+    #[error("abort transaction: {source}")]
+    AbortFailed {
+        #[source]
+        source: KafkaError,
+    },
+    #[error("rewind to the committed offsets: {0}")]
+    RewindFailed(String),
 }
 
 impl EngineError {
     pub(crate) fn kafka(context: &'static str) -> impl FnOnce(KafkaError) -> EngineError {
         move |source| EngineError::Kafka { context, source }
+    }
+
+    /// Whether the engine must stop (and its supervisor restart it) rather
+    /// than abort the transaction, rewind and go on: the producer is fenced
+    /// by a newer instance or in a fatal state, it is not authorised, the
+    /// configuration or topics are wrong, or an abort or a rewind failed.
+    pub fn is_fatal(&self) -> bool {
+        match self {
+            EngineError::Kafka { source, .. } => fatal_kafka(source),
+            EngineError::Config(_)
+            | EngineError::PartitionCount { .. }
+            | EngineError::CreateTopic { .. }
+            | EngineError::Panicked
+            | EngineError::AbortFailed { .. }
+            | EngineError::RewindFailed(_) => true,
+            EngineError::Encode(_)
+            | EngineError::NoGroupMetadata
+            | EngineError::Delivery(_)
+            | EngineError::RestoreIncomplete { .. } => false,
+        }
+    }
+}
+
+/// librdkafka errors after which no transaction of this producer can work.
+fn fatal_kafka(e: &KafkaError) -> bool {
+    if let KafkaError::Transaction(t) = e {
+        if t.is_fatal() {
+            return true;
+        }
+        if t.txn_requires_abort() || t.is_retriable() {
+            return false;
+        }
+    }
+    use RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            C::Fatal
+                | C::Fenced
+                | C::ProducerFenced
+                | C::InvalidProducerEpoch
+                | C::TransactionalIdAuthorizationFailed
+                | C::ClusterAuthorizationFailed
+                | C::TopicAuthorizationFailed
+                | C::GroupAuthorizationFailed
+                | C::InvalidTransactionTimeout
+                | C::UnsupportedVersion
+        )
+    )
+}
+
+/// The largest record the engine may write to `games` and to the
+/// dead-letter topic: the topic's `max.message.bytes` and the producer's
+/// `message.max.bytes`, less room for the batch and record headers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub games: usize,
+    pub dlq: usize,
+}
+
+/// Room for a record batch's and a record's own headers.
+const RECORD_OVERHEAD: usize = 512;
+
+/// Whether the engine can serve now, for its host's `/readyz`: not while it
+/// starts, restores assigned partitions, recovers from an aborted
+/// transaction, or after it stopped on a fatal error.
+#[derive(Clone, Debug)]
+pub struct Health(Arc<Mutex<Option<String>>>);
+
+impl Default for Health {
+    fn default() -> Health {
+        Health(Arc::new(Mutex::new(Some("starting".to_string()))))
+    }
+}
+
+impl Health {
+    /// `Ok` when ready; otherwise why not.
+    pub fn check(&self) -> Result<(), String> {
+        match &*self.0.lock().unwrap_or_else(|e| e.into_inner()) {
+            None => Ok(()),
+            Some(why) => Err(why.clone()),
+        }
+    }
+
+    pub(crate) fn set_ready(&self) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    pub(crate) fn set_fault(&self, why: String) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
     }
 }
 
@@ -228,18 +356,46 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), EngineError> {
+    run_with_health(config, shutdown, Health::default()).await
+}
+
+/// [`run`], reporting readiness to `health` (the host's `/readyz`).
+pub async fn run_with_health(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    health: Health,
+) -> Result<(), EngineError> {
+    let result = run_inner(config, shutdown, &health).await;
+    if let Err(e) = &result {
+        health.set_fault(format!("stopped: {e}"));
+    }
+    result
+}
+
+async fn run_inner(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    health: &Health,
+) -> Result<(), EngineError> {
     config.validate()?;
     if config.create_topics {
         create_topics(&config).await?;
     }
+    let limits = check_topics(&config).await?;
     let stop = Arc::new(AtomicU8::new(RUNNING));
     let _guard = AbandonOnDrop(stop.clone());
     let (tx, rx) = tokio::sync::oneshot::channel();
     let loop_stop = stop.clone();
+    let loop_health = health.clone();
     std::thread::Builder::new()
         .name("engine-loop".to_string())
         .spawn(move || {
-            let _ = tx.send(kafka::run_blocking(&config, &loop_stop));
+            let _ = tx.send(kafka::run_blocking(
+                &config,
+                limits,
+                &loop_health,
+                &loop_stop,
+            ));
         })
         .expect("spawn the engine thread");
     let mut rx = rx;
@@ -252,26 +408,99 @@ pub async fn run(
     rx.await.unwrap_or(Err(EngineError::Panicked))
 }
 
-/// Creates `actions`, `games` (compacted) and the dead-letter topic if
-/// missing.
+/// Refuses topics the engine cannot run on (a partition count other than
+/// `PARTITIONS` would move games between engines), and reads how large a
+/// record each output topic takes.
+pub async fn check_topics(config: &Config) -> Result<Limits, EngineError> {
+    let admin: AdminClient<DefaultClientContext> = config
+        .client()
+        .create()
+        .map_err(EngineError::kafka("admin client"))?;
+    let metadata = admin
+        .inner()
+        .fetch_metadata(None, Duration::from_secs(10))
+        .map_err(EngineError::kafka("metadata"))?;
+    for name in [&config.actions_topic, &config.games_topic] {
+        let topic = metadata.topics().iter().find(|t| t.name() == name.as_str());
+        let found = topic.map_or(0, |t| t.partitions().len() as i32);
+        if found != config.partitions {
+            return Err(EngineError::PartitionCount {
+                topic: name.clone(),
+                found,
+                expected: config.partitions,
+            });
+        }
+    }
+    let specs = [
+        ResourceSpecifier::Topic(&config.games_topic),
+        ResourceSpecifier::Topic(&config.dlq_topic),
+    ];
+    let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
+    let described = admin
+        .describe_configs(&specs, &opts)
+        .await
+        .map_err(EngineError::kafka("describe topics"))?;
+    let producer_max = config.producer_max_bytes();
+    let mut limit = [producer_max; 2];
+    for (slot, resource) in limit.iter_mut().zip(described) {
+        // A dead-letter topic that does not exist yet takes the default.
+        let Ok(resource) = resource else { continue };
+        if let Some(max) = resource
+            .get("max.message.bytes")
+            .and_then(|e| e.value.as_deref())
+            .and_then(|v| v.parse::<usize>().ok())
+        {
+            *slot = max.min(producer_max);
+        }
+    }
+    Ok(Limits {
+        games: limit[0].saturating_sub(RECORD_OVERHEAD),
+        dlq: limit[1].saturating_sub(RECORD_OVERHEAD),
+    })
+}
+
+/// How topics are created on a cluster of `brokers`: replication factor
+/// min(3, brokers) and `min.insync.replicas` min(2, replication factor), so
+/// that one broker lost stops nothing and an acknowledged write is on two.
+pub fn durability(brokers: usize) -> (i32, i32) {
+    let rf = brokers.clamp(1, 3) as i32;
+    (rf, rf.min(2))
+}
+
+/// Creates `actions` (kept forever: it is the log `replay` and the lake's
+/// export rebuild everything from), `games` (compacted) and the dead-letter
+/// topic if missing, replicated per [`durability`].
 pub async fn create_topics(config: &Config) -> Result<(), EngineError> {
     let admin: AdminClient<DefaultClientContext> = config
         .client()
         .create()
         .map_err(EngineError::kafka("admin client"))?;
+    let brokers = admin
+        .inner()
+        .fetch_metadata(None, Duration::from_secs(10))
+        .map_err(EngineError::kafka("metadata"))?
+        .brokers()
+        .len();
+    let (rf, min_isr) = durability(brokers);
+    let min_isr = min_isr.to_string();
     let topics = [
         NewTopic::new(
             &config.actions_topic,
             config.partitions,
-            TopicReplication::Fixed(1),
-        ),
+            TopicReplication::Fixed(rf),
+        )
+        .set("min.insync.replicas", &min_isr)
+        .set("retention.ms", "-1"),
         NewTopic::new(
             &config.games_topic,
             config.partitions,
-            TopicReplication::Fixed(1),
+            TopicReplication::Fixed(rf),
         )
+        .set("min.insync.replicas", &min_isr)
         .set("cleanup.policy", "compact"),
-        NewTopic::new(&config.dlq_topic, 1, TopicReplication::Fixed(1)),
+        NewTopic::new(&config.dlq_topic, 1, TopicReplication::Fixed(rf))
+            .set("min.insync.replicas", &min_isr)
+            .set("retention.ms", "-1"),
     ];
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     let results = admin
@@ -280,7 +509,13 @@ pub async fn create_topics(config: &Config) -> Result<(), EngineError> {
         .map_err(EngineError::kafka("create topics"))?;
     for result in results {
         match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Ok(topic) => tracing::info!(
+                topic,
+                replication_factor = rf,
+                min_insync_replicas = %min_isr,
+                "created topic"
+            ),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((topic, code)) => return Err(EngineError::CreateTopic { topic, code }),
         }
     }

@@ -21,11 +21,25 @@ struct Args {
     partitions: i32,
     #[arg(long, env = "ENGINE_GROUP_ID", default_value = "engine")]
     group_id: String,
-    /// Defaults to a fresh `engine-<uuid>`. A stable id also makes the engine
-    /// a static group member (`group.instance.id`): a restart fences its
-    /// predecessor and takes its partitions back at once.
+    /// This engine instance's stable name, unique among the group's
+    /// instances. Defaults to `<host name>-<n>`, n the lowest slot no other
+    /// engine of the group holds on this host (a lock file): stable across
+    /// restarts in place, distinct for `docker compose up --scale engine=2`
+    /// (one host name per container) and for several engines on one host.
+    #[arg(long, env = "ENGINE_INSTANCE_ID")]
+    instance_id: Option<String>,
+    /// The transactional id; defaults to `<group>-<instance id>`. With it the
+    /// engine is a static group member (`group.instance.id`, the same
+    /// value): a restart fences its predecessor, aborts the transaction it
+    /// left open and takes its partitions back at once.
     #[arg(long, env = "ENGINE_TRANSACTIONAL_ID")]
     transactional_id: Option<String>,
+    /// Serve `/healthz` and `/readyz` on this address (e.g. 0.0.0.0:8081).
+    #[arg(long, env = "ENGINE_HEALTH_ADDR")]
+    health_addr: Option<std::net::SocketAddr>,
+    /// How long a restore may go without progress before it is retried.
+    #[arg(long, env = "ENGINE_RESTORE_STALL_MS", default_value_t = 10_000)]
+    restore_stall_ms: u64,
     /// `fetch.wait.max.ms` of the actions consumer.
     #[arg(long, env = "FETCH_WAIT_MAX_MS")]
     fetch_wait_max_ms: Option<u32>,
@@ -65,19 +79,63 @@ fn parse_kv(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("expected key=value, got {s:?}"))
 }
 
+/// This host's name, as the kernel knows it.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// The lowest slot `n` of `group` on this host that no other engine holds,
+/// and its lock (held for the life of the process; the kernel releases it
+/// when the process dies, even by `kill -9`).
+fn claim_slot(group: &str) -> anyhow::Result<(u32, std::fs::File)> {
+    let dir = std::env::temp_dir().join("build-a-nation-engines");
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    for n in 0..1024 {
+        let path = dir.join(format!("{group}.{n}.lock"));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("open {}", path.display()))?;
+        if file.try_lock().is_ok() {
+            return Ok((n, file));
+        }
+    }
+    anyhow::bail!("no free engine slot in {}", dir.display())
+}
+
 impl Args {
-    fn config(&self) -> engine::Config {
+    /// The instance id and, when it was chosen here, the lock that keeps it
+    /// ours.
+    fn instance(&self) -> anyhow::Result<(String, Option<std::fs::File>)> {
+        if let Some(id) = &self.instance_id {
+            return Ok((id.clone(), None));
+        }
+        let (slot, lock) = claim_slot(&self.group_id)?;
+        Ok((format!("{}-{slot}", host_name()), Some(lock)))
+    }
+
+    fn config(&self, instance: &str) -> engine::Config {
         let mut config = engine::Config::new(&self.brokers);
         config.actions_topic = self.actions_topic.clone();
         config.games_topic = self.games_topic.clone();
         config.dlq_topic = self.dlq_topic.clone();
         config.partitions = self.partitions;
         config.group_id = self.group_id.clone();
-        if let Some(id) = &self.transactional_id {
-            config.transactional_id = id.clone();
-            // A stable id: restarted in place, so a static member too.
-            config.group_instance_id = Some(id.clone());
-        }
+        let id = self
+            .transactional_id
+            .clone()
+            .unwrap_or_else(|| format!("{}-{instance}", self.group_id));
+        config.transactional_id = id.clone();
+        // A stable id: restarted in place, so a static member too.
+        config.group_instance_id = Some(id);
+        config.restore_stall_ms = self.restore_stall_ms;
         if let Some(ms) = self.fetch_wait_max_ms {
             config.fetch_wait_max_ms = ms;
         }
@@ -95,13 +153,22 @@ impl Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     engine::init_tracing();
-    let args = Args::parse();
-    let config = args.config();
-    match args.command.unwrap_or(Command::Run) {
-        Command::Run => engine::run(config, engine::shutdown_signal())
-            .await
-            .context("engine")?,
+    let mut args = Args::parse();
+    match args.command.take().unwrap_or(Command::Run) {
+        Command::Run => {
+            let (instance, _slot) = args.instance()?;
+            let config = args.config(&instance);
+            tracing::info!(instance, transactional_id = %config.transactional_id, "engine instance");
+            let health = engine::Health::default();
+            if let Some(addr) = args.health_addr {
+                serve_health(addr, health.clone()).await?;
+            }
+            engine::run_with_health(config, engine::shutdown_signal(), health)
+                .await
+                .context("engine")?
+        }
         Command::Replay => {
+            let config = args.config("replay");
             let report = tokio::task::spawn_blocking(move || engine::replay(&config))
                 .await
                 .context("replay thread")?
@@ -125,5 +192,44 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// Serves `/healthz` (the process is up) and `/readyz` (the engine serves:
+/// 503 with the reason while it starts, restores or recovers, or after it
+/// stopped) on `addr`, on a task of its own.
+async fn serve_health(addr: std::net::SocketAddr, health: engine::Health) -> anyhow::Result<()> {
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    use axum::Json;
+    let app = axum::Router::new()
+        .route(
+            "/healthz",
+            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .route(
+            "/readyz",
+            get(move || {
+                let health = health.clone();
+                async move {
+                    match health.check() {
+                        Ok(()) => (StatusCode::OK, Json(serde_json::json!({"status": "ready"}))),
+                        Err(why) => (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            Json(serde_json::json!({"error": "not_ready", "detail": why})),
+                        ),
+                    }
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("bind {addr}"))?;
+    tracing::info!(%addr, "health endpoints");
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!("health endpoints: {e}");
+        }
+    });
     Ok(())
 }

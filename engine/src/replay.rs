@@ -40,6 +40,7 @@ impl ReplayReport {
 /// disagreeing.
 pub fn replay(config: &Config) -> Result<ReplayReport, EngineError> {
     let reader = restorer(config)?;
+    let stall = std::time::Duration::from_millis(config.restore_stall_ms);
     let partitions = |topic: &str| -> Result<Vec<i32>, EngineError> {
         let md = reader
             .fetch_metadata(Some(topic), Duration::from_secs(10))
@@ -53,15 +54,21 @@ pub fn replay(config: &Config) -> Result<ReplayReport, EngineError> {
     let mut report = ReplayReport::default();
     let mut games: HashMap<u64, GameSlot> = HashMap::new();
     let action_parts = partitions(&config.actions_topic)?;
-    read_to_end(&reader, &config.actions_topic, &action_parts, |msg| {
-        report.actions += 1;
-        if let crate::Handled::DeadLetter { .. } = handle(&mut games, msg) {
-            report.dead_letters += 1;
-        }
-    })?;
+    read_to_end(
+        &reader,
+        &config.actions_topic,
+        &action_parts,
+        stall,
+        |msg| {
+            report.actions += 1;
+            if let crate::Handled::DeadLetter { .. } = handle(&mut games, msg, config.partitions) {
+                report.dead_letters += 1;
+            }
+        },
+    )?;
     let mut latest: HashMap<u64, GameUpdate> = HashMap::new();
     let game_parts = partitions(&config.games_topic)?;
-    read_to_end(&reader, &config.games_topic, &game_parts, |msg| {
+    read_to_end(&reader, &config.games_topic, &game_parts, stall, |msg| {
         if let Some(update) = msg
             .payload()
             .and_then(|p| serde_json::from_slice::<GameUpdate>(p).ok())

@@ -6,6 +6,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use rdkafka::admin::{
+    AdminClient, AdminOptions, AlterConfig, NewTopic, ResourceSpecifier, TopicReplication,
+};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::message::{Headers, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message};
@@ -128,6 +132,20 @@ fn start(config: engine::Config) -> (JoinHandle<()>, oneshot::Sender<()>) {
         .await
         .expect("engine ran");
     });
+    (task, tx)
+}
+
+/// Runs an engine on a task whose result is the engine's.
+fn start_fallible(
+    config: engine::Config,
+) -> (
+    JoinHandle<Result<(), engine::EngineError>>,
+    oneshot::Sender<()>,
+) {
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(engine::run(config, async {
+        let _ = rx.await;
+    }));
     (task, tx)
 }
 
@@ -272,8 +290,12 @@ async fn same_action_id_twice_is_applied_once() {
     task.await.unwrap();
 }
 
+/// An engine abandoned mid-stream (its loop stops between or inside
+/// transactions, leaving one open, as a crash would) and a new instance with
+/// its transactional id: every action applied once. A real `kill -9` of an
+/// engine process is in `engine/tests/process.rs`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn crash_mid_stream_applies_every_action_exactly_once() {
+async fn abandoned_engine_mid_stream_applies_every_action_exactly_once() {
     let s = Setup::new();
     s.create().await;
     let p = producer();
@@ -523,4 +545,337 @@ async fn garbage_record_goes_to_dead_letter_and_processing_continues() {
     assert_eq!(header("source.offset"), "0");
     stop.send(()).unwrap();
     task.await.unwrap();
+}
+
+/// The dead letters of `s` once `done` says there are enough, with their
+/// `error` header.
+fn dead_letters(s: &Setup, done: impl Fn(&[OwnedMessage]) -> bool) -> Vec<(OwnedMessage, String)> {
+    let dead = tests::consume(tests::broker(), &s.dlq, WAIT, |m| done(m)).unwrap();
+    dead.into_iter()
+        .map(|m| {
+            let error = m
+                .headers()
+                .and_then(|h| h.iter().find(|h| h.key == "error").and_then(|h| h.value))
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_default();
+            (m, error)
+        })
+        .collect()
+}
+
+fn admin() -> AdminClient<DefaultClientContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", tests::broker())
+        .create()
+        .unwrap()
+}
+
+/// Creates the topics of `s` with `games` records limited to `max_bytes`.
+async fn create_with_games_limit(s: &Setup, max_bytes: usize) {
+    let max = max_bytes.to_string();
+    let topics = [
+        NewTopic::new(&s.actions, PARTITIONS, TopicReplication::Fixed(1)),
+        NewTopic::new(&s.games, PARTITIONS, TopicReplication::Fixed(1))
+            .set("cleanup.policy", "compact")
+            .set("max.message.bytes", &max),
+        NewTopic::new(&s.dlq, 1, TopicReplication::Fixed(1)),
+    ];
+    for r in admin()
+        .create_topics(&topics, &AdminOptions::new())
+        .await
+        .unwrap()
+    {
+        r.unwrap();
+    }
+}
+
+/// 300 joins to one game whose `games` records may hold 16,384 bytes (the
+/// measured fault: the engine stopped and 222 acknowledged joins were lost),
+/// then 2,000 rejections in one batch: every action is either in exactly one
+/// committed update or on the dead-letter topic with the reason; no record
+/// is over the limit; the engine goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_updates_dead_letter_the_overflowing_action_and_lose_none() {
+    let s = Setup::new();
+    create_with_games_limit(&s, 16_384).await;
+    let p = producer();
+    let game = 4;
+    let joins: Vec<ActionEnvelope> = (0..300u64)
+        .map(|i| {
+            action(
+                &format!("j{i}"),
+                game,
+                &format!("player-{i:03}"),
+                ActionType::Join,
+                1_000 + i,
+            )
+        })
+        .collect();
+    // The rejections all sit in the first batch: a huge `rejected` list.
+    let ghosts: Vec<ActionEnvelope> = (0..2_000u64)
+        .map(|i| {
+            action(
+                &format!("g{i}"),
+                8,
+                "ghost",
+                ActionType::UpgradeSword,
+                1_000 + i,
+            )
+        })
+        .collect();
+    let mut ignored = HashMap::new();
+    send_all(&p, &s.actions, &ghosts, &mut ignored).await;
+    send_all(&p, &s.actions, &joins, &mut ignored).await;
+    let (task, stop) = start(s.config(20_000));
+
+    // Every ghost rejected exactly once, across updates that each fit.
+    let updates = s.updates("every rejection", |u| {
+        u.iter()
+            .filter(|u| u.game_id == 8)
+            .map(|u| u.rejected.len())
+            .sum::<usize>()
+            >= 2_000
+    });
+    let mut rejected: Vec<&str> = updates
+        .iter()
+        .filter(|u| u.game_id == 8)
+        .flat_map(|u| u.rejected.iter().map(|r| r.event_id.as_str()))
+        .collect();
+    let updates_of_8 = updates.iter().filter(|u| u.game_id == 8).count();
+    assert!(updates_of_8 > 1, "2,000 rejections cannot fit one record");
+    rejected.sort_unstable();
+    rejected.dedup();
+    assert_eq!(rejected.len(), 2_000, "each rejection once");
+
+    // Each join is applied or dead-lettered, never both, never lost. A
+    // sentinel behind them on the same partition: once it is committed, so
+    // is every decision before it.
+    let sentinel = action("sentinel", 12, "sentinel", ActionType::Join, 500_000);
+    send_raw(&p, &s.actions, 12, &serde_json::to_vec(&sentinel).unwrap()).await;
+    let updates = s.updates("the sentinel", |u| latest(u).contains_key(&12));
+    let players = latest(&updates)[&game].state.players.clone();
+    let dead = dead_letters(&s, |m| m.len() + players.len() >= 300);
+    assert!(players.len() < 300, "the limit refused some joins");
+    assert!(players.len() > 20, "joins that fit were applied");
+    assert_eq!(players.len() + dead.len(), 300, "none lost, none doubled");
+    for (m, error) in &dead {
+        let a: ActionEnvelope = serde_json::from_slice(m.payload().unwrap()).unwrap();
+        assert!(
+            !players.contains_key(&a.player_id),
+            "{} both applied and dead",
+            a.player_id
+        );
+        assert!(error.contains("update too large"), "{error}");
+    }
+    let games_records = tests::consume(tests::broker(), &s.games, WAIT, |m| {
+        m.len() >= updates.len()
+    })
+    .unwrap();
+    assert!(games_records
+        .iter()
+        .all(|m| m.payload().map_or(0, |p| p.len()) <= 16_384));
+
+    // The engine goes on: a visit by a nation that fits is applied.
+    let someone = players.keys().next().unwrap().clone();
+    let visit = action("visit", game, &someone, ActionType::Default, 900_000);
+    let version = latest(&updates)[&game].version;
+    send_raw(&p, &s.actions, game, &serde_json::to_vec(&visit).unwrap()).await;
+    s.updates("the visit after the overflow", |u| {
+        latest(u)
+            .get(&game)
+            .is_some_and(|g| g.version > version && g.applied.contains(&"visit".to_string()))
+    });
+    stop.send(()).unwrap();
+    task.await.unwrap();
+}
+
+/// The broker refuses an output in the middle of a streaming transaction
+/// (the `games` record limit is lowered while the engine runs, so its own
+/// check still passes): the transaction aborts and the engine stops, since
+/// its producer was sized for the old limit; restarted, it redoes the batch
+/// from the last commit. Nothing acknowledged is lost or applied twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_output_aborts_the_transaction_and_loses_nothing() {
+    let s = Setup::new();
+    create_with_games_limit(&s, 1_000_000).await;
+    let p = producer();
+    let config = s.config(20_000);
+    let (task, _stop) = start_fallible(config.clone());
+    let game = 1;
+    let mut expected = HashMap::new();
+    let first: Vec<ActionEnvelope> = (0..30u64)
+        .map(|i| {
+            action(
+                &format!("a{i}"),
+                game,
+                &format!("p{i:02}"),
+                ActionType::Join,
+                1_000 + i,
+            )
+        })
+        .collect();
+    send_all(&p, &s.actions, &first, &mut expected).await;
+    s.updates("the first joins", |u| reached(u, &expected));
+    let size = serde_json::to_vec(&expected[&game]).unwrap().len();
+    // Lower the limit under the next update's size.
+    let limit = (size + 400).to_string();
+    let alter =
+        AlterConfig::new(ResourceSpecifier::Topic(&s.games)).set("max.message.bytes", &limit);
+    for r in admin()
+        .alter_configs(&[alter], &AdminOptions::new())
+        .await
+        .unwrap()
+    {
+        r.unwrap();
+    }
+    let more: Vec<ActionEnvelope> = (30..60u64)
+        .flat_map(|i| {
+            [
+                action(
+                    &format!("a{i}"),
+                    game,
+                    &format!("p{i:02}"),
+                    ActionType::Join,
+                    1_000 + i,
+                ),
+                action(
+                    &format!("b{i}"),
+                    2,
+                    &format!("q{i:02}"),
+                    ActionType::Join,
+                    1_000 + i,
+                ),
+            ]
+        })
+        .collect();
+    let mut ignored = HashMap::new();
+    send_all(&p, &s.actions, &more, &mut ignored).await;
+    let err = tokio::time::timeout(WAIT, task)
+        .await
+        .expect("the engine stops")
+        .unwrap()
+        .expect_err("an engine whose output was refused stops");
+    assert!(err.to_string().contains("limits changed"), "{err}");
+    // Restarted with the same transactional id, it goes on from the last
+    // commit, under the new limit.
+    let (task, stop) = start(config);
+    let sentinels = [
+        action("s5", 5, "s", ActionType::Join, 500_000),
+        action("s6", 6, "s", ActionType::Join, 500_000),
+    ];
+    send_all(&p, &s.actions, &sentinels, &mut ignored).await;
+    let updates = s.updates("the sentinels", |u| {
+        let l = latest(u);
+        l.contains_key(&5) && l.contains_key(&6)
+    });
+    let l = latest(&updates);
+    let (one, two) = (&l[&game].state.players, &l[&2].state.players);
+    let dead = dead_letters(&s, |m| m.len() + one.len() + two.len() >= 90);
+    assert!(!dead.is_empty(), "the lowered limit refused a join");
+    assert!(
+        dead.iter().all(|(_, e)| e.contains("update too large")),
+        "{:?}",
+        dead.iter().map(|d| &d.1).collect::<Vec<_>>()
+    );
+    let dead_of = |g: u64| {
+        dead.iter()
+            .filter(|(m, _)| {
+                serde_json::from_slice::<ActionEnvelope>(m.payload().unwrap())
+                    .unwrap()
+                    .game_id
+                    == g
+            })
+            .count()
+    };
+    assert_eq!(
+        one.len() + dead_of(game),
+        60,
+        "game 1: none lost, none doubled"
+    );
+    assert_eq!(
+        two.len() + dead_of(2),
+        30,
+        "game 2: none lost, none doubled"
+    );
+    for id in 0..30u64 {
+        assert!(
+            one.contains_key(&format!("p{id:02}")),
+            "committed before the fault"
+        );
+    }
+    // Exactly once: each applied id appears in one committed update.
+    let mut applied: Vec<&String> = updates.iter().flat_map(|u| &u.applied).collect();
+    let n = applied.len();
+    applied.sort_unstable();
+    applied.dedup();
+    assert_eq!(applied.len(), n, "no id applied twice");
+    stop.send(()).unwrap();
+    task.await.unwrap();
+}
+
+/// A record on a partition other than its game's (another partitioner, a
+/// changed count) is dead-lettered with the reason, never applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_misrouted_action_goes_to_the_dead_letter_topic() {
+    let s = Setup::new();
+    s.create().await;
+    let (task, stop) = start(s.config(100));
+    let p = producer();
+    let stray = action("stray", 6, "eve", ActionType::Join, 1_000);
+    p.send(
+        FutureRecord::to(&s.actions)
+            .key("6")
+            .payload(&serde_json::to_vec(&stray).unwrap())
+            .partition(1),
+        Duration::from_secs(10),
+    )
+    .await
+    .map_err(|(e, _)| e)
+    .unwrap();
+    let mut expected = HashMap::new();
+    let join = action("join", 5, "ann", ActionType::Join, 2_000);
+    send_all(&p, &s.actions, std::slice::from_ref(&join), &mut expected).await;
+    let dead = dead_letters(&s, |m| !m.is_empty());
+    assert_eq!(dead.len(), 1);
+    assert!(
+        dead[0]
+            .1
+            .contains("misrouted: game 6 belongs on partition 2 of 4"),
+        "{}",
+        dead[0].1
+    );
+    let updates = s.updates("the join after the stray", |u| reached(u, &expected));
+    assert!(
+        updates.iter().all(|u| u.game_id != 6),
+        "the stray was not applied"
+    );
+    stop.send(()).unwrap();
+    task.await.unwrap();
+}
+
+/// Topics with another partition count than `PARTITIONS`: the engine
+/// refuses to start, and says how to fix it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refuses_topics_with_another_partition_count() {
+    let s = Setup::new();
+    s.create().await;
+    let mut config = s.config(100);
+    config.partitions = 12;
+    config.create_topics = false;
+    let err = engine::run(config, std::future::pending())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            engine::EngineError::PartitionCount {
+                found: 4,
+                expected: 12,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.is_fatal());
+    assert!(err.to_string().contains("set PARTITIONS=4"), "{err}");
 }
