@@ -875,6 +875,8 @@ pub(crate) fn restorer(config: &Config) -> Result<BaseConsumer<RestoreContext>, 
     config
         .client_with(&[
             ("group.id", &format!("{}-restore", config.group_id)),
+            // Named, so an operator's quotas and logs can tell it apart.
+            ("client.id", &format!("{}-restore", config.group_id)),
             ("enable.auto.commit", "false"),
             ("enable.partition.eof", "true"),
             ("isolation.level", "read_committed"),

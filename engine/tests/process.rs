@@ -55,19 +55,38 @@ impl Names {
 
     /// The engine binary, streaming with 1 s transactions, as instance `a`.
     fn spawn(&self) -> Child {
+        self.spawn_as("a", &[], &[])
+    }
+
+    /// The engine binary as `instance`, with `env` and `args` on top.
+    fn spawn_as(&self, instance: &str, env: &[(&str, &str)], args: &[&str]) -> Child {
         Command::new(env!("CARGO_BIN_EXE_engine"))
+            .args(args)
             .env("KAFKA_BROKERS", broker())
             .env("ACTIONS_TOPIC", &self.actions)
             .env("GAMES_TOPIC", &self.games)
             .env("DLQ_TOPIC", &self.dlq)
             .env("PARTITIONS", PARTITIONS.to_string())
             .env("ENGINE_GROUP_ID", &self.group)
-            .env("ENGINE_INSTANCE_ID", "a")
+            .env("ENGINE_INSTANCE_ID", instance)
             .env("ENGINE_COMMIT_INTERVAL_MS", "1000")
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .spawn()
             .expect("start the engine binary")
+    }
+
+    /// Creates the topics as the engine would, before anyone asks for them
+    /// (a metadata request may auto-create a topic with the broker's default
+    /// partition count).
+    async fn create(&self) {
+        let mut config = engine::Config::new(broker());
+        config.actions_topic = self.actions.clone();
+        config.games_topic = self.games.clone();
+        config.dlq_topic = self.dlq.clone();
+        config.partitions = PARTITIONS;
+        engine::create_topics(&config).await.unwrap();
     }
 }
 
@@ -99,12 +118,22 @@ fn committed_reader(
     seen: Arc<Mutex<Vec<(Instant, GameUpdate)>>>,
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<()> {
+    reader_at("read_committed", topic, seen, stop)
+}
+
+/// [`committed_reader`] at an `isolation.level`.
+fn reader_at(
+    isolation: &'static str,
+    topic: String,
+    seen: Arc<Mutex<Vec<(Instant, GameUpdate)>>>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", broker())
             .set("group.id", format!("reader-{}", uuid::Uuid::new_v4()))
             .set("enable.auto.commit", "false")
-            .set("isolation.level", "read_committed")
+            .set("isolation.level", isolation)
             .set("fetch.wait.max.ms", "10")
             .create()
             .expect("reader");
@@ -138,14 +167,7 @@ async fn until(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_a_streaming_engine_process_loses_and_doubles_nothing() {
     let names = Names::new();
-    // Created as the engine would, before anyone asks for them (a metadata
-    // request may auto-create a topic with the broker's default count).
-    let mut config = engine::Config::new(broker());
-    config.actions_topic = names.actions.clone();
-    config.games_topic = names.games.clone();
-    config.dlq_topic = names.dlq.clone();
-    config.partitions = PARTITIONS;
-    engine::create_topics(&config).await.unwrap();
+    names.create().await;
     let mut engine = names.spawn();
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", broker())
@@ -279,4 +301,327 @@ async fn kill_9_of_a_streaming_engine_process_loses_and_doubles_nothing() {
             "game {id} is the replay of its actions"
         );
     }
+}
+
+/// The updates `seen` so far, latest per game.
+fn latest_of(seen: &Mutex<Vec<(Instant, GameUpdate)>>) -> HashMap<u64, GameUpdate> {
+    let mut latest = HashMap::new();
+    for (_, u) in seen.lock().unwrap().iter() {
+        latest.insert(u.game_id, u.clone());
+    }
+    latest
+}
+
+/// Sends `actions` and waits for Kafka's acknowledgement of each.
+async fn send_all(names: &Names, actions: &[ActionEnvelope]) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", broker())
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "1")
+        .create()
+        .unwrap();
+    for a in actions {
+        let key = a.game_id.to_string();
+        let payload = serde_json::to_vec(a).unwrap();
+        producer
+            .send(
+                FutureRecord::to(&names.actions)
+                    .key(&key)
+                    .payload(&payload)
+                    .partition(partition_for(a.game_id, PARTITIONS)),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .expect("acknowledged");
+    }
+}
+
+/// Sends a signal to a process.
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig}");
+}
+
+/// An engine frozen (SIGSTOP) past its session timeout while its streaming
+/// transaction is open loses its assignment; a second engine takes the
+/// partitions; the first, resumed, must abort what it held, not commit it.
+/// Every action is then in exactly one committed update.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_that_lost_its_assignment_aborts_and_nothing_is_doubled() {
+    let names = Names::new();
+    names.create().await;
+    let slow = [("ENGINE_COMMIT_INTERVAL_MS", "5000")];
+    let session = [
+        "-X",
+        "session.timeout.ms=6000",
+        "-X",
+        "heartbeat.interval.ms=500",
+    ];
+    let mut a = names.spawn_as("a", &slow, &session);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let stop_reader = Arc::new(AtomicBool::new(false));
+    let reader = committed_reader(names.games.clone(), seen.clone(), stop_reader.clone());
+    let first: Vec<ActionEnvelope> = (0..200).map(action).collect();
+    send_all(&names, &first).await;
+    until(Duration::from_secs(60), "a's first commit", || {
+        latest_of(&seen).len() == GAMES as usize
+    })
+    .await;
+    // Handled by a inside its open transaction, then a freezes.
+    let second: Vec<ActionEnvelope> = (200..300).map(action).collect();
+    let produced = Arc::new(Mutex::new(Vec::new()));
+    let peek = reader_at(
+        "read_uncommitted",
+        names.games.clone(),
+        produced.clone(),
+        stop_reader.clone(),
+    );
+    send_all(&names, &second).await;
+    until(
+        Duration::from_secs(60),
+        "a's uncommitted updates of them",
+        || {
+            let l = latest_of(&produced);
+            (0..GAMES).all(|g| {
+                l.get(&g)
+                    .is_some_and(|u| u.version >= expected_version(g, 300))
+            })
+        },
+    )
+    .await;
+    assert!(
+        latest_of(&seen)
+            .values()
+            .all(|u| u.version < expected_version(u.game_id, 300)),
+        "still in a's open transaction"
+    );
+    signal(&a, "-STOP");
+    let mut b = names.spawn_as("b", &slow, &session);
+    // b gets the partitions once a's session times out, and commits.
+    let third: Vec<ActionEnvelope> = (300..400).map(action).collect();
+    send_all(&names, &third).await;
+    until(
+        Duration::from_secs(60),
+        "b's commit of everything so far",
+        || {
+            let l = latest_of(&seen);
+            (300..400).all(|i| {
+                let a = action(i);
+                l.get(&a.game_id)
+                    .is_some_and(|u| u.version >= expected_version(a.game_id, 400))
+            })
+        },
+    )
+    .await;
+    signal(&a, "-CONT");
+    let fourth: Vec<ActionEnvelope> = (400..500).map(action).collect();
+    send_all(&names, &fourth).await;
+    until(Duration::from_secs(60), "every action committed", || {
+        let l = latest_of(&seen);
+        (0..GAMES).all(|g| {
+            l.get(&g)
+                .is_some_and(|u| u.version >= expected_version(g, 500))
+        })
+    })
+    .await;
+    for child in [&mut a, &mut b] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    stop_reader.store(true, Ordering::SeqCst);
+    reader.join().unwrap();
+    peek.join().unwrap();
+    let seen = seen.lock().unwrap();
+    let mut applied: Vec<&String> = seen.iter().flat_map(|(_, u)| &u.applied).collect();
+    let n = applied.len();
+    applied.sort_unstable();
+    applied.dedup();
+    assert_eq!(applied.len(), n, "no action in two committed updates");
+    assert_eq!(n, 500, "every acknowledged action applied");
+    let mut expected: HashMap<u64, Game> = HashMap::new();
+    for j in 0..500 {
+        let a = action(j);
+        apply(
+            expected
+                .entry(a.game_id)
+                .or_insert_with(|| Game::new(a.game_id)),
+            &a,
+        );
+    }
+    let latest: HashMap<u64, &GameUpdate> = seen.iter().map(|(_, u)| (u.game_id, u)).collect();
+    for (id, game) in &expected {
+        assert_eq!(
+            latest[id].game(),
+            *game,
+            "game {id} is the replay of its actions"
+        );
+    }
+}
+
+/// A game's version after actions `0..n` of [`action`].
+fn expected_version(game: u64, n: u64) -> u64 {
+    (0..n).filter(|i| i % GAMES == game).count() as u64
+}
+
+/// `GET path` on `addr`: the status code and the body.
+fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    Some((status, body))
+}
+
+/// Sets or removes a consumer byte-rate quota on a client id, with Kafka's
+/// own `ConfigCommand`.
+fn quota(client_id: &str, bytes_per_s: Option<u64>) {
+    let config = bytes_per_s.map(|b| format!("consumer_byte_rate={b}"));
+    let mut args = vec![
+        "--bootstrap-server",
+        broker(),
+        "--alter",
+        "--entity-type",
+        "clients",
+        "--entity-name",
+        client_id,
+    ];
+    match &config {
+        Some(c) => args.extend(["--add-config", c.as_str()]),
+        None => args.extend(["--delete-config", "consumer_byte_rate"]),
+    }
+    localkafka::kafka_tool("org.apache.kafka.tools.ConfigCommand", &args).expect("set the quota");
+}
+
+/// A restore from `games` that cannot finish (the broker throttles the
+/// restore consumer to a trickle): the engine does not take the partition,
+/// `/readyz` says why with a 503, and no action is applied on a partial
+/// state. Once the throttle is lifted, the restore completes and the action
+/// is applied on the whole state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_that_cannot_finish_takes_nothing_and_says_not_ready() {
+    let names = Names::new();
+    names.create().await;
+    // History on game 0's partition: 3,000 updates of about 1 KiB, the last
+    // one the state to restore.
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", broker())
+        .set("linger.ms", "5")
+        .create()
+        .unwrap();
+    let mut game = Game::new(0);
+    let join = ActionEnvelope {
+        name: Some("p".repeat(900)),
+        ..action(0)
+    };
+    apply(&mut game, &join);
+    let mut sends = Vec::new();
+    for v in 0..3_000u64 {
+        game.version = v + 1;
+        let update = GameUpdate {
+            game_id: 0,
+            version: game.version,
+            state: game.state.clone(),
+            applied: Vec::new(),
+            rejected: Vec::new(),
+            actions_offset: None,
+        };
+        let payload = serde_json::to_vec(&update).unwrap();
+        let producer = producer.clone();
+        let topic = names.games.clone();
+        sends.push(async move {
+            producer
+                .send(
+                    FutureRecord::to(&topic)
+                        .key("0")
+                        .payload(&payload)
+                        .partition(0),
+                    Duration::from_secs(10),
+                )
+                .await
+                .map_err(|(e, _)| e)
+                .expect("history written");
+        });
+    }
+    futures_util::future::join_all(sends).await;
+    let restorer = format!("{}-restore", names.group);
+    quota(&restorer, Some(2_048));
+    let health = format!("127.0.0.1:{}", localkafka::free_port());
+    let mut engine = names.spawn_as(
+        "a",
+        &[
+            ("ENGINE_RESTORE_STALL_MS", "1000"),
+            ("ENGINE_HEALTH_ADDR", &health),
+        ],
+        &[],
+    );
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let stop_reader = Arc::new(AtomicBool::new(false));
+    let reader = committed_reader(names.games.clone(), seen.clone(), stop_reader.clone());
+    let visit = ActionEnvelope {
+        event_id: "visit".into(),
+        event_type: ActionType::Default,
+        received_at_ms: 900_000,
+        ..action(0)
+    };
+    send_all(&names, std::slice::from_ref(&visit)).await;
+    let mut why = String::new();
+    until(
+        Duration::from_secs(60),
+        "/readyz to say the restore is stuck",
+        || match http_get(&health, "/readyz") {
+            Some((503, body)) if body.contains("restore") && body.contains("did not complete") => {
+                why = body;
+                true
+            }
+            _ => false,
+        },
+    )
+    .await;
+    println!("not ready: {why}");
+    assert!(
+        !latest_of(&seen)
+            .values()
+            .any(|u| u.applied.contains(&"visit".to_string())),
+        "nothing applied on a partial restore"
+    );
+    quota(&restorer, None);
+    until(
+        Duration::from_secs(90),
+        "the visit, on the whole state",
+        || {
+            latest_of(&seen)
+                .get(&0)
+                .is_some_and(|u| u.applied.contains(&"visit".to_string()))
+        },
+    )
+    .await;
+    let u = latest_of(&seen)[&0].clone();
+    assert_eq!(
+        u.version, 3_001,
+        "applied on the latest of the 3,000 updates"
+    );
+    let mut want = game.clone();
+    apply(&mut want, &visit);
+    assert_eq!(u.game(), want);
+    until(Duration::from_secs(30), "/readyz to say ready", || {
+        http_get(&health, "/readyz").is_some_and(|(status, _)| status == 200)
+    })
+    .await;
+    let _ = engine.kill();
+    let _ = engine.wait();
+    stop_reader.store(true, Ordering::SeqCst);
+    reader.join().unwrap();
 }

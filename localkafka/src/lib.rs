@@ -62,6 +62,8 @@ pub enum Error {
     Timeout(Duration, PathBuf),
     #[error("{0}: {1}")]
     Io(String, std::io::Error),
+    #[error("a Kafka tool failed: {0}")]
+    Tool(String),
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
@@ -100,6 +102,28 @@ pub fn java() -> Result<PathBuf, Error> {
         .map(|dir| dir.join("java"))
         .find(|bin| bin.is_file())
         .ok_or_else(|| Error::NoJava("java on PATH or in $JAVA_HOME".into()))
+}
+
+/// Runs one of Kafka's own command-line tools (`class`, e.g.
+/// `org.apache.kafka.tools.ConfigCommand`) with `args`; its standard output, or an error
+/// with what it printed when it fails.
+pub fn kafka_tool(class: &str, args: &[&str]) -> Result<String, Error> {
+    let out = Command::new(java()?)
+        .arg("-cp")
+        .arg(format!("{}/*", libs_dir().display()))
+        .arg(class)
+        .args(args)
+        .output()
+        .map_err(io(format!("run {class}")))?;
+    if !out.status.success() {
+        return Err(Error::Tool(format!(
+            "{class} {}: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// A free TCP port on loopback.
