@@ -10,13 +10,13 @@
 //!   readers see it at the commit.
 //!
 //! ## Where a transaction begins, commits and aborts
-//! All in [`EngineContext`]: [`EngineContext::begin`] (the first batch after
-//! a commit), [`EngineContext::commit`] (every `commit_interval_ms`, before
-//! an orderly revocation, at a clean stop) and [`EngineContext::abort`]
-//! (any error inside it, a lost assignment). The loop ([`run_blocking`])
-//! sorts errors with [`EngineError::is_fatal`]: an abortable one aborts,
-//! rewinds the consumer to the committed offsets, drops every game and
-//! restores them from `games` ([`Engine::recover`]), then goes on after a
+//! All in `EngineContext`: `begin` (the first batch after a commit),
+//! `commit` (every `commit_interval_ms`, before an orderly revocation, at a
+//! clean stop) and `abort` (any error inside it, a lost assignment). The
+//! loop ([`run_blocking`]) sorts errors with [`EngineError::is_fatal`]: an
+//! abortable one aborts, rewinds the consumer to the committed offsets,
+//! drops every game and restores them from `games` (`Engine::recover`),
+//! then goes on after a
 //! backoff; a fatal one (fenced, authorization, an abort that fails) ends
 //! the loop with the error, so the process exits non-zero for its
 //! supervisor to restart it.

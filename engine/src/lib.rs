@@ -16,6 +16,70 @@
 //! - [`replay`]: rebuilds every game from the `actions` log and compares it
 //!   with the latest state on `games`.
 //! - [`run`]: the async entry point used by `main.rs` and the bridge.
+//!
+//! ## What happens when
+//! Each line: what the engine does; what a player sees; what an operator
+//! sees. The tests named inject the fault on Apache Kafka
+//! (`tests/tests/engine.rs`, `engine/tests/process.rs`).
+//! - **An output is refused or a produce fails mid-transaction** (a record
+//!   over `max.message.bytes`, a broker error): the transaction is aborted,
+//!   the consumer rewinds to the committed offsets, every game is restored
+//!   from `games`, and the batch is redone after a backoff (100 ms doubling
+//!   to 5 s); if the topic's limits changed, the engine exits to get a
+//!   producer sized for them. Player: the update comes a little later,
+//!   never twice, never lost. Operator: `ERROR aborting, rewinding to the
+//!   last commit and restoring`, `/readyz` 503 until the restore is done
+//!   (test `a_refused_output_aborts_the_transaction_and_loses_nothing`).
+//! - **A game's update would not fit a record**: the batch's actions for that
+//!   game are redone one by one; an update is written whenever the next
+//!   action would not fit, and an action whose update alone would not fit
+//!   goes to the dead-letter topic with `error: update too large ...`, in
+//!   the same transaction. Player: that click is never confirmed (the page
+//!   rolls it back after its timeout); everything else goes on. Operator:
+//!   `WARN update too large`, the dead letter
+//!   (test `oversized_updates_dead_letter_the_overflowing_action_and_lose_none`).
+//! - **A restore cannot finish** (broker slow or away): the partitions are
+//!   not taken; no record of theirs is handled; the restore is retried from
+//!   the start after `ENGINE_RESTORE_STALL_MS` without progress. Player: the
+//!   games of those partitions wait. Operator: `ERROR ... restore of games
+//!   partitions [..] did not complete: no progress for ..`, `/readyz` 503
+//!   with that reason (test `a_restore_that_cannot_finish_takes_nothing_and_says_not_ready`).
+//! - **The assignment is lost** (session timeout, a frozen process): the
+//!   open transaction is aborted, never committed; a producer fenced
+//!   meanwhile ends the process non-zero. Player: nothing; the new owner
+//!   redoes the work. Operator: `WARN assignment lost`, or the exit
+//!   (test `an_engine_that_lost_its_assignment_aborts_and_nothing_is_doubled`).
+//! - **A record is on another partition than its game's**: dead-lettered
+//!   with `misrouted: game G belongs on partition P of N`; a topic whose
+//!   partition count differs from `PARTITIONS` stops the engine at start
+//!   with how to fix it (tests `a_misrouted_action_goes_to_the_dead_letter_topic`,
+//!   `refuses_topics_with_another_partition_count`).
+//! - **A commit interval not well below the transaction timeout**: refused
+//!   at start (`ENGINE_COMMIT_INTERVAL_MS=.. is too long`).
+//! - **`kill -9`, then a restart**: the stable instance id (`ENGINE_INSTANCE_ID`,
+//!   default `<host>-<slot>`) gives the same transactional id, which fences
+//!   the dead process and aborts its open transaction at once, and the same
+//!   static `group.instance.id`, which takes its partitions back without a
+//!   rebalance. Player: updates pause about 2 s. Operator: the restart
+//!   (test `kill_9_of_a_streaming_engine_process_loses_and_doubles_nothing`).
+//! - **Fenced, unauthorised, an abort or rewind that fails**: fatal; the
+//!   loop ends with the error and the process exits non-zero (the bridge's
+//!   in-process engine takes the bridge down with it, so it never answers
+//!   202 for actions nobody applies). Operator: `ERROR the engine cannot go
+//!   on`, the exit status.
+//!
+//! ## Why the bridge may read `games` uncommitted
+//! The bridge reads `games` at `read_uncommitted` (`GAMES_ISOLATION`), so a
+//! player sees an update a few ms after the engine produced it, not at the
+//! commit. An aborted transaction's updates are then seen before they are
+//! undone, and that is safe because the engine is deterministic: whoever
+//! takes over redoes the same actions, in the same partition order, from the
+//! committed state, so every version it writes again has the very same state
+//! (an action is dead-lettered for size only when its update alone cannot
+//! fit, which depends on the state alone). The hub and the page keep the
+//! highest version they saw, so nothing steps back and both converge on the
+//! committed state. The kill -9 test checks every update a `read_uncommitted`
+//! reader saw against the replay of the actions at its version.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU8, Ordering};

@@ -199,6 +199,15 @@ async fn kill_9_of_a_streaming_engine_process_loses_and_doubles_nothing() {
     };
     let mut i = 0;
     let reader = committed_reader(names.games.clone(), seen.clone(), stop_reader.clone());
+    // What the bridge shows by default: `read_uncommitted`, so it also sees
+    // the open (and then aborted) transaction of the killed engine.
+    let shown = Arc::new(Mutex::new(Vec::new()));
+    let peek = reader_at(
+        "read_uncommitted",
+        names.games.clone(),
+        shown.clone(),
+        stop_reader.clone(),
+    );
     // A steady flow; the kill lands while a 1 s transaction is open.
     while i < 400 {
         send(i).await;
@@ -283,6 +292,33 @@ async fn kill_9_of_a_streaming_engine_process_loses_and_doubles_nothing() {
     engine.wait().unwrap();
     stop_reader.store(true, Ordering::SeqCst);
     reader.join().unwrap();
+    peek.join().unwrap();
+    // No state ever shown, committed or not, differs from the true state at
+    // its version (the replay of the game's actions): the successor produced
+    // the aborted versions again, identical, so a watcher that keeps the
+    // highest version it saw (the bridge's hub, the page) never steps back
+    // and converges on the committed state.
+    let mut truth: HashMap<(u64, u64), Game> = HashMap::new();
+    let mut replayed: HashMap<u64, Game> = HashMap::new();
+    for j in 0..i {
+        let a = action(j);
+        let g = replayed
+            .entry(a.game_id)
+            .or_insert_with(|| Game::new(a.game_id));
+        apply(g, &a);
+        truth.insert((a.game_id, g.version), g.clone());
+    }
+    let shown = shown.lock().unwrap();
+    assert!(shown.len() >= seen.lock().unwrap().len());
+    for (_, u) in shown.iter().chain(seen.lock().unwrap().iter()) {
+        assert_eq!(
+            u.game(),
+            truth[&(u.game_id, u.version)],
+            "game {} at version {} shows its true state",
+            u.game_id,
+            u.version
+        );
+    }
     let seen = seen.lock().unwrap();
     let mut applied: Vec<&String> = seen.iter().flat_map(|(_, u)| &u.applied).collect();
     let n = applied.len();

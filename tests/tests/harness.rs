@@ -59,7 +59,13 @@ fn private_broker_stops_and_restarts_with_its_data() {
     drop(producer);
 
     broker.stop();
-    assert!(std::net::TcpStream::connect(&bootstrap).is_err());
+    assert_eq!(
+        std::net::TcpStream::connect(&bootstrap)
+            .map_err(|e| e.kind())
+            .err(),
+        Some(std::io::ErrorKind::ConnectionRefused),
+        "nothing listens on the stopped broker's port"
+    );
     assert!(!broker.is_running());
 
     // Same folder, same port: the record is still there.
