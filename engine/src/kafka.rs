@@ -408,6 +408,14 @@ impl<'a> Engine<'a> {
                 ("auto.offset.reset", "earliest"),
                 ("isolation.level", "read_committed"),
                 ("fetch.wait.max.ms", &fetch_wait),
+                // librdkafka postpones a partition's next fetch by this much
+                // once its local queue is full (default 1 s): under load the
+                // engine sat idle for it between batches (P3 in
+                // BENCHMARKS.md: 1.15-1.35x the Kafka Streams peer at 1 s,
+                // 1.81-3.35x at 5 ms).
+                ("fetch.queue.backoff.ms", "5"),
+                // An empty or failed fetch is retried after 10 ms, not 500.
+                ("fetch.error.backoff.ms", "10"),
                 // A real-time game: a member that died and does not come
                 // back loses its partitions after 10 s, not librdkafka's
                 // default 45 s (one that restarts in place with a

@@ -202,7 +202,7 @@ impl Config {
     /// The defaults: topics `actions`, `games`, `actions.dlq`, 12 partitions,
     /// group `engine`, a fresh transactional id, 1 ms fetch wait, streaming
     /// transactions every [`DEFAULT_COMMIT_INTERVAL_MS`], batches of
-    /// up to 20,000 records (see BENCHMARKS.md), topics created.
+    /// up to 100,000 records (see BENCHMARKS.md, P3), topics created.
     pub fn new(brokers: impl Into<String>) -> Config {
         Config {
             brokers: brokers.into(),
@@ -214,7 +214,7 @@ impl Config {
             transactional_id: format!("engine-{}", uuid::Uuid::new_v4()),
             group_instance_id: None,
             fetch_wait_max_ms: 1,
-            max_batch: 20_000,
+            max_batch: 100_000,
             create_topics: true,
             extra: Vec::new(),
             eager_flush: false,

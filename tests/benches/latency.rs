@@ -49,6 +49,9 @@ async fn broker_floor(brokers: &str, rate: u64, secs: u64, topic: Option<&str>) 
         .set("bootstrap.servers", brokers)
         .set("group.id", tests::unique("floor"))
         .set("fetch.wait.max.ms", "1")
+        // Tuned as the engine's consumer and the bridge's reader are.
+        .set("fetch.error.backoff.ms", "10")
+        .set("fetch.queue.backoff.ms", "5")
         .set("enable.auto.commit", "false")
         .create()
         .expect("consumer");
