@@ -440,7 +440,7 @@ impl<'a> Engine<'a> {
             undo: HashMap::new(),
             to_restore: HashSet::new(),
             restore_now: false,
-            batch: Vec::with_capacity(config.max_batch),
+            batch: Vec::with_capacity(config.max_batch.min(4096)),
         })
     }
 
