@@ -61,7 +61,7 @@ trap cleanup EXIT
 
 # The broker: Apache Kafka from .tools/kafka/libs, in a fresh temporary folder.
 mkfifo "$WORK/kafka.out"
-target/release/localkafka serve --port 0 >"$WORK/kafka.out" 2>"$WORK/kafka.err" &
+"${CARGO_TARGET_DIR:-target}"/release/localkafka serve --port 0 >"$WORK/kafka.out" 2>"$WORK/kafka.err" &
 KAFKA_PID=$!
 exec 4<"$WORK/kafka.out"
 BROKER=""
@@ -77,20 +77,20 @@ KAFKA_VERSION=$(ls "${KAFKA_LIBS:-.tools/kafka/libs}" | sed -n 's/^kafka_2\.13-\
 start_bridge() { # linger -> BPORT, BRIDGE_PID
   BPORT=$(free_port)
   BIND="127.0.0.1:$BPORT" LINGER_MS="$1" WITH_ENGINE=false TOKEN_SECRET=bench PARTITIONS=12 \
-    RUST_LOG=warn target/release/bridge >"$WORK/bridge.log" 2>&1 &
+    RUST_LOG=warn "${CARGO_TARGET_DIR:-target}"/release/bridge >"$WORK/bridge.log" 2>&1 &
   BRIDGE_PID=$!
-  wait_port "$BPORT"
+  wait_port "$BPORT" || { echo "the bridge did not start:" >&2; cat "$WORK/bridge.log" >&2; return 1; }
 }
 # The first bridge creates the topics; the baseline produces to the same one.
 start_bridge 5
 stop "$BRIDGE_PID"
 
 APORT=$(free_port)
-BIND="127.0.0.1:$APORT" TOPIC=actions PARTITION=1 ${BASELINE_LINGER_MS:+LINGER_MS=$BASELINE_LINGER_MS} \
-  PRODUCER_X="${BASELINE_X:-}" target/release/examples/baseline >"$WORK/baseline.log" 2>&1 &
+env BIND="127.0.0.1:$APORT" TOPIC=actions PARTITION=1 ${BASELINE_LINGER_MS:+LINGER_MS=$BASELINE_LINGER_MS} \
+  PRODUCER_X="${BASELINE_X:-}" "${CARGO_TARGET_DIR:-target}"/release/examples/baseline >"$WORK/baseline.log" 2>&1 &
 BASELINE_PID=$!
 PIDS+=("$BASELINE_PID")
-wait_port "$APORT"
+wait_port "$APORT" || { echo "the baseline did not start:" >&2; cat "$WORK/baseline.log" >&2; exit 1; }
 BASELINE_SETTINGS=$(sed -n 's/^baseline listening on [^ ]*: //p' "$WORK/baseline.log")
 
 run() { # name server-pid url [wrk args...]: one row on stderr, req/s on stdout
