@@ -8,8 +8,11 @@ use std::collections::HashMap;
 
 use rdkafka::Message;
 use shared::{
-    apply, partition_for, ActionEnvelope, Game, GameUpdate, Outcome, RejectedAction, SCHEMA_VERSION,
+    apply, partition_for, ActionEnvelope, Game, GameUpdate, Outcome, RejectedAction, Rejection,
+    SCHEMA_VERSION,
 };
+
+use crate::seen::{Seen, Verdict, DEFAULT_WINDOW_MS};
 
 /// One game held by the engine: its state, where on its `actions` partition
 /// that state stands, and what the current batch did to it.
@@ -27,6 +30,12 @@ pub struct GameSlot {
     pub rejected: Vec<RejectedAction>,
     /// The batch touched this game: it gets one update at the next flush.
     pub dirty: bool,
+    /// The action ids this game remembers ([`crate::seen`]).
+    pub seen: Seen,
+    /// Ids remembered since the last write of them: (player, id, time).
+    pub seen_added: Vec<(String, String, u64)>,
+    /// Ids forgotten since the last write of them: (player, id).
+    pub seen_gone: Vec<(String, String)>,
 }
 
 impl GameSlot {
@@ -78,7 +87,7 @@ pub fn handle<M: Message>(
     record: &M,
     partitions: i32,
 ) -> Handled {
-    handle_keeping(games, None, record, partitions)
+    handle_keeping(games, None, record, partitions, DEFAULT_WINDOW_MS)
 }
 
 /// [`handle`], keeping in `undo` each game's slot as it was before the
@@ -89,6 +98,7 @@ pub fn handle_keeping<M: Message>(
     undo: Option<&mut HashMap<u64, GameSlot>>,
     record: &M,
     partitions: i32,
+    window_ms: u64,
 ) -> Handled {
     let action = match decode(record.payload()) {
         Ok(action) => action,
@@ -121,7 +131,32 @@ pub fn handle_keeping<M: Message>(
     }
     slot.actions_offset = Some(offset);
     slot.dirty = true;
-    match apply(&mut slot.game, &action) {
+    let verdict = slot.seen.check(
+        &action.player_id,
+        &action.event_id,
+        action.received_at_ms,
+        window_ms,
+    );
+    let outcome = match verdict {
+        Verdict::Duplicate => Outcome::Duplicate,
+        Verdict::Expired => {
+            // Refused like any rejection: the version moves, nothing else.
+            slot.game.version += 1;
+            Outcome::Rejected(Rejection::Expired)
+        }
+        Verdict::New(at) => {
+            let outcome = apply(&mut slot.game, &action);
+            if outcome != Outcome::Duplicate {
+                slot.seen.remember(&action.player_id, &action.event_id, at);
+                slot.seen_added
+                    .push((action.player_id.clone(), action.event_id.clone(), at));
+            }
+            outcome
+        }
+    };
+    let gone = slot.seen.advance(action.received_at_ms, window_ms);
+    slot.seen_gone.extend(gone);
+    match outcome {
         Outcome::Applied => {
             slot.applied.push(action.event_id);
             Handled::Applied { game_id }
@@ -252,13 +287,31 @@ mod tests {
         let mut games = HashMap::new();
         let mut undo = HashMap::new();
         let join = action("a1", 1, "p", ActionType::Join);
-        super::handle_keeping(&mut games, Some(&mut undo), &rec(&join, 0), N);
+        super::handle_keeping(
+            &mut games,
+            Some(&mut undo),
+            &rec(&join, 0),
+            N,
+            DEFAULT_WINDOW_MS,
+        );
         flush(&mut games);
         undo.clear();
         let buy = action("a2", 1, "p", ActionType::PurchaseKnife);
         let visit = action("a3", 1, "p", ActionType::Default);
-        super::handle_keeping(&mut games, Some(&mut undo), &rec(&buy, 1), N);
-        super::handle_keeping(&mut games, Some(&mut undo), &rec(&visit, 2), N);
+        super::handle_keeping(
+            &mut games,
+            Some(&mut undo),
+            &rec(&buy, 1),
+            N,
+            DEFAULT_WINDOW_MS,
+        );
+        super::handle_keeping(
+            &mut games,
+            Some(&mut undo),
+            &rec(&visit, 2),
+            N,
+            DEFAULT_WINDOW_MS,
+        );
         assert_eq!(undo[&1].game.version, 1, "as the batch found it");
         assert_eq!(undo[&1].actions_offset, Some(0));
         assert_eq!(games[&1].game.version, 3);
@@ -285,6 +338,56 @@ mod tests {
         assert_eq!(u.applied, vec!["a1", "a2"]);
         assert_eq!(u.state.players["p"].items.knife, 1);
         assert!(flush(&mut games).is_empty(), "a flush clears the batch");
+    }
+
+    #[test]
+    fn an_id_is_refused_after_any_number_of_other_actions() {
+        let mut games = HashMap::new();
+        let join = action("a0", 1, "p", ActionType::Join);
+        handle(&mut games, &rec(&join, 0));
+        let knife = action("knife", 1, "p", ActionType::PurchaseKnife);
+        assert_eq!(
+            handle(&mut games, &rec(&knife, 1)),
+            Handled::Applied { game_id: 1 }
+        );
+        for i in 0..1_000 {
+            let visit = action(&format!("v{i}"), 1, "p", ActionType::Default);
+            handle(&mut games, &rec(&visit, 2 + i));
+        }
+        let gold = games[&1].game.state.players["p"].gold;
+        let version = games[&1].game.version;
+        assert_eq!(
+            handle(&mut games, &rec(&knife, 5_000)),
+            Handled::Duplicate { game_id: 1 }
+        );
+        assert_eq!(games[&1].game.state.players["p"].gold, gold);
+        assert_eq!(games[&1].game.version, version);
+        assert_eq!(games[&1].seen.len(), 1_002);
+    }
+
+    #[test]
+    fn an_id_older_than_the_window_is_refused_as_expired() {
+        let mut games = HashMap::new();
+        let join = action("a0", 1, "p", ActionType::Join);
+        handle(&mut games, &rec(&join, 0));
+        // A UUIDv7 id from two days before the stamp.
+        let two_days = 2 * DEFAULT_WINDOW_MS;
+        let t = 1_000 + two_days;
+        let old_ms: u64 = 1_000;
+        let old_id = format!(
+            "{:08x}-{:04x}-7000-8000-000000000000",
+            old_ms >> 16,
+            old_ms & 0xffff
+        );
+        let mut late = action(&old_id, 1, "p", ActionType::PurchaseKnife);
+        late.received_at_ms = t;
+        assert_eq!(
+            handle(&mut games, &rec(&late, 1)),
+            Handled::Rejected { game_id: 1 }
+        );
+        let u = flush(&mut games).remove(0);
+        assert_eq!(u.rejected[0].reason, Rejection::Expired);
+        assert_eq!(u.state.players["p"].items.knife, 0, "never applied");
     }
 
     #[test]

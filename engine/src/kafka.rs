@@ -41,9 +41,8 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use shared::{partition_for, GameUpdate};
 
-use crate::handle::{
-    flush, handle, handle_keeping, pending_update, take_update, GameSlot, Handled,
-};
+use crate::handle::{flush, handle_keeping, pending_update, take_update, GameSlot, Handled};
+use crate::seen::{Seen, SeenKey, SeenValue};
 use crate::{Config, EngineError, Health, Limits, RUNNING, STOP_ABANDON};
 
 /// How long a transaction step may take before the engine gives up.
@@ -643,9 +642,20 @@ impl<'a> Engine<'a> {
             ms = started.elapsed().as_millis() as u64,
             "restored"
         );
+        let mut seen = restore_seen(
+            &self.restorer,
+            &self.config.seen_topic(),
+            &parts,
+            Duration::from_millis(self.config.restore_stall_ms),
+        )?;
         for update in restored.values() {
-            self.games
-                .insert(update.game_id, GameSlot::from_update(update));
+            let mut slot = GameSlot::from_update(update);
+            if let Some(mut ids) = seen.remove(&update.game_id) {
+                let now = ids.now_ms();
+                ids.advance(now, self.config.dedup_window_ms);
+                slot.seen = ids;
+            }
+            self.games.insert(update.game_id, slot);
         }
         self.to_restore.clear();
         self.restore_now = false;
@@ -659,9 +669,13 @@ impl<'a> Engine<'a> {
         let n = self.config.partitions;
         let mut dead = Vec::new();
         for (i, msg) in self.batch.iter().enumerate() {
-            if let Handled::DeadLetter { error } =
-                handle_keeping(&mut self.games, Some(&mut self.undo), msg, n)
-            {
+            if let Handled::DeadLetter { error } = handle_keeping(
+                &mut self.games,
+                Some(&mut self.undo),
+                msg,
+                n,
+                self.config.dedup_window_ms,
+            ) {
                 dead.push((i, error));
             }
         }
@@ -674,13 +688,18 @@ impl<'a> Engine<'a> {
         for (i, error) in &dead {
             self.dead_letter(&self.batch[*i], error)?;
         }
+        let mut touched = Vec::new();
         for update in flush(&mut self.games) {
+            touched.push(update.game_id);
             let value = serde_json::to_vec(&update)?;
             if value.len() <= self.limits.games {
                 self.send_update(update.game_id, &value)?;
             } else {
                 self.redo_bounded(update.game_id, value.len())?;
             }
+        }
+        for game_id in touched {
+            self.send_seen(game_id)?;
         }
         self.undo.clear();
         if self.config.commit_interval_ms > 0 {
@@ -710,11 +729,12 @@ impl<'a> Engine<'a> {
         });
         self.games.insert(game_id, start);
         let n = self.config.partitions;
+        let window = self.config.dedup_window_ms;
         let batch = std::mem::take(&mut self.batch);
         let result = (|| {
             for msg in batch.iter().filter(|m| decodes_to(m, game_id)) {
                 let saved = self.games[&game_id].clone();
-                handle(&mut self.games, msg, n);
+                handle_keeping(&mut self.games, None, msg, n, window);
                 let after = encoded_len(&self.games[&game_id])?;
                 if after <= limit {
                     continue;
@@ -726,7 +746,7 @@ impl<'a> Engine<'a> {
                     let update = take_update(self.games.get_mut(&game_id).expect("present"));
                     self.send_update(game_id, &serde_json::to_vec(&update)?)?;
                     let saved = self.games[&game_id].clone();
-                    handle(&mut self.games, msg, n);
+                    handle_keeping(&mut self.games, None, msg, n, window);
                     let alone = encoded_len(&self.games[&game_id])?;
                     if alone <= limit {
                         continue;
@@ -745,6 +765,43 @@ impl<'a> Engine<'a> {
         })();
         self.batch = batch;
         result
+    }
+
+    /// Writes what `game_id` remembered and forgot of action ids since the
+    /// last time to `<games>.seen`: an entry per id, a tombstone per id
+    /// forgotten (so compaction keeps the topic to the window).
+    fn send_seen(&mut self, game_id: u64) -> Result<(), EngineError> {
+        let Some(slot) = self.games.get_mut(&game_id) else {
+            return Ok(());
+        };
+        let added = std::mem::take(&mut slot.seen_added);
+        let gone = std::mem::take(&mut slot.seen_gone);
+        let now_ms = slot.seen.now_ms();
+        let topic = self.config.seen_topic();
+        let partition = partition_for(game_id, self.config.partitions);
+        let key_of = |player_id: String, event_id: String| {
+            serde_json::to_vec(&SeenKey {
+                game_id,
+                player_id,
+                event_id,
+            })
+        };
+        for (player, id, at_ms) in added {
+            let key = key_of(player, id)?;
+            let value = serde_json::to_vec(&SeenValue { at_ms, now_ms })?;
+            let record = BaseRecord::to(&topic)
+                .key(&key)
+                .payload(&value)
+                .partition(partition);
+            send(self.producer(), record)?;
+        }
+        for (player, id) in gone {
+            let key = key_of(player, id)?;
+            let record: BaseRecord<'_, [u8], [u8]> =
+                BaseRecord::to(&topic).key(&key[..]).partition(partition);
+            send(self.producer(), record)?;
+        }
+        Ok(())
     }
 
     fn send_update(&self, game_id: u64, value: &[u8]) -> Result<(), EngineError> {
@@ -1019,6 +1076,38 @@ pub(crate) fn restore(
         }
     })?;
     Ok(latest)
+}
+
+/// The action ids each game of `partitions` remembers, from `<games>.seen`
+/// (entries and tombstones, in offset order).
+pub(crate) fn restore_seen(
+    reader: &BaseConsumer<RestoreContext>,
+    topic: &str,
+    partitions: &[i32],
+    stall: Duration,
+) -> Result<HashMap<u64, Seen>, EngineError> {
+    let mut seen: HashMap<u64, Seen> = HashMap::new();
+    read_to_end(reader, topic, partitions, stall, |msg| {
+        let Some(key) = msg
+            .key()
+            .and_then(|k| serde_json::from_slice::<SeenKey>(k).ok())
+        else {
+            tracing::warn!("undecodable key on {topic}");
+            return;
+        };
+        let ids = seen.entry(key.game_id).or_default();
+        match msg.payload().map(serde_json::from_slice::<SeenValue>) {
+            Some(Ok(v)) => {
+                ids.remember(&key.player_id, &key.event_id, v.at_ms);
+                // Moves "now" only (an endless window forgets nothing); the
+                // caller then advances with the real window.
+                ids.advance(v.now_ms, u64::MAX);
+            }
+            Some(Err(e)) => tracing::warn!("undecodable entry on {topic}: {e}"),
+            None => ids.forget(&key.player_id, &key.event_id),
+        }
+    })?;
+    Ok(seen)
 }
 
 /// `ClientConfig::set` when there is a value.

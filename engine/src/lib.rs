@@ -95,6 +95,7 @@ use rdkafka::types::RDKafkaErrorCode;
 pub mod handle;
 pub mod kafka;
 pub mod replay;
+pub mod seen;
 
 pub use handle::{flush, GameSlot, Handled};
 pub use replay::{replay, ReplayReport};
@@ -159,6 +160,12 @@ pub struct Config {
     /// taken meanwhile, and the host is not ready). A restore is never
     /// cut short while it progresses.
     pub restore_stall_ms: u64,
+    /// How long an action id is remembered ([`seen`]): a retry within it is
+    /// a duplicate, an id older than it is refused as `expired`.
+    pub dedup_window_ms: u64,
+    /// The compacted topic of remembered action ids; `None`:
+    /// `<games_topic>.seen`.
+    pub seen_topic: Option<String>,
 }
 
 impl Config {
@@ -220,7 +227,16 @@ impl Config {
             eager_flush: false,
             commit_interval_ms: DEFAULT_COMMIT_INTERVAL_MS,
             restore_stall_ms: 10_000,
+            dedup_window_ms: seen::DEFAULT_WINDOW_MS,
+            seen_topic: None,
         }
+    }
+
+    /// The topic of remembered action ids.
+    pub fn seen_topic(&self) -> String {
+        self.seen_topic
+            .clone()
+            .unwrap_or_else(|| format!("{}.seen", self.games_topic))
     }
 
     /// The producer's `message.max.bytes` (librdkafka's default unless `-X`
@@ -480,20 +496,39 @@ pub async fn check_topics(config: &Config) -> Result<Limits, EngineError> {
         .client()
         .create()
         .map_err(EngineError::kafka("admin client"))?;
-    let metadata = admin
-        .inner()
-        .fetch_metadata(None, Duration::from_secs(10))
-        .map_err(EngineError::kafka("metadata"))?;
-    for name in [&config.actions_topic, &config.games_topic] {
-        let topic = metadata.topics().iter().find(|t| t.name() == name.as_str());
-        let found = topic.map_or(0, |t| t.partitions().len() as i32);
-        if found != config.partitions {
+    // A topic created a moment ago may not be in every broker's metadata
+    // yet: wait a little for it to appear, never for a wrong count.
+    let names = [
+        config.actions_topic.clone(),
+        config.games_topic.clone(),
+        config.seen_topic(),
+    ];
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let metadata = admin
+            .inner()
+            .fetch_metadata(None, Duration::from_secs(10))
+            .map_err(EngineError::kafka("metadata"))?;
+        let counts: Vec<(&String, i32)> = names
+            .iter()
+            .map(|name| {
+                let topic = metadata.topics().iter().find(|t| t.name() == name.as_str());
+                (name, topic.map_or(0, |t| t.partitions().len() as i32))
+            })
+            .collect();
+        let missing = counts.iter().any(|(_, found)| *found == 0);
+        if missing && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        if let Some((name, found)) = counts.into_iter().find(|(_, f)| *f != config.partitions) {
             return Err(EngineError::PartitionCount {
                 topic: name.clone(),
                 found,
                 expected: config.partitions,
             });
         }
+        break;
     }
     let specs = [
         ResourceSpecifier::Topic(&config.games_topic),
@@ -547,6 +582,7 @@ pub async fn create_topics(config: &Config) -> Result<(), EngineError> {
         .len();
     let (rf, min_isr) = durability(brokers);
     let min_isr = min_isr.to_string();
+    let seen_topic = config.seen_topic();
     let topics = [
         NewTopic::new(
             &config.actions_topic,
@@ -565,6 +601,13 @@ pub async fn create_topics(config: &Config) -> Result<(), EngineError> {
         NewTopic::new(&config.dlq_topic, 1, TopicReplication::Fixed(rf))
             .set("min.insync.replicas", &min_isr)
             .set("retention.ms", "-1"),
+        // One entry per remembered action id, a tombstone when it leaves
+        // the window: compacted hourly so a restore reads about the window.
+        NewTopic::new(&seen_topic, config.partitions, TopicReplication::Fixed(rf))
+            .set("min.insync.replicas", &min_isr)
+            .set("cleanup.policy", "compact")
+            .set("segment.ms", "3600000")
+            .set("delete.retention.ms", "3600000"),
     ];
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     let results = admin

@@ -37,6 +37,10 @@ struct Args {
     /// Serve `/healthz` and `/readyz` on this address (e.g. 0.0.0.0:8081).
     #[arg(long, env = "ENGINE_HEALTH_ADDR")]
     health_addr: Option<std::net::SocketAddr>,
+    /// How long an action id is remembered: a retry within it changes
+    /// nothing; an id older than it is refused as `expired`.
+    #[arg(long, env = "ENGINE_DEDUP_WINDOW_MS", default_value_t = engine::seen::DEFAULT_WINDOW_MS)]
+    dedup_window_ms: u64,
     /// How long a restore may go without progress before it is retried.
     #[arg(long, env = "ENGINE_RESTORE_STALL_MS", default_value_t = 10_000)]
     restore_stall_ms: u64,
@@ -136,6 +140,7 @@ impl Args {
         // A stable id: restarted in place, so a static member too.
         config.group_instance_id = Some(id);
         config.restore_stall_ms = self.restore_stall_ms;
+        config.dedup_window_ms = self.dedup_window_ms;
         if let Some(ms) = self.fetch_wait_max_ms {
             config.fetch_wait_max_ms = ms;
         }

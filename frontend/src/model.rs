@@ -395,6 +395,23 @@ pub fn describe_rejection(action: ActionType, reason: &Rejection) -> String {
     format!("{} was refused. {why}.", action_label(action, None))
 }
 
+/// A UUIDv7 in its text form: `ms` in the first 48 bits, the version and
+/// variant bits, the rest from `random`.
+pub fn uuid_v7(ms: u64, mut random: [u8; 16]) -> String {
+    random[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
+    random[6] = (random[6] & 0x0f) | 0x70;
+    random[8] = (random[8] & 0x3f) | 0x80;
+    let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
 /// How an HTTP error answer from the bridge is handled.
 #[derive(Clone, Debug, PartialEq)]
 pub enum HttpFailure {
@@ -678,6 +695,13 @@ mod tests {
         let settled = s.on_server(msg(&after, &[], vec![]), 1.0);
         assert!(matches!(settled[..], [Settled::Confirmed { .. }]));
         assert!(s.pending.is_empty());
+    }
+
+    #[test]
+    fn action_ids_are_uuid_v7_carrying_their_time() {
+        let id = uuid_v7(0x0123_4567_89ab, [0xff; 16]);
+        assert_eq!(id, "01234567-89ab-7fff-bfff-ffffffffffff");
+        assert_eq!(id.len(), 36);
     }
 
     #[test]

@@ -105,34 +105,28 @@ pub fn forget_nation(game_id: u64) {
     }
 }
 
-/// A fresh action id: `crypto.randomUUID()` where the page is a secure
-/// context, else a v4 UUID from `Math.random` (plain http on a LAN address).
+/// A fresh action id: a UUIDv7 (the time the engine remembers it by, then
+/// random bits), the random bits from `crypto.getRandomValues` where there is
+/// one, else from `Math.random` (plain http on a LAN address).
 pub fn new_action_id() -> String {
-    let crypto = js_sys::Reflect::get(&window(), &"crypto".into()).ok();
-    if let Some(crypto) = crypto.filter(|c| !c.is_undefined()) {
-        if let Ok(f) = js_sys::Reflect::get(&crypto, &"randomUUID".into()) {
-            if let Some(f) = f.dyn_ref::<js_sys::Function>() {
-                if let Some(id) = f.call0(&crypto).ok().and_then(|v| v.as_string()) {
-                    return id;
-                }
-            }
+    let mut bytes = [0u8; 16];
+    let filled = js_sys::Reflect::get(&window(), &"crypto".into())
+        .ok()
+        .filter(|c| !c.is_undefined())
+        .and_then(|crypto| {
+            let f = js_sys::Reflect::get(&crypto, &"getRandomValues".into()).ok()?;
+            let f = f.dyn_ref::<js_sys::Function>()?;
+            let array = js_sys::Uint8Array::new_with_length(16);
+            f.call1(&crypto, &array).ok()?;
+            array.copy_to(&mut bytes);
+            Some(())
+        });
+    if filled.is_none() {
+        for b in &mut bytes {
+            *b = (js_sys::Math::random() * 256.0) as u8;
         }
     }
-    let mut bytes = [0u8; 16];
-    for b in &mut bytes {
-        *b = (js_sys::Math::random() * 256.0) as u8;
-    }
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    crate::model::uuid_v7(now_ms(), bytes)
 }
 
 /// Milliseconds since the epoch (the prediction's clock).

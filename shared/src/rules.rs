@@ -38,6 +38,10 @@ pub enum Rejection {
     AlreadyOwned { item: Item },
     #[error("you have already joined this game")]
     AlreadyJoined,
+    /// The action's id is older than the window the engine remembers ids
+    /// for: it might have been applied already, so it is never applied.
+    #[error("this action is too old to be checked for a repeat: send it again as a new click")]
+    Expired,
 }
 
 impl Rejection {
@@ -50,6 +54,7 @@ impl Rejection {
             Rejection::MaxLevel { .. } => "max_level",
             Rejection::AlreadyOwned { .. } => "already_owned",
             Rejection::AlreadyJoined => "already_joined",
+            Rejection::Expired => "expired",
         }
     }
 }

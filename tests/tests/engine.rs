@@ -879,3 +879,64 @@ async fn refuses_topics_with_another_partition_count() {
     assert!(err.is_fatal());
     assert!(err.to_string().contains("set PARTITIONS=4"), "{err}");
 }
+
+/// The contract: an action id seen before never changes anything again. A
+/// retried purchase sent after 1,000 other actions of its game and after the
+/// engine restarted (its memory of ids restored from `<games>.seen`) changes
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_1000_actions_and_a_restart_changes_nothing() {
+    let s = Setup::new();
+    s.create().await;
+    let p = producer();
+    let config = s.config(100);
+    let (task, stop) = start(config.clone());
+    let game = 7;
+    let mut expected = HashMap::new();
+    let mut t = 1_000;
+    let mut first = vec![
+        action("join", game, "pat", ActionType::Join, t),
+        action("knife", game, "pat", ActionType::PurchaseKnife, t + 1),
+    ];
+    for i in 0..1_000u64 {
+        t += 1_000;
+        first.push(action(
+            &format!("v{i}"),
+            game,
+            "pat",
+            ActionType::Default,
+            t,
+        ));
+    }
+    send_all(&p, &s.actions, &first, &mut expected).await;
+    s.updates("1,002 actions", |u| reached(u, &expected));
+    stop.send(()).unwrap();
+    task.await.unwrap();
+
+    let (task, stop) = start(config);
+    let retry = action("knife", game, "pat", ActionType::PurchaseKnife, t + 1_000);
+    send_raw(&p, &s.actions, game, &serde_json::to_vec(&retry).unwrap()).await;
+    let sentinel = action("after", game, "pat", ActionType::Default, t + 2_000);
+    let mut after = expected.clone();
+    send_all(&p, &s.actions, std::slice::from_ref(&sentinel), &mut after).await;
+    let updates = s.updates("the sentinel after the retry", |u| {
+        u.iter().any(|u| u.applied.contains(&"after".to_string()))
+    });
+    let l = latest(&updates);
+    assert_eq!(l[&game].game(), after[&game], "the retry changed nothing");
+    assert_eq!(l[&game].state.players["pat"].items.knife, 1);
+    assert!(
+        updates
+            .iter()
+            .all(|u| u.applied.iter().filter(|id| *id == "knife").count() <= 1)
+            && updates
+                .iter()
+                .flat_map(|u| &u.applied)
+                .filter(|id| *id == "knife")
+                .count()
+                == 1,
+        "applied once"
+    );
+    stop.send(()).unwrap();
+    task.await.unwrap();
+}
