@@ -38,9 +38,7 @@ pub async fn ensure(
         NewTopic::new(actions, partitions, TopicReplication::Fixed(rf))
             .set("min.insync.replicas", &min_isr)
             .set("retention.ms", "-1"),
-        NewTopic::new(games, partitions, TopicReplication::Fixed(rf))
-            .set("min.insync.replicas", &min_isr)
-            .set("cleanup.policy", "compact"),
+        engine::games_topic(games, partitions, rf, &min_isr),
     ];
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     for result in admin.create_topics(&topics, &opts).await? {

@@ -566,6 +566,20 @@ pub fn durability(brokers: usize) -> (i32, i32) {
     (rf, rf.min(2))
 }
 
+/// `games` as it is created: compacted, and compacted in time: segments roll
+/// every hour or 64 MiB (the broker's defaults, 7 days or 1 GiB, leave a
+/// partition's whole recent history uncompacted) and a log is cleaned once a
+/// tenth of it is superseded, so a restore reads about the state, not the
+/// history.
+pub fn games_topic<'a>(name: &'a str, partitions: i32, rf: i32, min_isr: &'a str) -> NewTopic<'a> {
+    NewTopic::new(name, partitions, TopicReplication::Fixed(rf))
+        .set("min.insync.replicas", min_isr)
+        .set("cleanup.policy", "compact")
+        .set("segment.ms", "3600000")
+        .set("segment.bytes", "67108864")
+        .set("min.cleanable.dirty.ratio", "0.1")
+}
+
 /// Creates `actions` (kept forever: it is the log `replay` and the lake's
 /// export rebuild everything from), `games` (compacted) and the dead-letter
 /// topic if missing, replicated per [`durability`].
@@ -591,13 +605,7 @@ pub async fn create_topics(config: &Config) -> Result<(), EngineError> {
         )
         .set("min.insync.replicas", &min_isr)
         .set("retention.ms", "-1"),
-        NewTopic::new(
-            &config.games_topic,
-            config.partitions,
-            TopicReplication::Fixed(rf),
-        )
-        .set("min.insync.replicas", &min_isr)
-        .set("cleanup.policy", "compact"),
+        games_topic(&config.games_topic, config.partitions, rf, &min_isr),
         NewTopic::new(&config.dlq_topic, 1, TopicReplication::Fixed(rf))
             .set("min.insync.replicas", &min_isr)
             .set("retention.ms", "-1"),

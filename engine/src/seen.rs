@@ -15,6 +15,8 @@
 //! (compacted; a tombstone when the entry leaves the window) in the same
 //! transaction as the update, and restores it with the game.
 
+use std::sync::Arc;
+
 use imbl::{HashMap, OrdSet};
 
 /// How long an action id is remembered: 24 hours.
@@ -60,16 +62,32 @@ pub enum Verdict {
 /// The ids one game remembers.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Seen {
-    at: HashMap<(String, String), u64>,
-    by_time: OrdSet<(u64, String, String)>,
+    /// `player \0 id` to its time; the key is shared with `by_time`.
+    at: HashMap<Arc<str>, u64>,
+    by_time: OrdSet<(u64, Arc<str>)>,
     /// The latest stamp seen in this game.
     now_ms: u64,
+}
+
+/// One entry's key: the player and the id, joined by a NUL. Player ids never
+/// hold one (the bridge draws them as hex), so the first NUL splits them.
+fn key(player: &str, id: &str) -> String {
+    let mut k = String::with_capacity(player.len() + 1 + id.len());
+    k.push_str(player);
+    k.push('\0');
+    k.push_str(id);
+    k
+}
+
+fn split(key: &str) -> (String, String) {
+    let (player, id) = key.split_once('\0').unwrap_or((key, ""));
+    (player.to_string(), id.to_string())
 }
 
 impl Seen {
     /// Judges `player`'s action `id` stamped `received_at_ms`.
     pub fn check(&self, player: &str, id: &str, received_at_ms: u64, window_ms: u64) -> Verdict {
-        if self.at.contains_key(&(player.to_string(), id.to_string())) {
+        if self.at.contains_key(key(player, id).as_str()) {
             return Verdict::Duplicate;
         }
         let at = id_time_ms(id, received_at_ms);
@@ -83,35 +101,33 @@ impl Seen {
 
     /// Remembers `player`'s `id` at time `at`.
     pub fn remember(&mut self, player: &str, id: &str, at: u64) {
-        let key = (player.to_string(), id.to_string());
-        if let Some(old) = self.at.insert(key, at) {
-            self.by_time
-                .remove(&(old, player.to_string(), id.to_string()));
+        let k: Arc<str> = Arc::from(key(player, id));
+        if let Some(old) = self.at.insert(k.clone(), at) {
+            self.by_time.remove(&(old, k.clone()));
         }
-        self.by_time
-            .insert((at, player.to_string(), id.to_string()));
+        self.by_time.insert((at, k));
     }
 
     /// Forgets one id (a tombstone read back on restore).
     pub fn forget(&mut self, player: &str, id: &str) {
-        if let Some(at) = self.at.remove(&(player.to_string(), id.to_string())) {
-            self.by_time
-                .remove(&(at, player.to_string(), id.to_string()));
+        let k = key(player, id);
+        if let Some((k, at)) = self.at.remove_with_key(k.as_str()) {
+            self.by_time.remove(&(at, k));
         }
     }
 
     /// Moves "now" to `stamp_ms` (if later) and forgets the ids that fell
-    /// out of the window; returns them.
+    /// out of the window; returns them as (player, id).
     pub fn advance(&mut self, stamp_ms: u64, window_ms: u64) -> Vec<(String, String)> {
         self.now_ms = self.now_ms.max(stamp_ms);
         let mut gone = Vec::new();
-        while let Some((at, player, id)) = self.by_time.get_min().cloned() {
+        while let Some((at, k)) = self.by_time.get_min().cloned() {
             if at.saturating_add(window_ms) >= self.now_ms {
                 break;
             }
             self.by_time.remove_min();
-            self.at.remove(&(player.clone(), id.clone()));
-            gone.push((player, id));
+            self.at.remove(&*k);
+            gone.push(split(&k));
         }
         gone
     }
