@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
-use shared::{ActionEnvelope, ActionType, SCHEMA_VERSION};
+use shared::{ActionEnvelope, ActionType};
 
 /// The client's address: the peer, or the first `X-Forwarded-For` hop when
 /// the peer is a configured trusted proxy. Never fails: without connection
@@ -81,17 +81,11 @@ pub fn stamp(
     client: ClientAddr,
 ) -> ActionEnvelope {
     ActionEnvelope {
-        event_id,
-        game_id,
-        player_id,
-        event_type,
-        name: None,
         host: host(headers),
         user_agent: header_text(headers, header::USER_AGENT),
         accept: header_text(headers, header::ACCEPT),
         client_addr: client.0,
-        received_at_ms: now_ms(),
-        schema_version: SCHEMA_VERSION,
+        ..ActionEnvelope::new(event_id, game_id, player_id, event_type, now_ms())
     }
 }
 

@@ -63,8 +63,6 @@ async fn publish(state: &AppState, envelope: &ActionEnvelope) -> Result<Ack, App
     }
 }
 
-/// The longest nation name accepted.
-const MAX_NAME_CHARS: usize = 32;
 /// The longest client-chosen action id accepted.
 const MAX_ACTION_ID: usize = 128;
 
@@ -78,15 +76,11 @@ pub async fn join(
 ) -> Result<Json<JoinResponse>, AppError> {
     let Path(game_id) = game_id?;
     let request: JoinRequest = parse_json(&body?)?;
-    let name = request.name.trim();
-    if name.is_empty()
-        || name.chars().count() > MAX_NAME_CHARS
-        || name.chars().any(char::is_control)
-    {
-        return Err(AppError::Unprocessable(json!({
-            "message": format!("name must be 1 to {MAX_NAME_CHARS} printable characters"),
-        })));
-    }
+    let name = shared::check_name(&request.name).map_err(|_| {
+        AppError::Unprocessable(json!({
+            "message": format!("name must be 1 to {} printable characters", shared::MAX_NAME_CHARS),
+        }))
+    })?;
     let player_id = uuid::Uuid::new_v4().simple().to_string();
     let action_id = new_event_id();
     let mut envelope = stamp(
@@ -339,8 +333,11 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Va
 }
 
 /// `GET /api/config`: what the page needs to start.
-pub async fn client_config(State(state): State<AppState>) -> Json<serde_json::Value> {
-    Json(json!({"default_game": state.default_game, "partitions": state.partitions}))
+pub async fn client_config(State(state): State<AppState>) -> Json<shared::ClientConfig> {
+    Json(shared::ClientConfig {
+        default_game: state.default_game,
+        partitions: state.partitions,
+    })
 }
 
 /// `GET /metrics`: Prometheus text.

@@ -220,17 +220,8 @@ mod tests {
 
     fn action(id: &str, game_id: u64, player: &str, event_type: ActionType) -> ActionEnvelope {
         ActionEnvelope {
-            event_id: id.to_string(),
-            game_id,
-            player_id: player.to_string(),
-            event_type,
-            name: None,
-            host: String::new(),
-            user_agent: String::new(),
-            accept: String::new(),
             client_addr: "127.0.0.1".to_string(),
-            received_at_ms: 1_000,
-            schema_version: SCHEMA_VERSION,
+            ..ActionEnvelope::new(id, game_id, player, event_type, 1_000)
         }
     }
 

@@ -101,11 +101,11 @@ pub fn JoinForm(
     // The default may arrive after the form is first drawn.
     Effect::new(move |_| game.set(ctrl.default_game.get().to_string()));
     let name = RwSignal::new(String::new());
-    let problem = RwSignal::new(None::<&'static str>);
+    let problem = RwSignal::new(None::<String>);
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         let Ok(game_id) = game.get_untracked().trim().parse::<u64>() else {
-            problem.set(Some("The game is a number, like 1."));
+            problem.set(Some("The game is a number, like 1.".to_string()));
             return;
         };
         match validate_name(&name.get_untracked()) {

@@ -89,10 +89,8 @@ impl Ctrl {
     pub fn start(self) {
         spawn_local(async move {
             let game = match net::request("GET", "/api/config", None, None).await {
-                Ok(a) if a.status == 200 => serde_json::from_str::<serde_json::Value>(&a.body)
-                    .ok()
-                    .and_then(|v| v["default_game"].as_u64())
-                    .unwrap_or(1),
+                Ok(a) if a.status == 200 => serde_json::from_str::<shared::ClientConfig>(&a.body)
+                    .map_or(1, |c| c.default_game),
                 _ => 1,
             };
             self.default_game.set(game);

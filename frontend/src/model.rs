@@ -356,17 +356,14 @@ impl Session {
 /// the real one; only the fields the rules read matter here).
 fn envelope(game_id: u64, player: &str, p: &Pending) -> ActionEnvelope {
     ActionEnvelope {
-        event_id: p.action_id.clone(),
-        game_id,
-        player_id: player.to_string(),
-        event_type: p.action,
         name: p.name.clone(),
-        host: String::new(),
-        user_agent: String::new(),
-        accept: String::new(),
-        client_addr: String::new(),
-        received_at_ms: p.clicked_at_ms,
-        schema_version: shared::SCHEMA_VERSION,
+        ..ActionEnvelope::new(
+            p.action_id.clone(),
+            game_id,
+            player,
+            p.action,
+            p.clicked_at_ms,
+        )
     }
 }
 
@@ -491,15 +488,12 @@ pub fn ws_path(game_id: u64, version: Option<u64>) -> String {
 }
 
 /// What a nation name must look like before it is sent.
-pub fn validate_name(name: &str) -> Result<String, &'static str> {
-    let name = name.trim();
-    if name.is_empty() {
-        Err("Give your nation a name.")
-    } else if name.chars().count() > 32 {
-        Err("Keep the name to 32 characters or fewer.")
-    } else {
-        Ok(name.to_string())
-    }
+pub fn validate_name(name: &str) -> Result<String, String> {
+    shared::check_name(name).map(str::to_string).map_err(|e| {
+        let mut why = format!("{e}.");
+        why.replace_range(..1, &why[..1].to_uppercase());
+        why
+    })
 }
 
 #[cfg(test)]

@@ -45,6 +45,6 @@ pub mod wire;
 pub use rules::{apply, check, Outcome, Rejection};
 pub use state::{Game, GameState, Item, Items, Nation};
 pub use wire::{
-    partition_for, ActionEnvelope, ActionType, GameUpdate, RejectedAction, ServerMessage,
-    SCHEMA_VERSION,
+    check_name, partition_for, ActionEnvelope, ActionType, ClientConfig, GameUpdate, NameError,
+    RejectedAction, ServerMessage, MAX_NAME_CHARS, SCHEMA_VERSION,
 };

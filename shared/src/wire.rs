@@ -136,6 +136,72 @@ pub struct ActionEnvelope {
     pub schema_version: u32,
 }
 
+impl ActionEnvelope {
+    /// An envelope with what the rules need; the request's stamps (`Host`,
+    /// `User-Agent`, `Accept`, client address) empty, the name unset, this
+    /// crate's [`SCHEMA_VERSION`]. Set the rest with struct update syntax:
+    /// `ActionEnvelope { host: h, ..ActionEnvelope::new(..) }`.
+    pub fn new(
+        event_id: impl Into<String>,
+        game_id: u64,
+        player_id: impl Into<String>,
+        event_type: ActionType,
+        received_at_ms: u64,
+    ) -> ActionEnvelope {
+        ActionEnvelope {
+            event_id: event_id.into(),
+            game_id,
+            player_id: player_id.into(),
+            event_type,
+            name: None,
+            host: String::new(),
+            user_agent: String::new(),
+            accept: String::new(),
+            client_addr: String::new(),
+            received_at_ms,
+            schema_version: SCHEMA_VERSION,
+        }
+    }
+}
+
+/// The longest nation name, in characters.
+pub const MAX_NAME_CHARS: usize = 32;
+
+/// Why a nation name is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("give your nation a name")]
+    Empty,
+    #[error("keep the name to {MAX_NAME_CHARS} characters or fewer")]
+    TooLong,
+    #[error("a name cannot hold control characters")]
+    Control,
+}
+
+/// The one name rule, for the page and the bridge alike: trimmed, 1 to
+/// [`MAX_NAME_CHARS`] characters, no control characters. The trimmed name.
+pub fn check_name(name: &str) -> Result<&str, NameError> {
+    let name = name.trim();
+    if name.is_empty() {
+        Err(NameError::Empty)
+    } else if name.chars().count() > MAX_NAME_CHARS {
+        Err(NameError::TooLong)
+    } else if name.chars().any(char::is_control) {
+        Err(NameError::Control)
+    } else {
+        Ok(name)
+    }
+}
+
+/// `GET /api/config`: what the page needs to start.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ClientConfig {
+    /// The game the join form offers first.
+    pub default_game: u64,
+    /// Partitions of `actions` and `games`.
+    pub partitions: i32,
+}
+
 /// An action the rules refused, and why.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct RejectedAction {
@@ -243,4 +309,27 @@ pub struct ErrorBody {
     pub error: String,
     /// What went wrong, for people; may be a string or structured data.
     pub detail: serde_json::Value,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_name_rule() {
+        assert_eq!(check_name("  Rome "), Ok("Rome"));
+        assert_eq!(check_name("   "), Err(NameError::Empty));
+        assert_eq!(check_name(&"x".repeat(33)), Err(NameError::TooLong));
+        assert_eq!(check_name(&"é".repeat(32)), Ok("é".repeat(32).as_str()));
+        assert_eq!(check_name("Ro\u{7}me"), Err(NameError::Control));
+    }
+
+    #[test]
+    fn an_envelope_from_what_the_rules_need() {
+        let e = ActionEnvelope::new("a", 1, "p", ActionType::Join, 5);
+        assert_eq!(
+            (e.schema_version, e.received_at_ms, e.name, e.host),
+            (SCHEMA_VERSION, 5, None, String::new())
+        );
+    }
 }

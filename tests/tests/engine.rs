@@ -151,17 +151,12 @@ fn start_fallible(
 
 fn action(id: &str, game_id: u64, player: &str, t: ActionType, at_ms: u64) -> ActionEnvelope {
     ActionEnvelope {
-        event_id: id.to_string(),
-        game_id,
-        player_id: player.to_string(),
-        event_type: t,
         name: Some(player.to_string()),
         host: player.to_string(),
         user_agent: "test".into(),
         accept: "*/*".into(),
         client_addr: "127.0.0.1".into(),
-        received_at_ms: at_ms,
-        schema_version: SCHEMA_VERSION,
+        ..ActionEnvelope::new(id, game_id, player, t, at_ms)
     }
 }
 
