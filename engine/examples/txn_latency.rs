@@ -61,6 +61,14 @@ fn main() -> anyhow::Result<()> {
         producer.commit_transaction(Duration::from_secs(10))?;
         times.push((sent, t.elapsed()));
     }
+    let mut commits: Vec<Duration> = times.iter().map(|(s, t)| *t - *s).collect();
+    commits.sort_unstable();
+    println!(
+        "commit p50 {:?} p90 {:?} max {:?}",
+        commits[commits.len() / 2],
+        commits[commits.len() * 9 / 10],
+        commits[commits.len() - 1]
+    );
     for (i, (sent, total)) in times
         .iter()
         .enumerate()
