@@ -50,10 +50,17 @@ pub fn client_addr(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpAddr]
     }
 }
 
+/// The most of a header's value stamped into an action: a 20 KiB
+/// `User-Agent` is lawful HTTP, but it would be copied into every record.
+pub const MAX_STAMPED_HEADER: usize = 512;
+
 fn header_text(headers: &HeaderMap, name: header::HeaderName) -> String {
     headers
         .get(name)
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .map(|v| {
+            let bytes = v.as_bytes();
+            String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_STAMPED_HEADER)]).into_owned()
+        })
         .unwrap_or_default()
 }
 

@@ -25,6 +25,8 @@ pub enum AppError {
     MethodNotAllowed,
     #[error("payload too large")]
     PayloadTooLarge,
+    #[error("unsupported media type: {0}")]
+    UnsupportedMediaType(String),
     /// Kafka did not acknowledge in time, or the local queue is full.
     #[error("broker unavailable: {0}")]
     Unavailable(String),
@@ -62,6 +64,11 @@ impl AppError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
                 json!("bodies are limited to 16 KiB"),
+            ),
+            AppError::UnsupportedMediaType(got) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                json!(format!("send the body as application/json, not {got}")),
             ),
             AppError::Unavailable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -42,6 +42,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use axum::{Extension, Router};
@@ -147,7 +148,17 @@ pub fn app(state: AppState) -> Router {
             );
         }
     }
-    let assets = ServeDir::new(&state.static_dir).fallback(get(routes::not_found));
+    // ServeDir answers 500 to a path the file system refuses (a name too
+    // long, say): for a client that is a file that is not there.
+    let assets = tower::ServiceBuilder::new()
+        .map_response(|response: axum::http::Response<_>| {
+            if response.status().is_server_error() {
+                crate::error::AppError::NotFound("no such file".into()).into_response()
+            } else {
+                response.map(axum::body::Body::new)
+            }
+        })
+        .service(ServeDir::new(&state.static_dir).fallback(get(routes::not_found)));
     router
         .fallback_service(assets)
         .method_not_allowed_fallback(routes::method_not_allowed)

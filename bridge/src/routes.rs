@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -75,6 +76,7 @@ pub async fn join(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<JoinResponse>, AppError> {
     let Path(game_id) = game_id?;
+    json_content_type(&headers)?;
     let request: JoinRequest = parse_json(&body?)?;
     let name = shared::check_name(&request.name).map_err(|_| {
         AppError::Unprocessable(json!({
@@ -125,6 +127,7 @@ pub async fn act(
             }
             _ => AppError::Unauthorized("invalid token"),
         })?;
+    json_content_type(&headers)?;
     let request: ActionRequest = parse_json(&body?)?;
     if request.action_type == ActionType::Join {
         return Err(AppError::Unprocessable(json!({
@@ -171,6 +174,28 @@ pub async fn act(
 
 /// Parses a JSON body: syntax errors are 400, shape errors 422 with the valid
 /// action types listed.
+/// Refuses a body declared as something other than JSON (`415`); a body
+/// without a `Content-Type` is taken as JSON, as simple clients send it.
+fn json_content_type(headers: &HeaderMap) -> Result<(), AppError> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let text = value.to_str().unwrap_or("");
+    let mime = text
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json")) {
+        Ok(())
+    } else {
+        Err(AppError::UnsupportedMediaType(
+            text.chars().take(64).collect::<String>(),
+        ))
+    }
+}
+
 fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, AppError> {
     serde_json::from_slice(body).map_err(|e| {
         // Only on the error path: is it bad JSON (400) or the wrong shape (422)?
@@ -217,9 +242,12 @@ pub async fn ws(
     State(state): State<AppState>,
     game_id: Result<Path<u64>, PathRejection>,
     query: Result<Query<WsQuery>, QueryRejection>,
-    upgrade: WebSocketUpgrade,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, AppError> {
     let Path(game_id) = game_id?;
+    let upgrade = upgrade.map_err(|e| {
+        AppError::BadRequest(json!(format!("{}: open it as a WebSocket", e.body_text())))
+    })?;
     let Query(WsQuery { resume_from }) =
         query.map_err(|e| AppError::BadRequest(json!(e.body_text())))?;
     let watch = state.hub.watch(game_id);

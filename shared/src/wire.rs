@@ -270,6 +270,7 @@ pub struct ClientMessage {
 
 /// `POST /api/games/{game_id}/join` body.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct JoinRequest {
     pub name: String,
 }
@@ -286,6 +287,7 @@ pub struct JoinResponse {
 
 /// `POST /api/games/{game_id}/actions` body.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ActionRequest {
     #[serde(rename = "type")]
     pub action_type: ActionType,
