@@ -21,11 +21,30 @@ async fn topics_survive_the_loss_of_one_node_of_three() {
         .set("bootstrap.servers", &brokers)
         .create()
         .unwrap();
-    let metadata = admin
-        .inner()
-        .fetch_metadata(None, Duration::from_secs(10))
-        .unwrap();
-    for name in ["actions", "games", "actions.dlq"] {
+    // A new topic reaches every node's metadata a moment after its creation.
+    let names = ["actions", "games", "actions.dlq"];
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let metadata = loop {
+        let metadata = admin
+            .inner()
+            .fetch_metadata(None, Duration::from_secs(10))
+            .unwrap();
+        let complete = names.iter().all(|n| {
+            metadata
+                .topics()
+                .iter()
+                .any(|t| t.name() == *n && !t.partitions().is_empty())
+        });
+        if complete {
+            break metadata;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the topics never showed in the metadata"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for name in names {
         let topic = metadata
             .topics()
             .iter()
