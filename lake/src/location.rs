@@ -24,6 +24,13 @@ pub struct Location {
 impl Location {
     /// Opens `s3://bucket/prefix` or a folder (created if missing).
     pub fn open(location: &str) -> crate::Result<Location> {
+        Location::open_with(location, &[])
+    }
+
+    /// [`Location::open`] with object-store options on top of the `AWS_*`
+    /// variables (`("aws_endpoint", "http://...")`, `("aws_allow_http",
+    /// "true")`, ...).
+    pub fn open_with(location: &str, options: &[(&str, &str)]) -> crate::Result<Location> {
         let bad = |reason: String| LakeError::Location {
             location: location.to_string(),
             reason,
@@ -33,10 +40,14 @@ impl Location {
             if bucket.is_empty() {
                 return Err(bad("no bucket in s3://bucket/prefix".into()));
             }
-            let store = AmazonS3Builder::from_env()
-                .with_bucket_name(bucket)
-                .build()
-                .map_err(|e| bad(e.to_string()))?;
+            let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+            for (key, value) in options {
+                let key = key
+                    .parse()
+                    .map_err(|e: object_store::Error| bad(e.to_string()))?;
+                builder = builder.with_config(key, *value);
+            }
+            let store = builder.build().map_err(|e| bad(e.to_string()))?;
             let root = Path::parse(prefix).map_err(|e| bad(e.to_string()))?;
             return Ok(Location {
                 store: Arc::new(store),
