@@ -69,8 +69,17 @@ pub fn is_safe_value(value: &str) -> bool {
 /// `YYYY-MM-DD` (UTC) of a time in ms since the Unix epoch; days before 1970
 /// clamp to 1970-01-01.
 pub fn date_of_ms(ms: i64) -> String {
-    let days = ms.max(0) / 86_400_000;
-    let (y, m, d) = civil_from_days(days);
+    date_of_day(day_of_ms(ms))
+}
+
+/// Days since 1970-01-01 (UTC) of a time in ms; before 1970 is day 0.
+pub fn day_of_ms(ms: i64) -> i64 {
+    ms.max(0) / 86_400_000
+}
+
+/// `YYYY-MM-DD` of a day number from [`day_of_ms`].
+pub fn date_of_day(day: i64) -> String {
+    let (y, m, d) = civil_from_days(day);
     format!("{y:04}-{m:02}-{d:02}")
 }
 

@@ -14,6 +14,7 @@
 //! The Hive columns (`date`, `event_type`) live in folder names only, as
 //! Spark writes them; pyarrow, DuckDB and Spark add them back when reading.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
@@ -24,7 +25,7 @@ use arrow_array::builder::{
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
-use crate::naming::{date_of_ms, file_name};
+use crate::naming::{date_of_day, date_of_ms, day_of_ms, file_name};
 use crate::records::{decode_action, decode_outcome, ActionView, RawRecord};
 
 /// Which topic a batch comes from decides the tables it feeds.
@@ -181,37 +182,52 @@ pub fn build(info: &BatchInfo, records: &[RawRecord]) -> crate::Result<Vec<Table
     let name = file_name(&info.topic, info.partition, info.first, info.last);
     let mut files = Vec::new();
     let mut bad: Vec<(&RawRecord, String)> = Vec::new();
-    let mut msg_ids: Vec<Option<String>> = Vec::with_capacity(records.len());
+    let mut msg_ids: Vec<Option<Cow<'_, str>>> = Vec::with_capacity(records.len());
+    // Decoded once; rows are grouped by (day, event_type) without copying.
+    let views: Vec<Result<ActionView<'_>, String>> = match info.source {
+        Source::Actions => records
+            .iter()
+            .map(|r| decode_action(r.value.as_deref()))
+            .collect(),
+        Source::Games => Vec::new(),
+    };
     match info.source {
         Source::Actions => {
-            let mut groups: BTreeMap<(String, String), Vec<(&RawRecord, ActionView<'_>)>> =
-                BTreeMap::new();
-            for r in records {
-                match decode_action(r.value.as_deref()) {
+            let mut groups: BTreeMap<(i64, &str), Vec<usize>> = BTreeMap::new();
+            for (i, view) in views.iter().enumerate() {
+                match view {
                     Ok(view) => {
-                        msg_ids.push(Some(view.event_id.to_string()));
-                        let date = date_of_ms(view.received_at_ms as i64);
+                        msg_ids.push(Some(Cow::Borrowed(view.event_id.as_ref())));
                         groups
-                            .entry((date, view.event_type.to_string()))
+                            .entry((
+                                day_of_ms(view.received_at_ms as i64),
+                                view.event_type.as_ref(),
+                            ))
                             .or_default()
-                            .push((r, view));
+                            .push(i);
                     }
                     Err(e) => {
                         msg_ids.push(None);
-                        bad.push((r, e));
+                        bad.push((&records[i], e.clone()));
                     }
                 }
             }
-            for ((date, event_type), rows) in &groups {
-                let folder = format!("date={date}/event_type={event_type}");
-                files.push(TableFile {
-                    path: format!("events/{folder}/{name}"),
-                    batch: events_batch(info, rows.iter())?,
-                });
-                if rows[0].1.is_purchase() {
+            for ((day, event_type), rows) in &groups {
+                let folder = format!("date={}/event_type={event_type}", date_of_day(*day));
+                let batch = events_batch(info, records, &views, rows)?;
+                if views[rows[0]].as_ref().is_ok_and(|v| v.is_purchase()) {
+                    files.push(TableFile {
+                        path: format!("events/{folder}/{name}"),
+                        batch: batch.clone(),
+                    });
                     files.push(TableFile {
                         path: format!("purchases/{folder}/{name}"),
-                        batch: events_batch(info, rows.iter())?,
+                        batch,
+                    });
+                } else {
+                    files.push(TableFile {
+                        path: format!("events/{folder}/{name}"),
+                        batch,
                     });
                 }
             }
@@ -221,7 +237,10 @@ pub fn build(info: &BatchInfo, records: &[RawRecord]) -> crate::Result<Vec<Table
             for r in records {
                 match decode_outcome(r.value.as_deref()) {
                     Ok(Some(view)) => {
-                        msg_ids.push(Some(format!("{}@{}", view.game_id, view.version)));
+                        msg_ids.push(Some(Cow::Owned(format!(
+                            "{}@{}",
+                            view.game_id, view.version
+                        ))));
                         groups
                             .entry(date_of_ms(r.timestamp_ms.unwrap_or(0)))
                             .or_default()
@@ -301,9 +320,11 @@ fn constant(value: &str, n: usize) -> ArrayRef {
     Arc::new(b.finish())
 }
 
-fn events_batch<'r, 'v: 'r>(
+fn events_batch(
     info: &BatchInfo,
-    rows: impl ExactSizeIterator<Item = &'r (&'r RawRecord, ActionView<'v>)>,
+    records: &[RawRecord],
+    views: &[Result<ActionView<'_>, String>],
+    rows: &[usize],
 ) -> crate::Result<RecordBatch> {
     let n = rows.len();
     let mut event_id = StringBuilder::new();
@@ -317,7 +338,10 @@ fn events_batch<'r, 'v: 'r>(
     let mut received_at = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
     let mut schema_version = UInt32Builder::with_capacity(n);
     let mut kafka = KafkaColumns::new();
-    for (r, v) in rows {
+    for (r, v) in rows
+        .iter()
+        .filter_map(|&i| Some((&records[i], views[i].as_ref().ok()?)))
+    {
         event_id.append_value(&v.event_id);
         game_id.append_value(v.game_id);
         player_id.append_value(&v.player_id);
@@ -417,7 +441,7 @@ fn bad_batch(info: &BatchInfo, bad: &[(&RawRecord, String)]) -> crate::Result<Re
 fn buffer_meta_batch(
     info: &BatchInfo,
     records: &[RawRecord],
-    msg_ids: &[Option<String>],
+    msg_ids: &[Option<Cow<'_, str>>],
 ) -> crate::Result<RecordBatch> {
     let n = records.len();
     let mut msg_id = StringBuilder::new();
@@ -435,8 +459,9 @@ fn buffer_meta_batch(
             Some(id) => msg_id.append_value(id),
             None => msg_id.append_value(format!("{}+{}+{}", info.topic, info.partition, r.offset)),
         }
-        let crc = crc32fast::hash(r.value.as_deref().unwrap_or_default());
-        checksum.append_value(format!("{crc:08x}"));
+        checksum.append_value(hex32(crc32fast::hash(
+            r.value.as_deref().unwrap_or_default(),
+        )));
         for (k, v) in &r.headers {
             headers.values().append_value(format!("{k}={v}"));
         }
@@ -464,6 +489,21 @@ fn buffer_meta_batch(
         constant(&info.topic, n),
     ];
     Ok(RecordBatch::try_new(buffer_meta_schema(), columns)?)
+}
+
+/// `n` as 8 lower-case hex digits, without allocating.
+fn hex32(n: u32) -> impl AsRef<str> {
+    struct Hex([u8; 8]);
+    impl AsRef<str> for Hex {
+        fn as_ref(&self) -> &str {
+            std::str::from_utf8(&self.0).unwrap_or_default()
+        }
+    }
+    let mut out = [0u8; 8];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = b"0123456789abcdef"[((n >> (28 - 4 * i)) & 0xf) as usize];
+    }
+    Hex(out)
 }
 
 fn etl_meta_batch(info: &BatchInfo, records: usize) -> crate::Result<RecordBatch> {
@@ -631,6 +671,16 @@ mod tests {
         assert_eq!(col("outcome").value(1), "rejected");
         assert_eq!(col("reason_code").value(1), "not_enough_gold");
         assert!(col("reason").value(1).contains("\"need\":50"));
+    }
+
+    #[test]
+    fn checksums_are_eight_hex_digits() {
+        assert_eq!(hex32(0).as_ref(), "00000000");
+        assert_eq!(hex32(0xdeadbeef).as_ref(), "deadbeef");
+        assert_eq!(
+            hex32(0x0102_0a0f).as_ref(),
+            format!("{:08x}", 0x0102_0a0fu32)
+        );
     }
 
     #[test]
