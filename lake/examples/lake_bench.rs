@@ -7,7 +7,10 @@
 //!   its end and decodes each value exactly as `lake export` does, writing
 //!   nothing. Tuned for itself: large fetches, no group, no commits.
 //!
-//! Both print one line `... records in S s (R/s)`.
+//! - `lake_bench cpu --n N`: no Kafka: where the exporter's own time goes
+//!   (decode, building the tables, Parquet encoding) for N records in memory.
+//!
+//! Each prints its figures on one line.
 
 use std::time::{Duration, Instant};
 
@@ -26,6 +29,9 @@ fn arg(name: &str) -> Option<String> {
 }
 
 fn main() -> anyhow::Result<()> {
+    if std::env::args().nth(1).as_deref() == Some("cpu") {
+        return cpu(arg("--n").unwrap_or("1000000".into()).parse()?);
+    }
     let brokers = std::env::var("KAFKA_BROKERS")?;
     let topic = arg("--topic").ok_or_else(|| anyhow::anyhow!("--topic"))?;
     match std::env::args().nth(1).as_deref() {
@@ -44,6 +50,73 @@ fn main() -> anyhow::Result<()> {
         Some("consume") => consume(&brokers, &topic),
         _ => anyhow::bail!("usage: lake_bench produce|consume --topic T [--n N --partitions P]"),
     }
+}
+
+fn envelope(i: u64) -> shared::ActionEnvelope {
+    let host = [
+        "user1.comcast.com",
+        "user2.att.com",
+        "user3.verizon.com",
+        "user4.spectrum.com",
+        "user5.fios.com",
+    ][(i % 5) as usize];
+    shared::ActionEnvelope {
+        event_id: uuid::Uuid::new_v4().to_string(),
+        game_id: i % 1000,
+        player_id: host.into(),
+        event_type: shared::ActionType::ALL[(i % 8) as usize],
+        name: None,
+        host: host.into(),
+        user_agent: "ApacheBench/2.3".into(),
+        accept: "*/*".into(),
+        client_addr: "127.0.0.1".into(),
+        received_at_ms: 1_796_083_200_000 + i / 100,
+        schema_version: shared::SCHEMA_VERSION,
+    }
+}
+
+fn cpu(n: u64) -> anyhow::Result<()> {
+    let records: Vec<lake::records::RawRecord> = (0..n)
+        .map(|i| lake::records::RawRecord {
+            offset: i as i64,
+            timestamp_ms: Some(1_796_083_200_000 + i as i64 / 100),
+            timestamp_type: 0,
+            key: Some((i % 1000).to_string().into_bytes()),
+            value: Some(serde_json::to_vec(&envelope(i)).expect("JSON")),
+            headers: vec![],
+        })
+        .collect();
+    let t = Instant::now();
+    let decoded = records
+        .iter()
+        .filter(|r| lake::records::decode_action(r.value.as_deref()).is_ok())
+        .count();
+    let decode = t.elapsed();
+    let info = lake::tables::BatchInfo {
+        etl_id: "bench".into(),
+        topic: "actions".into(),
+        partition: 0,
+        first: 0,
+        last: n as i64 - 1,
+        source: lake::tables::Source::Actions,
+        mode: "once".into(),
+        started_ms: 0,
+        ended_ms: 0,
+    };
+    let t = Instant::now();
+    let files = lake::tables::build(&info, &records)?;
+    let build = t.elapsed();
+    let mut line = format!("{n} records: decode {decode:?} ({decoded} ok), build tables {build:?}");
+    for table in ["events", "purchases", "buffer_meta"] {
+        let t = Instant::now();
+        let mut bytes = 0;
+        for f in files.iter().filter(|f| f.path.starts_with(table)) {
+            bytes += lake::store::encode(&f.batch)?.len();
+        }
+        line += &format!(", encode {table} {:?} ({bytes} B)", t.elapsed());
+    }
+    println!("{line}");
+    Ok(())
 }
 
 fn produce(brokers: &str, topic: &str, partitions: i32, n: u64) -> anyhow::Result<()> {

@@ -290,12 +290,12 @@ struct KafkaColumns {
 }
 
 impl KafkaColumns {
-    fn new() -> Self {
+    fn new(rows: usize, topic: &str) -> Self {
         KafkaColumns {
-            topic: StringBuilder::new(),
-            partition: Int32Builder::new(),
-            offset: Int64Builder::new(),
-            timestamp: TimestampMillisecondBuilder::new().with_timezone("UTC"),
+            topic: StringBuilder::with_capacity(rows, rows * topic.len()),
+            partition: Int32Builder::with_capacity(rows),
+            offset: Int64Builder::with_capacity(rows),
+            timestamp: TimestampMillisecondBuilder::with_capacity(rows).with_timezone("UTC"),
         }
     }
     fn push(&mut self, info: &BatchInfo, r: &RawRecord) {
@@ -327,17 +327,22 @@ fn events_batch(
     rows: &[usize],
 ) -> crate::Result<RecordBatch> {
     let n = rows.len();
-    let mut event_id = StringBuilder::new();
+    // Sized from the first row, so the builders rarely grow.
+    let first = rows.first().and_then(|&i| views[i].as_ref().ok());
+    let text = |f: fn(&ActionView<'_>) -> usize| {
+        StringBuilder::with_capacity(n, n * first.map_or(16, f).max(1) + 64)
+    };
+    let mut event_id = text(|v| v.event_id.len());
     let mut game_id = UInt64Builder::with_capacity(n);
-    let mut player_id = StringBuilder::new();
-    let mut name = StringBuilder::new();
-    let mut host = StringBuilder::new();
-    let mut user_agent = StringBuilder::new();
-    let mut accept = StringBuilder::new();
-    let mut client_addr = StringBuilder::new();
+    let mut player_id = text(|v| v.player_id.len() + 4);
+    let mut name = StringBuilder::with_capacity(n, 0);
+    let mut host = text(|v| v.host.len() + 4);
+    let mut user_agent = text(|v| v.user_agent.len());
+    let mut accept = text(|v| v.accept.len());
+    let mut client_addr = text(|v| v.client_addr.len() + 4);
     let mut received_at = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
     let mut schema_version = UInt32Builder::with_capacity(n);
-    let mut kafka = KafkaColumns::new();
+    let mut kafka = KafkaColumns::new(n, &info.topic);
     for (r, v) in rows
         .iter()
         .filter_map(|&i| Some((&records[i], views[i].as_ref().ok()?)))
@@ -379,7 +384,7 @@ fn outcomes_batch(info: &BatchInfo, rows: &[&RawRecord]) -> crate::Result<Record
     let mut player_id = StringBuilder::new();
     let mut reason_code = StringBuilder::new();
     let mut reason = StringBuilder::new();
-    let mut kafka = KafkaColumns::new();
+    let mut kafka = KafkaColumns::new(0, "");
     let mut n = 0;
     for r in rows {
         // Decoded once already to sort it into its folder: cannot fail here.
@@ -426,7 +431,7 @@ fn outcomes_batch(info: &BatchInfo, rows: &[&RawRecord]) -> crate::Result<Record
 fn bad_batch(info: &BatchInfo, bad: &[(&RawRecord, String)]) -> crate::Result<RecordBatch> {
     let mut error = StringBuilder::new();
     let mut value = StringBuilder::new();
-    let mut kafka = KafkaColumns::new();
+    let mut kafka = KafkaColumns::new(0, "");
     for (r, e) in bad {
         error.append_value(e);
         value.append_option(r.value.as_deref().map(String::from_utf8_lossy));
@@ -444,10 +449,10 @@ fn buffer_meta_batch(
     msg_ids: &[Option<Cow<'_, str>>],
 ) -> crate::Result<RecordBatch> {
     let n = records.len();
-    let mut msg_id = StringBuilder::new();
-    let mut checksum = StringBuilder::new();
-    let mut headers = ListBuilder::new(StringBuilder::new());
-    let mut key = StringBuilder::new();
+    let mut msg_id = StringBuilder::with_capacity(n, n * 36);
+    let mut checksum = StringBuilder::with_capacity(n, n * 8);
+    let mut headers = ListBuilder::with_capacity(StringBuilder::new(), n);
+    let mut key = StringBuilder::with_capacity(n, n * 4);
     let mut offset = Int64Builder::with_capacity(n);
     let mut partition = Int32Builder::with_capacity(n);
     let mut key_size = Int32Builder::with_capacity(n);

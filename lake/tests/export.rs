@@ -212,3 +212,94 @@ async fn pyarrow_and_duckdb_read_the_lake() {
     eprintln!("python readers took {:?}", started.elapsed());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Many partitions, a small cap on the bytes all open batches may hold:
+/// batches are cut early (memory stays bounded), and still every offset is
+/// there once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_buffer_cap_cuts_batches_early_across_many_partitions() {
+    const PARTITIONS: i32 = 24;
+    const TOTAL: u64 = 2_400;
+    const CAP: usize = 40_000;
+    let actions = tests::unique("lake-actions");
+    tests::create_topics(tests::broker(), &[(&actions, PARTITIONS, false)])
+        .await
+        .unwrap();
+    produce_actions(&producer(), &actions, PARTITIONS, 0, TOTAL).await;
+    let dir = temp_dir("lake-cap");
+    let out = export_once(
+        &actions,
+        &dir,
+        &[
+            "--max-buffered-bytes",
+            &CAP.to_string(),
+            "--max-rows",
+            "1000000",
+        ],
+        &[],
+    );
+    assert_ok(&out, "export under a small cap");
+    let counts = counts_for(TOTAL, PARTITIONS);
+    assert_exactly_once(&offsets(&dir, "buffer_meta").await, &counts, "buffer_meta");
+    // Each record holds well over 200 bytes, so the cap forces at least
+    // TOTAL * 200 / CAP cuts beyond one batch per partition.
+    let batches = std::fs::read_dir(dir.join("etl_meta")).unwrap().count();
+    assert!(
+        batches >= (TOTAL as usize * 200) / CAP,
+        "only {batches} batches: the cap did not cut early"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Following: batches are cut by age while the exporter runs, and SIGTERM
+/// writes what is open and exits cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn following_cuts_by_age_and_stops_cleanly_on_sigterm() {
+    let actions = tests::unique("lake-actions");
+    tests::create_topics(tests::broker(), &[(&actions, 2, false)])
+        .await
+        .unwrap();
+    let dir = temp_dir("lake-follow");
+    let mut child = std::process::Command::new(lake_bin())
+        .args(["export", "--no-outcomes", "--max-age-ms", "200", "--to"])
+        .arg(&dir)
+        .args(["--actions-topic", &actions])
+        .env("KAFKA_BROKERS", tests::broker())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start lake export");
+    produce_actions(&producer(), &actions, 2, 0, 300).await;
+    let found = tests::eventually(Duration::from_secs(30), "300 rows in the lake", || {
+        let dir = dir.clone();
+        async move {
+            if !dir.join("buffer_meta").exists() {
+                return None;
+            }
+            (offsets(&dir, "buffer_meta").await.len() == 300).then_some(())
+        }
+    })
+    .await;
+    let () = found;
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = tokio::task::spawn_blocking(move || {
+        let status = child.wait().unwrap();
+        let mut stdout = String::new();
+        std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut stdout).unwrap();
+        (status, stdout)
+    })
+    .await
+    .unwrap();
+    assert!(output.0.success(), "SIGTERM is a clean stop: {}", output.0);
+    assert!(output.1.contains("exported 300 records"), "{}", output.1);
+    assert_exactly_once(
+        &offsets(&dir, "buffer_meta").await,
+        &counts_for(300, 2),
+        "buffer_meta",
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
