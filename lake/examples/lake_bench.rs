@@ -127,30 +127,9 @@ fn produce(brokers: &str, topic: &str, partitions: i32, n: u64) -> anyhow::Resul
         .set("compression.type", "lz4")
         .set("queue.buffering.max.messages", "1000000")
         .create()?;
-    let types = shared::ActionType::ALL;
-    let hosts = [
-        "user1.comcast.com",
-        "user2.att.com",
-        "user3.verizon.com",
-        "user4.spectrum.com",
-        "user5.fios.com",
-    ];
     let started = Instant::now();
     for i in 0..n {
-        let host = hosts[(i % 5) as usize];
-        let e = shared::ActionEnvelope {
-            event_id: uuid::Uuid::new_v4().to_string(),
-            game_id: i % 1000,
-            player_id: host.into(),
-            event_type: types[(i % 8) as usize],
-            name: None,
-            host: host.into(),
-            user_agent: "ApacheBench/2.3".into(),
-            accept: "*/*".into(),
-            client_addr: "127.0.0.1".into(),
-            received_at_ms: 1_796_083_200_000 + i / 100,
-            schema_version: shared::SCHEMA_VERSION,
-        };
+        let e = envelope(i);
         let value = serde_json::to_vec(&e)?;
         let key = e.game_id.to_string();
         let mut record = BaseRecord::to(topic)
