@@ -18,3 +18,5 @@ echo "== fan-out: idle WebSocket clients"
 cargo bench -q -p tests --bench fanout
 echo "== frontend"
 bash scripts/bench-frontend.sh
+echo "== lake: export vs consume+decode baseline on one core, bytes/event, lake report"
+bash scripts/bench-lake.sh 1000000 12

@@ -77,4 +77,18 @@ if [[ "$(cat "$KAFKA_LIBS/.pom.sha256" 2>/dev/null)" != "$POM_SUM" ]]; then
   echo "$POM_SUM" >"$KAFKA_LIBS/.pom.sha256"
 fi
 
+# The lake's Python side (lake/): pyarrow and DuckDB read what `lake export`
+# writes (a test checks it), and moto's S3-compatible server is the real S3
+# endpoint the object-store tests start on a free port. Pinned, in a venv of
+# our own under .tools/; redone only when lake/requirements.txt changes.
+LAKE_VENV="$ROOT/.tools/lake-venv"
+REQ_SUM="$(sha256sum "$ROOT/lake/requirements.txt" | cut -d' ' -f1)"
+if [[ "$WHAT" == "all" && "$(cat "$LAKE_VENV/.requirements.sha256" 2>/dev/null)" != "$REQ_SUM" ]]; then
+  log "creating the lake's Python venv (pyarrow, duckdb, moto server) in .tools/lake-venv"
+  rm -rf "$LAKE_VENV"
+  python3 -m venv "$LAKE_VENV"
+  "$LAKE_VENV/bin/pip" install -q --disable-pip-version-check -r "$ROOT/lake/requirements.txt"
+  echo "$REQ_SUM" >"$LAKE_VENV/.requirements.sha256"
+fi
+
 log "ready"

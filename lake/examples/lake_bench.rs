@@ -1,0 +1,204 @@
+//! Helpers for `scripts/bench-lake.sh` (figures in BENCHMARKS.md):
+//!
+//! - `lake_bench produce --topic T --partitions P --n N`: N seed-like
+//!   actions (types and hosts cycling), produced as fast as the broker takes
+//!   them.
+//! - `lake_bench consume --topic T`: the baseline: reads every partition to
+//!   its end and decodes each value exactly as `lake export` does, writing
+//!   nothing. Tuned for itself: large fetches, no group, no commits.
+//!
+//! - `lake_bench cpu --n N`: no Kafka: where the exporter's own time goes
+//!   (decode, building the tables, Parquet encoding) for N records in memory.
+//!
+//! Each prints its figures on one line.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn main() -> anyhow::Result<()> {
+    if std::env::args().nth(1).as_deref() == Some("cpu") {
+        return cpu(arg("--n").unwrap_or("1000000".into()).parse()?);
+    }
+    let brokers = std::env::var("KAFKA_BROKERS")?;
+    let topic = arg("--topic").ok_or_else(|| anyhow::anyhow!("--topic"))?;
+    match std::env::args().nth(1).as_deref() {
+        Some("produce") => {
+            let n: u64 = arg("--n").unwrap_or("1000000".into()).parse()?;
+            let partitions: i32 = arg("--partitions").unwrap_or("12".into()).parse()?;
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(tests::create_topics(
+                    &brokers,
+                    &[(&topic, partitions, false)],
+                ))?;
+            produce(&brokers, &topic, partitions, n)
+        }
+        Some("consume") => consume(&brokers, &topic),
+        _ => anyhow::bail!("usage: lake_bench produce|consume --topic T [--n N --partitions P]"),
+    }
+}
+
+fn envelope(i: u64) -> shared::ActionEnvelope {
+    let host = [
+        "user1.comcast.com",
+        "user2.att.com",
+        "user3.verizon.com",
+        "user4.spectrum.com",
+        "user5.fios.com",
+    ][(i % 5) as usize];
+    shared::ActionEnvelope {
+        event_id: uuid::Uuid::new_v4().to_string(),
+        game_id: i % 1000,
+        player_id: host.into(),
+        event_type: shared::ActionType::ALL[(i % 8) as usize],
+        name: None,
+        host: host.into(),
+        user_agent: "ApacheBench/2.3".into(),
+        accept: "*/*".into(),
+        client_addr: "127.0.0.1".into(),
+        received_at_ms: 1_796_083_200_000 + i / 100,
+        schema_version: shared::SCHEMA_VERSION,
+    }
+}
+
+fn cpu(n: u64) -> anyhow::Result<()> {
+    let records: Vec<lake::records::RawRecord> = (0..n)
+        .map(|i| lake::records::RawRecord {
+            offset: i as i64,
+            timestamp_ms: Some(1_796_083_200_000 + i as i64 / 100),
+            timestamp_type: 0,
+            key: Some((i % 1000).to_string().into_bytes()),
+            value: Some(serde_json::to_vec(&envelope(i)).expect("JSON")),
+            headers: vec![],
+        })
+        .collect();
+    let t = Instant::now();
+    let decoded = records
+        .iter()
+        .filter(|r| lake::records::decode_action(r.value.as_deref()).is_ok())
+        .count();
+    let decode = t.elapsed();
+    let info = lake::tables::BatchInfo {
+        etl_id: "bench".into(),
+        topic: "actions".into(),
+        partition: 0,
+        first: 0,
+        last: n as i64 - 1,
+        source: lake::tables::Source::Actions,
+        mode: "once".into(),
+        started_ms: 0,
+        ended_ms: 0,
+    };
+    let t = Instant::now();
+    let files = lake::tables::build(&info, &records)?;
+    let build = t.elapsed();
+    let mut line = format!("{n} records: decode {decode:?} ({decoded} ok), build tables {build:?}");
+    for table in ["events", "purchases", "buffer_meta"] {
+        let t = Instant::now();
+        let mut bytes = 0;
+        for f in files.iter().filter(|f| f.path.starts_with(table)) {
+            bytes += lake::store::encode(&f.batch)?.len();
+        }
+        line += &format!(", encode {table} {:?} ({bytes} B)", t.elapsed());
+    }
+    println!("{line}");
+    Ok(())
+}
+
+fn produce(brokers: &str, topic: &str, partitions: i32, n: u64) -> anyhow::Result<()> {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "20")
+        .set("batch.size", "1000000")
+        .set("compression.type", "lz4")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()?;
+    let started = Instant::now();
+    for i in 0..n {
+        let e = envelope(i);
+        let value = serde_json::to_vec(&e)?;
+        let key = e.game_id.to_string();
+        let mut record = BaseRecord::to(topic)
+            .key(&key)
+            .payload(&value)
+            .partition(shared::partition_for(e.game_id, partitions));
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err((e, _)) => anyhow::bail!("produce: {e}"),
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(120))?;
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "produced {n} records in {secs:.2} s ({:.0}/s)",
+        n as f64 / secs
+    );
+    Ok(())
+}
+
+fn consume(brokers: &str, topic: &str) -> anyhow::Result<()> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "lake-bench-baseline")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("fetch.wait.max.ms", "100")
+        .set("max.partition.fetch.bytes", "8388608")
+        .set("fetch.max.bytes", "67108864")
+        .create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let mut tpl = TopicPartitionList::new();
+    for t in metadata.topics() {
+        for p in t.partitions() {
+            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)?;
+        }
+    }
+    let partitions = tpl.count();
+    consumer.assign(&tpl)?;
+    let started = Instant::now();
+    let (mut records, mut bad, mut eofs) = (0u64, 0u64, 0usize);
+    let mut bytes = 0usize;
+    while eofs < partitions {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(msg)) => {
+                // The same work per record as the exporter before writing:
+                // copy it out of librdkafka, decode the value.
+                let raw = lake::records::RawRecord::from_message(&msg);
+                match lake::records::decode_action(raw.value.as_deref()) {
+                    Ok(view) => bytes += view.host.len(),
+                    Err(_) => bad += 1,
+                }
+                records += 1;
+            }
+            Some(Err(KafkaError::PartitionEOF(_))) => eofs += 1,
+            Some(Err(e)) => eprintln!("consume: {e}"),
+            None => {}
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "consumed and decoded {records} records ({bad} bad, {bytes} host bytes) in {secs:.2} s ({:.0}/s)",
+        records as f64 / secs
+    );
+    Ok(())
+}

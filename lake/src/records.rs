@@ -1,0 +1,253 @@
+//! Kafka records as the lake holds them, and lenient views of their values.
+//!
+//! The views borrow from the record's bytes and read only what the tables
+//! need: an `actions` value as the bridge writes [`shared::ActionEnvelope`],
+//! but with `event_type` as text (a type the lake does not know yet is still
+//! exported), and a `games` value's `applied`/`rejected` lists without
+//! decoding the game's state. Tests below keep them in step with `shared`.
+
+use std::borrow::Cow;
+
+use rdkafka::message::{Headers, Message, Timestamp};
+use serde::Deserialize;
+
+/// One Kafka record, owned: what a batch holds until it is written, and all
+/// that is needed to write it again identically after a crash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawRecord {
+    pub offset: i64,
+    /// Kafka timestamp in ms, if the record has one.
+    pub timestamp_ms: Option<i64>,
+    /// 0 create time, 1 log-append time, -1 none.
+    pub timestamp_type: i8,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    /// Header `(name, value)` pairs; values as lossy UTF-8.
+    pub headers: Vec<(String, String)>,
+}
+
+impl RawRecord {
+    /// Copies what the lake needs out of any rdkafka message.
+    pub fn from_message<M: Message>(msg: &M) -> RawRecord {
+        let (timestamp_ms, timestamp_type) = match msg.timestamp() {
+            Timestamp::NotAvailable => (None, -1),
+            Timestamp::CreateTime(t) => (Some(t), 0),
+            Timestamp::LogAppendTime(t) => (Some(t), 1),
+        };
+        let headers = msg
+            .headers()
+            .map(|hs| {
+                hs.iter()
+                    .map(|h| {
+                        let value = h
+                            .value
+                            .map(|v| String::from_utf8_lossy(v).into_owned())
+                            .unwrap_or_default();
+                        (h.key.to_string(), value)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        RawRecord {
+            offset: msg.offset(),
+            timestamp_ms,
+            timestamp_type,
+            key: msg.key().map(<[u8]>::to_vec),
+            value: msg.payload().map(<[u8]>::to_vec),
+            headers,
+        }
+    }
+
+    /// Bytes this record holds in memory (for the buffer cap).
+    pub fn size(&self) -> usize {
+        std::mem::size_of::<RawRecord>()
+            + self.key.as_ref().map_or(0, Vec::len)
+            + self.value.as_ref().map_or(0, Vec::len)
+            + self
+                .headers
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>()
+    }
+}
+
+/// An `actions` value, as [`shared::ActionEnvelope`] is serialized.
+#[derive(Debug, Deserialize)]
+pub struct ActionView<'a> {
+    #[serde(borrow)]
+    pub event_id: Cow<'a, str>,
+    pub game_id: u64,
+    #[serde(borrow)]
+    pub player_id: Cow<'a, str>,
+    #[serde(borrow)]
+    pub event_type: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub name: Option<Cow<'a, str>>,
+    #[serde(rename = "Host", borrow, default)]
+    pub host: Cow<'a, str>,
+    #[serde(rename = "User-Agent", borrow, default)]
+    pub user_agent: Cow<'a, str>,
+    #[serde(rename = "Accept", borrow, default)]
+    pub accept: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub client_addr: Cow<'a, str>,
+    pub received_at_ms: u64,
+    #[serde(default)]
+    pub schema_version: u32,
+}
+
+impl ActionView<'_> {
+    /// Whether this is one of the seed's `filtered_writes`: a purchase or an
+    /// upgrade.
+    pub fn is_purchase(&self) -> bool {
+        self.event_type.starts_with("purchase_") || self.event_type.starts_with("upgrade_")
+    }
+}
+
+/// Decodes an `actions` value; the error says why it is a bad record.
+pub fn decode_action(value: Option<&[u8]>) -> Result<ActionView<'_>, String> {
+    let value = value.ok_or("no value")?;
+    let view: ActionView<'_> = serde_json::from_slice(value).map_err(|e| e.to_string())?;
+    if !crate::naming::is_safe_value(&view.event_type) {
+        return Err(format!(
+            "event_type {:?} is not a safe name",
+            view.event_type
+        ));
+    }
+    Ok(view)
+}
+
+/// A rejected action inside a `games` value ([`shared::RejectedAction`]);
+/// the reason is kept as JSON so a new code never makes a bad record.
+#[derive(Debug, Deserialize)]
+pub struct RejectedView<'a> {
+    #[serde(borrow)]
+    pub event_id: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub player_id: Cow<'a, str>,
+    pub reason: serde_json::Value,
+}
+
+/// What a `games` value ([`shared::GameUpdate`]) says the engine did; the
+/// state is skipped.
+#[derive(Debug, Deserialize)]
+pub struct OutcomeView<'a> {
+    pub game_id: u64,
+    pub version: u64,
+    #[serde(borrow, default)]
+    pub applied: Vec<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub rejected: Vec<RejectedView<'a>>,
+}
+
+/// Decodes a `games` value; a tombstone (no value) has no outcomes.
+pub fn decode_outcome(value: Option<&[u8]>) -> Result<Option<OutcomeView<'_>>, String> {
+    match value {
+        None => Ok(None),
+        Some(v) => serde_json::from_slice(v)
+            .map(Some)
+            .map_err(|e| e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::message::{OwnedHeaders, OwnedMessage};
+
+    fn envelope(event_type: shared::ActionType) -> shared::ActionEnvelope {
+        shared::ActionEnvelope {
+            event_id: "e1".into(),
+            game_id: 7,
+            player_id: "user1.comcast.com".into(),
+            event_type,
+            name: None,
+            host: "user1.comcast.com".into(),
+            user_agent: "ApacheBench/2.3".into(),
+            accept: "*/*".into(),
+            client_addr: "127.0.0.1".into(),
+            received_at_ms: 1_763_800_000_000,
+            schema_version: shared::SCHEMA_VERSION,
+        }
+    }
+
+    #[test]
+    fn reads_what_the_bridge_writes() {
+        let json = serde_json::to_vec(&envelope(shared::ActionType::PurchaseSword)).unwrap();
+        let view = decode_action(Some(&json)).unwrap();
+        assert_eq!(view.event_type, "purchase_sword");
+        assert_eq!(view.host, "user1.comcast.com");
+        assert_eq!(view.user_agent, "ApacheBench/2.3");
+        assert_eq!(view.accept, "*/*");
+        assert_eq!(view.game_id, 7);
+        assert!(view.is_purchase());
+        assert!(view.name.is_none());
+    }
+
+    #[test]
+    fn join_records_keep_the_name() {
+        let mut e = envelope(shared::ActionType::Join);
+        e.name = Some("Atlantis".into());
+        let json = serde_json::to_vec(&e).unwrap();
+        let view = decode_action(Some(&json)).unwrap();
+        assert_eq!(view.name.as_deref(), Some("Atlantis"));
+        assert!(!view.is_purchase());
+    }
+
+    #[test]
+    fn bad_values_are_errors_not_panics() {
+        assert!(decode_action(None).is_err());
+        assert!(decode_action(Some(b"not json")).is_err());
+        assert!(decode_action(Some(b"{\"event_id\":1}")).is_err());
+        let mut v = serde_json::to_value(envelope(shared::ActionType::Default)).unwrap();
+        v["event_type"] = "../../etc".into();
+        let json = serde_json::to_vec(&v).unwrap();
+        assert!(decode_action(Some(&json)).unwrap_err().contains("safe"));
+    }
+
+    #[test]
+    fn reads_outcomes_from_game_updates() {
+        let update = shared::GameUpdate {
+            game_id: 3,
+            version: 9,
+            applied: vec!["a1".into(), "a2".into()],
+            rejected: vec![shared::RejectedAction {
+                event_id: "r1".into(),
+                player_id: "p".into(),
+                reason: shared::Rejection::UnknownPlayer,
+            }],
+            ..Default::default()
+        };
+        let json = serde_json::to_vec(&update).unwrap();
+        let view = decode_outcome(Some(&json)).unwrap().unwrap();
+        assert_eq!((view.game_id, view.version), (3, 9));
+        assert_eq!(view.applied, vec!["a1", "a2"]);
+        assert_eq!(view.rejected[0].event_id, "r1");
+        assert_eq!(view.rejected[0].reason["code"], "unknown_player");
+        assert!(decode_outcome(None).unwrap().is_none());
+        assert!(decode_outcome(Some(b"[]")).is_err());
+    }
+
+    #[test]
+    fn raw_records_copy_everything_from_a_message() {
+        let msg = OwnedMessage::new(
+            Some(b"{}".to_vec()),
+            Some(b"1".to_vec()),
+            "actions".into(),
+            Timestamp::CreateTime(1234),
+            2,
+            99,
+            Some(OwnedHeaders::new().insert(rdkafka::message::Header {
+                key: "error",
+                value: Some("boom"),
+            })),
+        );
+        let raw = RawRecord::from_message(&msg);
+        assert_eq!(raw.offset, 99);
+        assert_eq!(raw.timestamp_ms, Some(1234));
+        assert_eq!(raw.timestamp_type, 0);
+        assert_eq!(raw.key.as_deref(), Some(&b"1"[..]));
+        assert_eq!(raw.headers, vec![("error".to_string(), "boom".to_string())]);
+        assert!(raw.size() > 3);
+    }
+}

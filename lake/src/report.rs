@@ -1,0 +1,195 @@
+//! Reading the lake back: seed 002's reports, and the Kafka coordinates of
+//! every row (what the exactly-once tests check).
+//!
+//! The report needs no query engine: `event_type` comes from the Hive
+//! folder and a file's row count from its footer, so only the `Host`
+//! column is decoded.
+
+use std::collections::HashMap;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int32Type, Int64Type};
+use arrow_array::RecordBatch;
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use object_store::ObjectStoreExt;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ProjectionMask;
+use serde::Serialize;
+
+use crate::location::Location;
+use crate::naming::hive_value;
+use crate::LakeError;
+
+/// Seed 002's analytics: events by `event_type`, players (events) by
+/// `Host`, most first (ties by name).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Report {
+    pub events: u64,
+    pub by_event_type: Vec<(String, u64)>,
+    pub by_host: Vec<(String, u64)>,
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "events: {}", self.events)?;
+        writeln!(f)?;
+        table(f, ("event_type", "event_count"), &self.by_event_type)?;
+        writeln!(f)?;
+        table(f, ("Host", "number_of_player"), &self.by_host)
+    }
+}
+
+/// A Spark `show()`-like table.
+fn table(
+    f: &mut std::fmt::Formatter<'_>,
+    head: (&str, &str),
+    rows: &[(String, u64)],
+) -> std::fmt::Result {
+    let w0 = rows
+        .iter()
+        .map(|r| r.0.len())
+        .chain([head.0.len()])
+        .max()
+        .unwrap_or(0);
+    let w1 = rows
+        .iter()
+        .map(|r| r.1.to_string().len())
+        .chain([head.1.len()])
+        .max()
+        .unwrap_or(0);
+    let line = format!("+{}+{}+", "-".repeat(w0), "-".repeat(w1));
+    writeln!(f, "{line}")?;
+    writeln!(f, "|{:>w0$}|{:>w1$}|", head.0, head.1)?;
+    writeln!(f, "{line}")?;
+    for (k, v) in rows {
+        writeln!(f, "|{k:>w0$}|{v:>w1$}|")?;
+    }
+    writeln!(f, "{line}")
+}
+
+fn sorted(map: HashMap<String, u64>) -> Vec<(String, u64)> {
+    let mut v: Vec<_> = map.into_iter().collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    v
+}
+
+/// The `.parquet` files of a table, in name order.
+pub async fn table_files(lake: &Location, table: &str) -> crate::Result<Vec<String>> {
+    let prefix = lake.path(table);
+    let metas: Vec<_> = lake.store.list(Some(&prefix)).try_collect().await?;
+    let mut files: Vec<String> = metas
+        .iter()
+        .map(|m| lake.relative(&m.location))
+        .filter(|p| p.ends_with(".parquet"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+async fn read(lake: &Location, relative: &str) -> crate::Result<Bytes> {
+    Ok(lake.store.get(&lake.path(relative)).await?.bytes().await?)
+}
+
+/// Reads only `columns` of a Parquet file.
+fn read_columns(bytes: Bytes, columns: &[&str]) -> crate::Result<Vec<RecordBatch>> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
+    let mask = ProjectionMask::columns(builder.parquet_schema(), columns.iter().copied());
+    let reader = builder
+        .with_projection(mask)
+        .with_batch_size(64 * 1024)
+        .build()?;
+    Ok(reader.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// Seed 002's report over the lake's `events`.
+pub async fn report(lake: &Location) -> crate::Result<Report> {
+    let mut by_type: HashMap<String, u64> = HashMap::new();
+    let mut by_host: HashMap<String, u64> = HashMap::new();
+    let mut events = 0;
+    for file in table_files(lake, "events").await? {
+        let event_type = hive_value(&file, "event_type")
+            .ok_or_else(|| LakeError::Other(format!("{file}: no event_type= folder")))?
+            .to_string();
+        let bytes = read(lake, &file).await?;
+        let mut rows = 0u64;
+        for batch in read_columns(bytes, &["Host"])? {
+            rows += batch.num_rows() as u64;
+            let hosts = batch
+                .column_by_name("Host")
+                .ok_or_else(|| LakeError::Other(format!("{file}: no Host column")))?
+                .as_string_opt::<i32>()
+                .ok_or_else(|| LakeError::Other(format!("{file}: Host is not text")))?;
+            for host in hosts.iter().flatten() {
+                match by_host.get_mut(host) {
+                    Some(n) => *n += 1,
+                    None => {
+                        by_host.insert(host.to_string(), 1);
+                    }
+                }
+            }
+        }
+        *by_type.entry(event_type).or_default() += rows;
+        events += rows;
+    }
+    Ok(Report {
+        events,
+        by_event_type: sorted(by_type),
+        by_host: sorted(by_host),
+    })
+}
+
+/// Every `(partition, offset)` in a table, read from its Kafka columns
+/// (`kafka_partition`/`kafka_offset`, or `partition`/`offset` in
+/// `buffer_meta`), for exactly-once checks.
+pub async fn offsets(lake: &Location, table: &str) -> crate::Result<Vec<(i32, i64)>> {
+    let (pc, oc) = if table == "buffer_meta" {
+        ("partition", "offset")
+    } else {
+        ("kafka_partition", "kafka_offset")
+    };
+    let mut out = Vec::new();
+    for file in table_files(lake, table).await? {
+        for batch in read_columns(read(lake, &file).await?, &[pc, oc])? {
+            let missing = || LakeError::Other(format!("{file}: no {pc}/{oc} columns"));
+            let ps = batch.column_by_name(pc).ok_or_else(missing)?;
+            let os = batch.column_by_name(oc).ok_or_else(missing)?;
+            let ps = ps.as_primitive_opt::<Int32Type>().ok_or_else(missing)?;
+            let os = os.as_primitive_opt::<Int64Type>().ok_or_else(missing)?;
+            for i in 0..ps.len() {
+                out.push((ps.value(i), os.value(i)));
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_print_like_spark_most_first() {
+        let r = Report {
+            events: 3,
+            by_event_type: sorted(HashMap::from([
+                ("default".into(), 1),
+                ("purchase_sword".into(), 2),
+            ])),
+            by_host: sorted(HashMap::from([
+                ("b".into(), 1),
+                ("a".into(), 1),
+                ("c".into(), 1),
+            ])),
+        };
+        let text = r.to_string();
+        assert!(text.starts_with("events: 3\n"), "{text}");
+        assert!(
+            text.contains("|purchase_sword|          2|\n|       default|          1|"),
+            "{text}"
+        );
+        let a = text.find("|   a|").unwrap();
+        let b = text.find("|   b|").unwrap();
+        assert!(a < b, "ties sort by name:\n{text}");
+    }
+}

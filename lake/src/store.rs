@@ -1,0 +1,295 @@
+//! Writing the lake: Parquet encoding, create-if-absent puts, manifests.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+use arrow_array::RecordBatch;
+use futures_util::TryStreamExt;
+use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
+use serde::{Deserialize, Serialize};
+
+use crate::location::Location;
+use crate::naming::{log_dir, manifest_path, parse_manifest_name};
+use crate::tables::{BatchInfo, Source, TableFile};
+use crate::LakeError;
+
+/// A batch's manifest: written before its files, so a restart knows exactly
+/// which range to redo and with which etl id and times.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub etl_id: String,
+    pub topic: String,
+    pub partition: i32,
+    pub first_offset: i64,
+    pub last_offset: i64,
+    pub records: u64,
+    pub mode: String,
+    pub timestamp_start_ms: i64,
+    pub timestamp_end_ms: i64,
+    /// Paths under the lake's root, `etl_meta/...` last.
+    pub files: Vec<String>,
+}
+
+impl Manifest {
+    /// The [`BatchInfo`] this manifest describes.
+    pub fn info(&self, source: Source) -> BatchInfo {
+        BatchInfo {
+            etl_id: self.etl_id.clone(),
+            topic: self.topic.clone(),
+            partition: self.partition,
+            first: self.first_offset,
+            last: self.last_offset,
+            source,
+            mode: self.mode.clone(),
+            started_ms: self.timestamp_start_ms,
+            ended_ms: self.timestamp_end_ms,
+        }
+    }
+}
+
+/// Encodes a record batch as one Parquet file (zstd).
+pub fn encode(batch: &RecordBatch) -> crate::Result<Vec<u8>> {
+    let mut props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_max_row_group_row_count(Some(128 * 1024))
+        .set_created_by("build-a-nation lake".into());
+    // Unique per row: a dictionary is built only to be thrown away.
+    for column in ["event_id", "msg_id", "checksum"] {
+        props = props.set_column_dictionary_enabled(ColumnPath::from(column), false);
+    }
+    // Offsets and times climb: deltas pack them in a few bits each.
+    for column in [
+        "kafka_offset",
+        "offset",
+        "received_at",
+        "kafka_timestamp",
+        "timestamp",
+    ] {
+        props = props
+            .set_column_dictionary_enabled(ColumnPath::from(column), false)
+            .set_column_encoding(ColumnPath::from(column), Encoding::DELTA_BINARY_PACKED);
+    }
+    let props = props.build();
+    let mut out = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(props))?;
+    writer.write(batch)?;
+    writer.close()?;
+    Ok(out)
+}
+
+/// Fault injection for crash tests: with `LAKE_FAULT_ABORT_AFTER_PUTS=n`
+/// the process aborts (as `kill -9` would stop it) right after its n-th put.
+fn fault_check() {
+    static LIMIT: OnceLock<Option<u64>> = OnceLock::new();
+    static PUTS: AtomicU64 = AtomicU64::new(0);
+    let limit = LIMIT.get_or_init(|| {
+        std::env::var("LAKE_FAULT_ABORT_AFTER_PUTS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+    });
+    if let Some(limit) = limit {
+        if PUTS.fetch_add(1, Ordering::SeqCst) + 1 >= *limit {
+            eprintln!("lake: LAKE_FAULT_ABORT_AFTER_PUTS={limit} reached, aborting");
+            std::process::abort();
+        }
+    }
+}
+
+/// Puts `bytes` at `relative` unless something is there already; `true` if
+/// this call created it. The object appears whole or not at all.
+pub async fn put_if_absent(
+    lake: &Location,
+    relative: &str,
+    bytes: impl Into<bytes::Bytes>,
+) -> crate::Result<bool> {
+    let opts = PutOptions {
+        mode: PutMode::Create,
+        ..Default::default()
+    };
+    let result = lake
+        .store
+        .put_opts(&lake.path(relative), PutPayload::from(bytes.into()), opts)
+        .await;
+    fault_check();
+    match result {
+        Ok(_) => Ok(true),
+        Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Writes a batch: its manifest, then every file (already-present ones are
+/// left as they are: they hold the same rows). Returns the bytes written.
+pub async fn write_batch(
+    lake: &Location,
+    manifest: &Manifest,
+    files: &[TableFile],
+) -> crate::Result<u64> {
+    let path = manifest_path(
+        &manifest.topic,
+        manifest.partition,
+        manifest.first_offset,
+        manifest.last_offset,
+    );
+    let json = serde_json::to_vec_pretty(manifest).map_err(|e| LakeError::Other(e.to_string()))?;
+    put_if_absent(lake, &path, json).await?;
+    let mut bytes = 0;
+    let mut previous: Option<(&RecordBatch, bytes::Bytes)> = None;
+    for file in files {
+        // `purchases` shares the arrays of the `events` file before it:
+        // encoded once.
+        let data = match &previous {
+            Some((batch, data)) if same_arrays(batch, &file.batch) => data.clone(),
+            _ => bytes::Bytes::from(encode(&file.batch)?),
+        };
+        bytes += data.len() as u64;
+        put_if_absent(lake, &file.path, data.clone()).await?;
+        previous = Some((&file.batch, data));
+    }
+    Ok(bytes)
+}
+
+/// Whether two batches are the same arrays (not just equal ones).
+fn same_arrays(a: &RecordBatch, b: &RecordBatch) -> bool {
+    a.num_columns() == b.num_columns()
+        && a.columns()
+            .iter()
+            .zip(b.columns())
+            .all(|(x, y)| std::sync::Arc::ptr_eq(x, y))
+}
+
+/// What the lake holds for one partition: where to resume, and the batch to
+/// redo if the last one was cut short.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionState {
+    /// The next offset to export.
+    pub next_offset: Option<i64>,
+    /// The last batch, if some of its files are missing.
+    pub redo: Option<Manifest>,
+}
+
+/// Reads a partition's batch log: the highest manifest decides.
+pub async fn partition_state(
+    lake: &Location,
+    topic: &str,
+    partition: i32,
+) -> crate::Result<PartitionState> {
+    let dir = lake.path(&log_dir(topic, partition));
+    let metas: Vec<_> = lake.store.list(Some(&dir)).try_collect().await?;
+    let newest = metas
+        .iter()
+        .filter_map(|m| Some((parse_manifest_name(m.location.filename()?)?, m)))
+        .max_by_key(|(range, _)| *range);
+    let Some((_, meta)) = newest else {
+        return Ok(PartitionState {
+            next_offset: None,
+            redo: None,
+        });
+    };
+    let bytes = lake.store.get(&meta.location).await?.bytes().await?;
+    let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| LakeError::Manifest {
+        path: meta.location.to_string(),
+        reason: e.to_string(),
+    })?;
+    let mut complete = true;
+    for file in &manifest.files {
+        match lake.store.head(&lake.path(file)).await {
+            Ok(_) => {}
+            Err(object_store::Error::NotFound { .. }) => {
+                complete = false;
+                break;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(PartitionState {
+        next_offset: Some(if complete {
+            manifest.last_offset + 1
+        } else {
+            manifest.first_offset
+        }),
+        redo: (!complete).then_some(manifest),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(first: i64, last: i64, files: Vec<String>) -> Manifest {
+        Manifest {
+            etl_id: "x".into(),
+            topic: "t".into(),
+            partition: 0,
+            first_offset: first,
+            last_offset: last,
+            records: (last - first + 1) as u64,
+            mode: "once".into(),
+            timestamp_start_ms: 0,
+            timestamp_end_ms: 0,
+            files,
+        }
+    }
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn create_if_absent_never_overwrites() {
+        let dir = std::env::temp_dir().join(format!("lake-{}", uuid::Uuid::new_v4()));
+        let lake = Location::open(dir.to_str().unwrap()).unwrap();
+        rt().block_on(async {
+            assert!(put_if_absent(&lake, "a/b.txt", b"one".to_vec())
+                .await
+                .unwrap());
+            assert!(!put_if_absent(&lake, "a/b.txt", b"two".to_vec())
+                .await
+                .unwrap());
+        });
+        assert_eq!(std::fs::read(dir.join("a/b.txt")).unwrap(), b"one");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn resumes_after_a_complete_batch_and_redoes_an_incomplete_one() {
+        let dir = std::env::temp_dir().join(format!("lake-{}", uuid::Uuid::new_v4()));
+        let lake = Location::open(dir.to_str().unwrap()).unwrap();
+        rt().block_on(async {
+            let empty = partition_state(&lake, "t", 0).await.unwrap();
+            assert_eq!(empty.next_offset, None);
+            let put = |m: Manifest| {
+                let lake = lake.clone();
+                async move {
+                    let path = manifest_path("t", 0, m.first_offset, m.last_offset);
+                    put_if_absent(&lake, &path, serde_json::to_vec(&m).unwrap())
+                        .await
+                        .unwrap();
+                }
+            };
+            put(manifest(0, 9, vec!["f1".into()])).await;
+            put_if_absent(&lake, "f1", vec![1]).await.unwrap();
+            let s = partition_state(&lake, "t", 0).await.unwrap();
+            assert_eq!((s.next_offset, s.redo), (Some(10), None));
+
+            // Offsets sort numerically, not as text.
+            put(manifest(10, 100, vec!["f2".into(), "f3".into()])).await;
+            put_if_absent(&lake, "f2", vec![1]).await.unwrap();
+            let s = partition_state(&lake, "t", 0).await.unwrap();
+            assert_eq!(s.next_offset, Some(10));
+            assert_eq!(s.redo.unwrap().last_offset, 100);
+
+            put_if_absent(&lake, "f3", vec![1]).await.unwrap();
+            let s = partition_state(&lake, "t", 0).await.unwrap();
+            assert_eq!((s.next_offset, s.redo), (Some(101), None));
+        });
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

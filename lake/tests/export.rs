@@ -1,0 +1,305 @@
+//! `lake export` against Apache Kafka: exactly once through crashes, bad
+//! records, and the lake's files read back.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use rand::Rng;
+
+/// The must-show: SIGKILL the exporter at random points while
+/// actions flow, restart it, and find every offset exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_random_points_loses_and_duplicates_nothing() {
+    const PARTITIONS: i32 = 3;
+    const TOTAL: u64 = 12_000;
+    let actions = tests::unique("lake-actions");
+    tests::create_topics(tests::broker(), &[(&actions, PARTITIONS, false)])
+        .await
+        .unwrap();
+    let dir = temp_dir("lake-sigkill");
+
+    // Actions flow in bursts for the whole test...
+    let producing = {
+        let actions = actions.clone();
+        tokio::spawn(async move {
+            let producer = producer();
+            let mut base = 0;
+            while base < TOTAL {
+                let n = 400.min(TOTAL - base);
+                produce_actions(&producer, &actions, PARTITIONS, base, n).await;
+                base += n;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+
+    // ...while the exporter is started and killed with SIGKILL after a
+    // random time, again and again, with small batches so kills land
+    // everywhere: before, between and after the objects of a batch.
+    let mut kills = 0;
+    let mut rng = rand::rng();
+    while !producing.is_finished() || kills < 6 {
+        let mut child = std::process::Command::new(lake_bin())
+            .args([
+                "export",
+                "--no-outcomes",
+                "--max-rows",
+                "300",
+                "--max-age-ms",
+                "100",
+            ])
+            .arg("--to")
+            .arg(&dir)
+            .args(["--actions-topic", &actions])
+            .env("KAFKA_BROKERS", tests::broker())
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start lake export");
+        let alive_for = Duration::from_millis(rng.random_range(300..1500));
+        tokio::time::sleep(alive_for).await;
+        child.kill().expect("SIGKILL"); // std's kill is SIGKILL on Unix
+        let status = child.wait().expect("reap");
+        assert!(!status.success(), "the exporter was killed, not finished");
+        kills += 1;
+    }
+    producing.await.unwrap();
+
+    // A last run exports what is left.
+    let out = export_once(&actions, &dir, &[], &[]);
+    assert_ok(&out, "the final export");
+
+    let counts = counts_for(TOTAL, PARTITIONS);
+    assert_exactly_once(&offsets(&dir, "buffer_meta").await, &counts, "buffer_meta");
+    assert_exactly_once(&offsets(&dir, "events").await, &counts, "events");
+    assert!(kills >= 6, "killed {kills} times");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A crash after a batch's manifest and some of its files: the next start
+/// redoes exactly that batch and writes only what is missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_cut_short_is_redone_with_the_same_files() {
+    const PARTITIONS: i32 = 2;
+    const TOTAL: u64 = 800;
+    let actions = tests::unique("lake-actions");
+    tests::create_topics(tests::broker(), &[(&actions, PARTITIONS, false)])
+        .await
+        .unwrap();
+    produce_actions(&producer(), &actions, PARTITIONS, 0, TOTAL).await;
+    let dir = temp_dir("lake-redo");
+
+    // A batch of 100 here is 10 puts (its manifest, 4 event type folders, 3
+    // of them purchases, buffer_meta, etl_meta): abort inside the 2nd batch,
+    // then (after redoing it) inside the 4th.
+    for abort_after in ["15", "27"] {
+        let out = export_once(
+            &actions,
+            &dir,
+            &["--max-rows", "100"],
+            &[("LAKE_FAULT_ABORT_AFTER_PUTS", abort_after)],
+        );
+        assert!(!out.status.success(), "the fault aborts the export");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("aborting"));
+    }
+    let before = offsets(&dir, "buffer_meta").await.len();
+    assert!(
+        before > 0 && before < TOTAL as usize,
+        "some batches written: {before}"
+    );
+
+    let out = export_once(&actions, &dir, &["--max-rows", "100"], &[]);
+    assert_ok(&out, "the export after the crashes");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("redoing"),
+        "the cut batch is redone:\n{stderr}"
+    );
+
+    let counts = counts_for(TOTAL, PARTITIONS);
+    assert_exactly_once(&offsets(&dir, "buffer_meta").await, &counts, "buffer_meta");
+    assert_exactly_once(&offsets(&dir, "events").await, &counts, "events");
+    let purchases = offsets(&dir, "purchases").await.len();
+    assert_eq!(
+        purchases as u64,
+        TOTAL / 8 * 6,
+        "6 of 8 types are purchases/upgrades"
+    );
+
+    // Nothing new: a further run writes nothing and changes nothing.
+    let out = export_once(&actions, &dir, &[], &[]);
+    assert_ok(&out, "an export with nothing new");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("exported 0 records"));
+    assert_exactly_once(
+        &offsets(&dir, "buffer_meta").await,
+        &counts,
+        "buffer_meta again",
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Records that are not actions go to `bad_records`; the export goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_records_are_kept_aside_and_never_stop_the_export() {
+    let actions = tests::unique("lake-actions");
+    tests::create_topics(tests::broker(), &[(&actions, 1, false)])
+        .await
+        .unwrap();
+    let mut values: Vec<Vec<u8>> = (0..10)
+        .map(|i| serde_json::to_vec(&envelope(i)).unwrap())
+        .collect();
+    values[3] = b"not json".to_vec();
+    let mut escape = serde_json::to_value(envelope(7)).unwrap();
+    escape["event_type"] = "../../escape".into();
+    values[7] = serde_json::to_vec(&escape).unwrap();
+    produce_values(&producer(), &actions, 1, 0, values).await;
+    let dir = temp_dir("lake-bad");
+    let out = export_once(&actions, &dir, &[], &[]);
+    assert_ok(&out, "export with bad records");
+    let mut bad = offsets(&dir, "bad_records").await;
+    bad.sort();
+    assert_eq!(bad, vec![(0, 3), (0, 7)]);
+    assert_eq!(offsets(&dir, "events").await.len(), 8);
+    assert_eq!(offsets(&dir, "buffer_meta").await.len(), 10);
+    assert!(!dir.join("escape").exists() && !dir.parent().unwrap().join("escape").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The same files read by pyarrow and DuckDB (the project's venv) agree
+/// with `lake report`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pyarrow_and_duckdb_read_the_lake() {
+    const TOTAL: u64 = 1_000;
+    let actions = tests::unique("lake-actions");
+    tests::create_topics(tests::broker(), &[(&actions, 4, false)])
+        .await
+        .unwrap();
+    produce_actions(&producer(), &actions, 4, 0, TOTAL).await;
+    let dir = temp_dir("lake-py");
+    assert_ok(
+        &export_once(&actions, &dir, &["--max-rows", "300"], &[]),
+        "export",
+    );
+
+    let report = std::process::Command::new(lake_bin())
+        .args(["report", "--json", "--from"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_ok(&report, "lake report");
+    let ours: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
+    assert_eq!(ours["events"], TOTAL);
+
+    let started = Instant::now();
+    let check = std::process::Command::new(venv_bin("python"))
+        .arg(workspace_root().join("lake/python/check_lake.py"))
+        .arg(&dir)
+        .output()
+        .expect("run the venv's python");
+    assert_ok(&check, "check_lake.py");
+    let theirs: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
+    for reader in ["pyarrow", "duckdb"] {
+        let r = &theirs[reader];
+        assert_eq!(r["events"], TOTAL, "{reader}: {r}");
+        assert_eq!(r["distinct_offsets"], TOTAL, "{reader}: {r}");
+        assert_eq!(r["purchases"], TOTAL / 8 * 6, "{reader}: {r}");
+        assert_eq!(r["by_event_type"], ours["by_event_type"], "{reader}");
+        assert_eq!(r["by_host"], ours["by_host"], "{reader}");
+        assert_eq!(r["etl_batches"], theirs["pyarrow"]["etl_batches"]);
+    }
+    eprintln!("python readers took {:?}", started.elapsed());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Many partitions, a small cap on the bytes all open batches may hold:
+/// batches are cut early (memory stays bounded), and still every offset is
+/// there once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_buffer_cap_cuts_batches_early_across_many_partitions() {
+    const PARTITIONS: i32 = 24;
+    const TOTAL: u64 = 2_400;
+    const CAP: usize = 40_000;
+    let actions = tests::unique("lake-actions");
+    tests::create_topics(tests::broker(), &[(&actions, PARTITIONS, false)])
+        .await
+        .unwrap();
+    produce_actions(&producer(), &actions, PARTITIONS, 0, TOTAL).await;
+    let dir = temp_dir("lake-cap");
+    let out = export_once(
+        &actions,
+        &dir,
+        &[
+            "--max-buffered-bytes",
+            &CAP.to_string(),
+            "--max-rows",
+            "1000000",
+        ],
+        &[],
+    );
+    assert_ok(&out, "export under a small cap");
+    let counts = counts_for(TOTAL, PARTITIONS);
+    assert_exactly_once(&offsets(&dir, "buffer_meta").await, &counts, "buffer_meta");
+    // Each record holds well over 200 bytes, so the cap forces at least
+    // TOTAL * 200 / CAP cuts beyond one batch per partition.
+    let batches = std::fs::read_dir(dir.join("etl_meta")).unwrap().count();
+    assert!(
+        batches >= (TOTAL as usize * 200) / CAP,
+        "only {batches} batches: the cap did not cut early"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Following: batches are cut by age while the exporter runs, and SIGTERM
+/// writes what is open and exits cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn following_cuts_by_age_and_stops_cleanly_on_sigterm() {
+    let actions = tests::unique("lake-actions");
+    tests::create_topics(tests::broker(), &[(&actions, 2, false)])
+        .await
+        .unwrap();
+    let dir = temp_dir("lake-follow");
+    let mut child = std::process::Command::new(lake_bin())
+        .args(["export", "--no-outcomes", "--max-age-ms", "200", "--to"])
+        .arg(&dir)
+        .args(["--actions-topic", &actions])
+        .env("KAFKA_BROKERS", tests::broker())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start lake export");
+    produce_actions(&producer(), &actions, 2, 0, 300).await;
+    let found = tests::eventually(Duration::from_secs(30), "300 rows in the lake", || {
+        let dir = dir.clone();
+        async move {
+            if !dir.join("buffer_meta").exists() {
+                return None;
+            }
+            (offsets(&dir, "buffer_meta").await.len() == 300).then_some(())
+        }
+    })
+    .await;
+    let () = found;
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = tokio::task::spawn_blocking(move || {
+        let status = child.wait().unwrap();
+        let mut stdout = String::new();
+        std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut stdout).unwrap();
+        (status, stdout)
+    })
+    .await
+    .unwrap();
+    assert!(output.0.success(), "SIGTERM is a clean stop: {}", output.0);
+    assert!(output.1.contains("exported 300 records"), "{}", output.1);
+    assert_exactly_once(
+        &offsets(&dir, "buffer_meta").await,
+        &counts_for(300, 2),
+        "buffer_meta",
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
