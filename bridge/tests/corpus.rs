@@ -131,6 +131,7 @@ async fn every_malformed_request_gets_a_clear_4xx_and_the_bridge_stays_up() {
     let started = Instant::now();
     let mut statuses: std::collections::BTreeMap<u16, usize> = Default::default();
     let mut closed = 0;
+    let mut other_protocol = 0;
     for file in &files {
         let name = file.file_name().unwrap().to_string_lossy().into_owned();
         let request = fill(&std::fs::read(file).unwrap());
@@ -139,6 +140,13 @@ async fn every_malformed_request_gets_a_clear_4xx_and_the_bridge_stays_up() {
             closed += 1;
             continue;
         };
+        if name.starts_with("raw-") && !answer.starts_with(b"HTTP/1.") {
+            // The HTTP/2 preface is answered in HTTP/2 (a SETTINGS frame)
+            // when the server's HTTP/2 support is compiled in.
+            assert!(name.contains("malformed"), "{name}: {answer:?}");
+            other_protocol += 1;
+            continue;
+        }
         let status = status_of(&answer);
         *statuses.entry(status).or_default() += 1;
         let body = body_of(&answer);
@@ -175,7 +183,7 @@ async fn every_malformed_request_gets_a_clear_4xx_and_the_bridge_stays_up() {
         }
     }
     println!(
-        "{} requests in {:?}: statuses {statuses:?}, {closed} closed without an answer",
+        "{} requests in {:?}: statuses {statuses:?}, {closed} closed without an answer, {other_protocol} answered in another protocol",
         files.len(),
         started.elapsed()
     );

@@ -169,34 +169,10 @@ async fn kill_9_of_a_streaming_engine_process_loses_and_doubles_nothing() {
     let names = Names::new();
     names.create().await;
     let mut engine = names.spawn();
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", broker())
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "1")
-        .create()
-        .unwrap();
+    let producer = producer();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let stop_reader = Arc::new(AtomicBool::new(false));
-    let send = |i: u64| {
-        let producer = producer.clone();
-        let topic = names.actions.clone();
-        async move {
-            let a = action(i);
-            let key = a.game_id.to_string();
-            let payload = serde_json::to_vec(&a).unwrap();
-            producer
-                .send(
-                    FutureRecord::to(&topic)
-                        .key(&key)
-                        .payload(&payload)
-                        .partition(partition_for(a.game_id, PARTITIONS)),
-                    Duration::from_secs(10),
-                )
-                .await
-                .map_err(|(e, _)| e)
-                .expect("acknowledged");
-        }
-    };
+    let send = |i: u64| send_one(&producer, &names.actions, action(i));
     let mut i = 0;
     let reader = committed_reader(names.games.clone(), seen.clone(), stop_reader.clone());
     // What the bridge shows by default: `read_uncommitted`, so it also sees
@@ -348,28 +324,39 @@ fn latest_of(seen: &Mutex<Vec<(Instant, GameUpdate)>>) -> HashMap<u64, GameUpdat
     latest
 }
 
-/// Sends `actions` and waits for Kafka's acknowledgement of each.
-async fn send_all(names: &Names, actions: &[ActionEnvelope]) {
-    let producer: FutureProducer = ClientConfig::new()
+/// An idempotent producer for the tests' actions.
+fn producer() -> FutureProducer {
+    ClientConfig::new()
         .set("bootstrap.servers", broker())
         .set("enable.idempotence", "true")
         .set("linger.ms", "1")
         .create()
-        .unwrap();
+        .unwrap()
+}
+
+/// Sends one action to its game's partition of `topic`, waiting for Kafka's
+/// acknowledgement.
+async fn send_one(producer: &FutureProducer, topic: &str, a: ActionEnvelope) {
+    let key = a.game_id.to_string();
+    let payload = serde_json::to_vec(&a).unwrap();
+    producer
+        .send(
+            FutureRecord::to(topic)
+                .key(&key)
+                .payload(&payload)
+                .partition(partition_for(a.game_id, PARTITIONS)),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .expect("acknowledged");
+}
+
+/// Sends `actions`, each acknowledged before the next.
+async fn send_all(names: &Names, actions: &[ActionEnvelope]) {
+    let producer = producer();
     for a in actions {
-        let key = a.game_id.to_string();
-        let payload = serde_json::to_vec(a).unwrap();
-        producer
-            .send(
-                FutureRecord::to(&names.actions)
-                    .key(&key)
-                    .payload(&payload)
-                    .partition(partition_for(a.game_id, PARTITIONS)),
-                Duration::from_secs(10),
-            )
-            .await
-            .map_err(|(e, _)| e)
-            .expect("acknowledged");
+        send_one(&producer, &names.actions, a.clone()).await;
     }
 }
 
