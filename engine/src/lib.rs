@@ -528,6 +528,20 @@ pub async fn check_topics(config: &Config) -> Result<Limits, EngineError> {
                 expected: config.partitions,
             });
         }
+        for name in &names {
+            let replicas = metadata
+                .topics()
+                .iter()
+                .find(|t| t.name() == name.as_str())
+                .and_then(|t| t.partitions().first())
+                .map_or(0, |p| p.replicas().len());
+            tracing::info!(
+                topic = %name,
+                partitions = config.partitions,
+                replicas,
+                "topic in use"
+            );
+        }
         break;
     }
     let specs = [
