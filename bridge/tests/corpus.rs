@@ -107,6 +107,17 @@ async fn exchange(addr: SocketAddr, request: &[u8]) -> Option<Vec<u8>> {
     (!answer.is_empty()).then_some(answer)
 }
 
+/// The bridge still answers `/healthz`.
+async fn assert_healthy(addr: SocketAddr) {
+    let health = exchange(
+        addr,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .expect("an answer to /healthz");
+    assert_eq!(status_of(&health), 200);
+}
+
 fn status_of(answer: &[u8]) -> u16 {
     let line = answer.split(|b| *b == b'\n').next().unwrap_or_default();
     let line = String::from_utf8_lossy(line);
@@ -188,13 +199,7 @@ async fn every_malformed_request_gets_a_clear_4xx_and_the_bridge_stays_up() {
         started.elapsed()
     );
     // Still up, still right.
-    let health = exchange(
-        addr,
-        b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    )
-    .await
-    .unwrap();
-    assert_eq!(status_of(&health), 200);
+    assert_healthy(addr).await;
     let join = exchange(
         addr,
         b"POST /api/games/1/join HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: 15\r\n\r\n{\"name\":\"Rome\"}",
@@ -245,12 +250,6 @@ async fn every_bad_websocket_frame_closes_its_socket_and_the_bridge_stays_up() {
             );
         }
     }
-    let health = exchange(
-        addr,
-        b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    )
-    .await
-    .unwrap();
-    assert_eq!(status_of(&health), 200);
+    assert_healthy(addr).await;
     let _ = std::fs::remove_dir_all(root);
 }
