@@ -43,6 +43,8 @@ frontend:
 
 lint:
 	$(CARGO) fmt --all -- --check
+	@# The bridge knows no engine: roles are composed by the nation crate.
+	@if $(CARGO) tree -p bridge -e normal --prefix none | grep -q '^engine '; then echo "bridge depends on engine"; exit 1; fi
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p frontend --target wasm32-unknown-unknown -- -D warnings
 

@@ -76,7 +76,7 @@ KAFKA_VERSION=$(ls "${KAFKA_LIBS:-.tools/kafka/libs}" | sed -n 's/^kafka_2\.13-\
 
 start_bridge() { # linger -> BPORT, BRIDGE_PID
   BPORT=$(free_port)
-  BIND="127.0.0.1:$BPORT" LINGER_MS="$1" WITH_ENGINE=false TOKEN_SECRET=bench PARTITIONS=12 \
+  BIND="127.0.0.1:$BPORT" LINGER_MS="$1" TOKEN_SECRET=bench PARTITIONS=12 \
     RUST_LOG=warn "${CARGO_TARGET_DIR:-target}"/release/bridge >"$WORK/bridge.log" 2>&1 &
   BRIDGE_PID=$!
   wait_port "$BPORT" || { echo "the bridge did not start:" >&2; cat "$WORK/bridge.log" >&2; return 1; }

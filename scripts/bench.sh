@@ -5,7 +5,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 bash scripts/setup.sh all >/dev/null
-cargo build --release -q -p bridge
+cargo build --release -q -p bridge -p nation
 echo "== shared: pure apply vs JSON decode (criterion)"
 cargo bench -q -p shared --bench apply -- --noplot 2>/dev/null | grep -E "rules/|thrpt"
 echo "== bridge ingest (wrk)"

@@ -45,26 +45,10 @@ pub struct Config {
     /// Peers whose `X-Forwarded-For` is believed (comma-separated IPs).
     #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<IpAddr>,
-    /// Also run the engine in this process when `--brokers` is set (what
-    /// `make run` does, so one command starts the whole game).
-    #[arg(long, env = "WITH_ENGINE", default_value_t = false, action = ArgAction::Set)]
-    pub with_engine: bool,
-    /// The in-process engine's consumer group.
+    /// The engines' consumer group: its description tells which engine
+    /// owns which partition, and so whom to ask for a game's state.
     #[arg(long, env = "ENGINE_GROUP_ID", default_value = "engine")]
     pub engine_group: String,
-    /// The in-process engine's transactional id. Unset: a fresh one per start
-    /// (several in-process engines never fence each other). `make run` sets
-    /// a stable one, so a restarted game fences and aborts what its crashed
-    /// predecessor left open at once.
-    #[arg(long, env = "ENGINE_TRANSACTIONAL_ID")]
-    pub engine_transactional_id: Option<String>,
-    /// The in-process engine's `eager_flush` (see the engine's docs).
-    #[arg(long, env = "ENGINE_EAGER_FLUSH", default_value_t = false, action = ArgAction::Set)]
-    pub engine_eager_flush: bool,
-    /// The in-process engine's `commit_interval_ms`: 0 for one transaction
-    /// per batch, N for streaming transactions committed every N ms.
-    #[arg(long, env = "ENGINE_COMMIT_INTERVAL_MS", default_value_t = engine::DEFAULT_COMMIT_INTERVAL_MS)]
-    pub engine_commit_interval_ms: u64,
     /// `isolation.level` of the `games` reader. `read_committed` shows an
     /// update once its transaction commits; `read_uncommitted` as soon as the
     /// engine produced it, which is what a streaming engine
@@ -92,9 +76,6 @@ pub struct Config {
     /// broker and the embedded one answer a waiting fetch only when it expires.
     #[arg(long, env = "FETCH_WAIT_MAX_MS", default_value_t = 1)]
     pub fetch_wait_max_ms: u32,
-    /// Create missing topics at start-up (the embedded broker makes its own).
-    #[arg(long, env = "CREATE_TOPICS", default_value_t = true, action = ArgAction::Set)]
-    pub create_topics: bool,
     /// Extra librdkafka settings for every client, as kcat does: `-X key=value`.
     #[arg(short = 'X', value_parser = parse_key_value)]
     pub extra: Vec<(String, String)>,

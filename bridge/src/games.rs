@@ -1,77 +1,148 @@
-//! The `games` side: which partitions this bridge reads, the latest state of
-//! each game in them, and the fan-out of updates to watchers.
+//! The watcher hub: who watches which game, each watched game's state, and
+//! the fan-out of its updates.
 //!
-//! A [`GamesHub`] counts watchers per game and per partition. The first
-//! watcher of a partition makes the reader thread assign it (from the start:
-//! the topic is compacted, so that is the latest state of every game in it);
-//! when the last one leaves, the partition is released after a short linger
-//! (so a burst of `GET /api/games/{id}` does not re-read it each time).
-//! Each game has a bounded `broadcast` channel: a slow watcher that falls
-//! behind gets a `Lagged` and is sent the latest state instead (conflation),
-//! so it never delays others and never makes memory grow.
+//! A game's state comes from two places, neither of them the start of a
+//! partition:
+//! - its **first snapshot** from a [`SnapshotSource`]: the engine that owns
+//!   the game's partition answers an interactive query
+//!   ([`crate::owners::EngineQueries`]);
+//! - its **deltas** ([`GameDelta`]) from the [`crate::reader`], which tails
+//!   the watched `games` partitions from where they ended when the first
+//!   watcher came (so every delta after the snapshot is seen).
+//!
+//! Each delta is serialised once and sent to every watcher through a bounded
+//! `broadcast` channel: a watcher that falls behind gets a `Lagged` and is
+//! sent a snapshot instead (conflation), so it never delays others and never
+//! makes memory grow. A delta that does not follow the state held (a gap:
+//! the reader came in the middle of a step) drops the state; the next
+//! snapshot asked for reloads it.
+//!
+//! Partitions are released [`RELEASE_LINGER`] after their last watcher left;
+//! when is decided by [`Releases`], a pure function of the time it is given.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Message, Offset, TopicPartitionList};
-use shared::wire::MessageKind;
-use shared::{partition_for, GameUpdate};
+use futures_util::future::BoxFuture;
+use shared::{partition_for, Fit, GameDelta, GameSnapshot, ServerMessage};
 use tokio::sync::{broadcast, watch};
 
 /// How many updates a game's channel holds for a watcher that is behind.
 const CHANNEL_CAPACITY: usize = 64;
-/// How long a partition stays assigned after its last watcher left.
-const RELEASE_LINGER: Duration = Duration::from_secs(30);
+/// How long a partition stays read after its last watcher left.
+pub const RELEASE_LINGER: Duration = Duration::from_secs(30);
+/// Deltas kept for a game whose snapshot is still on its way.
+const PENDING_CAP: usize = 1024;
 
-/// One update, serialised once for every watcher.
+/// Where a game's whole state comes from.
+pub trait SnapshotSource: Send + Sync {
+    /// The game's state; `Ok(None)` when the game has none yet.
+    fn snapshot(&self, game_id: u64) -> BoxFuture<'static, Result<Option<GameSnapshot>, String>>;
+}
+
+/// A source that knows only what it was given (handler tests).
+#[derive(Default)]
+pub struct MemorySource(pub Mutex<HashMap<u64, GameSnapshot>>);
+
+impl SnapshotSource for MemorySource {
+    fn snapshot(&self, game_id: u64) -> BoxFuture<'static, Result<Option<GameSnapshot>, String>> {
+        let found = self
+            .0
+            .lock()
+            .expect("memory source lock")
+            .get(&game_id)
+            .cloned();
+        Box::pin(async move { Ok(found) })
+    }
+}
+
+/// One delta, serialised once for every watcher.
 #[derive(Debug)]
 pub struct Frame {
+    pub since: u64,
     pub version: u64,
-    /// The update itself (for `GET /api/games/{id}` and snapshots).
-    pub update: GameUpdate,
     /// `{"kind": "update", ...}` as sent on the WebSocket.
     pub text: axum::extract::ws::Utf8Bytes,
 }
 
-impl Frame {
-    /// Serialises `update` once.
-    pub fn new(update: GameUpdate) -> Frame {
-        let text = message_text(MessageKind::Update, &update);
-        Frame {
-            version: update.version,
-            update,
-            text: text.into(),
-        }
-    }
-
-    /// `{"kind": "snapshot", ...}` for a (re)connecting or lagging watcher.
-    pub fn snapshot_text(&self) -> String {
-        message_text(MessageKind::Snapshot, &self.update)
-    }
+/// A snapshot, serialised once for every watcher that needs it.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub version: u64,
+    /// `{"kind": "snapshot", ...}`.
+    pub text: axum::extract::ws::Utf8Bytes,
+    pub game: GameSnapshot,
 }
 
-fn message_text(kind: MessageKind, update: &GameUpdate) -> String {
-    // The same JSON as `ServerMessage`, without cloning the update.
-    #[derive(serde::Serialize)]
-    struct View<'a> {
-        kind: MessageKind,
-        #[serde(flatten)]
-        update: &'a GameUpdate,
+impl Snapshot {
+    fn new(game: GameSnapshot) -> Snapshot {
+        let message = ServerMessage::Snapshot(game);
+        let text = serde_json::to_string(&message).expect("snapshots serialise");
+        let ServerMessage::Snapshot(game) = message else {
+            unreachable!("built as a snapshot")
+        };
+        Snapshot {
+            version: game.version,
+            text: text.into(),
+            game,
+        }
     }
-    serde_json::to_string(&View { kind, update }).expect("updates serialise")
 }
 
 struct GameEntry {
-    latest: Option<Arc<Frame>>,
+    /// The state held; `None` until a snapshot came, or after a gap.
+    state: Option<GameSnapshot>,
+    /// The serialised state, while its version is current.
+    cached: Option<Arc<Snapshot>>,
+    /// Deltas seen while the state was `None`, applied when it comes.
+    pending: Vec<GameDelta>,
     tx: broadcast::Sender<Arc<Frame>>,
+    /// One snapshot load at a time per game.
+    load: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl GameEntry {
+    fn new() -> GameEntry {
+        GameEntry {
+            state: None,
+            cached: None,
+            pending: Vec::new(),
+            tx: broadcast::channel(CHANNEL_CAPACITY).0,
+            load: Arc::default(),
+        }
+    }
+
+    /// Applies `delta` to the state held; false on a gap (the state is
+    /// dropped).
+    fn apply(&mut self, delta: &GameDelta) -> bool {
+        let Some(state) = &mut self.state else {
+            return true;
+        };
+        match delta.fit(state.version) {
+            Fit::Old => true,
+            Fit::Applies => {
+                for (player, nation) in &delta.nations {
+                    state.state.players.insert(player.clone(), nation.clone());
+                }
+                state.version = delta.version;
+                if delta.actions_offset.is_some() {
+                    state.actions_offset = delta.actions_offset;
+                }
+                true
+            }
+            Fit::Gap => {
+                self.state = None;
+                self.cached = None;
+                false
+            }
+        }
+    }
 }
 
 struct PartitionEntry {
     watchers: usize,
-    loaded: watch::Sender<bool>,
+    tailing: watch::Sender<bool>,
 }
 
 #[derive(Default)]
@@ -80,19 +151,22 @@ struct HubInner {
     partitions: HashMap<i32, PartitionEntry>,
 }
 
-/// What the hub asks of the reader thread.
-#[derive(Debug)]
-enum Command {
-    Assign(i32),
+/// What the hub asks of the reader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// Start tailing a partition (from its current end).
+    Tail(i32),
+    /// Its last watcher left: release it after the linger.
     Release(i32),
 }
 
-/// Watchers, latest states and fan-out. Fed by the reader thread (or, in
-/// tests, by [`GamesHub::ingest`]).
+/// Watchers, states and fan-out. Fed by the reader (or, in tests, by
+/// [`GamesHub::ingest`]).
 pub struct GamesHub {
     inner: Mutex<HubInner>,
     partitions: i32,
-    commands: Mutex<Option<mpsc::Sender<Command>>>,
+    source: Arc<dyn SnapshotSource>,
+    commands: Mutex<Option<std::sync::mpsc::Sender<Command>>>,
 }
 
 /// A registered watcher of one game; unregisters on drop.
@@ -100,51 +174,68 @@ pub struct Watch {
     hub: Arc<GamesHub>,
     game_id: u64,
     partition: i32,
-    /// Updates of this game, from the moment of registration.
+    /// Deltas of this game, from the moment of registration.
     pub updates: broadcast::Receiver<Arc<Frame>>,
-    /// Becomes true once the partition has been read up to where it was when
-    /// assigned: only then is "no state" a real 404.
-    pub loaded: watch::Receiver<bool>,
+    /// Becomes true once the reader tails the game's partition: from then
+    /// on every delta after a snapshot reaches `updates`.
+    pub tailing: watch::Receiver<bool>,
 }
 
 impl Drop for Watch {
     fn drop(&mut self) {
-        self.hub.unwatch(self.game_id, self.partition);
+        self.hub.unwatch(self.partition);
+    }
+}
+
+impl Watch {
+    pub fn game_id(&self) -> u64 {
+        self.game_id
     }
 }
 
 impl GamesHub {
-    /// A hub with no reader: updates arrive through [`GamesHub::ingest`] and
-    /// every partition counts as loaded (handler tests).
-    pub fn detached(partitions: i32) -> Arc<GamesHub> {
+    /// A hub with no reader: deltas arrive through [`GamesHub::ingest`] and
+    /// every partition counts as tailed (handler tests).
+    pub fn detached(partitions: i32, source: Arc<dyn SnapshotSource>) -> Arc<GamesHub> {
         Arc::new(GamesHub {
             inner: Mutex::default(),
             partitions,
+            source,
             commands: Mutex::new(None),
         })
     }
 
-    /// Registers a watcher of `game_id`; assigns its partition if it is the first.
+    /// Connects the reader: the hub sends it [`Command`]s.
+    pub fn attach(&self, commands: std::sync::mpsc::Sender<Command>) {
+        *self.commands.lock().expect("hub lock") = Some(commands);
+    }
+
+    /// Partitions of `games`.
+    pub fn partitions(&self) -> i32 {
+        self.partitions
+    }
+
+    /// Registers a watcher of `game_id`; tails its partition if it is the first.
     pub fn watch(self: &Arc<Self>, game_id: u64) -> Watch {
         let partition = partition_for(game_id, self.partitions);
-        let mut inner = self.inner.lock().expect("hub lock");
         let detached = self.commands.lock().expect("hub lock").is_none();
+        let mut inner = self.inner.lock().expect("hub lock");
         let entry = inner
             .partitions
             .entry(partition)
             .or_insert_with(|| PartitionEntry {
                 watchers: 0,
-                loaded: watch::channel(detached).0,
+                tailing: watch::channel(detached).0,
             });
         entry.watchers += 1;
-        let loaded = entry.loaded.subscribe();
+        let tailing = entry.tailing.subscribe();
         if entry.watchers == 1 {
-            self.send(Command::Assign(partition));
+            self.send(Command::Tail(partition));
         }
         let updates = inner
             .games
             .entry(game_id)
-            .or_insert_with(new_game_entry)
+            .or_insert_with(GameEntry::new)
             .tx
             .subscribe();
         Watch {
@@ -152,11 +243,11 @@ impl GamesHub {
             game_id,
             partition,
             updates,
-            loaded,
+            tailing,
         }
     }
 
-    fn unwatch(&self, _game_id: u64, partition: i32) {
+    fn unwatch(&self, partition: i32) {
         let mut inner = self.inner.lock().expect("hub lock");
         if let Some(entry) = inner.partitions.get_mut(&partition) {
             entry.watchers = entry.watchers.saturating_sub(1);
@@ -172,47 +263,109 @@ impl GamesHub {
         }
     }
 
-    /// The latest update of a game this bridge holds.
-    pub fn latest(&self, game_id: u64) -> Option<Arc<Frame>> {
-        self.inner
-            .lock()
-            .expect("hub lock")
-            .games
-            .get(&game_id)
-            .and_then(|g| g.latest.clone())
+    /// The watched game's whole state: the one held, else one loaded from
+    /// the source (one load at a time per game; deltas that came meanwhile
+    /// are applied on top).
+    pub async fn snapshot(&self, game_id: u64) -> Result<Arc<Snapshot>, String> {
+        let load = {
+            let mut inner = self.inner.lock().expect("hub lock");
+            let entry = inner.games.entry(game_id).or_insert_with(GameEntry::new);
+            if let Some(cached) = current(entry) {
+                return Ok(cached);
+            }
+            entry.load.clone()
+        };
+        let _loading = load.lock().await;
+        {
+            let mut inner = self.inner.lock().expect("hub lock");
+            if let Some(cached) = inner.games.get_mut(&game_id).and_then(current) {
+                return Ok(cached);
+            }
+        }
+        let loaded = self
+            .source
+            .snapshot(game_id)
+            .await?
+            .unwrap_or(GameSnapshot {
+                game_id,
+                ..GameSnapshot::default()
+            });
+        let mut inner = self.inner.lock().expect("hub lock");
+        let entry = inner.games.entry(game_id).or_insert_with(GameEntry::new);
+        entry.state = Some(loaded);
+        for delta in std::mem::take(&mut entry.pending) {
+            entry.apply(&delta);
+        }
+        match current(entry) {
+            Some(cached) => Ok(cached),
+            // A pending delta left a gap: what the source answered is
+            // already behind; the caller asks again.
+            None => Err(format!("game {game_id} moved on while loading")),
+        }
     }
 
-    /// Takes one update: keeps it if newer than what we hold, and sends it to
-    /// the game's watchers.
-    pub fn ingest(&self, update: GameUpdate) {
+    /// The game's state if this bridge holds it (no load).
+    pub fn held(&self, game_id: u64) -> Option<Arc<Snapshot>> {
         let mut inner = self.inner.lock().expect("hub lock");
-        let entry = inner
-            .games
-            .entry(update.game_id)
-            .or_insert_with(new_game_entry);
-        if entry
-            .latest
-            .as_ref()
-            .is_some_and(|l| l.version >= update.version)
-        {
+        inner.games.get_mut(&game_id).and_then(current)
+    }
+
+    /// The source's answer for a game, without watching it.
+    pub async fn query(&self, game_id: u64) -> Result<Option<GameSnapshot>, String> {
+        self.source.snapshot(game_id).await
+    }
+
+    /// Takes one delta from the reader: applies it to the state held and
+    /// sends it to the game's watchers. Deltas of games nobody here watches
+    /// are dropped.
+    pub fn ingest(&self, delta: GameDelta) {
+        let mut inner = self.inner.lock().expect("hub lock");
+        let Some(entry) = inner.games.get_mut(&delta.game_id) else {
+            return;
+        };
+        if entry.state.is_none() {
+            if entry.pending.len() >= PENDING_CAP {
+                entry.pending.clear();
+            }
+            entry.pending.push(delta.clone());
+        } else if !entry.apply(&delta) {
+            tracing::debug!(
+                game_id = delta.game_id,
+                since = delta.since,
+                "gap in the game's deltas: its state reloads"
+            );
+        }
+        if entry.tx.receiver_count() == 0 {
             return;
         }
-        let frame = Arc::new(Frame::new(update));
-        entry.latest = Some(frame.clone());
+        let (since, version) = (delta.since, delta.version);
+        let text = serde_json::to_string(&ServerMessage::Update(delta)).expect("deltas serialise");
         // No receivers is fine: nobody watches this game right now.
-        let _ = entry.tx.send(frame);
+        let _ = entry.tx.send(Arc::new(Frame {
+            since,
+            version,
+            text: text.into(),
+        }));
     }
 
-    /// Number of partitions being read and of games held (for `/metrics`).
-    pub fn sizes(&self) -> (usize, usize) {
-        let inner = self.inner.lock().expect("hub lock");
-        (
-            inner.partitions.values().filter(|p| p.watchers > 0).count(),
-            inner.games.len(),
-        )
+    /// The reader came in the middle of a step of `game_id`: what it saw of
+    /// the step is incomplete, so the state held cannot be trusted.
+    pub fn ingest_gap(&self, game_id: u64, version: u64) {
+        let mut inner = self.inner.lock().expect("hub lock");
+        if let Some(entry) = inner.games.get_mut(&game_id) {
+            entry.state = None;
+            entry.cached = None;
+            entry.pending.clear();
+            let _ = entry.tx.send(Arc::new(Frame {
+                since: u64::MAX,
+                version,
+                text: axum::extract::ws::Utf8Bytes::from_static(""),
+            }));
+        }
     }
 
-    fn mark_loaded(&self, partition: i32) {
+    /// The reader tails `partition` now.
+    pub fn mark_tailing(&self, partition: i32) {
         if let Some(entry) = self
             .inner
             .lock()
@@ -220,12 +373,13 @@ impl GamesHub {
             .partitions
             .get(&partition)
         {
-            entry.loaded.send_replace(true);
+            entry.tailing.send_replace(true);
         }
     }
 
-    /// Forgets a released partition's games (only if still unwatched).
-    fn forget(&self, partition: i32) -> bool {
+    /// Forgets a released partition's games, if it is still unwatched; false
+    /// when a watcher came back meanwhile.
+    pub fn forget(&self, partition: i32) -> bool {
         let mut inner = self.inner.lock().expect("hub lock");
         if inner
             .partitions
@@ -242,239 +396,171 @@ impl GamesHub {
         true
     }
 
-    /// Starts the reader thread that consumes the watched `games` partitions.
-    /// It stops when `stop` is set.
-    pub fn spawn_reader(
-        self: &Arc<Self>,
-        consumer: BaseConsumer,
-        topic: String,
-        stop: Arc<AtomicBool>,
-    ) -> std::thread::JoinHandle<()> {
-        let (tx, rx) = mpsc::channel();
-        *self.commands.lock().expect("hub lock") = Some(tx);
-        let hub = self.clone();
-        std::thread::Builder::new()
-            .name("games-reader".into())
-            .spawn(move || Reader::new(hub, consumer, topic).run(rx, &stop))
-            .expect("spawn the games reader")
+    /// Number of partitions tailed for watchers and of games held (for
+    /// `/metrics`).
+    pub fn sizes(&self) -> (usize, usize) {
+        let inner = self.inner.lock().expect("hub lock");
+        (
+            inner.partitions.values().filter(|p| p.watchers > 0).count(),
+            inner.games.len(),
+        )
     }
 }
 
-fn new_game_entry() -> GameEntry {
-    GameEntry {
-        latest: None,
-        tx: broadcast::channel(CHANNEL_CAPACITY).0,
+/// The entry's serialised state, refreshed if the state moved on.
+fn current(entry: &mut GameEntry) -> Option<Arc<Snapshot>> {
+    let state = entry.state.as_ref()?;
+    match &entry.cached {
+        Some(cached) if cached.version == state.version => Some(cached.clone()),
+        _ => {
+            let cached = Arc::new(Snapshot::new(state.clone()));
+            entry.cached = Some(cached.clone());
+            Some(cached)
+        }
     }
 }
 
-/// The reader thread: owns the consumer and the assignment.
-struct Reader {
-    hub: Arc<GamesHub>,
-    consumer: BaseConsumer,
-    topic: String,
-    /// Assigned partitions and where to resume them after a re-assign.
-    assigned: BTreeMap<i32, Offset>,
-    /// Partitions still loading, with the high watermark to reach.
-    loading: HashMap<i32, i64>,
-    /// Released partitions and when to drop them.
-    releasing: HashMap<i32, Instant>,
+/// When released partitions are let go: a pure schedule, given the time.
+#[derive(Debug, Default)]
+pub struct Releases {
+    due: HashMap<i32, Instant>,
 }
 
-impl Reader {
-    fn new(hub: Arc<GamesHub>, consumer: BaseConsumer, topic: String) -> Reader {
-        Reader {
-            hub,
-            consumer,
-            topic,
-            assigned: BTreeMap::new(),
-            loading: HashMap::new(),
-            releasing: HashMap::new(),
-        }
+impl Releases {
+    /// `partition` lost its last watcher at `now`.
+    pub fn release(&mut self, partition: i32, now: Instant) {
+        self.due.insert(partition, now + RELEASE_LINGER);
     }
 
-    fn run(mut self, commands: mpsc::Receiver<Command>, stop: &AtomicBool) {
-        while !stop.load(Ordering::Relaxed) {
-            let mut changed = false;
-            while let Ok(command) = commands.try_recv() {
-                changed |= self.command(command);
-            }
-            changed |= self.drop_released();
-            if changed {
-                self.reassign();
-            }
-            if self.assigned.is_empty() {
-                // Nothing to read: wait for a command instead of spinning.
-                match commands.recv_timeout(Duration::from_millis(100)) {
-                    Ok(command) => {
-                        if self.command(command) {
-                            self.reassign();
-                        }
-                    }
-                    Err(mpsc::RecvTimeoutError::Timeout) => {}
-                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
-                }
-                continue;
-            }
-            // Drain what is there, then check progress and commands again.
-            let mut budget = 1024;
-            let mut timeout = Duration::from_millis(5);
-            while budget > 0 {
-                match self.consumer.poll(timeout) {
-                    Some(Ok(msg)) => {
-                        budget -= 1;
-                        timeout = Duration::ZERO;
-                        let partition = msg.partition();
-                        self.assigned
-                            .insert(partition, Offset::Offset(msg.offset() + 1));
-                        match msg.payload().map(serde_json::from_slice::<GameUpdate>) {
-                            Some(Ok(update)) => self.hub.ingest(update),
-                            Some(Err(e)) => {
-                                tracing::warn!(partition, offset = msg.offset(), error = %e, "undecodable record on games")
-                            }
-                            None => {} // a tombstone: nothing to show
-                        }
-                    }
-                    Some(Err(e)) => {
-                        tracing::warn!(error = %e, "games reader");
-                        break;
-                    }
-                    None => break,
-                }
-            }
-            self.check_loaded();
-        }
+    /// `partition` is watched again: keep it.
+    pub fn keep(&mut self, partition: i32) {
+        self.due.remove(&partition);
     }
 
-    /// Applies a command; true when the assignment must change.
-    fn command(&mut self, command: Command) -> bool {
-        match command {
-            Command::Assign(p) => {
-                self.releasing.remove(&p);
-                if self.assigned.contains_key(&p) {
-                    // Still assigned from before: its state is current.
-                    self.hub.mark_loaded(p);
-                    return false;
-                }
-                let high = self
-                    .consumer
-                    .fetch_watermarks(&self.topic, p, Duration::from_secs(5))
-                    .map(|(_, high)| high)
-                    .unwrap_or_else(|e| {
-                        tracing::warn!(partition = p, error = %e, "watermarks unavailable; treating as empty");
-                        0
-                    });
-                self.assigned.insert(p, Offset::Beginning);
-                if high <= 0 {
-                    self.hub.mark_loaded(p);
-                } else {
-                    self.loading.insert(p, high);
-                }
-                true
-            }
-            Command::Release(p) => {
-                self.releasing.insert(p, Instant::now() + RELEASE_LINGER);
-                false
-            }
-        }
-    }
-
-    fn drop_released(&mut self) -> bool {
-        let now = Instant::now();
-        let due: Vec<i32> = self
-            .releasing
+    /// The partitions whose linger is over at `now` (removed from the
+    /// schedule), in order.
+    pub fn due(&mut self, now: Instant) -> Vec<i32> {
+        let mut due: Vec<i32> = self
+            .due
             .iter()
             .filter(|(_, at)| **at <= now)
             .map(|(p, _)| *p)
             .collect();
-        let mut changed = false;
-        for p in due {
-            self.releasing.remove(&p);
-            if self.hub.forget(p) {
-                self.assigned.remove(&p);
-                self.loading.remove(&p);
-                changed = true;
-            }
+        due.sort_unstable();
+        for p in &due {
+            self.due.remove(p);
         }
-        changed
-    }
-
-    fn reassign(&mut self) {
-        let mut tpl = TopicPartitionList::new();
-        for (p, offset) in &self.assigned {
-            if let Err(e) = tpl.add_partition_offset(&self.topic, *p, *offset) {
-                tracing::warn!(partition = p, error = %e, "assignment");
-            }
-        }
-        if let Err(e) = self.consumer.assign(&tpl) {
-            tracing::error!(error = %e, "could not assign games partitions");
-        }
-    }
-
-    fn check_loaded(&mut self) {
-        if self.loading.is_empty() {
-            return;
-        }
-        let Ok(positions) = self.consumer.position() else {
-            return;
-        };
-        let done: Vec<i32> = self
-            .loading
-            .iter()
-            .filter(|(p, high)| {
-                positions
-                    .find_partition(&self.topic, **p)
-                    .and_then(|e| match e.offset() {
-                        Offset::Offset(o) => Some(o >= **high),
-                        _ => None,
-                    })
-                    .unwrap_or(false)
-            })
-            .map(|(p, _)| *p)
-            .collect();
-        for p in done {
-            self.loading.remove(&p);
-            self.hub.mark_loaded(p);
-        }
+        due
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shared::Nation;
+    use std::collections::BTreeMap;
 
-    fn update(game_id: u64, version: u64) -> GameUpdate {
-        GameUpdate {
+    fn delta(game_id: u64, since: u64, version: u64, player: &str, gold: u64) -> GameDelta {
+        GameDelta {
             game_id,
+            since,
             version,
-            ..GameUpdate::default()
+            nations: BTreeMap::from([(
+                player.to_string(),
+                Nation {
+                    gold,
+                    ..Nation::default()
+                },
+            )]),
+            ..GameDelta::default()
         }
     }
 
+    fn hub_with(games: &[(u64, u64)]) -> Arc<GamesHub> {
+        let source = MemorySource::default();
+        for &(id, version) in games {
+            source.0.lock().unwrap().insert(
+                id,
+                GameSnapshot {
+                    game_id: id,
+                    version,
+                    ..GameSnapshot::default()
+                },
+            );
+        }
+        GamesHub::detached(4, Arc::new(source))
+    }
+
     #[tokio::test]
-    async fn watchers_get_updates_of_their_game_only() {
-        let hub = GamesHub::detached(4);
+    async fn watchers_get_deltas_of_their_game_only() {
+        let hub = hub_with(&[]);
         let mut a = hub.watch(1);
         let mut b = hub.watch(2);
-        hub.ingest(update(1, 1));
-        assert_eq!(a.updates.recv().await.unwrap().version, 1);
+        hub.ingest(delta(1, 0, 1, "p", 5));
+        let frame = a.updates.recv().await.unwrap();
+        assert_eq!((frame.since, frame.version), (0, 1));
+        let sent: serde_json::Value = serde_json::from_str(&frame.text).unwrap();
+        assert_eq!(sent["kind"], "update");
+        assert_eq!(sent["nations"]["p"]["gold"], 5);
         assert!(b.updates.try_recv().is_err());
     }
 
     #[tokio::test]
-    async fn older_versions_are_ignored() {
-        let hub = GamesHub::detached(4);
-        hub.ingest(update(1, 5));
-        hub.ingest(update(1, 3));
-        assert_eq!(hub.latest(1).unwrap().version, 5);
+    async fn a_snapshot_comes_from_the_source_with_later_deltas_on_top() {
+        let hub = hub_with(&[(1, 4)]);
+        let _w = hub.watch(1);
+        // Arrives before the snapshot is asked for: kept, then applied.
+        hub.ingest(delta(1, 4, 6, "p", 7));
+        let snap = hub.snapshot(1).await.unwrap();
+        assert_eq!(snap.version, 6);
+        assert_eq!(snap.game.state.players["p"].gold, 7);
+        let sent: serde_json::Value = serde_json::from_str(&snap.text).unwrap();
+        assert_eq!(sent["kind"], "snapshot");
+        // Old deltas change nothing; new ones move the state held.
+        hub.ingest(delta(1, 2, 5, "p", 1));
+        hub.ingest(delta(1, 6, 7, "q", 2));
+        let held = hub.held(1).unwrap();
+        assert_eq!(held.version, 7);
+        assert_eq!(held.game.state.players["p"].gold, 7);
+        assert_eq!(held.game.state.players.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_gap_drops_the_state_until_the_next_snapshot() {
+        let hub = hub_with(&[(1, 3)]);
+        let _w = hub.watch(1);
+        hub.snapshot(1).await.unwrap();
+        hub.ingest(delta(1, 9, 10, "p", 1));
+        assert!(hub.held(1).is_none(), "a gap: the state is unknown");
+        assert_eq!(hub.snapshot(1).await.unwrap().version, 3, "reloaded");
+    }
+
+    #[tokio::test]
+    async fn an_unknown_game_is_an_empty_one() {
+        let hub = hub_with(&[]);
+        let _w = hub.watch(3);
+        let snap = hub.snapshot(3).await.unwrap();
+        assert_eq!((snap.game.game_id, snap.version), (3, 0));
     }
 
     #[test]
-    fn frames_carry_their_kind() {
-        let frame = Frame::new(update(3, 9));
-        let update: serde_json::Value = serde_json::from_str(&frame.text).unwrap();
-        assert_eq!(update["kind"], "update");
-        assert_eq!(update["version"], 9);
-        let snap: shared::ServerMessage = serde_json::from_str(&frame.snapshot_text()).unwrap();
-        assert_eq!(snap.kind, MessageKind::Snapshot);
+    fn deltas_of_unwatched_games_are_not_kept() {
+        let hub = hub_with(&[]);
+        hub.ingest(delta(1, 0, 1, "p", 5));
+        assert_eq!(hub.sizes(), (0, 0));
+    }
+
+    #[test]
+    fn releases_fall_due_after_the_linger_unless_kept() {
+        let t0 = Instant::now();
+        let mut r = Releases::default();
+        r.release(1, t0);
+        r.release(2, t0);
+        r.keep(2);
+        assert!(r
+            .due(t0 + RELEASE_LINGER - Duration::from_millis(1))
+            .is_empty());
+        assert_eq!(r.due(t0 + RELEASE_LINGER), vec![1]);
+        assert!(r.due(t0 + RELEASE_LINGER * 2).is_empty(), "once");
     }
 }

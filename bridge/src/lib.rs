@@ -13,16 +13,22 @@
 //! - [`auth`]: HMAC-signed player tokens.
 //! - [`kafka`]: the [`kafka::Publisher`] trait, its rdkafka implementation and
 //!   an in-memory one for handler tests.
-//! - [`games`]: the [`games::GamesHub`]: watched partitions, latest state per
-//!   game, bounded fan-out with conflation.
+//! - [`games`]: the [`games::GamesHub`]: watchers, each watched game's
+//!   state (a snapshot from its engine, then deltas), bounded fan-out with
+//!   conflation, release scheduling.
+//! - [`reader`]: the Kafka side of the hub: tails watched `games`
+//!   partitions from their end and assembles each step's records into a
+//!   delta.
+//! - [`owners`]: interactive queries: which engine owns a partition (from
+//!   the engines' consumer group) and its answer for a game.
 //! - [`ws`]: the WebSocket loop, generic over `Sink`/`Stream`.
-//! - [`topics`]: creating missing topics at start-up.
 //! - [`error`]: [`AppError`], every failure as `{"error", "detail"}`.
 //!
 //! [`run`] starts everything from a [`Config`] on a listener it is given (tests
-//! bind port 0) and stops on the shutdown future: WebSockets get a close
-//! frame, the producer is flushed, the `games` reader and the in-process
-//! engine (if any) stop.
+//! bind port 0) and stops when its cancellation token is cancelled:
+//! WebSockets get a close frame, the producer is flushed, the `games` reader
+//! stops. The bridge does not run an engine: a host process may add one
+//! (the `nation` binary does) through [`Extras`].
 
 pub mod auth;
 pub mod config;
@@ -30,11 +36,11 @@ pub mod enrich;
 pub mod error;
 pub mod games;
 pub mod kafka;
+pub mod owners;
+pub mod reader;
 pub mod routes;
-pub mod topics;
 pub mod ws;
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64};
@@ -87,8 +93,21 @@ pub struct AppState {
     pub ws: WsSettings,
     /// Flips to true on shutdown: open sockets send a close frame.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
-    /// The in-process engine's readiness, when this process hosts one.
-    pub engine_health: Option<engine::Health>,
+    /// What the host process adds to `/readyz` (its in-process engine).
+    pub ready: Option<ReadyCheck>,
+}
+
+/// An extra readiness check: `Err(why)` turns `/readyz` 503.
+pub type ReadyCheck = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+/// What a process hosting the bridge adds to it (the `nation` binary: its
+/// in-process engine's queries and readiness).
+#[derive(Clone, Default)]
+pub struct Extras {
+    /// Routes merged into the app.
+    pub routes: Option<Router>,
+    /// Checked by `/readyz`.
+    pub ready: Option<ReadyCheck>,
 }
 
 impl AppState {
@@ -97,7 +116,7 @@ impl AppState {
     pub fn for_tests(publisher: Arc<dyn Publisher>) -> AppState {
         AppState {
             publisher,
-            hub: GamesHub::detached(12),
+            hub: GamesHub::detached(12, Arc::new(games::MemorySource::default())),
             keys: TokenKeys::random(),
             default_game: 1,
             partitions: 12,
@@ -108,7 +127,7 @@ impl AppState {
             ws_metrics: Arc::default(),
             ws: WsSettings::default(),
             shutdown: tokio::sync::watch::channel(false).1,
-            engine_health: None,
+            ready: None,
         }
     }
 
@@ -179,38 +198,27 @@ pub enum BridgeError {
     NoBrokers,
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
-    #[error("topics: {0}")]
-    Topics(String),
     #[error("serve: {0}")]
     Io(#[from] std::io::Error),
-    #[error("engine: {0}")]
-    Engine(#[from] engine::EngineError),
 }
 
-/// Starts the bridge (and the engine too when `config.with_engine`) on
-/// `listener` and serves until `shutdown` resolves.
+/// Starts the bridge on `listener` and serves until `cancel` is cancelled.
 pub async fn run(
     config: Config,
     listener: tokio::net::TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    cancel: ops::CancellationToken,
+) -> Result<(), BridgeError> {
+    run_with(config, listener, cancel, Extras::default()).await
+}
+
+/// [`run`], with what the host process adds.
+pub async fn run_with(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    cancel: ops::CancellationToken,
+    extras: Extras,
 ) -> Result<(), BridgeError> {
     let brokers = config.brokers.clone().ok_or(BridgeError::NoBrokers)?;
-    let engine_config = config.with_engine.then(|| engine_config(&config, &brokers));
-    if let Some(engine_config) = &engine_config {
-        // Refuse impossible settings before anything starts.
-        engine_config.validate()?;
-    }
-    if config.create_topics {
-        topics::ensure(
-            &brokers,
-            &config.extra,
-            &config.actions_topic,
-            &config.games_topic,
-            config.partitions,
-        )
-        .await
-        .map_err(|e| BridgeError::Topics(e.to_string()))?;
-    }
     let publisher = KafkaPublisher::new(
         &brokers,
         &config.extra,
@@ -221,7 +229,13 @@ pub async fn run(
     )?;
     let publisher: Arc<dyn Publisher> = Arc::new(publisher);
 
-    let hub = GamesHub::detached(config.partitions);
+    let owners_client: BaseConsumer = kafka::client_config(&brokers, &[])
+        .set("client.id", "bridge-owners")
+        .set_extra(&config.extra)
+        .create()?;
+    let owners = owners::Owners::new(owners_client, &config.engine_group, &config.actions_topic);
+    let source = Arc::new(owners::EngineQueries::new(owners, config.partitions));
+    let hub = GamesHub::detached(config.partitions, source);
     let reader_consumer: BaseConsumer = kafka::client_config(&brokers, &[])
         .set(
             "group.id",
@@ -235,41 +249,12 @@ pub async fn run(
         .set_extra(&config.extra)
         .create()?;
     let stop_reader = Arc::new(AtomicBool::new(false));
-    let reader = hub.spawn_reader(
+    let reader = reader::spawn(
+        hub.clone(),
         reader_consumer,
         config.games_topic.clone(),
         stop_reader.clone(),
     );
-
-    let (engine_stop_tx, engine_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    // An engine that stops on its own (a fatal error) stops the process:
-    // answering 202 for actions no one applies would be a lie.
-    let (engine_down_tx, engine_down_rx) = tokio::sync::oneshot::channel::<()>();
-    let engine_health = engine_config.as_ref().map(|_| engine::Health::default());
-    let engine = engine_config.map(|engine_config| {
-        let health = engine_health.clone().unwrap_or_default();
-        tokio::spawn(async move {
-            let result = engine::run_with_health(
-                engine_config,
-                async move {
-                    let _ = engine_stop_rx.await;
-                },
-                health,
-            )
-            .await;
-            if let Err(e) = &result {
-                tracing::error!(error = %e, "the engine stopped: shutting the bridge down");
-                let _ = engine_down_tx.send(());
-            }
-            result
-        })
-    });
-    let shutdown = async move {
-        tokio::select! {
-            () = shutdown => {}
-            Ok(()) = engine_down_rx => {}
-        }
-    };
 
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let keys = match &config.token_secret {
@@ -289,7 +274,7 @@ pub async fn run(
         ws_metrics: Arc::default(),
         ws: WsSettings::default(),
         shutdown: shutdown_rx,
-        engine_health,
+        ready: extras.ready,
     };
     tracing::info!(addr = %listener.local_addr()?, "bridge listening");
     // TCP_NODELAY: a WebSocket sends many small frames, and Nagle's
@@ -299,12 +284,16 @@ pub async fn run(
             tracing::debug!("TCP_NODELAY: {e}");
         }
     });
+    let mut router = app(state);
+    if let Some(routes) = extras.routes {
+        router = router.merge(routes);
+    }
     let served = axum::serve(
         listener,
-        app(state).into_make_service_with_connect_info::<SocketAddr>(),
+        router.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(async move {
-        shutdown.await;
+        cancel.cancelled().await;
         tracing::info!("shutting down: closing sockets, flushing the producer");
         let _ = shutdown_tx.send(true);
     })
@@ -314,42 +303,8 @@ pub async fn run(
     let _ = tokio::task::spawn_blocking(move || flushing.flush(Duration::from_secs(5))).await;
     stop_reader.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = tokio::task::spawn_blocking(move || reader.join()).await;
-    let mut engine_failed = None;
-    if let Some(engine) = engine {
-        let _ = engine_stop_tx.send(());
-        match engine.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => engine_failed = Some(e),
-            Err(e) => {
-                tracing::error!(error = %e, "engine task failed");
-                engine_failed = Some(engine::EngineError::Panicked);
-            }
-        }
-    }
     served?;
-    match engine_failed {
-        Some(e) => Err(BridgeError::Engine(e)),
-        None => Ok(()),
-    }
-}
-
-/// The in-process engine's configuration, from the bridge's.
-fn engine_config(config: &Config, brokers: &str) -> engine::Config {
-    let mut engine_config = engine::Config::new(brokers);
-    engine_config.actions_topic = config.actions_topic.clone();
-    engine_config.games_topic = config.games_topic.clone();
-    engine_config.dlq_topic = format!("{}.dlq", config.actions_topic);
-    engine_config.partitions = config.partitions;
-    engine_config.create_topics = config.create_topics;
-    engine_config.group_id = config.engine_group.clone();
-    if let Some(id) = &config.engine_transactional_id {
-        engine_config.transactional_id = id.clone();
-        engine_config.group_instance_id = Some(id.clone());
-    }
-    engine_config.eager_flush = config.engine_eager_flush;
-    engine_config.commit_interval_ms = config.engine_commit_interval_ms;
-    engine_config.extra = config.extra.clone();
-    engine_config
+    Ok(())
 }
 
 /// `ClientConfig::set` for a list of pairs.
@@ -366,4 +321,4 @@ impl SetExtra for rdkafka::ClientConfig {
     }
 }
 
-pub use engine::shutdown_signal;
+pub use ops::shutdown_signal;

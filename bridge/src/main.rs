@@ -9,7 +9,7 @@ use bridge::Config;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    engine::init_tracing();
+    ops::init_tracing();
     let config = Config::parse();
     if config.brokers.is_none() {
         eprintln!("bridge: KAFKA_BROKERS is unset: set it to your cluster, or run `make run` for a local Apache Kafka");
@@ -18,6 +18,6 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&config.bind).await?;
     let addr = listener.local_addr()?;
     println!("Build a Nation is up: open http://{addr}/ in a browser");
-    bridge::run(config, listener, bridge::shutdown_signal()).await?;
+    bridge::run(config, listener, ops::cancel_on_signal()).await?;
     Ok(())
 }

@@ -210,25 +210,29 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, AppError
     })
 }
 
-/// `GET /api/games/{game_id}`: the latest update (the seed's interactive query).
+/// `GET /api/games/{game_id}`: the game's whole state (the seed's
+/// interactive query): the one this bridge holds for its watchers, else
+/// the answer of the engine that owns the game's partition. Never a read
+/// of the partition's history.
 pub async fn get_game(
     State(state): State<AppState>,
     game_id: Result<Path<u64>, PathRejection>,
 ) -> Result<Response, AppError> {
     let Path(game_id) = game_id?;
-    let mut watch = state.hub.watch(game_id);
-    let loaded = matches!(
-        tokio::time::timeout(state.ws.load_timeout, watch.loaded.wait_for(|l| *l)).await,
-        Ok(Ok(_))
-    );
-    if !loaded {
-        return Err(AppError::Unavailable("games partition not loaded".into()));
+    if let Some(held) = state.hub.held(game_id) {
+        return Ok(Json(&held.game).into_response());
     }
-    match state.hub.latest(game_id) {
-        Some(frame) => Ok(Json(&frame.update).into_response()),
-        None => Err(AppError::NotFound(format!(
+    match tokio::time::timeout(state.ws.load_timeout, state.hub.query(game_id)).await {
+        Ok(Ok(Some(game))) => Ok(Json(game).into_response()),
+        Ok(Ok(None)) => Err(AppError::NotFound(format!(
             "game {game_id} has no state yet"
         ))),
+        Ok(Err(why)) => Err(AppError::Unavailable(format!(
+            "game state unavailable: {why}"
+        ))),
+        Err(_) => Err(AppError::Unavailable(
+            "game state unavailable: no answer in time".into(),
+        )),
     }
 }
 
@@ -354,7 +358,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Va
     if !state.publisher.ready().await {
         return Err(AppError::Unavailable("broker unreachable".into()));
     }
-    if let Some(Err(why)) = state.engine_health.as_ref().map(engine::Health::check) {
+    if let Some(Err(why)) = state.ready.as_ref().map(|check| check()) {
         return Err(AppError::Unavailable(format!("engine not ready: {why}")));
     }
     Ok(Json(json!({"status": "ready"})))

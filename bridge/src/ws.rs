@@ -2,8 +2,9 @@
 //!
 //! The socket loop is generic over `Sink`/`Stream`, so it can be driven by a
 //! real axum socket or by channels in a test. A snapshot goes first (unless
-//! the client resumes from a version that is still current), then every update
-//! in version order; a watcher that falls behind gets the latest snapshot
+//! the client resumes from the version that is current), then every delta in
+//! version order, each following the last; a watcher that falls behind, or
+//! whose next delta does not follow (a gap upstream), gets the whole state
 //! instead (conflation). Bad frames close the socket with 1008 (policy).
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,8 +13,7 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use shared::wire::{ClientMessage, MessageKind};
-use shared::GameUpdate;
+use shared::wire::ClientMessage;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
 
@@ -136,46 +136,57 @@ where
     S: Sink<Message> + Unpin,
     R: Stream<Item = Result<Message, E>> + Unpin,
 {
-    let loaded = matches!(
-        tokio::time::timeout(settings.load_timeout, watch.loaded.wait_for(|l| *l)).await,
+    let tailing = matches!(
+        tokio::time::timeout(settings.load_timeout, watch.tailing.wait_for(|l| *l)).await,
         Ok(Ok(_))
     );
-    if !loaded {
+    let first = match tailing {
+        true => tokio::time::timeout(settings.load_timeout, hub.snapshot(game_id))
+            .await
+            .ok()
+            .and_then(Result::ok),
+        false => None,
+    };
+    let Some(first) = first else {
         let _ = sink
             .send(close(1011, "game state unavailable, retry"))
             .await;
         return Ended::LoadTimeout;
-    }
-
-    let snapshot = |hub: &GamesHub| -> (u64, String) {
-        match hub.latest(game_id) {
-            Some(frame) => (frame.version, frame.snapshot_text()),
-            None => {
-                let empty = GameUpdate {
-                    game_id,
-                    ..GameUpdate::default()
-                };
-                let text = serde_json::to_string(&shared::ServerMessage {
-                    kind: MessageKind::Snapshot,
-                    update: empty,
-                })
-                .expect("serialise");
-                (0, text)
-            }
-        }
     };
 
     let mut last_sent;
-    let current = hub.latest(game_id).map(|f| f.version).unwrap_or(0);
     match resume_from {
-        Some(v) if v >= current => last_sent = v,
+        // The client holds this version already: deltas from here.
+        Some(v) if v == first.version => last_sent = v,
         _ => {
-            let (version, text) = snapshot(hub);
-            if !send(settings, sink, Message::Text(text.into())).await {
+            if !send(settings, sink, Message::Text(first.text.clone())).await {
                 return Ended::Stalled;
             }
-            last_sent = version;
+            last_sent = first.version;
         }
+    }
+
+    // Sends the current snapshot if it is newer than what the client has.
+    macro_rules! catch_up {
+        () => {{
+            match tokio::time::timeout(settings.load_timeout, hub.snapshot(game_id)).await {
+                Ok(Ok(snap)) => {
+                    if snap.version != last_sent {
+                        if !send(settings, sink, Message::Text(snap.text.clone())).await {
+                            metrics.stalled.fetch_add(1, Ordering::Relaxed);
+                            return Ended::Stalled;
+                        }
+                        last_sent = snap.version;
+                    }
+                }
+                _ => {
+                    let _ = sink
+                        .send(close(1011, "game state unavailable, retry"))
+                        .await;
+                    return Ended::LoadTimeout;
+                }
+            }
+        }};
     }
 
     let mut ping = tokio::time::interval_at(
@@ -187,7 +198,11 @@ where
         tokio::select! {
             update = watch.updates.recv() => match update {
                 Ok(frame) => {
-                    if frame.version > last_sent {
+                    if frame.since > last_sent {
+                        // Something between is missing (a gap upstream):
+                        // the whole state instead.
+                        catch_up!();
+                    } else if frame.version > last_sent {
                         if !send(settings, sink, Message::Text(frame.text.clone())).await {
                             metrics.stalled.fetch_add(1, Ordering::Relaxed);
                             return Ended::Stalled;
@@ -197,14 +212,7 @@ where
                 }
                 Err(RecvError::Lagged(_)) => {
                     metrics.lagged.fetch_add(1, Ordering::Relaxed);
-                    let (version, text) = snapshot(hub);
-                    if version > last_sent {
-                        if !send(settings, sink, Message::Text(text.into())).await {
-                            metrics.stalled.fetch_add(1, Ordering::Relaxed);
-                            return Ended::Stalled;
-                        }
-                        last_sent = version;
-                    }
+                    catch_up!();
                 }
                 Err(RecvError::Closed) => return Ended::Shutdown,
             },
@@ -222,15 +230,9 @@ where
                             let _ = send(settings, sink, close(POLICY_VIOLATION, "expected {\"resume_from\": <version>}")).await;
                             return Ended::BadFrame;
                         };
-                        let (version, text) = snapshot(hub);
-                        if version > resume_from {
-                            if !send(settings, sink, Message::Text(text.into())).await {
-                                return Ended::Stalled;
-                            }
-                            last_sent = version;
-                        } else {
-                            last_sent = last_sent.max(resume_from);
-                        }
+                        // The client says where it stands: from there.
+                        last_sent = resume_from;
+                        catch_up!();
                     }
                     Some(Ok(Message::Binary(_))) => {
                         metrics.bad_frames.fetch_add(1, Ordering::Relaxed);

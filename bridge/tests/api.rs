@@ -358,8 +358,8 @@ async fn broker_down_is_503_with_retry_after() {
 }
 
 #[tokio::test]
-async fn game_state_query_answers_404_then_the_latest() {
-    let (state, _) = setup();
+async fn game_state_query_answers_404_then_the_owners_answer() {
+    let (mut state, _) = setup();
     let (status, _, body) = send(
         &state,
         Request::get("/api/games/9").body(Body::empty()).unwrap(),
@@ -367,11 +367,17 @@ async fn game_state_query_answers_404_then_the_latest() {
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(json_of(&body)["error"], "not_found");
-    state.hub.ingest(shared::GameUpdate {
-        game_id: 9,
-        version: 4,
-        ..Default::default()
-    });
+    // The engine that owns the game now has it.
+    let source = bridge::games::MemorySource::default();
+    source.0.lock().unwrap().insert(
+        9,
+        shared::GameSnapshot {
+            game_id: 9,
+            version: 4,
+            ..Default::default()
+        },
+    );
+    state.hub = bridge::games::GamesHub::detached(12, std::sync::Arc::new(source));
     let (status, _, body) = send(
         &state,
         Request::get("/api/games/9").body(Body::empty()).unwrap(),

@@ -33,7 +33,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
-use shared::{partition_for, ActionEnvelope, ActionType, Game, GameUpdate, SCHEMA_VERSION};
+use shared::{
+    partition_for, ActionEnvelope, ActionType, Game, GamesFold, GamesRecord, SCHEMA_VERSION,
+};
 
 const GAMES: u64 = 1_000;
 const PARTITIONS: i32 = 12;
@@ -359,20 +361,18 @@ fn final_states(brokers: &str, topic: &str, games: &[u64]) -> HashMap<u64, Game>
             .expect("tpl");
     }
     reader.assign(&tpl).expect("assign");
-    let mut states = HashMap::new();
+    let mut fold = GamesFold::default();
     let mut at_end = HashSet::new();
     let deadline = Instant::now() + Duration::from_secs(120);
     while at_end.len() < partitions.len() && Instant::now() < deadline {
         match reader.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
-                let Ok(update) =
-                    serde_json::from_slice::<GameUpdate>(m.payload().unwrap_or_default())
+                let Ok(record) =
+                    serde_json::from_slice::<GamesRecord>(m.payload().unwrap_or_default())
                 else {
                     continue;
                 };
-                if games.contains(&update.game_id) {
-                    states.insert(update.game_id, update.game());
-                }
+                fold.push(record);
             }
             Some(Err(KafkaError::PartitionEOF(p))) => {
                 at_end.insert(p);
@@ -380,7 +380,11 @@ fn final_states(brokers: &str, topic: &str, games: &[u64]) -> HashMap<u64, Game>
             _ => {}
         }
     }
-    states
+    fold.games
+        .into_iter()
+        .filter(|(id, _)| games.contains(id))
+        .map(|(id, snapshot)| (id, snapshot.game()))
+        .collect()
 }
 
 /// Prints whether the engine's and the peer's final states agree on

@@ -4,12 +4,12 @@
 //! loop in [`crate::kafka`] feeds it records and flushes what it gathered into
 //! one transaction per batch.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use rdkafka::Message;
 use shared::{
-    apply, partition_for, ActionEnvelope, Game, GameUpdate, Outcome, RejectedAction, Rejection,
-    SCHEMA_VERSION,
+    apply, partition_for, ActionEnvelope, Game, GameHead, GameSnapshot, NationRecord, Outcome,
+    RejectedAction, Rejection, GAMES_SCHEMA_VERSION, SCHEMA_VERSION,
 };
 
 use crate::seen::{Seen, Verdict, DEFAULT_WINDOW_MS};
@@ -24,6 +24,10 @@ pub struct GameSlot {
     /// makes a crash's redelivery a no-op, even on a broker that shows
     /// aborted records to `read_committed` readers.
     pub actions_offset: Option<i64>,
+    /// The version at the last flush: where the current step starts.
+    pub since: u64,
+    /// Players whose nation the current step changed.
+    pub changed: BTreeSet<String>,
     /// Ids applied since the last flush (the current batch).
     pub applied: Vec<String>,
     /// Actions rejected since the last flush.
@@ -39,14 +43,33 @@ pub struct GameSlot {
 }
 
 impl GameSlot {
-    /// A slot restored from the latest update on `games`.
-    pub fn from_update(update: &GameUpdate) -> GameSlot {
+    /// A slot restored from the game's records on `games`.
+    pub fn from_snapshot(snapshot: &GameSnapshot) -> GameSlot {
         GameSlot {
-            game: update.game(),
-            actions_offset: update.actions_offset,
+            game: snapshot.game(),
+            actions_offset: snapshot.actions_offset,
+            since: snapshot.version,
             ..GameSlot::default()
         }
     }
+
+    /// The game as a snapshot (what an interactive query answers).
+    pub fn snapshot(&self) -> GameSnapshot {
+        GameSnapshot {
+            game_id: self.game.game_id,
+            version: self.game.version,
+            state: self.game.state.clone(),
+            actions_offset: self.actions_offset,
+        }
+    }
+}
+
+/// What one engine step writes for one game: a record per nation it changed,
+/// then the game's head (see [`shared::GamesRecord`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    pub nations: Vec<NationRecord>,
+    pub head: GameHead,
 }
 
 /// What [`handle`] did with one record.
@@ -138,30 +161,30 @@ pub fn handle_keeping<M: Message>(
         window_ms,
     );
     let outcome = match verdict {
-        Verdict::Duplicate => Outcome::Duplicate,
+        Verdict::Duplicate => None,
         Verdict::Expired => {
             // Refused like any rejection: the version moves, nothing else.
             slot.game.version += 1;
-            Outcome::Rejected(Rejection::Expired)
+            Some(Outcome::Rejected(Rejection::Expired))
         }
         Verdict::New(at) => {
             let outcome = apply(&mut slot.game, &action);
-            if outcome != Outcome::Duplicate {
-                slot.seen.remember(&action.player_id, &action.event_id, at);
-                slot.seen_added
-                    .push((action.player_id.clone(), action.event_id.clone(), at));
-            }
-            outcome
+            slot.seen.remember(&action.player_id, &action.event_id, at);
+            slot.seen_added
+                .push((action.player_id.clone(), action.event_id.clone(), at));
+            Some(outcome)
         }
     };
     let gone = slot.seen.advance(action.received_at_ms, window_ms);
     slot.seen_gone.extend(gone);
     match outcome {
-        Outcome::Applied => {
+        Some(Outcome::Applied) => {
+            // The rules change the acting player's nation only.
+            slot.changed.insert(action.player_id);
             slot.applied.push(action.event_id);
             Handled::Applied { game_id }
         }
-        Outcome::Rejected(reason) => {
+        Some(Outcome::Rejected(reason)) => {
             slot.rejected.push(RejectedAction {
                 event_id: action.event_id,
                 player_id: action.player_id,
@@ -169,47 +192,64 @@ pub fn handle_keeping<M: Message>(
             });
             Handled::Rejected { game_id }
         }
-        Outcome::Duplicate => Handled::Duplicate { game_id },
+        None => Handled::Duplicate { game_id },
     }
 }
 
-/// The update `slot` would be written as now (its state and the ids handled
-/// since its last update), without clearing anything.
-pub fn pending_update(slot: &GameSlot) -> GameUpdate {
-    GameUpdate {
-        game_id: slot.game.game_id,
-        version: slot.game.version,
-        state: slot.game.state.clone(),
-        applied: slot.applied.clone(),
-        rejected: slot.rejected.clone(),
-        actions_offset: slot.actions_offset,
+/// The step `slot` would be written as now (the nations changed and the
+/// ids handled since its last step), without clearing anything.
+pub fn pending_step(slot: &GameSlot) -> Step {
+    let game = &slot.game;
+    let nations: Vec<NationRecord> = slot
+        .changed
+        .iter()
+        .filter_map(|player| {
+            game.state.players.get(player).map(|nation| NationRecord {
+                game_id: game.game_id,
+                player_id: player.clone(),
+                version: game.version,
+                nation: nation.clone(),
+            })
+        })
+        .collect();
+    Step {
+        head: GameHead {
+            game_id: game.game_id,
+            since: slot.since,
+            version: game.version,
+            changed: nations.len() as u32,
+            players: game.state.players.len() as u64,
+            applied: slot.applied.clone(),
+            rejected: slot.rejected.clone(),
+            actions_offset: slot.actions_offset,
+            schema_version: GAMES_SCHEMA_VERSION,
+        },
+        nations,
     }
 }
 
-/// Takes `slot`'s update: [`pending_update`], and the batch's marks cleared.
-pub fn take_update(slot: &mut GameSlot) -> GameUpdate {
+/// Takes `slot`'s step: [`pending_step`], and the batch's marks cleared.
+pub fn take_step(slot: &mut GameSlot) -> Step {
+    let step = pending_step(slot);
     slot.dirty = false;
-    GameUpdate {
-        game_id: slot.game.game_id,
-        version: slot.game.version,
-        state: slot.game.state.clone(),
-        applied: std::mem::take(&mut slot.applied),
-        rejected: std::mem::take(&mut slot.rejected),
-        actions_offset: slot.actions_offset,
-    }
+    slot.since = slot.game.version;
+    slot.changed.clear();
+    slot.applied.clear();
+    slot.rejected.clear();
+    step
 }
 
-/// One update per game the batch touched (conflation): the latest state, every
-/// id applied or rejected in the batch, the last offset included. Clears the
-/// batch's marks.
-pub fn flush(games: &mut HashMap<u64, GameSlot>) -> Vec<GameUpdate> {
-    let mut updates: Vec<GameUpdate> = games
+/// One step per game the batch touched (conflation): the nations changed,
+/// every id applied or rejected in the batch, the last offset included.
+/// Clears the batch's marks.
+pub fn flush(games: &mut HashMap<u64, GameSlot>) -> Vec<Step> {
+    let mut steps: Vec<Step> = games
         .values_mut()
         .filter(|slot| slot.dirty)
-        .map(take_update)
+        .map(take_step)
         .collect();
-    updates.sort_by_key(|u| u.game_id);
-    updates
+    steps.sort_by_key(|s| s.head.game_id);
+    steps
 }
 
 #[cfg(test)]
@@ -306,7 +346,7 @@ mod tests {
         assert_eq!(undo[&1].game.version, 1, "as the batch found it");
         assert_eq!(undo[&1].actions_offset, Some(0));
         assert_eq!(games[&1].game.version, 3);
-        assert_eq!(pending_update(&games[&1]).applied, vec!["a2", "a3"]);
+        assert_eq!(pending_step(&games[&1]).head.applied, vec!["a2", "a3"]);
     }
 
     #[test]
@@ -322,12 +362,16 @@ mod tests {
             handle(&mut games, &rec(&buy, 1)),
             Handled::Applied { game_id: 1 }
         );
-        let updates = flush(&mut games);
-        assert_eq!(updates.len(), 1);
-        let u = &updates[0];
-        assert_eq!((u.game_id, u.version, u.actions_offset), (1, 2, Some(1)));
+        let steps = flush(&mut games);
+        assert_eq!(steps.len(), 1);
+        let u = &steps[0].head;
+        assert_eq!(
+            (u.game_id, u.since, u.version, u.actions_offset),
+            (1, 0, 2, Some(1))
+        );
         assert_eq!(u.applied, vec!["a1", "a2"]);
-        assert_eq!(u.state.players["p"].items.knife, 1);
+        assert_eq!(u.changed, 1);
+        assert_eq!(steps[0].nations[0].nation.items.knife, 1);
         assert!(flush(&mut games).is_empty(), "a flush clears the batch");
     }
 
@@ -361,6 +405,7 @@ mod tests {
         let mut games = HashMap::new();
         let join = action("a0", 1, "p", ActionType::Join);
         handle(&mut games, &rec(&join, 0));
+        flush(&mut games);
         // A UUIDv7 id from two days before the stamp.
         let two_days = 2 * DEFAULT_WINDOW_MS;
         let t = 1_000 + two_days;
@@ -377,8 +422,9 @@ mod tests {
             Handled::Rejected { game_id: 1 }
         );
         let u = flush(&mut games).remove(0);
-        assert_eq!(u.rejected[0].reason, Rejection::Expired);
-        assert_eq!(u.state.players["p"].items.knife, 0, "never applied");
+        assert_eq!(u.head.rejected[0].reason, Rejection::Expired);
+        assert!(u.nations.is_empty(), "never applied");
+        assert_eq!(games[&1].game.state.players["p"].items.knife, 0);
     }
 
     #[test]
@@ -389,10 +435,11 @@ mod tests {
             handle(&mut games, &rec(&upgrade, 0)),
             Handled::Rejected { game_id: 1 }
         );
-        let u = flush(&mut games).remove(0);
+        let u = flush(&mut games).remove(0).head;
         assert_eq!(u.version, 1);
         assert_eq!(u.rejected[0].reason, Rejection::UnknownPlayer);
         assert!(u.applied.is_empty());
+        assert_eq!(u.changed, 0);
     }
 
     #[test]
@@ -412,10 +459,16 @@ mod tests {
         let mut games = HashMap::new();
         let join = action("a1", 1, "p", ActionType::Join);
         handle(&mut games, &rec(&join, 5));
-        let update = flush(&mut games).remove(0);
-        // A new engine restores from the update, then the record is redelivered
-        // (aborted transaction, crash before commit) under a new id or not.
-        let mut restored = HashMap::from([(1, GameSlot::from_update(&update))]);
+        let step = flush(&mut games).remove(0);
+        // A new engine restores from the records, then the record is
+        // redelivered (aborted transaction, crash before commit) under a new
+        // id or not.
+        let mut fold = shared::GamesFold::default();
+        for n in step.nations {
+            fold.push(shared::GamesRecord::Nation(n));
+        }
+        fold.push(shared::GamesRecord::Head(step.head));
+        let mut restored = HashMap::from([(1, GameSlot::from_snapshot(&fold.games[&1]))]);
         let other = action("a2", 1, "p", ActionType::Default);
         assert_eq!(
             handle(&mut restored, &rec(&other, 5)),
@@ -451,9 +504,10 @@ mod tests {
             let a = action(&format!("a{i}"), g, &format!("p{i}"), ActionType::Join);
             handle(&mut games, &rec(&a, i as i64));
         }
-        let updates = flush(&mut games);
-        assert_eq!(updates.len(), 2);
-        assert_eq!((updates[0].version, updates[0].applied.len()), (3, 3));
-        assert_eq!((updates[1].version, updates[1].applied.len()), (2, 2));
+        let steps = flush(&mut games);
+        assert_eq!(steps.len(), 2);
+        let shape = |s: &Step| (s.head.version, s.head.applied.len(), s.nations.len());
+        assert_eq!(shape(&steps[0]), (3, 3, 3));
+        assert_eq!(shape(&steps[1]), (2, 2, 2));
     }
 }

@@ -30,7 +30,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
@@ -39,9 +39,10 @@ use rdkafka::message::{DeliveryResult, Header, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext, PurgeConfig};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
-use shared::{partition_for, GameUpdate};
+use shared::{partition_for, GameHead, GameSnapshot, GamesFold, GamesRecord, NationRecord};
 
-use crate::handle::{flush, handle_keeping, pending_update, take_update, GameSlot, Handled};
+use crate::handle::{flush, handle_keeping, pending_step, take_step, GameSlot, Handled, Step};
+use crate::query::Store;
 use crate::seen::{Seen, SeenKey, SeenValue};
 use crate::{Config, EngineError, Health, Limits, RUNNING, STOP_ABANDON};
 
@@ -294,12 +295,13 @@ struct Engine<'a> {
     consumer: BaseConsumer<EngineContext>,
     /// Reads `games` partitions back on assignment.
     restorer: BaseConsumer<RestoreContext>,
-    games: HashMap<u64, GameSlot>,
+    /// The games held, the partitions assigned and those not restored yet;
+    /// locked while a batch is handled, shared with interactive queries.
+    store: Arc<Store>,
     /// Each game touched by the current batch as the batch found it.
     undo: HashMap<u64, GameSlot>,
-    /// Assigned partitions whose games are not loaded yet.
-    to_restore: HashSet<i32>,
-    /// Restore them without waiting for a record (after a recovery).
+    /// Restore the loading partitions without waiting for a record (after a
+    /// recovery, or when a query asks for one of their games).
     restore_now: bool,
     batch: Vec<OwnedMessage>,
 }
@@ -311,10 +313,11 @@ pub fn run_blocking(
     config: &Config,
     limits: Limits,
     health: &Health,
+    store: Arc<Store>,
     stop: &AtomicU8,
 ) -> Result<(), EngineError> {
     let _span = tracing::info_span!("engine", id = %config.transactional_id).entered();
-    let mut engine = Engine::new(config, limits, health)?;
+    let mut engine = Engine::new(config, limits, health, store)?;
     tracing::info!(
         actions = %config.actions_topic,
         games = %config.games_topic,
@@ -368,6 +371,7 @@ impl<'a> Engine<'a> {
         config: &'a Config,
         limits: Limits,
         health: &'a Health,
+        store: Arc<Store>,
     ) -> Result<Engine<'a>, EngineError> {
         let producer: BaseProducer<Outputs> = config
             .client_with(&[
@@ -423,6 +427,16 @@ impl<'a> Engine<'a> {
                 ("heartbeat.interval.ms", "1000"),
             ])
             .set_opt("group.instance.id", config.group_instance_id.as_deref())
+            // Where interactive queries for this engine's partitions go: the
+            // group's description maps partitions to it (crate::query).
+            .set_opt(
+                "client.id",
+                config
+                    .query_url
+                    .as_ref()
+                    .map(|url| format!("{}{url}", crate::query::CLIENT_ID_PREFIX))
+                    .as_deref(),
+            )
             .create_with_context(context)
             .map_err(EngineError::kafka("consumer"))?;
         let restorer = restorer(config)?;
@@ -435,9 +449,8 @@ impl<'a> Engine<'a> {
             health,
             consumer,
             restorer,
-            games: HashMap::new(),
+            store,
             undo: HashMap::new(),
-            to_restore: HashSet::new(),
             restore_now: false,
             batch: Vec::with_capacity(config.max_batch.min(4096)),
         })
@@ -459,7 +472,11 @@ impl<'a> Engine<'a> {
         // waited for the previous owner's last transaction to complete, so
         // `games` shows what it committed. After a recovery the offsets just
         // read were stable too: restore at once.
-        if !self.to_restore.is_empty() && (!self.batch.is_empty() || self.restore_now) {
+        if self.store.take_restore_wanted() {
+            self.restore_now = true;
+        }
+        let loading = !self.store.lock().loading.is_empty();
+        if loading && (!self.batch.is_empty() || self.restore_now) {
             self.restore_assigned()?;
         }
         if !self.batch.is_empty() {
@@ -471,7 +488,7 @@ impl<'a> Engine<'a> {
         if self.commit_due() && !abandoned() {
             self.commit()?;
         }
-        if self.to_restore.is_empty() {
+        if self.store.lock().loading.is_empty() {
             self.health.set_ready();
         }
         Ok(())
@@ -484,10 +501,13 @@ impl<'a> Engine<'a> {
     /// aborted records.
     fn recover(&mut self) -> Result<(), EngineError> {
         self.consumer.context().abort()?;
-        self.games.clear();
+        {
+            let mut held = self.store.lock();
+            held.games.clear();
+            held.loading.clear();
+        }
         self.undo.clear();
         self.batch.clear();
-        self.to_restore.clear();
         let assignment = self
             .consumer
             .assignment()
@@ -509,10 +529,10 @@ impl<'a> Engine<'a> {
                 .map_err(|err| {
                     EngineError::RewindFailed(format!("seek partition {}: {err}", e.partition()))
                 })?;
-            self.to_restore.insert(e.partition());
+            self.store.lock().loading.insert(e.partition());
         }
         self.restore_now = true;
-        tracing::warn!(partitions = ?self.to_restore, "rewound to the last commit");
+        tracing::warn!(partitions = ?self.store.lock().loading, "rewound to the last commit");
         self.refresh_limits()
     }
 
@@ -591,16 +611,21 @@ impl<'a> Engine<'a> {
     /// its next record is handled.
     fn apply_rebalances(&mut self) {
         for event in self.consumer.context().take() {
+            let mut held = self.store.lock();
             match event {
                 Event::Revoked(parts) => {
                     let parts: HashSet<i32> = parts.into_iter().collect();
                     let n = self.config.partitions;
-                    self.games
+                    held.games
                         .retain(|id, _| !parts.contains(&partition_for(*id, n)));
                     self.batch.retain(|m| !parts.contains(&m.partition()));
-                    self.to_restore.retain(|p| !parts.contains(p));
+                    held.loading.retain(|p| !parts.contains(p));
+                    held.assigned.retain(|p| !parts.contains(p));
                 }
-                Event::Assigned(parts) => self.to_restore.extend(parts),
+                Event::Assigned(parts) => {
+                    held.loading.extend(parts.iter().copied());
+                    held.assigned.extend(parts);
+                }
             }
         }
     }
@@ -625,7 +650,7 @@ impl<'a> Engine<'a> {
     /// or not at all: until it succeeds, the host is not ready and no record
     /// of those partitions is handled (the error rewinds them).
     fn restore_assigned(&mut self) -> Result<(), EngineError> {
-        let parts: Vec<i32> = self.to_restore.iter().copied().collect();
+        let parts: Vec<i32> = self.store.lock().loading.iter().copied().collect();
         self.health
             .set_fault(format!("restoring partitions {parts:?}"));
         let started = Instant::now();
@@ -648,29 +673,34 @@ impl<'a> Engine<'a> {
             &parts,
             Duration::from_millis(self.config.restore_stall_ms),
         )?;
-        for update in restored.values() {
-            let mut slot = GameSlot::from_update(update);
-            if let Some(mut ids) = seen.remove(&update.game_id) {
+        let mut held = self.store.lock();
+        for snapshot in restored.values() {
+            let mut slot = GameSlot::from_snapshot(snapshot);
+            if let Some(mut ids) = seen.remove(&snapshot.game_id) {
                 let now = ids.now_ms();
                 ids.advance(now, self.config.dedup_window_ms);
                 slot.seen = ids;
             }
-            self.games.insert(update.game_id, slot);
+            held.games.insert(snapshot.game_id, slot);
         }
-        self.to_restore.clear();
+        held.loading.clear();
         self.restore_now = false;
         Ok(())
     }
 
     /// Handles the batch inside the open transaction (beginning one if
-    /// needed) and produces its outputs.
+    /// needed) and produces its outputs. The store stays locked throughout,
+    /// so a query sees the games between batches.
     fn process(&mut self) -> Result<(), EngineError> {
         self.consumer.context().begin()?;
+        let store = self.store.clone();
+        let mut held = store.lock();
+        let games = &mut held.games;
         let n = self.config.partitions;
         let mut dead = Vec::new();
         for (i, msg) in self.batch.iter().enumerate() {
             if let Handled::DeadLetter { error } = handle_keeping(
-                &mut self.games,
+                games,
                 Some(&mut self.undo),
                 msg,
                 n,
@@ -689,17 +719,19 @@ impl<'a> Engine<'a> {
             self.dead_letter(&self.batch[*i], error)?;
         }
         let mut touched = Vec::new();
-        for update in flush(&mut self.games) {
-            touched.push(update.game_id);
-            let value = serde_json::to_vec(&update)?;
-            if value.len() <= self.limits.games {
-                self.send_update(update.game_id, &value)?;
+        for step in flush(games) {
+            let game_id = step.head.game_id;
+            touched.push(game_id);
+            let records = encode(step)?;
+            let largest = largest(&records);
+            if largest <= self.limits.games {
+                self.send_records(game_id, &records)?;
             } else {
-                self.redo_bounded(update.game_id, value.len())?;
+                self.redo_bounded(games, game_id, largest)?;
             }
         }
         for game_id in touched {
-            self.send_seen(game_id)?;
+            self.send_seen(games, game_id)?;
         }
         self.undo.clear();
         if self.config.commit_interval_ms > 0 {
@@ -710,12 +742,18 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
-    /// A game's update of this batch is over the size a `games` record may
-    /// have: redo the game's actions of this batch one by one from the state
-    /// the batch found, writing an update whenever the next action would not
-    /// fit, and dead-lettering (in the same transaction) an action whose
-    /// update alone would not fit.
-    fn redo_bounded(&mut self, game_id: u64, too_big: usize) -> Result<(), EngineError> {
+    /// A game's step of this batch has a record over the size a `games`
+    /// record may have (its head names every action of a huge batch): redo
+    /// the game's actions of this batch one by one from the state the batch
+    /// found, writing a step whenever the next action would not fit, and
+    /// dead-lettering (in the same transaction) an action whose step alone
+    /// would not fit.
+    fn redo_bounded(
+        &mut self,
+        games: &mut HashMap<u64, GameSlot>,
+        game_id: u64,
+        too_big: usize,
+    ) -> Result<(), EngineError> {
         let limit = self.limits.games;
         tracing::warn!(
             game_id,
@@ -727,39 +765,39 @@ impl<'a> Engine<'a> {
             game: shared::Game::new(game_id),
             ..GameSlot::default()
         });
-        self.games.insert(game_id, start);
+        games.insert(game_id, start);
         let n = self.config.partitions;
         let window = self.config.dedup_window_ms;
         let batch = std::mem::take(&mut self.batch);
         let result = (|| {
             for msg in batch.iter().filter(|m| decodes_to(m, game_id)) {
-                let saved = self.games[&game_id].clone();
-                handle_keeping(&mut self.games, None, msg, n, window);
-                let after = encoded_len(&self.games[&game_id])?;
+                let saved = games[&game_id].clone();
+                handle_keeping(games, None, msg, n, window);
+                let after = encoded_len(&games[&game_id])?;
                 if after <= limit {
                     continue;
                 }
-                self.games.insert(game_id, saved);
-                if self.games[&game_id].dirty {
+                games.insert(game_id, saved);
+                if games[&game_id].dirty {
                     // What came before fits: write it, then try this one on
                     // its own.
-                    let update = take_update(self.games.get_mut(&game_id).expect("present"));
-                    self.send_update(game_id, &serde_json::to_vec(&update)?)?;
-                    let saved = self.games[&game_id].clone();
-                    handle_keeping(&mut self.games, None, msg, n, window);
-                    let alone = encoded_len(&self.games[&game_id])?;
+                    let step = take_step(games.get_mut(&game_id).expect("present"));
+                    self.send_records(game_id, &encode(step)?)?;
+                    let saved = games[&game_id].clone();
+                    handle_keeping(games, None, msg, n, window);
+                    let alone = encoded_len(&games[&game_id])?;
                     if alone <= limit {
                         continue;
                     }
-                    self.games.insert(game_id, saved);
+                    games.insert(game_id, saved);
                     self.dead_letter(msg, &too_large(game_id, alone, limit))?;
                 } else {
                     self.dead_letter(msg, &too_large(game_id, after, limit))?;
                 }
             }
-            if self.games[&game_id].dirty {
-                let update = take_update(self.games.get_mut(&game_id).expect("present"));
-                self.send_update(game_id, &serde_json::to_vec(&update)?)?;
+            if games[&game_id].dirty {
+                let step = take_step(games.get_mut(&game_id).expect("present"));
+                self.send_records(game_id, &encode(step)?)?;
             }
             Ok(())
         })();
@@ -770,8 +808,12 @@ impl<'a> Engine<'a> {
     /// Writes what `game_id` remembered and forgot of action ids since the
     /// last time to `<games>.seen`: an entry per id, a tombstone per id
     /// forgotten (so compaction keeps the topic to the window).
-    fn send_seen(&mut self, game_id: u64) -> Result<(), EngineError> {
-        let Some(slot) = self.games.get_mut(&game_id) else {
+    fn send_seen(
+        &self,
+        games: &mut HashMap<u64, GameSlot>,
+        game_id: u64,
+    ) -> Result<(), EngineError> {
+        let Some(slot) = games.get_mut(&game_id) else {
             return Ok(());
         };
         let added = std::mem::take(&mut slot.seen_added);
@@ -804,13 +846,18 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
-    fn send_update(&self, game_id: u64, value: &[u8]) -> Result<(), EngineError> {
-        let key = game_id.to_string();
-        let record = BaseRecord::to(&self.config.games_topic)
-            .key(&key)
-            .payload(value)
-            .partition(partition_for(game_id, self.config.partitions));
-        send(self.producer(), record)
+    /// Sends one step's records (nations, then the head) on the game's
+    /// partition of `games`.
+    fn send_records(&self, game_id: u64, records: &[(String, Vec<u8>)]) -> Result<(), EngineError> {
+        let partition = partition_for(game_id, self.config.partitions);
+        for (key, value) in records {
+            let record = BaseRecord::to(&self.config.games_topic)
+                .key(key)
+                .payload(value)
+                .partition(partition);
+            send(self.producer(), record)?;
+        }
+        Ok(())
     }
 
     fn dead_letter(&self, msg: &OwnedMessage, error: &str) -> Result<(), EngineError> {
@@ -829,9 +876,30 @@ fn decodes_to(msg: &OwnedMessage, game_id: u64) -> bool {
     crate::handle::decode(msg.payload()).is_ok_and(|a| a.game_id == game_id)
 }
 
-/// The encoded size of the update `slot` would be written as now.
+/// A step's `games` records, keyed: each changed nation, then the head.
+fn encode(step: Step) -> Result<Vec<(String, Vec<u8>)>, EngineError> {
+    let mut records = Vec::with_capacity(step.nations.len() + 1);
+    for nation in step.nations {
+        let key = NationRecord::key(nation.game_id, &nation.player_id);
+        records.push((key, serde_json::to_vec(&GamesRecord::Nation(nation))?));
+    }
+    let key = GameHead::key(step.head.game_id);
+    records.push((key, serde_json::to_vec(&GamesRecord::Head(step.head))?));
+    Ok(records)
+}
+
+/// The largest record of a step, in bytes (key and value).
+fn largest(records: &[(String, Vec<u8>)]) -> usize {
+    records
+        .iter()
+        .map(|(k, v)| k.len() + v.len())
+        .max()
+        .unwrap_or(0)
+}
+
+/// The largest record of the step `slot` would be written as now.
 fn encoded_len(slot: &GameSlot) -> Result<usize, EngineError> {
-    Ok(serde_json::to_vec(&pending_update(slot))?.len())
+    Ok(largest(&encode(pending_step(slot))?))
 }
 
 fn too_large(game_id: u64, bytes: usize, limit: usize) -> String {
@@ -1056,26 +1124,25 @@ fn mark_reached(
     }
 }
 
-/// The latest update of every game on `partitions` of the `games` topic.
+/// Every game on `partitions` of the `games` topic, folded from its records.
 pub(crate) fn restore(
     reader: &BaseConsumer<RestoreContext>,
     games_topic: &str,
     partitions: &[i32],
     n: i32,
     stall: Duration,
-) -> Result<HashMap<u64, GameUpdate>, EngineError> {
-    let mut latest: HashMap<u64, GameUpdate> = HashMap::new();
+) -> Result<BTreeMap<u64, GameSnapshot>, EngineError> {
+    let mut fold = GamesFold::default();
     read_to_end(reader, games_topic, partitions, stall, |msg| {
         let Some(payload) = msg.payload() else { return };
-        match serde_json::from_slice::<GameUpdate>(payload) {
-            Ok(update) if partitions.contains(&partition_for(update.game_id, n)) => {
-                latest.insert(update.game_id, update);
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!("undecodable update on {games_topic}: {e}"),
+        match serde_json::from_slice::<GamesRecord>(payload) {
+            Ok(record) => fold.push(record),
+            Err(e) => tracing::warn!("undecodable record on {games_topic}: {e}"),
         }
     })?;
-    Ok(latest)
+    let mut games = fold.games;
+    games.retain(|id, _| partitions.contains(&partition_for(*id, n)));
+    Ok(games)
 }
 
 /// The action ids each game of `partitions` remembers, from `<games>.seen`

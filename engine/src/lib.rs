@@ -1,21 +1,29 @@
 //! # engine: the authoritative game server, exactly once
 //!
 //! Consumes `actions` in a consumer group, applies [`shared::apply`] to each
-//! game's state and produces the game's new state to the compacted `games`
-//! topic. Outputs and the consumed offsets commit together in Kafka
-//! transactions (one per polled batch, or streaming ones committed every
-//! `commit_interval_ms` and before partitions move), and every update also
+//! game's state and produces what changed to the compacted `games` topic: a
+//! record per nation the step changed and a head per game
+//! ([`shared::GamesRecord`]), so a record costs what changed, not the game.
+//! Outputs and the consumed offsets commit together in Kafka transactions
+//! (one per polled batch, or streaming ones committed every
+//! `commit_interval_ms` and before partitions move), and every head also
 //! carries the `actions` offset it includes, so a crash never loses an
-//! action nor applies one twice.
+//! action nor applies one twice. The games it holds answer interactive
+//! queries ([`query`]): bridges ask the owner for a game's whole state
+//! instead of reading a partition's history.
 //!
 //! ## Layout
 //! - [`handle`]: the pure handling step ([`handle::handle`], [`handle::flush`])
 //!   over plain types, unit-tested without a broker.
 //! - [`kafka`]: the blocking rdkafka loop: batches, transactions, restore on
 //!   assignment, dead letters.
+//! - [`query`]: the games held, shared with interactive queries
+//!   (`GET /games/{game_id}`), and how bridges find the owner.
+//! - [`seen`]: every action id of the last 24 h, per player.
 //! - [`replay`]: rebuilds every game from the `actions` log and compares it
-//!   with the latest state on `games`.
-//! - [`run`]: the async entry point used by `main.rs` and the bridge.
+//!   with the state folded from `games`.
+//! - [`run`]: the async entry point used by `main.rs` and the `nation`
+//!   binary.
 //!
 //! ## What happens when
 //! Each line: what the engine does; what a player sees; what an operator
@@ -94,10 +102,12 @@ use rdkafka::types::RDKafkaErrorCode;
 
 pub mod handle;
 pub mod kafka;
+pub mod query;
 pub mod replay;
 pub mod seen;
 
-pub use handle::{flush, GameSlot, Handled};
+pub use handle::{flush, GameSlot, Handled, Step};
+pub use query::{Answer, Store};
 pub use replay::{replay, ReplayReport};
 
 /// Streaming transactions committed every 100 ms: the default, measured on
@@ -166,6 +176,10 @@ pub struct Config {
     /// The compacted topic of remembered action ids; `None`:
     /// `<games_topic>.seen`.
     pub seen_topic: Option<String>,
+    /// The URL where this engine answers interactive queries
+    /// ([`query::router`]), advertised to bridges through the consumer
+    /// group (`client.id`). `None`: not advertised.
+    pub query_url: Option<String>,
 }
 
 impl Config {
@@ -229,6 +243,7 @@ impl Config {
             restore_stall_ms: 10_000,
             dedup_window_ms: seen::DEFAULT_WINDOW_MS,
             seen_topic: None,
+            query_url: None,
         }
     }
 
@@ -384,30 +399,44 @@ const RECORD_OVERHEAD: usize = 512;
 /// Whether the engine can serve now, for its host's `/readyz`: not while it
 /// starts, restores assigned partitions, recovers from an aborted
 /// transaction, or after it stopped on a fatal error.
+///
+/// It also carries the engine's [`Store`], for the host's interactive
+/// queries ([`query::router`]).
 #[derive(Clone, Debug)]
-pub struct Health(Arc<Mutex<Option<String>>>);
+pub struct Health {
+    status: Arc<Mutex<Option<String>>>,
+    store: Arc<Store>,
+}
 
 impl Default for Health {
     fn default() -> Health {
-        Health(Arc::new(Mutex::new(Some("starting".to_string()))))
+        Health {
+            status: Arc::new(Mutex::new(Some("starting".to_string()))),
+            store: Arc::default(),
+        }
     }
 }
 
 impl Health {
     /// `Ok` when ready; otherwise why not.
     pub fn check(&self) -> Result<(), String> {
-        match &*self.0.lock().unwrap_or_else(|e| e.into_inner()) {
+        match &*self.status.lock().unwrap_or_else(|e| e.into_inner()) {
             None => Ok(()),
             Some(why) => Err(why.clone()),
         }
     }
 
+    /// The games the engine holds, for interactive queries.
+    pub fn store(&self) -> Arc<Store> {
+        self.store.clone()
+    }
+
     pub(crate) fn set_ready(&self) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *self.status.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     pub(crate) fn set_fault(&self, why: String) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+        *self.status.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
     }
 }
 
@@ -470,10 +499,13 @@ async fn run_inner(
     std::thread::Builder::new()
         .name("engine-loop".to_string())
         .spawn(move || {
+            let store = loop_health.store();
+            store.set_partitions(config.partitions);
             let _ = tx.send(kafka::run_blocking(
                 &config,
                 limits,
                 &loop_health,
+                store,
                 &loop_stop,
             ));
         })
@@ -651,40 +683,7 @@ pub async fn create_topics(config: &Config) -> Result<(), EngineError> {
     Ok(())
 }
 
-/// Resolves on ctrl-c or SIGTERM: the graceful-shutdown trigger of both
-/// binaries (the bridge uses it too).
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
-    }
-    tracing::info!("shutting down");
-}
-
-/// Logging for both binaries: `tracing` to stdout, filtered by `RUST_LOG`
-/// (default `info`).
-pub fn init_tracing() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
-}
+pub use ops::{init_tracing, shutdown_signal};
 
 #[cfg(test)]
 mod tests {

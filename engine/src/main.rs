@@ -34,9 +34,16 @@ struct Args {
     /// left open and takes its partitions back at once.
     #[arg(long, env = "ENGINE_TRANSACTIONAL_ID")]
     transactional_id: Option<String>,
-    /// Serve `/healthz` and `/readyz` on this address (e.g. 0.0.0.0:8081).
+    /// Serve `/healthz`, `/readyz` and interactive queries
+    /// (`/games/{game_id}`, what bridges ask for a game's state) on this
+    /// address (e.g. 0.0.0.0:8081).
     #[arg(long, env = "ENGINE_HEALTH_ADDR")]
     health_addr: Option<std::net::SocketAddr>,
+    /// The URL bridges reach this engine's queries at, advertised through the
+    /// consumer group. Default: `http://<ENGINE_HEALTH_ADDR>`, with this
+    /// host's name for an unspecified (0.0.0.0) address.
+    #[arg(long, env = "ENGINE_QUERY_URL")]
+    query_url: Option<String>,
     /// How long an action id is remembered: a retry within it changes
     /// nothing; an id older than it is refused as `expired`.
     #[arg(long, env = "ENGINE_DEDUP_WINDOW_MS", default_value_t = engine::seen::DEFAULT_WINDOW_MS)]
@@ -164,9 +171,17 @@ async fn main() -> anyhow::Result<()> {
             let (instance, _slot) = args.instance()?;
             let config = args.config(&instance);
             tracing::info!(instance, transactional_id = %config.transactional_id, "engine instance");
+            let mut config = config;
             let health = engine::Health::default();
             if let Some(addr) = args.health_addr {
-                serve_health(addr, health.clone()).await?;
+                let bound = serve_health(addr, health.clone()).await?;
+                config.query_url = Some(args.query_url.clone().unwrap_or_else(|| {
+                    if bound.ip().is_unspecified() {
+                        format!("http://{}:{}", host_name(), bound.port())
+                    } else {
+                        format!("http://{bound}")
+                    }
+                }));
             }
             engine::run_with_health(config, engine::shutdown_signal(), health)
                 .await
@@ -200,13 +215,18 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Serves `/healthz` (the process is up) and `/readyz` (the engine serves:
+/// Serves `/healthz` (the process is up), `/readyz` (the engine serves:
 /// 503 with the reason while it starts, restores or recovers, or after it
-/// stopped) on `addr`, on a task of its own.
-async fn serve_health(addr: std::net::SocketAddr, health: engine::Health) -> anyhow::Result<()> {
+/// stopped) and the interactive queries ([`engine::query::router`]) on
+/// `addr`, on a task of its own; the address bound.
+async fn serve_health(
+    addr: std::net::SocketAddr,
+    health: engine::Health,
+) -> anyhow::Result<std::net::SocketAddr> {
     use axum::http::StatusCode;
     use axum::routing::get;
     use axum::Json;
+    let queries = engine::query::router(health.store());
     let app = axum::Router::new()
         .route(
             "/healthz",
@@ -226,15 +246,17 @@ async fn serve_health(addr: std::net::SocketAddr, health: engine::Health) -> any
                     }
                 }
             }),
-        );
+        )
+        .merge(queries);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("bind {addr}"))?;
-    tracing::info!(%addr, "health endpoints");
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "health and query endpoints");
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!("health endpoints: {e}");
         }
     });
-    Ok(())
+    Ok(addr)
 }

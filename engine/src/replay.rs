@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use rdkafka::consumer::Consumer;
 use rdkafka::Message;
-use shared::GameUpdate;
+use shared::{GamesFold, GamesRecord};
 
 use crate::handle::{handle, GameSlot};
 use crate::kafka::{read_to_end, restorer};
@@ -66,23 +66,24 @@ pub fn replay(config: &Config) -> Result<ReplayReport, EngineError> {
             }
         },
     )?;
-    let mut latest: HashMap<u64, GameUpdate> = HashMap::new();
+    let mut fold = GamesFold::default();
     let game_parts = partitions(&config.games_topic)?;
     read_to_end(&reader, &config.games_topic, &game_parts, stall, |msg| {
-        if let Some(update) = msg
+        if let Some(record) = msg
             .payload()
-            .and_then(|p| serde_json::from_slice::<GameUpdate>(p).ok())
+            .and_then(|p| serde_json::from_slice::<GamesRecord>(p).ok())
         {
-            latest.insert(update.game_id, update);
+            fold.push(record);
         }
     })?;
+    let latest = fold.games;
     let mut ids: Vec<u64> = games.keys().copied().collect();
     ids.sort_unstable();
     for id in ids {
         let replayed = &games[&id].game;
         match latest.get(&id) {
             None => report.missing.push(id),
-            Some(update) if update.game() == *replayed => report.agree += 1,
+            Some(folded) if folded.game() == *replayed => report.agree += 1,
             Some(update) => report.disagree.push((id, replayed.version, update.version)),
         }
     }

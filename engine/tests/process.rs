@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
-use shared::{apply, partition_for, ActionEnvelope, ActionType, Game, GameUpdate, SCHEMA_VERSION};
+use shared::{
+    apply, partition_for, ActionEnvelope, ActionType, FoldedStep, Game, GameHead, GamesFold,
+    GamesRecord, NationRecord, SCHEMA_VERSION,
+};
 
 const PARTITIONS: i32 = 4;
 const GAMES: u64 = 8;
@@ -115,7 +118,7 @@ fn action(i: u64) -> ActionEnvelope {
 /// arrived, until `stop`.
 fn committed_reader(
     topic: String,
-    seen: Arc<Mutex<Vec<(Instant, GameUpdate)>>>,
+    seen: Arc<Mutex<Vec<(Instant, FoldedStep)>>>,
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<()> {
     reader_at("read_committed", topic, seen, stop)
@@ -125,7 +128,7 @@ fn committed_reader(
 fn reader_at(
     isolation: &'static str,
     topic: String,
-    seen: Arc<Mutex<Vec<(Instant, GameUpdate)>>>,
+    seen: Arc<Mutex<Vec<(Instant, FoldedStep)>>>,
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
@@ -143,10 +146,13 @@ fn reader_at(
                 .unwrap();
         }
         consumer.assign(&tpl).unwrap();
+        let mut fold = GamesFold::default();
         while !stop.load(Ordering::SeqCst) {
             if let Some(Ok(m)) = consumer.poll(Duration::from_millis(50)) {
-                let u: GameUpdate = serde_json::from_slice(m.payload().unwrap()).unwrap();
-                seen.lock().unwrap().push((Instant::now(), u));
+                let record: GamesRecord = serde_json::from_slice(m.payload().unwrap()).unwrap();
+                if let Some(step) = fold.push_step(record) {
+                    seen.lock().unwrap().push((Instant::now(), step));
+                }
             }
         }
     })
@@ -302,7 +308,7 @@ async fn kill_9_of_a_streaming_engine_process_loses_and_doubles_nothing() {
     applied.dedup();
     assert_eq!(applied.len(), n, "no action in two committed updates");
     assert_eq!(n as u64, i, "every acknowledged action applied");
-    let mut latest: HashMap<u64, &GameUpdate> = HashMap::new();
+    let mut latest: HashMap<u64, &FoldedStep> = HashMap::new();
     for (_, u) in seen.iter() {
         latest.insert(u.game_id, u);
     }
@@ -316,7 +322,7 @@ async fn kill_9_of_a_streaming_engine_process_loses_and_doubles_nothing() {
 }
 
 /// The updates `seen` so far, latest per game.
-fn latest_of(seen: &Mutex<Vec<(Instant, GameUpdate)>>) -> HashMap<u64, GameUpdate> {
+fn latest_of(seen: &Mutex<Vec<(Instant, FoldedStep)>>) -> HashMap<u64, FoldedStep> {
     let mut latest = HashMap::new();
     for (_, u) in seen.lock().unwrap().iter() {
         latest.insert(u.game_id, u.clone());
@@ -476,7 +482,7 @@ async fn an_engine_that_lost_its_assignment_aborts_and_nothing_is_doubled() {
             &a,
         );
     }
-    let latest: HashMap<u64, &GameUpdate> = seen.iter().map(|(_, u)| (u.game_id, u)).collect();
+    let latest: HashMap<u64, &FoldedStep> = seen.iter().map(|(_, u)| (u.game_id, u)).collect();
     for (id, game) in &expected {
         assert_eq!(
             latest[id].game(),
@@ -553,29 +559,44 @@ async fn a_restore_that_cannot_finish_takes_nothing_and_says_not_ready() {
     let mut sends = Vec::new();
     for v in 0..3_000u64 {
         game.version = v + 1;
-        let update = GameUpdate {
+        // A step of the player's nation: its record, then the head.
+        let nation = GamesRecord::Nation(NationRecord {
             game_id: 0,
+            player_id: join.player_id.clone(),
             version: game.version,
-            state: game.state.clone(),
-            applied: Vec::new(),
-            rejected: Vec::new(),
-            actions_offset: None,
-        };
-        let payload = serde_json::to_vec(&update).unwrap();
+            nation: game.state.players[&join.player_id].clone(),
+        });
+        let head = GamesRecord::Head(GameHead {
+            game_id: 0,
+            since: v,
+            version: game.version,
+            changed: 1,
+            players: 1,
+            ..GameHead::default()
+        });
+        let records = [
+            (
+                format!("0/{}", join.player_id),
+                serde_json::to_vec(&nation).unwrap(),
+            ),
+            ("0".to_string(), serde_json::to_vec(&head).unwrap()),
+        ];
         let producer = producer.clone();
         let topic = names.games.clone();
         sends.push(async move {
-            producer
-                .send(
-                    FutureRecord::to(&topic)
-                        .key("0")
-                        .payload(&payload)
-                        .partition(0),
-                    Duration::from_secs(10),
-                )
-                .await
-                .map_err(|(e, _)| e)
-                .expect("history written");
+            for (key, payload) in &records {
+                producer
+                    .send(
+                        FutureRecord::to(&topic)
+                            .key(key)
+                            .payload(payload)
+                            .partition(0),
+                        Duration::from_secs(10),
+                    )
+                    .await
+                    .map_err(|(e, _)| e)
+                    .expect("history written");
+            }
         });
     }
     futures_util::future::join_all(sends).await;

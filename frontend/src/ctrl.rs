@@ -247,7 +247,10 @@ impl Ctrl {
                     if let Some(at) = clicked {
                         net::record_latency("banAckLatencies", now - at);
                     }
-                    self.session.update(|s| s.on_acked(&action_id, now))
+                    let offset = serde_json::from_str::<shared::wire::ActionAccepted>(&a.body)
+                        .ok()
+                        .map(|accepted| accepted.offset);
+                    self.session.update(|s| s.on_acked(&action_id, now, offset))
                 }
                 Ok(a) => match classify_http_error(a.status, &a.body, a.retry_after.as_deref()) {
                     HttpFailure::Retry { after_ms } => self
@@ -316,8 +319,23 @@ impl Ctrl {
         };
         let now = net::perf_now();
         let mut settled = Vec::new();
-        self.session.update(|s| settled = s.on_server(msg, now));
+        let mut resync = None;
+        self.session.update(|s| {
+            settled = s.on_server(msg, now);
+            if std::mem::take(&mut s.needs_snapshot) {
+                resync = Some(s.version().unwrap_or(0));
+            }
+        });
         self.settle(settled);
+        if let Some(version) = resync {
+            // A gap: the bridge answers with the whole game.
+            SOCKET.with(|s| {
+                if let Some(socket) = s.borrow().as_ref() {
+                    let text = format!("{{\"resume_from\":{version}}}");
+                    let _ = socket.ws.send_with_str(&text);
+                }
+            });
+        }
     }
 
     /// Opens the WebSocket for the current game, resuming from the last

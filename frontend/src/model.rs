@@ -17,7 +17,9 @@
 //!    a refusal from the bridge rolls it back ([`Session::on_send_refused`]).
 
 use shared::rules::cost;
-use shared::{apply, check, ActionEnvelope, ActionType, Game, Rejection, ServerMessage};
+use shared::{
+    apply, check, ActionEnvelope, ActionType, Fit, Game, RejectedAction, Rejection, ServerMessage,
+};
 
 /// How long a click the broker acknowledged may stay unexplained before the
 /// session stops predicting it and trusts the server's state instead.
@@ -30,8 +32,9 @@ pub enum SendState {
     Sending,
     /// The last attempt failed on the way (network, 503); retry at this time.
     RetryAt(f64),
-    /// Kafka acknowledged it at this time; waiting for the engine's update.
-    Acked(f64),
+    /// Kafka acknowledged it at this time, at this offset of the game's
+    /// `actions` partition; waiting for the engine's update.
+    Acked(f64, Option<i64>),
 }
 
 /// A click the engine has not answered yet.
@@ -103,8 +106,13 @@ pub struct Session {
     pub player_id: Option<String>,
     /// The latest game the server sent; `None` until the first message.
     pub confirmed: Option<Game>,
+    /// Offset on the game's `actions` partition of the last action the
+    /// confirmed game includes.
+    pub actions_offset: Option<i64>,
     /// Clicks not yet settled, in click order.
     pub pending: Vec<Pending>,
+    /// An update did not follow the confirmed game: ask for a snapshot.
+    pub needs_snapshot: bool,
 }
 
 impl Session {
@@ -114,7 +122,9 @@ impl Session {
             game_id,
             player_id,
             confirmed: None,
+            actions_offset: None,
             pending: Vec::new(),
+            needs_snapshot: false,
         }
     }
 
@@ -202,17 +212,18 @@ impl Session {
             action: ActionType::Join,
             clicked_at_ms: now_ms,
             clicked_at_perf: now_perf,
-            send: SendState::Acked(now_perf),
+            send: SendState::Acked(now_perf, None),
             attempts: 0,
             name: Some(name),
         });
         None
     }
 
-    /// Kafka acknowledged a click (`202`).
-    pub fn on_acked(&mut self, action_id: &str, now_perf: f64) {
+    /// Kafka acknowledged a click (`202`) at `offset` of the game's
+    /// `actions` partition.
+    pub fn on_acked(&mut self, action_id: &str, now_perf: f64, offset: Option<i64>) {
         if let Some(p) = self.pending.iter_mut().find(|p| p.action_id == action_id) {
-            p.send = SendState::Acked(now_perf);
+            p.send = SendState::Acked(now_perf, offset);
         }
     }
 
@@ -259,39 +270,92 @@ impl Session {
         }
     }
 
-    /// Takes a message from the server as the full latest state (older or
-    /// equal versions are ignored) and settles the pending clicks it answers.
+    /// Takes a message from the server: a snapshot replaces the confirmed
+    /// game (unless older), an update applies on top of it if it follows
+    /// (else [`Session::needs_snapshot`] is set); then settles the pending
+    /// clicks it answers.
     pub fn on_server(&mut self, msg: ServerMessage, now_perf: f64) -> Vec<Settled> {
-        let update = msg.update;
-        if update.game_id != self.game_id
-            || self
-                .confirmed
+        let (applied, rejected) = match msg {
+            ServerMessage::Snapshot(snap) => {
+                if snap.game_id != self.game_id
+                    || self
+                        .confirmed
+                        .as_ref()
+                        .is_some_and(|g| g.version > snap.version)
+                {
+                    return Vec::new();
+                }
+                self.confirmed = Some(snap.game());
+                self.actions_offset = snap.actions_offset;
+                self.needs_snapshot = false;
+                (Vec::new(), Vec::new())
+            }
+            ServerMessage::Update(delta) => {
+                if delta.game_id != self.game_id {
+                    return Vec::new();
+                }
+                if self.confirmed.is_none() && delta.since > 0 {
+                    // Nothing to apply it to: the snapshot comes first.
+                    self.needs_snapshot = true;
+                    return Vec::new();
+                }
+                let game = self
+                    .confirmed
+                    .get_or_insert_with(|| Game::new(delta.game_id));
+                match delta.apply_to(game) {
+                    Fit::Old => return Vec::new(),
+                    Fit::Gap => {
+                        self.needs_snapshot = true;
+                        return Vec::new();
+                    }
+                    Fit::Applies => {}
+                }
+                if delta.actions_offset.is_some() {
+                    self.actions_offset = delta.actions_offset;
+                }
+                (delta.applied, delta.rejected)
+            }
+        };
+        self.settle(&applied, &rejected, now_perf)
+    }
+
+    /// Settles the pending clicks named in `applied` or `rejected`, or
+    /// acknowledged at an offset the confirmed game already includes.
+    fn settle(
+        &mut self,
+        applied: &[String],
+        rejected: &[RejectedAction],
+        now_perf: f64,
+    ) -> Vec<Settled> {
+        let included = self.actions_offset;
+        // A join is in any state that holds its nation (its answer carries
+        // no offset).
+        let joined = self.player_id.as_ref().is_some_and(|me| {
+            self.confirmed
                 .as_ref()
-                .is_some_and(|g| g.version >= update.version)
-        {
-            return Vec::new();
-        }
-        let game = update.game();
+                .is_some_and(|g| g.state.players.contains_key(me))
+        });
         let mut settled = Vec::new();
         let mut still = Vec::new();
         for p in std::mem::take(&mut self.pending) {
-            if let Some(r) = update.rejected.iter().find(|r| r.event_id == p.action_id) {
+            if let Some(r) = rejected.iter().find(|r| r.event_id == p.action_id) {
                 settled.push(Settled::RolledBack {
                     message: describe_rejection(p.action, &r.reason),
                     action_id: p.action_id,
                     action: p.action,
                 });
-            } else if update.applied.contains(&p.action_id)
-                || game.state.recent_action_ids.contains(&p.action_id)
+            } else if applied.contains(&p.action_id)
+                || (p.action == ActionType::Join && joined)
+                || matches!(p.send, SendState::Acked(_, Some(at)) if included.is_some_and(|i| at <= i))
             {
-                // Named in `applied`, or handled in an update this conflated
-                // snapshot skipped: the state already shows the outcome.
+                // Named in `applied`, or handled in updates a snapshot
+                // stood in for: the state already shows the outcome.
                 settled.push(Settled::Confirmed {
                     latency_ms: now_perf - p.clicked_at_perf,
                     action_id: p.action_id,
                     action: p.action,
                 });
-            } else if matches!(p.send, SendState::Acked(at) if now_perf - at > LOST_AFTER_MS) {
+            } else if matches!(p.send, SendState::Acked(at, _) if now_perf - at > LOST_AFTER_MS) {
                 settled.push(Settled::RolledBack {
                     message: format!(
                         "{}: no answer from the game; showing its latest state",
@@ -305,7 +369,6 @@ impl Session {
             }
         }
         self.pending = still;
-        self.confirmed = Some(game);
         settled
     }
 
@@ -499,8 +562,7 @@ pub fn validate_name(name: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::wire::{GameUpdate, MessageKind, RejectedAction};
-    use shared::{Item, Nation};
+    use shared::{GameDelta, GameSnapshot, Item, Nation};
 
     fn game_with(player: &str, gold: u64, sword: u8) -> Game {
         let mut game = Game::new(1);
@@ -516,23 +578,32 @@ mod tests {
         game
     }
 
+    /// An update from the empty game to `game`: it follows any state older
+    /// than `game`.
     fn msg(game: &Game, applied: &[&str], rejected: Vec<RejectedAction>) -> ServerMessage {
-        ServerMessage {
-            kind: MessageKind::Update,
-            update: GameUpdate {
-                game_id: game.game_id,
-                version: game.version,
-                state: game.state.clone(),
-                applied: applied.iter().map(|s| s.to_string()).collect(),
-                rejected,
-                actions_offset: None,
-            },
-        }
+        ServerMessage::Update(GameDelta {
+            game_id: game.game_id,
+            since: 0,
+            version: game.version,
+            nations: game.state.players.clone(),
+            applied: applied.iter().map(|s| s.to_string()).collect(),
+            rejected,
+            actions_offset: None,
+        })
+    }
+
+    fn snap(game: &Game, actions_offset: Option<i64>) -> ServerMessage {
+        ServerMessage::Snapshot(GameSnapshot {
+            game_id: game.game_id,
+            version: game.version,
+            state: game.state.clone(),
+            actions_offset,
+        })
     }
 
     fn session(gold: u64, sword: u8) -> Session {
         let mut s = Session::new(1, Some("p".into()));
-        s.on_server(msg(&game_with("p", gold, sword), &[], vec![]), 0.0);
+        s.on_server(snap(&game_with("p", gold, sword), None), 0.0);
         s
     }
 
@@ -678,17 +749,50 @@ mod tests {
     }
 
     #[test]
-    fn conflated_snapshot_settles_by_recent_ids() {
+    fn a_snapshot_settles_the_clicks_its_offset_includes() {
         let mut s = session(100, 0);
         s.click(ActionType::PurchaseKnife, "a1".into(), 1, 0.0)
             .unwrap();
+        s.click(ActionType::PurchaseShield, "a2".into(), 1, 0.0)
+            .unwrap();
+        s.on_acked("a1", 1.0, Some(41));
+        s.on_acked("a2", 1.0, Some(42));
         let mut after = game_with("p", 80, 0);
         after.state.players.get_mut("p").unwrap().items.knife = 1;
-        after.state.recent_action_ids.push_back("a1".into());
         after.version = 9;
-        let settled = s.on_server(msg(&after, &[], vec![]), 1.0);
+        let settled = s.on_server(snap(&after, Some(41)), 2.0);
+        assert!(
+            matches!(&settled[..], [Settled::Confirmed { action_id, .. }] if action_id == "a1")
+        );
+        assert_eq!(s.pending.len(), 1, "a2 is past what the snapshot includes");
+    }
+
+    #[test]
+    fn a_snapshot_holding_our_nation_settles_the_join() {
+        let mut s = Session::new(1, None);
+        s.joining("p".into(), "Rome".into(), "j1".into(), 1, 1.0);
+        let mut after = game_with("p", 100, 0);
+        after.version = 3;
+        let settled = s.on_server(snap(&after, None), 2.0);
         assert!(matches!(settled[..], [Settled::Confirmed { .. }]));
         assert!(s.pending.is_empty());
+    }
+
+    #[test]
+    fn an_update_that_does_not_follow_asks_for_a_snapshot() {
+        let mut s = session(100, 0);
+        let mut later = game_with("p", 10, 0);
+        later.version = 9;
+        let ServerMessage::Update(delta) = msg(&later, &[], vec![]) else {
+            unreachable!()
+        };
+        let gap = ServerMessage::Update(GameDelta { since: 7, ..delta });
+        assert!(s.on_server(gap, 0.0).is_empty());
+        assert!(s.needs_snapshot);
+        assert_eq!(s.version(), Some(5), "unchanged");
+        s.on_server(snap(&later, None), 0.0);
+        assert!(!s.needs_snapshot);
+        assert_eq!(s.version(), Some(9));
     }
 
     #[test]
@@ -790,7 +894,7 @@ mod tests {
     #[test]
     fn own_join_shows_the_nation_at_once() {
         let mut s = Session::new(1, None);
-        s.on_server(msg(&Game::new(1), &[], vec![]), 0.0);
+        s.on_server(snap(&Game::new(1), None), 0.0);
         assert!(!s.joined());
         s.joining("p".into(), "Atlantis".into(), "j1".into(), 1, 0.0);
         assert!(s.joined());
@@ -810,7 +914,7 @@ mod tests {
         strong.power = shared::rules::power(&strong);
         g.state.players.insert("q".into(), strong);
         let mut s = Session::new(1, Some("p".into()));
-        s.on_server(msg(&g, &[], vec![]), 0.0);
+        s.on_server(snap(&g, None), 0.0);
         let rows = s.leaderboard();
         assert_eq!(rows[0].name, "Strong");
         assert_eq!(rows[1].rank, 2);

@@ -128,10 +128,12 @@ pub struct RejectedView<'a> {
     pub reason: serde_json::Value,
 }
 
-/// What a `games` value ([`shared::GameUpdate`]) says the engine did; the
-/// state is skipped.
+/// What a `games` head record ([`shared::GameHead`]) says the engine did.
 #[derive(Debug, Deserialize)]
 pub struct OutcomeView<'a> {
+    /// `head` or `nation` ([`shared::GamesRecord`]).
+    #[serde(borrow, default)]
+    pub record: Option<Cow<'a, str>>,
     pub game_id: u64,
     pub version: u64,
     #[serde(borrow, default)]
@@ -140,12 +142,13 @@ pub struct OutcomeView<'a> {
     pub rejected: Vec<RejectedView<'a>>,
 }
 
-/// Decodes a `games` value; a tombstone (no value) has no outcomes.
+/// Decodes a `games` value; a tombstone (no value) and a nation record
+/// (the state, not what happened) have no outcomes.
 pub fn decode_outcome(value: Option<&[u8]>) -> Result<Option<OutcomeView<'_>>, String> {
     match value {
         None => Ok(None),
-        Some(v) => serde_json::from_slice(v)
-            .map(Some)
+        Some(v) => serde_json::from_slice::<OutcomeView<'_>>(v)
+            .map(|view| (view.record.as_deref() != Some("nation")).then_some(view))
             .map_err(|e| e.to_string()),
     }
 }
@@ -207,7 +210,7 @@ mod tests {
 
     #[test]
     fn reads_outcomes_from_game_updates() {
-        let update = shared::GameUpdate {
+        let update = shared::GamesRecord::Head(shared::GameHead {
             game_id: 3,
             version: 9,
             applied: vec!["a1".into(), "a2".into()],
@@ -217,7 +220,7 @@ mod tests {
                 reason: shared::Rejection::UnknownPlayer,
             }],
             ..Default::default()
-        };
+        });
         let json = serde_json::to_vec(&update).unwrap();
         let view = decode_outcome(Some(&json)).unwrap().unwrap();
         assert_eq!((view.game_id, view.version), (3, 9));
@@ -225,6 +228,12 @@ mod tests {
         assert_eq!(view.rejected[0].event_id, "r1");
         assert_eq!(view.rejected[0].reason["code"], "unknown_player");
         assert!(decode_outcome(None).unwrap().is_none());
+        let nation = shared::GamesRecord::Nation(shared::NationRecord::default());
+        let json = serde_json::to_vec(&nation).unwrap();
+        assert!(
+            decode_outcome(Some(&json)).unwrap().is_none(),
+            "state, not outcomes"
+        );
         assert!(decode_outcome(Some(b"[]")).is_err());
     }
 

@@ -647,7 +647,7 @@ mod tests {
 
     #[test]
     fn game_updates_become_one_outcome_row_per_action() {
-        let update = shared::GameUpdate {
+        let update = shared::GamesRecord::Head(shared::GameHead {
             game_id: 1,
             version: 4,
             applied: vec!["a1".into()],
@@ -657,7 +657,7 @@ mod tests {
                 reason: shared::Rejection::NotEnoughGold { need: 50, have: 10 },
             }],
             ..Default::default()
-        };
+        });
         let record = RawRecord {
             offset: 3,
             timestamp_ms: Some(1_796_083_200_000),

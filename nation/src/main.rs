@@ -28,7 +28,7 @@ struct Cli {
     #[arg(long, env = "KAFKA_PORT", default_value_t = 9092)]
     kafka_port: u16,
     #[command(flatten)]
-    bridge: bridge::Config,
+    game: nation::Config,
 }
 
 /// The engine's transactional id when none is given: stable, so a restarted
@@ -37,7 +37,7 @@ struct Cli {
 const STABLE_TRANSACTIONAL_ID: &str = "nation-engine";
 
 fn main() -> ExitCode {
-    engine::init_tracing();
+    ops::init_tracing();
     let cli = Cli::parse();
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
     match rt.block_on(run(cli)) {
@@ -50,7 +50,8 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let mut config = cli.bridge;
+    let mut game = cli.game;
+    let config = &mut game.bridge;
     // The game's port first: failing here costs no broker start.
     let listener = tokio::net::TcpListener::bind(&config.bind)
         .await
@@ -87,16 +88,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         config.brokers = Some(local.bootstrap().to_string());
         broker = Some(local);
     }
-    config.with_engine = true;
-    if config.engine_transactional_id.is_none() {
-        config.engine_transactional_id = Some(STABLE_TRANSACTIONAL_ID.to_string());
+    if game.engine.engine_transactional_id.is_none() {
+        game.engine.engine_transactional_id = Some(STABLE_TRANSACTIONAL_ID.to_string());
     }
     println!(
         "Build a Nation is up: open http://{}/ in a browser",
         listener.local_addr()?
     );
     let _ = std::io::stdout().flush();
-    let served = bridge::run(config, listener, bridge::shutdown_signal()).await;
+    let served = nation::run(game, listener, ops::cancel_on_signal()).await;
     if let Some(mut broker) = broker {
         println!("stopping Apache Kafka...");
         tokio::task::spawn_blocking(move || broker.stop()).await?;

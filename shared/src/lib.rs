@@ -8,8 +8,9 @@
 //!
 //! ## Layout
 //! - [`wire`]: what travels: [`ActionType`], [`ActionEnvelope`] (records on
-//!   `actions`), [`GameUpdate`] (records on `games`), the HTTP bodies and the
-//!   WebSocket messages, and [`partition_for`].
+//!   `actions`), [`GamesRecord`] (records on `games`: a record per nation and
+//!   a head per step), the HTTP bodies, the WebSocket messages
+//!   ([`GameSnapshot`], [`GameDelta`]) and [`partition_for`].
 //! - [`state`]: [`Game`], [`GameState`], [`Nation`], [`Items`], [`Item`].
 //! - [`rules`]: [`apply`], [`check`], [`Rejection`] and the economy below.
 //! - [`schema`]: JSON Schemas generated from the types; checked in under
@@ -26,16 +27,15 @@
 //! | not enough gold | `not_enough_gold` with `need` and `have`; gold never goes negative |
 //! | unknown player | any action but `join` and `default` from a player the game does not know: `unknown_player` |
 //!
-//! Every action that is not a duplicate (applied or rejected) raises the game's
-//! version by one. The last [`RECENT_IDS_CAP`] action ids of a game are kept in
-//! its state, so an action id seen before changes nothing, not even the
-//! version: a retried click is the same click.
+//! Every action handled (applied or rejected) raises the game's version by
+//! one, and only the acting player's nation can change: an update carries
+//! just that nation. Duplicates never reach the rules: the engine remembers
+//! every action id for 24 h and refuses older ones as `expired`.
 //!
 //! [`STARTING_GOLD`]: rules::STARTING_GOLD
 //! [`VISIT_GOLD`]: rules::VISIT_GOLD
 //! [`MAX_IDLE_GOLD`]: rules::MAX_IDLE_GOLD
 //! [`MAX_LEVEL`]: rules::MAX_LEVEL
-//! [`RECENT_IDS_CAP`]: state::RECENT_IDS_CAP
 
 pub mod rules;
 pub mod schema;
@@ -45,6 +45,7 @@ pub mod wire;
 pub use rules::{apply, check, Outcome, Rejection};
 pub use state::{Game, GameState, Item, Items, Nation};
 pub use wire::{
-    check_name, partition_for, ActionEnvelope, ActionType, ClientConfig, GameUpdate, NameError,
-    RejectedAction, ServerMessage, MAX_NAME_CHARS, SCHEMA_VERSION,
+    check_name, partition_for, ActionEnvelope, ActionType, ClientConfig, Fit, FoldedStep,
+    GameDelta, GameHead, GameSnapshot, GamesFold, GamesRecord, NameError, NationRecord,
+    RejectedAction, ServerMessage, GAMES_SCHEMA_VERSION, MAX_NAME_CHARS, SCHEMA_VERSION,
 };

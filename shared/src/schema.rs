@@ -4,7 +4,7 @@
 //! (Spark jobs, a schema registry) read; a test fails when they drift from
 //! the types. Regenerate with `UPDATE_SCHEMA=1 cargo test -p shared schema`.
 
-use crate::wire::{ActionEnvelope, GameUpdate, ServerMessage};
+use crate::wire::{ActionEnvelope, GameSnapshot, GamesRecord, ServerMessage};
 
 /// The schema of `actions` records, pretty-printed.
 pub fn action_envelope() -> String {
@@ -12,8 +12,13 @@ pub fn action_envelope() -> String {
 }
 
 /// The schema of `games` records, pretty-printed.
-pub fn game_update() -> String {
-    pretty(schemars::schema_for!(GameUpdate))
+pub fn games_record() -> String {
+    pretty(schemars::schema_for!(GamesRecord))
+}
+
+/// The schema of `GET /api/games/{game_id}` answers, pretty-printed.
+pub fn game_snapshot() -> String {
+    pretty(schemars::schema_for!(GameSnapshot))
 }
 
 /// The schema of the WebSocket messages, pretty-printed.
@@ -25,7 +30,8 @@ pub fn server_message() -> String {
 pub fn all() -> Vec<(&'static str, String)> {
     vec![
         ("action_envelope.schema.json", action_envelope()),
-        ("game_update.schema.json", game_update()),
+        ("games_record.schema.json", games_record()),
+        ("game_snapshot.schema.json", game_snapshot()),
         ("server_message.schema.json", server_message()),
     ]
 }

@@ -1,13 +1,9 @@
-//! The game's state: every player's nation, and the memory of recent action ids.
+//! The game's state: every player's nation.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-
-/// How many recent action ids a game remembers to drop duplicates. Bounded so
-/// an update's size does not grow with the game's history.
-pub const RECENT_IDS_CAP: usize = 64;
 
 /// The four items a nation can own.
 #[derive(
@@ -93,10 +89,6 @@ pub struct Nation {
 pub struct GameState {
     /// Nations by player id; a BTreeMap so serialisation is deterministic.
     pub players: BTreeMap<String, Nation>,
-    /// The last [`RECENT_IDS_CAP`] action ids handled, oldest first: an action
-    /// id found here is a duplicate and changes nothing.
-    #[serde(default)]
-    pub recent_action_ids: VecDeque<String>,
 }
 
 /// A game: its id, its version (one more per handled action) and its state.

@@ -4,7 +4,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::rules::Rejection;
-use crate::state::{Game, GameState, Item};
+use std::collections::BTreeMap;
+
+use crate::state::{Game, GameState, Item, Nation};
 
 /// Version of the [`ActionEnvelope`] layout. The engine sends records with any
 /// other version to the dead-letter topic instead of guessing.
@@ -210,30 +212,97 @@ pub struct RejectedAction {
     pub reason: Rejection,
 }
 
-/// A record on the compacted `games` topic: the latest state of one game, and
-/// what changed since the previous record.
+/// Version of the `games` record layout ([`GamesRecord`]). 2: a record per
+/// nation plus a head per engine step (1 was the whole game per record).
+pub const GAMES_SCHEMA_VERSION: u32 = 2;
+
+/// A record on the compacted `games` topic, on the game's partition.
+///
+/// Each engine step that changed a game writes, in one transaction, a
+/// [`NationRecord`] for every nation the step changed (key
+/// `"{game_id}/{player_id}"`) and then one [`GameHead`] (key `"{game_id}"`).
+/// Compaction keeps the latest record per key, so the partition holds each
+/// nation's latest state and each game's latest head, whatever its history.
+///
+/// A plain consumer folds the records of its game's partition in offset
+/// order: a `nation` record sets `players[player_id] = nation`, a `head`
+/// record sets the game's `version` (and tells what the step applied and
+/// rejected). Reading `read_committed`, the fold after any head is exactly
+/// the engine's state at that head's `version`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "record", rename_all = "snake_case")]
+pub enum GamesRecord {
+    Nation(NationRecord),
+    Head(GameHead),
+}
+
+/// One nation's latest state (key `"{game_id}/{player_id}"`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct GameUpdate {
+pub struct NationRecord {
     pub game_id: u64,
+    pub player_id: String,
+    /// The game's version once the step that wrote this record is done.
+    pub version: u64,
+    pub nation: Nation,
+}
+
+impl NationRecord {
+    /// The record's key on `games`.
+    pub fn key(game_id: u64, player_id: &str) -> String {
+        format!("{game_id}/{player_id}")
+    }
+}
+
+/// The end of one engine step of one game (key `"{game_id}"`): the version
+/// reached, and what the step did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct GameHead {
+    pub game_id: u64,
+    /// The version this step started from.
+    pub since: u64,
     /// One more per handled action; strictly increasing per game.
     pub version: u64,
-    pub state: GameState,
-    /// Action ids applied since the previous update of this game.
+    /// How many [`NationRecord`]s of this step precede this head.
+    pub changed: u32,
+    /// How many nations the game has.
+    pub players: u64,
+    /// Action ids applied in this step.
     #[serde(default)]
     pub applied: Vec<String>,
-    /// Actions rejected since the previous update of this game.
+    /// Actions rejected in this step.
     #[serde(default)]
     pub rejected: Vec<RejectedAction>,
-    /// Offset on the game's `actions` partition of the last action this update
+    /// Offset on the game's `actions` partition of the last action this step
     /// includes: offsets stored with the data, so an engine that restarts
-    /// after a crash skips what it already handled, even on a broker that
-    /// shows aborted records.
+    /// after a crash skips what it already handled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actions_offset: Option<i64>,
+    /// [`GAMES_SCHEMA_VERSION`].
+    pub schema_version: u32,
+}
+
+impl GameHead {
+    /// The record's key on `games`.
+    pub fn key(game_id: u64) -> String {
+        game_id.to_string()
+    }
+}
+
+/// A whole game: the first WebSocket message, the answer to a lagging or
+/// resuming client, and `GET /api/games/{game_id}`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct GameSnapshot {
+    pub game_id: u64,
+    pub version: u64,
+    pub state: GameState,
+    /// Offset on the game's `actions` partition of the last action the state
+    /// includes: an acknowledged action at or below it is in the state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actions_offset: Option<i64>,
 }
 
-impl GameUpdate {
-    /// The game this update describes.
+impl GameSnapshot {
+    /// The game this snapshot describes.
     pub fn game(&self) -> Game {
         Game {
             game_id: self.game_id,
@@ -243,20 +312,149 @@ impl GameUpdate {
     }
 }
 
-/// Whether a WebSocket message is the full state on (re)connect or a change.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum MessageKind {
-    Snapshot,
-    Update,
+/// What changed in a game from version `since` to `version`: the nations
+/// whose state changed (their whole new state), and the actions applied and
+/// rejected. Applies on top of any state whose version is in
+/// `since..version`; a client holding an older version has missed something
+/// and asks for a snapshot (see [`ClientMessage`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct GameDelta {
+    pub game_id: u64,
+    pub since: u64,
+    pub version: u64,
+    /// New state of every nation changed, by player id.
+    pub nations: BTreeMap<String, Nation>,
+    #[serde(default)]
+    pub applied: Vec<String>,
+    #[serde(default)]
+    pub rejected: Vec<RejectedAction>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actions_offset: Option<i64>,
+}
+
+/// How a delta meets a state at some version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fit {
+    /// It applies: the state's version is in `since..version`.
+    Applies,
+    /// The state already includes it.
+    Old,
+    /// It starts after the state's version: something was missed.
+    Gap,
+}
+
+impl GameDelta {
+    /// How this delta meets a state at `version`.
+    pub fn fit(&self, version: u64) -> Fit {
+        if self.version <= version {
+            Fit::Old
+        } else if self.since <= version {
+            Fit::Applies
+        } else {
+            Fit::Gap
+        }
+    }
+
+    /// Applies the delta to `game` if it fits ([`GameDelta::fit`]); what it did.
+    pub fn apply_to(&self, game: &mut Game) -> Fit {
+        let fit = self.fit(game.version);
+        if fit == Fit::Applies {
+            for (player, nation) in &self.nations {
+                game.state.players.insert(player.clone(), nation.clone());
+            }
+            game.version = self.version;
+        }
+        fit
+    }
+}
+
+/// One engine step as a reader of `games` sees it once folded: what the
+/// step did, and the game's whole state after it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FoldedStep {
+    pub game_id: u64,
+    pub version: u64,
+    pub state: GameState,
+    pub applied: Vec<String>,
+    pub rejected: Vec<RejectedAction>,
+    pub actions_offset: Option<i64>,
+}
+
+impl FoldedStep {
+    /// The game after the step.
+    pub fn game(&self) -> Game {
+        Game {
+            game_id: self.game_id,
+            version: self.version,
+            state: self.state.clone(),
+        }
+    }
+}
+
+/// Folds `games` records into games, as any consumer of the topic does (see
+/// [`GamesRecord`]): the engine's restore, `engine replay`, the lake.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GamesFold {
+    /// Each game's state with the `actions` offset its last head included.
+    pub games: BTreeMap<u64, GameSnapshot>,
+}
+
+impl GamesFold {
+    /// Takes the next record of a partition, in offset order.
+    pub fn push(&mut self, record: GamesRecord) {
+        match record {
+            GamesRecord::Nation(n) => {
+                let game = self.entry(n.game_id);
+                game.state.players.insert(n.player_id, n.nation);
+            }
+            GamesRecord::Head(h) => {
+                let game = self.entry(h.game_id);
+                game.version = h.version;
+                game.actions_offset = h.actions_offset;
+            }
+        }
+    }
+
+    /// [`GamesFold::push`], and after a head the step it closed with the
+    /// game's whole state (a copy: for tests and tools, not restores).
+    pub fn push_step(&mut self, record: GamesRecord) -> Option<FoldedStep> {
+        let head = match &record {
+            GamesRecord::Head(h) => Some((h.applied.clone(), h.rejected.clone())),
+            GamesRecord::Nation(_) => None,
+        };
+        let game_id = match &record {
+            GamesRecord::Head(h) => h.game_id,
+            GamesRecord::Nation(n) => n.game_id,
+        };
+        self.push(record);
+        let (applied, rejected) = head?;
+        let game = &self.games[&game_id];
+        Some(FoldedStep {
+            game_id,
+            version: game.version,
+            state: game.state.clone(),
+            applied,
+            rejected,
+            actions_offset: game.actions_offset,
+        })
+    }
+
+    fn entry(&mut self, game_id: u64) -> &mut GameSnapshot {
+        self.games.entry(game_id).or_insert_with(|| GameSnapshot {
+            game_id,
+            ..GameSnapshot::default()
+        })
+    }
 }
 
 /// A message the bridge sends on `/ws/games/{game_id}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct ServerMessage {
-    pub kind: MessageKind,
-    #[serde(flatten)]
-    pub update: GameUpdate,
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// The whole game.
+    Snapshot(GameSnapshot),
+    /// What changed.
+    Update(GameDelta),
 }
 
 /// A message a browser may send on `/ws/games/{game_id}`.
@@ -324,6 +522,80 @@ mod tests {
         assert_eq!(check_name(&"x".repeat(33)), Err(NameError::TooLong));
         assert_eq!(check_name(&"é".repeat(32)), Ok("é".repeat(32).as_str()));
         assert_eq!(check_name("Ro\u{7}me"), Err(NameError::Control));
+    }
+
+    fn nation(gold: u64) -> Nation {
+        Nation {
+            gold,
+            ..Nation::default()
+        }
+    }
+
+    #[test]
+    fn a_delta_applies_once_and_only_on_a_version_it_covers() {
+        let mut game = Game::new(1);
+        game.version = 5;
+        let delta = GameDelta {
+            game_id: 1,
+            since: 4,
+            version: 7,
+            nations: BTreeMap::from([("p".to_string(), nation(9))]),
+            ..GameDelta::default()
+        };
+        assert_eq!(delta.apply_to(&mut game), Fit::Applies);
+        assert_eq!((game.version, game.state.players["p"].gold), (7, 9));
+        assert_eq!(delta.apply_to(&mut game), Fit::Old);
+        let later = GameDelta {
+            since: 8,
+            version: 9,
+            ..delta
+        };
+        assert_eq!(later.apply_to(&mut game), Fit::Gap);
+        assert_eq!(game.version, 7);
+    }
+
+    #[test]
+    fn folding_records_gives_the_latest_nations_and_head() {
+        let mut fold = GamesFold::default();
+        let rec = |p: &str, gold, version| {
+            GamesRecord::Nation(NationRecord {
+                game_id: 3,
+                player_id: p.into(),
+                version,
+                nation: nation(gold),
+            })
+        };
+        let head = |version, offset| {
+            GamesRecord::Head(GameHead {
+                game_id: 3,
+                version,
+                actions_offset: Some(offset),
+                ..GameHead::default()
+            })
+        };
+        for r in [
+            rec("a", 1, 1),
+            head(1, 10),
+            rec("b", 2, 2),
+            rec("a", 3, 2),
+            head(2, 12),
+        ] {
+            fold.push(r);
+        }
+        let game = &fold.games[&3];
+        assert_eq!((game.version, game.actions_offset), (2, Some(12)));
+        assert_eq!(game.state.players["a"].gold, 3);
+        assert_eq!(game.state.players.len(), 2);
+    }
+
+    #[test]
+    fn records_and_messages_are_tagged() {
+        let head = serde_json::to_value(GamesRecord::Head(GameHead::default())).unwrap();
+        assert_eq!(head["record"], "head");
+        let msg = serde_json::to_value(ServerMessage::Update(GameDelta::default())).unwrap();
+        assert_eq!(msg["kind"], "update");
+        let back: ServerMessage = serde_json::from_value(msg).unwrap();
+        assert!(matches!(back, ServerMessage::Update(_)));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Fan-out (issue 5): many idle WebSocket clients on one bridge; memory per
 //! idle client, then update delivery latency to every watcher of a game.
 //!
-//! `cargo build --release -p bridge && cargo bench -p tests --bench fanout`
+//! `cargo build --release -p nation && cargo bench -p tests --bench fanout`
 //! Env: `BENCH_CLIENTS` (default 10000), `BENCH_GAMES` (default 1000),
 //! `BENCH_RATE` (actions/s, default 1000, so 10,000 deliveries/s),
 //! `BENCH_SECS` (default 10), `KAFKA_BROKERS` (else an Apache Kafka is

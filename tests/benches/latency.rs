@@ -2,7 +2,7 @@
 //! the update arriving on a connected WebSocket, at a steady rate; and, in the
 //! same run, the broker's own produce-to-consume time as the floor.
 //!
-//! `cargo build --release -p bridge && cargo bench -p tests --bench latency`
+//! `cargo build --release -p nation && cargo bench -p tests --bench latency`
 //! Env: `BENCH_RATE` (actions/s, default 2000), `BENCH_SECS` (default 30),
 //! `BENCH_GAMES` (default 20), `KAFKA_BROKERS` (else an Apache Kafka is
 //! started for the run), `BENCH_DIRECT=1` (also read `games` directly, to split engine from

@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 /// A running game for one test. Dropping it stops the bridge and engine.
@@ -16,11 +15,14 @@ pub struct TestGame {
     pub brokers: String,
     pub actions_topic: String,
     pub games_topic: String,
+    /// The engines' consumer group (where bridges find each partition's
+    /// engine).
+    pub engine_group: String,
     pub partitions: i32,
     /// The game the seed endpoints play in.
     pub game_id_default: u64,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<Result<(), bridge::BridgeError>>>,
+    stop: ops::CancellationToken,
+    task: Option<JoinHandle<Result<(), nation::NationError>>>,
 }
 
 impl TestGame {
@@ -33,38 +35,39 @@ impl TestGame {
     /// Like [`TestGame::start`], with a chance to change the bridge's config.
     pub async fn start_with(
         static_dir: Option<PathBuf>,
-        tweak: impl FnOnce(&mut bridge::Config),
+        tweak: impl FnOnce(&mut nation::Config),
     ) -> TestGame {
         let brokers = crate::broker().to_string();
-        let mut config = bridge::Config::for_brokers(brokers.clone());
+        let mut game = nation::Config::for_brokers(brokers.clone());
+        let config = &mut game.bridge;
         config.actions_topic = crate::unique("actions");
         config.games_topic = crate::unique("games");
         config.engine_group = crate::unique("engine");
         config.partitions = 4;
-        config.with_engine = true;
         config.static_dir = static_dir.unwrap_or_else(|| PathBuf::from("/nonexistent"));
         config.extra = vec![("session.timeout.ms".into(), "6000".into())];
-        tweak(&mut config);
+        tweak(&mut game);
+        let config = &game.bridge;
         let brokers = config.brokers.clone().expect("brokers set");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind port 0");
         let addr = listener.local_addr().expect("local addr");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let mut game = TestGame {
+        let stop = ops::CancellationToken::new();
+        let mut test_game = TestGame {
             base_url: format!("http://{addr}"),
             addr,
             brokers,
             actions_topic: config.actions_topic.clone(),
             games_topic: config.games_topic.clone(),
+            engine_group: config.engine_group.clone(),
             partitions: config.partitions,
             game_id_default: config.default_game,
-            stop: Some(stop),
+            stop: stop.clone(),
             task: None,
         };
-        let task = tokio::spawn(bridge::run(config, listener, async move {
-            let _ = stopped.await;
-        }));
+        let task = tokio::spawn(nation::run(game, listener, stop));
+        let game = &mut test_game;
         let client = reqwest::Client::new();
         // Ready, not just alive: the producer reaches the broker.
         let url = format!("{}/readyz", game.base_url);
@@ -78,7 +81,7 @@ impl TestGame {
         )
         .await;
         game.task = Some(task);
-        game
+        test_game
     }
 
     /// Joins `game_id` as `name`; returns `(player_id, token)`. A 503 (the
@@ -170,9 +173,7 @@ impl TestGame {
 
     /// Stops cleanly and waits for the bridge (and engine) to finish.
     pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        self.stop.cancel();
         if let Some(task) = self.task.take() {
             let _ = tokio::time::timeout(Duration::from_secs(20), task).await;
         }
@@ -181,8 +182,6 @@ impl TestGame {
 
 impl Drop for TestGame {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        self.stop.cancel();
     }
 }

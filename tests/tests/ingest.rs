@@ -207,8 +207,8 @@ async fn a_stopped_broker_gives_503_with_retry_after_within_two_seconds() {
     let mut broker = tests::LocalKafka::temporary().unwrap();
     let bootstrap = broker.bootstrap().to_string();
     let game = TestGame::start_with(None, |c| {
-        c.brokers = Some(bootstrap);
-        c.with_engine = false;
+        c.bridge.brokers = Some(bootstrap);
+        c.engine.with_engine = false;
     })
     .await;
     let (_, token) = game.join(1, "Troy").await;

@@ -1,5 +1,5 @@
-//! What the WebSocket benchmarks share: a release bridge process (with the
-//! engine in it) against the harness's broker, on its own topics.
+//! What the WebSocket benchmarks share: a release `nation` process (bridge
+//! and engine) against the harness's broker, on its own topics.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -18,30 +18,32 @@ pub struct BridgeProcess {
     pub addr: String,
     /// The `games` topic it reads (for a direct consumer beside it).
     pub games_topic: String,
+    /// The `actions` topic it writes.
+    pub actions_topic: String,
 }
 
 impl BridgeProcess {
-    /// Builds nothing: expects `target/release/bridge` (the bench scripts
-    /// build it). Starts it with the engine, waits for `/healthz`.
+    /// Builds nothing: expects `target/release/nation` (the bench scripts
+    /// build it). Starts it (bridge and engine), waits for `/healthz`.
     pub fn start(brokers: &str, partitions: i32) -> BridgeProcess {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
         let target = std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| root.join("target"));
-        let bin = root.join(target).join("release/bridge");
+        let bin = root.join(target).join("release/nation");
         assert!(
             bin.exists(),
-            "build it first: cargo build --release -p bridge"
+            "build it first: cargo build --release -p nation"
         );
         let port = tests::free_port();
         let addr = format!("127.0.0.1:{port}");
         let games_topic = tests::unique("games");
+        let actions_topic = tests::unique("actions");
         let child = Command::new(bin)
             .env("KAFKA_BROKERS", brokers)
             .env("BIND", &addr)
-            .env("WITH_ENGINE", "true")
             .env("PARTITIONS", partitions.to_string())
-            .env("ACTIONS_TOPIC", tests::unique("actions"))
+            .env("ACTIONS_TOPIC", &actions_topic)
             .env("GAMES_TOPIC", &games_topic)
             .env("ENGINE_GROUP_ID", tests::unique("engine"))
             .env("TOKEN_SECRET", "bench")
@@ -65,7 +67,7 @@ impl BridgeProcess {
                 Stdio::null()
             })
             .spawn()
-            .expect("start the bridge");
+            .expect("start the game process");
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(&addr).is_err() {
             assert!(Instant::now() < deadline, "bridge did not listen");
@@ -75,6 +77,7 @@ impl BridgeProcess {
             child,
             addr,
             games_topic,
+            actions_topic,
         }
     }
 

@@ -1,0 +1,201 @@
+//! # nation: the roles composed into one process
+//!
+//! The bridge and the engine are separate crates that do not know each
+//! other; this crate puts them in one process (what `make run` starts, and
+//! what the cross-crate tests start): topics created by the engine's own
+//! rules, the engine's loop on its thread, its interactive queries served on
+//! the bridge's port under `/internal/engine` (advertised to every bridge
+//! through the engines' consumer group), its readiness in the bridge's
+//! `/readyz`, and one [`ops::CancellationToken`] for the process: a signal
+//! or an engine that cannot go on cancels it, every role stops, and the
+//! process exits non-zero if the engine failed (never a bridge that answers
+//! 202 for actions nobody will apply).
+
+use std::sync::Arc;
+
+use clap::{ArgAction, Args, Parser};
+
+/// Where the in-process engine's queries are served on the bridge's port.
+pub const ENGINE_QUERY_PATH: &str = "/internal/engine";
+
+/// The in-process engine's settings.
+#[derive(Args, Clone, Debug)]
+pub struct EngineFlags {
+    /// Run the engine in this process (off: a bridge only, for engines
+    /// running elsewhere).
+    #[arg(long, env = "WITH_ENGINE", default_value_t = true, action = ArgAction::Set)]
+    pub with_engine: bool,
+    /// The in-process engine's transactional id (and `group.instance.id`).
+    /// Unset: a fresh one per start (several in-process engines never fence
+    /// each other). `make run` sets a stable one, so a restarted game fences
+    /// and aborts what its crashed predecessor left open at once.
+    #[arg(long, env = "ENGINE_TRANSACTIONAL_ID")]
+    pub engine_transactional_id: Option<String>,
+    /// The in-process engine's `eager_flush` (see the engine's docs).
+    #[arg(long, env = "ENGINE_EAGER_FLUSH", default_value_t = false, action = ArgAction::Set)]
+    pub engine_eager_flush: bool,
+    /// The in-process engine's `commit_interval_ms`: 0 for one transaction
+    /// per batch, N for streaming transactions committed every N ms.
+    #[arg(long, env = "ENGINE_COMMIT_INTERVAL_MS", default_value_t = engine::DEFAULT_COMMIT_INTERVAL_MS)]
+    pub engine_commit_interval_ms: u64,
+    /// Create missing topics at start-up (the engine's rules: see
+    /// `engine::create_topics`).
+    #[arg(long, env = "CREATE_TOPICS", default_value_t = true, action = ArgAction::Set)]
+    pub create_topics: bool,
+}
+
+/// Everything one game process reads from flags and the environment.
+#[derive(Parser, Clone, Debug)]
+#[command(name = "nation", version)]
+// The bridge's flags already form the group `Config`.
+#[group(skip)]
+pub struct Config {
+    #[command(flatten)]
+    pub bridge: bridge::Config,
+    #[command(flatten)]
+    pub engine: EngineFlags,
+}
+
+impl Config {
+    /// Every flag at its default, against `brokers`.
+    pub fn for_brokers(brokers: impl Into<String>) -> Config {
+        let mut config = Config::parse_from(["nation"]);
+        config.bridge.brokers = Some(brokers.into());
+        config
+    }
+
+    /// The in-process engine's configuration.
+    pub fn engine_config(&self, brokers: &str) -> engine::Config {
+        let b = &self.bridge;
+        let e = &self.engine;
+        let mut config = engine::Config::new(brokers);
+        config.actions_topic = b.actions_topic.clone();
+        config.games_topic = b.games_topic.clone();
+        config.dlq_topic = format!("{}.dlq", b.actions_topic);
+        config.partitions = b.partitions;
+        config.create_topics = false; // done before anything starts
+        config.group_id = b.engine_group.clone();
+        if let Some(id) = &e.engine_transactional_id {
+            config.transactional_id = id.clone();
+            config.group_instance_id = Some(id.clone());
+        }
+        config.eager_flush = e.engine_eager_flush;
+        config.commit_interval_ms = e.engine_commit_interval_ms;
+        config.extra = b.extra.clone();
+        config
+    }
+}
+
+/// Why the process stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum NationError {
+    #[error("no Kafka brokers configured")]
+    NoBrokers,
+    #[error("engine: {0}")]
+    Engine(#[from] engine::EngineError),
+    #[error("bridge: {0}")]
+    Bridge(#[from] bridge::BridgeError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Runs the game's roles on `listener` until `cancel` is cancelled or the
+/// engine fails (which cancels it too).
+pub async fn run(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    cancel: ops::CancellationToken,
+) -> Result<(), NationError> {
+    let brokers = config
+        .bridge
+        .brokers
+        .clone()
+        .ok_or(NationError::NoBrokers)?;
+    let mut engine_config = config
+        .engine
+        .with_engine
+        .then(|| config.engine_config(&brokers));
+    if let Some(engine_config) = &engine_config {
+        // Refuse impossible settings before anything starts.
+        engine_config.validate()?;
+    }
+    if config.engine.create_topics {
+        let mut topics = config.engine_config(&brokers);
+        topics.create_topics = true;
+        engine::create_topics(&topics).await?;
+    }
+    let mut extras = bridge::Extras::default();
+    let mut engine_task = None;
+    if let Some(mut engine_config) = engine_config.take() {
+        let health = engine::Health::default();
+        engine_config.query_url = Some(query_url(listener.local_addr()?));
+        extras.routes = Some(
+            axum::Router::new().nest(ENGINE_QUERY_PATH, engine::query::router(health.store())),
+        );
+        let ready = health.clone();
+        extras.ready = Some(Arc::new(move || ready.check()));
+        let cancel_all = cancel.clone();
+        let stop = cancel.clone();
+        engine_task = Some(tokio::spawn(async move {
+            let result = engine::run_with_health(
+                engine_config,
+                async move { stop.cancelled().await },
+                health,
+            )
+            .await;
+            if let Err(e) = &result {
+                tracing::error!(error = %e, "the engine stopped: stopping the process");
+                cancel_all.cancel();
+            }
+            result
+        }));
+    }
+    let served = bridge::run_with(config.bridge, listener, cancel.clone(), extras).await;
+    // Whatever ended the bridge ends the engine too.
+    cancel.cancel();
+    if let Some(task) = engine_task {
+        match task.await {
+            Ok(result) => result?,
+            Err(e) => {
+                tracing::error!(error = %e, "engine task failed");
+                return Err(engine::EngineError::Panicked.into());
+            }
+        }
+    }
+    served?;
+    Ok(())
+}
+
+/// Where bridges reach the in-process engine's queries: the bridge's own
+/// address (this host's name when it listens on every interface).
+fn query_url(addr: std::net::SocketAddr) -> String {
+    let host = if addr.ip().is_unspecified() {
+        hostname()
+    } else {
+        addr.ip().to_string()
+    };
+    format!("http://{host}:{}{ENGINE_QUERY_PATH}", addr.port())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_parse_with_the_bridges() {
+        let config =
+            Config::parse_from(["nation", "--brokers", "b:9092", "--with-engine", "false"]);
+        assert_eq!(config.bridge.brokers.as_deref(), Some("b:9092"));
+        assert!(!config.engine.with_engine);
+        let engine = Config::for_brokers("b:9092").engine_config("b:9092");
+        assert_eq!(engine.group_id, "engine");
+    }
+}
