@@ -15,6 +15,7 @@ use shared::{ActionType, ServerMessage};
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::JsCast;
 
+use crate::feed::Feed;
 use crate::model::{
     backoff_ms, classify_http_error, ws_path, Connection, HttpFailure, SendState, Session, Settled,
 };
@@ -26,6 +27,15 @@ pub struct Notice {
     pub text: String,
     /// An error (rolled back, refused) rather than information.
     pub error: bool,
+}
+
+/// How the last click on one button ended, shown next to that button.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ButtonNote {
+    /// The engine applied it (`seq` tells one confirmation from the next).
+    Done(u64),
+    /// Refused or rolled back, with the reason in words.
+    Refused(String),
 }
 
 /// The app's reactive state.
@@ -40,6 +50,10 @@ pub struct Ctrl {
     pub default_game: RwSignal<u64>,
     /// A join request is in flight.
     pub joining: RwSignal<bool>,
+    /// The live feed of this game.
+    pub feed: RwSignal<Feed>,
+    /// How the last click of each action ended, for the note by its button.
+    pub notes: RwSignal<Vec<(ActionType, ButtonNote)>>,
 }
 
 struct Socket {
@@ -81,6 +95,8 @@ impl Ctrl {
             token: RwSignal::new(None),
             default_game: RwSignal::new(1),
             joining: RwSignal::new(false),
+            feed: RwSignal::new(Feed::default()),
+            notes: RwSignal::new(Vec::new()),
         }
     }
 
@@ -93,6 +109,8 @@ impl Ctrl {
                     .map_or(1, |c| c.default_game),
                 _ => 1,
             };
+            // An invite link (`/?game=7`) names the game.
+            let game = net::query_game().unwrap_or(game);
             self.default_game.set(game);
             self.open_game(game);
             net::publish("banInteractiveMs", net::perf_now());
@@ -136,6 +154,8 @@ impl Ctrl {
         self.token.set(stored.as_ref().map(|s| s.token.clone()));
         self.session
             .set(Session::new(game_id, stored.map(|s| s.player_id)));
+        self.feed.update(Feed::clear);
+        self.notes.set(Vec::new());
         ATTEMPTS.with(|a| *a.borrow_mut() = 0);
         self.connect();
     }
@@ -213,8 +233,13 @@ impl Ctrl {
                 .click(action, id.clone(), net::now_ms(), net::perf_now())
                 .err()
         });
+        self.set_note(action, None);
         match refused {
-            Some(r) => self.error(crate::model::describe_rejection(action, &r)),
+            Some(r) => {
+                let text = crate::model::describe_rejection(action, &r);
+                self.set_note(action, Some(ButtonNote::Refused(text.clone())));
+                self.error(text)
+            }
             None => {
                 self.notice.set(None);
                 self.send(id, action);
@@ -299,13 +324,34 @@ impl Ctrl {
         self.notice.set(Some(Notice { text, error: true }));
     }
 
+    /// The note by `action`'s button (`None` clears it).
+    fn set_note(self, action: ActionType, note: Option<ButtonNote>) {
+        self.notes.update(|notes| {
+            notes.retain(|(a, _)| *a != action);
+            if let Some(n) = note {
+                notes.push((action, n));
+            }
+        });
+    }
+
     fn settle(self, settled: Vec<Settled>) {
         for s in settled {
             match s {
-                Settled::Confirmed { latency_ms, .. } => {
-                    net::record_latency("banLatencies", latency_ms)
+                Settled::Confirmed {
+                    latency_ms, action, ..
+                } => {
+                    net::record_latency("banLatencies", latency_ms);
+                    if action != ActionType::Join {
+                        let seq = net::perf_now() as u64;
+                        self.set_note(action, Some(ButtonNote::Done(seq)));
+                    }
                 }
-                Settled::RolledBack { message, .. } => self.error(message),
+                Settled::RolledBack {
+                    message, action, ..
+                } => {
+                    self.set_note(action, Some(ButtonNote::Refused(message.clone())));
+                    self.error(message)
+                }
             }
         }
     }
@@ -315,8 +361,25 @@ impl Ctrl {
             return;
         };
         let now = net::perf_now();
+        let rejected = msg.update.rejected.clone();
         let mut settled = Vec::new();
-        self.session.update(|s| settled = s.on_server(msg, now));
+        let mut lines = Vec::new();
+        self.session.update(|s| {
+            let old = s.confirmed.clone();
+            let own: Vec<(String, ActionType)> = s
+                .pending
+                .iter()
+                .map(|p| (p.action_id.clone(), p.action))
+                .collect();
+            settled = s.on_server(msg, now);
+            if let Some(new) = s.confirmed.as_ref().filter(|n| old.as_ref() != Some(*n)) {
+                let me = s.player_id.as_deref();
+                lines = crate::feed::changes(old.as_ref(), new, &rejected, &own, me);
+            }
+        });
+        if !lines.is_empty() {
+            self.feed.update(|f| f.push(lines));
+        }
         self.settle(settled);
     }
 
