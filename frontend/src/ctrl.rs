@@ -104,11 +104,16 @@ impl Ctrl {
     /// the retry loop. Marks the page interactive when the form is ready.
     pub fn start(self) {
         spawn_local(async move {
-            let game = match net::request("GET", "/api/config", None, None).await {
-                Ok(a) if a.status == 200 => serde_json::from_str::<shared::ClientConfig>(&a.body)
-                    .map_or(1, |c| c.default_game),
-                _ => 1,
+            let body = match net::early_config().await {
+                Some(body) => Some(body),
+                None => match net::request("GET", "/api/config", None, None).await {
+                    Ok(a) if a.status == 200 => Some(a.body),
+                    _ => None,
+                },
             };
+            let game = body
+                .and_then(|b| serde_json::from_str::<shared::ClientConfig>(&b).ok())
+                .map_or(1, |c| c.default_game);
             // An invite link (`/?game=7`) names the game.
             let game = net::query_game().unwrap_or(game);
             self.default_game.set(game);

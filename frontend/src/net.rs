@@ -212,3 +212,14 @@ pub async fn copy_text(text: &str) -> bool {
         Err(_) => false,
     }
 }
+
+/// The answer to `GET /api/config` that `index.html` asked for while the
+/// wasm downloaded (`window.banConfig`, a promise of the body or `null`);
+/// `None` when there is none, so the caller asks itself.
+pub async fn early_config() -> Option<String> {
+    let w = window();
+    let p = js_sys::Reflect::get(&w, &"banConfig".into()).ok()?;
+    let _ = js_sys::Reflect::delete_property(&w, &"banConfig".into());
+    let p = p.dyn_into::<js_sys::Promise>().ok()?;
+    JsFuture::from(p).await.ok()?.as_string()
+}

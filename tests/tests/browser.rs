@@ -724,6 +724,38 @@ async fn bench_frontend() {
             ack.len()
         );
     }
+    // A phone, as the issue's Lighthouse-like profile: 150 ms round trip,
+    // 1.6 Mbit/s down, 750 kbit/s up, CPU slowed 4×, no HTTP cache, a new
+    // player (nothing stored): when is the join form usable?
+    browser.cdp("Network.enable", json!({})).await;
+    browser
+        .cdp(
+            "Network.emulateNetworkConditions",
+            json!({ "offline": false, "latency": 150,
+                    "downloadThroughput": 1_600_000 / 8, "uploadThroughput": 750_000 / 8 }),
+        )
+        .await;
+    browser
+        .cdp("Emulation.setCPUThrottlingRate", json!({ "rate": 4 }))
+        .await;
+    let mut phone = Vec::new();
+    for _ in 0..3 {
+        browser.js("localStorage.clear(); return 0").await;
+        browser.goto(&format!("{}/", game.base_url)).await;
+        let v = browser
+            .wait_for(
+                "the join form to be usable",
+                "return !!document.querySelector('[data-test=\"join-button\"]') && window.banInteractiveMs",
+            )
+            .await;
+        phone.push(v.as_f64().unwrap());
+    }
+    phone.sort_by(f64::total_cmp);
+    println!(
+        "phone_profile_usable_ms runs={:?} median={:.0}",
+        phone.iter().map(|v| v.round()).collect::<Vec<_>>(),
+        pct(&phone, 0.5)
+    );
     browser.quit().await;
     game.stop().await;
 }
@@ -1020,6 +1052,27 @@ async fn joins_and_buys_a_sword_with_the_keyboard_only() {
     wait_settled(&browser).await;
     assert_eq!(art_level(&browser, "sword").await, json!(["1", "1"]));
     assert_eq!(browser.text("gold").await, json!("50"));
+
+    // The wasm crossed the network gzipped (the build's `.gz` beside it).
+    let index = std::fs::read_to_string(dist_dir().join("index.html")).expect("index.html");
+    let wasm = index
+        .split('"')
+        .find(|p| p.ends_with("_bg.wasm"))
+        .expect("the wasm's name in index.html");
+    let resp = reqwest::Client::new()
+        .get(format!("{}{wasm}", game.base_url))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .expect("GET the wasm");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()
+            .get("content-encoding")
+            .and_then(|v| v.to_str().ok()),
+        Some("gzip"),
+        "the wasm is served gzipped"
+    );
     browser.quit().await;
     game.stop().await;
 }
