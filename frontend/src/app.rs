@@ -128,7 +128,14 @@ pub fn JoinForm(
     };
     view! {
         <form class="card join" on:submit=submit data-test="join-form">
+            <div class="hero" aria-hidden="true">
+                {[(Item::Sword, 3), (Item::Shield, 4), (Item::Horse, 2), (Item::Knife, 5)]
+                    .into_iter()
+                    .map(|(item, level)| view! { <span class="pic" inner_html=art::item_svg(item, level)></span> })
+                    .collect_view()}
+            </div>
             <h2>"Found your nation"</h2>
+            <p class="pitch">"Buy swords, shields, horses and knives, upgrade them, and out-power the other nations."</p>
             <label for="game-input">"Game"</label>
             <input
                 id="game-input"

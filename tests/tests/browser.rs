@@ -858,6 +858,13 @@ async fn pictures_feed_and_refusals_in_the_players_and_a_rivals_page() {
         .await;
     rome.click("action-purchase_knife").await;
     assert_eq!(art_level(&rome, "knife").await, json!(["1", "1"]));
+    // On its way: the button says so (pending look, aria-busy) and the gold
+    // counter shows the change.
+    let busy = rome
+        .js("const b = document.querySelector('[data-test=\"action-purchase_knife\"]'); return [b.classList.contains('pending'), b.getAttribute('aria-busy')]")
+        .await;
+    assert_eq!(busy, json!([true, "true"]));
+    rome.wait_text("gold-delta", "−20").await;
     let (status, _) = game
         .act(game.game_id_default, &token, "purchase_knife", None)
         .await;
@@ -909,6 +916,10 @@ async fn pictures_feed_and_refusals_in_the_players_and_a_rivals_page() {
     // Buy a sword: the picture changes at once, the engine confirms.
     rome.click("action-purchase_sword").await;
     assert_eq!(art_level(&rome, "sword").await, json!(["1", "1"]));
+    let pop = rome
+        .js("return getComputedStyle(document.querySelector('[data-test=\"art-sword\"]')).animationName")
+        .await;
+    assert_eq!(pop, json!("pop"), "a new item pops in (motion not reduced)");
     wait_settled(&rome).await;
     rome.wait_text("done-purchase_sword", "Done: confirmed by the game")
         .await;
@@ -999,6 +1010,14 @@ async fn both_themes_at_phone_and_desktop_sizes_pass_axe_without_overflow() {
                 "return !!document.querySelector('[data-test=\"done-purchase_sword\"]')",
             )
             .await;
+        let motion = browser
+            .js("return getComputedStyle(document.querySelector('[data-test=\"art-sword\"]')).animationName")
+            .await;
+        assert_eq!(
+            motion,
+            json!("none"),
+            "prefers-reduced-motion: no animation"
+        );
         for (w, h) in [(360, 640), (1280, 800)] {
             browser.set_size(w, h).await;
             browser
