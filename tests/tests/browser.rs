@@ -960,8 +960,8 @@ async fn browser_svg_dashed(browser: &Browser, item: &str) -> Value {
         .await
 }
 
-/// Both themes at 360×640 and 1280×800: screenshots in `artifacts/`, no
-/// horizontal scrolling, and axe-core finds no WCAG A/AA violation on the
+/// Both themes at 360×640 and 1280×800 (and 320×568, 1920×1080):
+/// screenshots in `artifacts/`, no horizontal scrolling, and axe-core finds no WCAG A/AA violation on the
 /// join page and the nation page.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_themes_at_phone_and_desktop_sizes_pass_axe_without_overflow() {
@@ -1018,7 +1018,7 @@ async fn both_themes_at_phone_and_desktop_sizes_pass_axe_without_overflow() {
             json!("none"),
             "prefers-reduced-motion: no animation"
         );
-        for (w, h) in [(360, 640), (1280, 800)] {
+        for (w, h) in [(320, 568), (360, 640), (1280, 800), (1920, 1080)] {
             browser.set_size(w, h).await;
             browser
                 .wait_for(
