@@ -65,6 +65,16 @@ if [[ "$("$WASM_OPT" --version 2>/dev/null)" != "wasm-opt version ${BINARYEN_VER
   npm install --silent --no-fund --no-audit --prefix "$ROOT/.tools" "binaryen@$BINARYEN_VERSION"
 fi
 
+# axe-core from npm, injected into Chromium by the browser tests (WCAG A/AA
+# checks of the join and nation pages in both themes).
+AXE_VERSION="4.14.1"
+AXE_PKG="$ROOT/.tools/node_modules/axe-core/package.json"
+if [[ "$WHAT" == "all" && "$(sed -n 's/.*"version": *"\([^"]*\)".*/\1/p' "$AXE_PKG" 2>/dev/null | head -1)" != "$AXE_VERSION" ]]; then
+  log "installing axe-core $AXE_VERSION from npm into .tools/"
+  mkdir -p "$ROOT/.tools"
+  npm install --silent --no-fund --no-audit --prefix "$ROOT/.tools" "axe-core@$AXE_VERSION"
+fi
+
 # Apache Kafka's broker: the jars named by kafka/pom.xml (one pinned 4.x
 # version), resolved from Maven Central into .tools/kafka/libs. Redone only when
 # the pom changes (its checksum is kept beside the jars).

@@ -7,7 +7,9 @@
 use leptos::prelude::*;
 use shared::{ActionType, Game, Item};
 
-use crate::ctrl::Ctrl;
+use crate::art;
+use crate::ctrl::{ButtonNote, Ctrl};
+use crate::invite;
 use crate::model::{validate_name, ActionButton, Connection};
 
 /// The whole page: header with the connection indicator, then the join form
@@ -27,11 +29,19 @@ pub fn App() -> impl IntoView {
             <ConnectionIndicator conn=ctrl.conn />
         </header>
         <main>
-            <Notice ctrl=ctrl />
-            <Show when=show_nation fallback=move || view! { <JoinForm ctrl=ctrl /> }>
-                <NationView ctrl=ctrl />
-            </Show>
-            <Leaderboard ctrl=ctrl />
+            <div class="play">
+                <Notice ctrl=ctrl />
+                <Show when=show_nation fallback=move || view! { <JoinForm ctrl=ctrl /> }>
+                    <NationView ctrl=ctrl />
+                </Show>
+            </div>
+            <aside class="side" aria-label="This game">
+                <Leaderboard ctrl=ctrl />
+                <Show when=show_nation>
+                    <FeedView ctrl=ctrl />
+                </Show>
+                <Invite ctrl=ctrl />
+            </aside>
         </main>
     }
 }
@@ -118,7 +128,14 @@ pub fn JoinForm(
     };
     view! {
         <form class="card join" on:submit=submit data-test="join-form">
+            <div class="hero" aria-hidden="true">
+                {[(Item::Sword, 3), (Item::Shield, 4), (Item::Horse, 2), (Item::Knife, 5)]
+                    .into_iter()
+                    .map(|(item, level)| view! { <span class="pic" inner_html=art::item_svg(item, level)></span> })
+                    .collect_view()}
+            </div>
             <h2>"Found your nation"</h2>
+            <p class="pitch">"Buy swords, shields, horses and knives, upgrade them, and out-power the other nations."</p>
             <label for="game-input">"Game"</label>
             <input
                 id="game-input"
@@ -173,6 +190,23 @@ pub fn NationView(
     let power = move || nation().map(|n| n.power.to_string()).unwrap_or("…".into());
     let level = move |item: Item| nation().map(|n| n.items.level(item)).unwrap_or(0);
     let buttons = Memo::new(move |_| ctrl.session.with(|s| s.buttons()));
+    // The gold counter's change, shown as a chip that floats away; `seq`
+    // keys a fresh element per change so its animation starts again.
+    let gold_now = Memo::new(move |_| nation().map(|n| n.gold));
+    let delta = RwSignal::new(None::<(i128, u64)>);
+    let previous = StoredValue::new(None::<u64>);
+    Effect::new(move |_| {
+        let now = gold_now.get();
+        if let (Some(old), Some(new)) = (previous.get_value(), now) {
+            if old != new {
+                delta.update(|d| {
+                    let seq = d.map_or(0, |(_, s)| s) + 1;
+                    *d = Some((i128::from(new) - i128::from(old), seq));
+                });
+            }
+        }
+        previous.set_value(now);
+    });
     view! {
         <section
             class="card nation"
@@ -197,9 +231,27 @@ pub fn NationView(
                 </button>
             </div>
             <dl class="stats">
-                <div class:pending=pending>
-                    <dt>"Gold"</dt>
-                    <dd data-test="gold" aria-label="Gold">{gold}</dd>
+                <div class="gold-stat" class:pending=pending>
+                    <dt>
+                        <span class="icon" inner_html=art::coin_svg()></span>
+                        "Gold"
+                    </dt>
+                    <dd>
+                        <span data-test="gold" aria-label="Gold">{gold}</span>
+                        <For
+                            each=move || delta.get().into_iter()
+                            key=|(_, seq)| *seq
+                            let:d
+                        >
+                            <span
+                                class=if d.0 < 0 { "delta down" } else { "delta up" }
+                                data-test="gold-delta"
+                                aria-hidden="true"
+                            >
+                                {if d.0 < 0 { format!("−{}", -d.0) } else { format!("+{}", d.0) }}
+                            </span>
+                        </For>
+                    </dd>
                 </div>
                 <div class:pending=pending>
                     <dt>"Power"</dt>
@@ -212,6 +264,12 @@ pub fn NationView(
                     .map(|item| {
                         view! {
                             <li class:owned=move || { level(item) > 0 }>
+                                <span
+                                    class="pic"
+                                    data-test=format!("art-{item}")
+                                    data-level=move || level(item).to_string()
+                                    inner_html=move || art::item_svg(item, level(item))
+                                ></span>
                                 <span class="item-name">{item.as_str()}</span>
                                 <span
                                     class="level"
@@ -219,7 +277,7 @@ pub fn NationView(
                                     aria-label=move || format!("{item} level {}", level(item))
                                 >
                                     {move || match level(item) {
-                                        0 => "—".to_string(),
+                                        0 => "None".to_string(),
                                         l => format!("Lv {l}"),
                                     }}
                                 </span>
@@ -259,6 +317,29 @@ pub fn ActionButtonView(
         })
     };
     let reason_id = format!("reason-{action}");
+    // The picture on the button: what the click gets.
+    let level_now = move || {
+        ctrl.session.with(|s| {
+            let me = s.player_id.clone().unwrap_or_default();
+            let item = action.purchase().or(action.upgrade())?;
+            let game = s.predicted();
+            let have = game
+                .state
+                .players
+                .get(&me)
+                .map_or(0, |n| n.items.level(item));
+            Some((item, have))
+        })
+    };
+    let picture = move || match (action.purchase(), level_now()) {
+        (Some(item), _) => art::item_svg(item, 1),
+        (None, Some((item, have))) => art::item_svg(item, have.saturating_add(1).max(2)),
+        _ => art::coin_svg(),
+    };
+    let note = move || {
+        ctrl.notes
+            .with(|n| n.iter().find(|(a, _)| *a == action).map(|(_, n)| n.clone()))
+    };
     view! {
         <div class="action">
             <button
@@ -268,15 +349,19 @@ pub fn ActionButtonView(
                 aria-busy=move || b().pending.to_string()
                 aria-describedby=reason_id.clone()
                 aria-label=move || {
+                    // The visible words, in order (WCAG 2.5.3 label in name).
                     let b = b();
                     match b.cost {
-                        Some(c) => format!("{}, costs {c} gold", b.label),
-                        None => b.label,
+                        Some(c) => format!("{} {c} gold", b.label),
+                        None => format!("{} free", b.label),
                     }
                 }
                 on:click=move |_| ctrl.act(action)
             >
+                <span class="pic" aria-hidden="true" inner_html=picture></span>
                 <span class="label">{move || b().label}</span>
+                // A real space: the name read aloud and the visible text agree.
+                " "
                 <span class="cost">
                     {move || b().cost.map(|c| format!("{c} gold")).unwrap_or_else(|| "free".into())}
                 </span>
@@ -284,40 +369,151 @@ pub fn ActionButtonView(
             <small class="reason" id=reason_id data-test=format!("reason-{action}")>
                 {move || b().reason.unwrap_or_default()}
             </small>
+            {move || match note() {
+                Some(ButtonNote::Refused(why)) => {
+                    view! {
+                        <small class="note refused" role="alert" data-test=format!("refused-{action}")>
+                            {why}
+                        </small>
+                    }
+                        .into_any()
+                }
+                Some(ButtonNote::Done(_)) if !b().pending => {
+                    view! {
+                        <small class="note done" data-test=format!("done-{action}")>
+                            "Done: confirmed by the game"
+                        </small>
+                    }
+                        .into_any()
+                }
+                _ => ().into_any(),
+            }}
         </div>
     }
 }
 
-/// The game's nations ranked by power.
+/// The game's ranking at a glance: the top nations and the player's place.
 #[component]
 pub fn Leaderboard(
     /// The app's state.
     ctrl: Ctrl,
 ) -> impl IntoView {
-    let rows = Memo::new(move |_| ctrl.session.with(|s| s.leaderboard()));
+    let all = Memo::new(move |_| ctrl.session.with(|s| s.leaderboard()));
+    let rows = Memo::new(move |_| all.with(|r| invite::at_a_glance(r)));
     view! {
-        <section class="card board" aria-label="Leaderboard">
-            <h2>
-                "Nations in game "
+        <section class="card board" aria-labelledby="board-title">
+            <h2 id="board-title">
+                "Ranking of game "
                 {move || ctrl.session.with(|s| s.game_id)}
             </h2>
+            {move || {
+                all.with(|r| invite::my_place(r))
+                    .map(|p| view! { <p class="place" data-test="my-place">{p}</p> })
+            }}
             <ol data-test="leaderboard">
                 <For
                     each=move || rows.get()
                     key=|r| (r.player_id.clone(), r.rank, r.power, r.gold, r.name.clone())
                     let:row
                 >
-                    <li class:me=row.me data-test="leader-row" data-name=row.name.clone()>
+                    <li
+                        class:me=row.me
+                        data-test="leader-row"
+                        data-name=row.name.clone()
+                        data-power=row.power.to_string()
+                    >
                         <span class="rank">{row.rank}</span>
-                        <span class="who">{row.name.clone()}</span>
-                        <span class="pow" aria-label="power">{format!("⚔ {}", row.power)}</span>
-                        <span class="gold" aria-label="gold">{format!("{} g", row.gold)}</span>
+                        <span class="who">
+                            {row.name.clone()}
+                            {row.me.then(|| view! { <span class="you">" (you)"</span> })}
+                        </span>
+                        <span class="pow">{format!("{} power", row.power)}</span>
+                        <span class="gold">{format!("{} gold", row.gold)}</span>
                     </li>
                 </For>
             </ol>
             {move || {
-                rows.with(Vec::is_empty).then(|| view! { <p class="empty">"No nations yet."</p> })
+                all.with(Vec::is_empty).then(|| view! { <p class="empty">"No nations yet."</p> })
             }}
+        </section>
+    }
+}
+
+/// What happened in this game lately, newest first; our own lines marked.
+#[component]
+pub fn FeedView(
+    /// The app's state.
+    ctrl: Ctrl,
+) -> impl IntoView {
+    let lines = Memo::new(move |_| ctrl.feed.with(|f| f.lines()));
+    view! {
+        <section class="card feed" aria-labelledby="feed-title">
+            <h2 id="feed-title">"Live feed"</h2>
+            <ol data-test="feed" aria-live="polite">
+                <For each=move || lines.get() key=|l| l.seq let:line>
+                    <li
+                        class:mine=line.mine
+                        class:refused=line.refused
+                        data-test="feed-line"
+                        data-mine=line.mine.to_string()
+                    >
+                        {line.text}
+                    </li>
+                </For>
+            </ol>
+            {move || {
+                lines
+                    .with(Vec::is_empty)
+                    .then(|| view! { <p class="empty">"Nothing yet: news of this game shows here."</p> })
+            }}
+        </section>
+    }
+}
+
+/// A link to this game for a friend, with a copy button.
+#[component]
+pub fn Invite(
+    /// The app's state.
+    ctrl: Ctrl,
+) -> impl IntoView {
+    let url = move || invite::invite_url(&crate::net::origin(), ctrl.session.with(|s| s.game_id));
+    let copied = RwSignal::new(None::<bool>);
+    let copy = move |_| {
+        let text = url();
+        leptos::task::spawn_local(async move {
+            copied.set(Some(crate::net::copy_text(&text).await));
+        });
+    };
+    view! {
+        <section class="card invite">
+            <h2>
+                <label for="invite-link">"Invite a friend"</label>
+            </h2>
+            <div class="invite-row">
+                <input
+                    id="invite-link"
+                    data-test="invite-link"
+                    aria-label="Invite link to this game"
+                    readonly
+                    prop:value=url
+                    on:focus=move |ev| {
+                        use wasm_bindgen::JsCast;
+                        if let Some(i) = ev
+                            .target()
+                            .and_then(|t| t.dyn_into::<web_sys::HtmlInputElement>().ok())
+                        {
+                            i.select();
+                        }
+                    }
+                />
+                <button data-test="copy-invite" aria-label="Copy the invite link" on:click=copy>
+                    {move || match copied.get() {
+                        Some(true) => "Copied",
+                        Some(false) => "Select and copy",
+                        None => "Copy",
+                    }}
+                </button>
+            </div>
         </section>
     }
 }

@@ -15,6 +15,7 @@ use shared::{ActionType, ServerMessage};
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::JsCast;
 
+use crate::feed::Feed;
 use crate::model::{
     backoff_ms, classify_http_error, ws_path, Connection, HttpFailure, SendState, Session, Settled,
 };
@@ -26,6 +27,15 @@ pub struct Notice {
     pub text: String,
     /// An error (rolled back, refused) rather than information.
     pub error: bool,
+}
+
+/// How the last click on one button ended, shown next to that button.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ButtonNote {
+    /// The engine applied it (`seq` tells one confirmation from the next).
+    Done(u64),
+    /// Refused or rolled back, with the reason in words.
+    Refused(String),
 }
 
 /// The app's reactive state.
@@ -40,6 +50,10 @@ pub struct Ctrl {
     pub default_game: RwSignal<u64>,
     /// A join request is in flight.
     pub joining: RwSignal<bool>,
+    /// The live feed of this game.
+    pub feed: RwSignal<Feed>,
+    /// How the last click of each action ended, for the note by its button.
+    pub notes: RwSignal<Vec<(ActionType, ButtonNote)>>,
 }
 
 struct Socket {
@@ -81,6 +95,8 @@ impl Ctrl {
             token: RwSignal::new(None),
             default_game: RwSignal::new(1),
             joining: RwSignal::new(false),
+            feed: RwSignal::new(Feed::default()),
+            notes: RwSignal::new(Vec::new()),
         }
     }
 
@@ -88,11 +104,18 @@ impl Ctrl {
     /// the retry loop. Marks the page interactive when the form is ready.
     pub fn start(self) {
         spawn_local(async move {
-            let game = match net::request("GET", "/api/config", None, None).await {
-                Ok(a) if a.status == 200 => serde_json::from_str::<shared::ClientConfig>(&a.body)
-                    .map_or(1, |c| c.default_game),
-                _ => 1,
+            let body = match net::early_config().await {
+                Some(body) => Some(body),
+                None => match net::request("GET", "/api/config", None, None).await {
+                    Ok(a) if a.status == 200 => Some(a.body),
+                    _ => None,
+                },
             };
+            let game = body
+                .and_then(|b| serde_json::from_str::<shared::ClientConfig>(&b).ok())
+                .map_or(1, |c| c.default_game);
+            // An invite link (`/?game=7`) names the game.
+            let game = net::query_game().unwrap_or(game);
             self.default_game.set(game);
             self.open_game(game);
             net::publish("banInteractiveMs", net::perf_now());
@@ -136,6 +159,8 @@ impl Ctrl {
         self.token.set(stored.as_ref().map(|s| s.token.clone()));
         self.session
             .set(Session::new(game_id, stored.map(|s| s.player_id)));
+        self.feed.update(Feed::clear);
+        self.notes.set(Vec::new());
         ATTEMPTS.with(|a| *a.borrow_mut() = 0);
         self.connect();
     }
@@ -213,8 +238,13 @@ impl Ctrl {
                 .click(action, id.clone(), net::now_ms(), net::perf_now())
                 .err()
         });
+        self.set_note(action, None);
         match refused {
-            Some(r) => self.error(crate::model::describe_rejection(action, &r)),
+            Some(r) => {
+                let text = crate::model::describe_rejection(action, &r);
+                self.set_note(action, Some(ButtonNote::Refused(text.clone())));
+                self.error(text)
+            }
             None => {
                 self.notice.set(None);
                 self.send(id, action);
@@ -302,13 +332,34 @@ impl Ctrl {
         self.notice.set(Some(Notice { text, error: true }));
     }
 
+    /// The note by `action`'s button (`None` clears it).
+    fn set_note(self, action: ActionType, note: Option<ButtonNote>) {
+        self.notes.update(|notes| {
+            notes.retain(|(a, _)| *a != action);
+            if let Some(n) = note {
+                notes.push((action, n));
+            }
+        });
+    }
+
     fn settle(self, settled: Vec<Settled>) {
         for s in settled {
             match s {
-                Settled::Confirmed { latency_ms, .. } => {
-                    net::record_latency("banLatencies", latency_ms)
+                Settled::Confirmed {
+                    latency_ms, action, ..
+                } => {
+                    net::record_latency("banLatencies", latency_ms);
+                    if action != ActionType::Join {
+                        let seq = net::perf_now() as u64;
+                        self.set_note(action, Some(ButtonNote::Done(seq)));
+                    }
                 }
-                Settled::RolledBack { message, .. } => self.error(message),
+                Settled::RolledBack {
+                    message, action, ..
+                } => {
+                    self.set_note(action, Some(ButtonNote::Refused(message.clone())));
+                    self.error(message)
+                }
             }
         }
     }
@@ -318,14 +369,32 @@ impl Ctrl {
             return;
         };
         let now = net::perf_now();
+        let rejected = match &msg {
+            ServerMessage::Update(delta) => delta.rejected.clone(),
+            ServerMessage::Snapshot(_) => Vec::new(),
+        };
         let mut settled = Vec::new();
         let mut resync = None;
+        let mut lines = Vec::new();
         self.session.update(|s| {
+            let old = s.confirmed.clone();
+            let own: Vec<(String, ActionType)> = s
+                .pending
+                .iter()
+                .map(|p| (p.action_id.clone(), p.action))
+                .collect();
             settled = s.on_server(msg, now);
             if std::mem::take(&mut s.needs_snapshot) {
                 resync = Some(s.version().unwrap_or(0));
             }
+            if let Some(new) = s.confirmed.as_ref().filter(|n| old.as_ref() != Some(*n)) {
+                let me = s.player_id.as_deref();
+                lines = crate::feed::changes(old.as_ref(), new, &rejected, &own, me);
+            }
         });
+        if !lines.is_empty() {
+            self.feed.update(|f| f.push(lines));
+        }
         self.settle(settled);
         if let Some(version) = resync {
             // A gap: the bridge answers with the whole game.

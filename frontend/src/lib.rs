@@ -11,10 +11,16 @@
 //! - [`ctrl`]: signals and the network: join, send with retries (same action
 //!   id), the WebSocket with reconnect and resume.
 //! - [`net`]: `fetch`, local storage, action ids, clocks (web-sys wrappers).
+//! - [`feed`]: the live feed, derived by diffing confirmed games.
+//! - [`art`]: the item pictures (inline SVG per item and level).
+//! - [`invite`]: the invite link and the ranking at a glance.
 //! - [`app`]: the components.
 
 pub mod app;
+pub mod art;
 pub mod ctrl;
+pub mod feed;
+pub mod invite;
 pub mod model;
 pub mod net;
 

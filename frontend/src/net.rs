@@ -175,3 +175,51 @@ pub fn record_latency(name: &str, ms: f64) {
         });
     arr.push(&ms.into());
 }
+
+/// The game an invite link names (`/?game=7`), if any.
+pub fn query_game() -> Option<u64> {
+    crate::invite::game_from_query(&window().location().search().ok()?)
+}
+
+/// This page's origin (`http://host:port`), for the invite link.
+pub fn origin() -> String {
+    window().location().origin().unwrap_or_default()
+}
+
+/// Copies `text` to the clipboard; `false` when the browser refuses (no
+/// clipboard on plain http from another host, say).
+pub async fn copy_text(text: &str) -> bool {
+    let Ok(nav) = js_sys::Reflect::get(&window(), &"navigator".into()) else {
+        return false;
+    };
+    let Some(clip) = js_sys::Reflect::get(&nav, &"clipboard".into())
+        .ok()
+        .filter(|c| !c.is_undefined())
+    else {
+        return false;
+    };
+    let Some(write) = js_sys::Reflect::get(&clip, &"writeText".into())
+        .ok()
+        .and_then(|f| f.dyn_into::<js_sys::Function>().ok())
+    else {
+        return false;
+    };
+    let Ok(promise) = write.call1(&clip, &text.into()) else {
+        return false;
+    };
+    match promise.dyn_into::<js_sys::Promise>() {
+        Ok(p) => JsFuture::from(p).await.is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// The answer to `GET /api/config` that `index.html` asked for while the
+/// wasm downloaded (`window.banConfig`, a promise of the body or `null`);
+/// `None` when there is none, so the caller asks itself.
+pub async fn early_config() -> Option<String> {
+    let w = window();
+    let p = js_sys::Reflect::get(&w, &"banConfig".into()).ok()?;
+    let _ = js_sys::Reflect::delete_property(&w, &"banConfig".into());
+    let p = p.dyn_into::<js_sys::Promise>().ok()?;
+    JsFuture::from(p).await.ok()?.as_string()
+}

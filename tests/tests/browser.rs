@@ -291,6 +291,117 @@ impl Browser {
         path
     }
 
+    /// Runs `script` through the DevTools protocol (`Network.enable` etc.).
+    async fn cdp(&self, cmd: &str, params: Value) -> Value {
+        self.cmd(
+            reqwest::Method::POST,
+            "/goog/cdp/execute",
+            json!({ "cmd": cmd, "params": params }),
+        )
+        .await
+    }
+
+    /// Light or dark, as `prefers-color-scheme` says; motion reduced when
+    /// `reduce_motion` (the accessibility checks look at settled colours).
+    async fn emulate_theme(&self, dark: bool, reduce_motion: bool) {
+        self.cdp(
+            "Emulation.setEmulatedMedia",
+            json!({ "features": [
+                { "name": "prefers-color-scheme", "value": if dark { "dark" } else { "light" } },
+                { "name": "prefers-reduced-motion", "value": if reduce_motion { "reduce" } else { "no-preference" } },
+            ]}),
+        )
+        .await;
+    }
+
+    /// The viewport's CSS size (a phone when narrower than 600 px).
+    async fn set_size(&self, width: u32, height: u32) {
+        self.cdp(
+            "Emulation.setDeviceMetricsOverride",
+            json!({ "width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600 }),
+        )
+        .await;
+    }
+
+    /// Presses `key` (a WebDriver key code such as `\u{E004}` for Tab, or
+    /// plain characters) on the keyboard.
+    async fn keys(&self, keys: &str) {
+        let actions: Vec<Value> = keys
+            .chars()
+            .flat_map(|c| {
+                [
+                    json!({ "type": "keyDown", "value": c.to_string() }),
+                    json!({ "type": "keyUp", "value": c.to_string() }),
+                ]
+            })
+            .collect();
+        self.cmd(
+            reqwest::Method::POST,
+            "/actions",
+            json!({ "actions": [{ "type": "key", "id": "keyboard", "actions": actions }] }),
+        )
+        .await;
+    }
+
+    /// The `data-test` of the focused element ("" when none has one).
+    async fn focused(&self) -> String {
+        self.js("const e = document.activeElement; return (e && e.dataset && e.dataset.test) || ''")
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// Tabs until the element `[data-test=name]` has the focus (at most 40
+    /// presses), and checks the focus is visible (an outline).
+    async fn tab_to(&self, name: &str) {
+        for _ in 0..40 {
+            if self.focused().await == name {
+                let outline = self
+                    .js("const s = getComputedStyle(document.activeElement); return s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) >= 2")
+                    .await;
+                assert_eq!(outline, json!(true), "{name} shows its keyboard focus");
+                return;
+            }
+            self.keys("\u{E004}").await;
+        }
+        panic!("Tab never reached {name}");
+    }
+
+    /// axe-core's WCAG 2.x A and AA violations on the current page.
+    async fn axe_violations(&self) -> Value {
+        let axe = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../.tools/node_modules/axe-core/axe.min.js");
+        let source = std::fs::read_to_string(&axe).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}; install it with `scripts/setup.sh all`",
+                axe.display()
+            )
+        });
+        self.js(&format!("{source}\n;return typeof axe")).await;
+        self.cmd(
+            reqwest::Method::POST,
+            "/execute/async",
+            json!({ "script": "const done = arguments[arguments.length - 1]; \
+                axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa'] } }) \
+                  .then(r => done(r.violations.map(v => ({ id: v.id, help: v.help, nodes: v.nodes.map(n => n.target.join(' ') + ': ' + n.failureSummary) })))) \
+                  .catch(e => done('axe failed: ' + e));",
+                "args": [] }),
+        )
+        .await
+    }
+
+    /// Whether the page scrolls sideways: `[scrollWidth, clientWidth]`.
+    async fn assert_no_horizontal_overflow(&self, what: &str) {
+        let scroll = self
+            .js("return [document.documentElement.scrollWidth, document.documentElement.clientWidth, document.body.scrollWidth]")
+            .await;
+        assert!(
+            scroll[0].as_u64() <= scroll[1].as_u64() && scroll[2].as_u64() <= scroll[1].as_u64(),
+            "{what}: no horizontal scroll, got [scrollWidth, clientWidth, body] = {scroll}"
+        );
+    }
+
     async fn quit(self) {
         let _ = self.http.delete(&self.session).send().await;
     }
@@ -425,7 +536,7 @@ async fn play(viewport: Viewport, screenshot: Option<&str>) {
     browser
         .wait_for(
             "Carthage's horse (power 4) on the leaderboard",
-            "const e = document.querySelector('[data-test=\"leader-row\"][data-name=\"Carthage\"]'); return !!e && e.textContent.includes('⚔ 4');",
+            "const e = document.querySelector('[data-test=\"leader-row\"][data-name=\"Carthage\"]'); return !!e && e.dataset.power === '4';",
         )
         .await;
     let first = browser
@@ -613,6 +724,38 @@ async fn bench_frontend() {
             ack.len()
         );
     }
+    // A phone, as the issue's Lighthouse-like profile: 150 ms round trip,
+    // 1.6 Mbit/s down, 750 kbit/s up, CPU slowed 4×, no HTTP cache, a new
+    // player (nothing stored): when is the join form usable?
+    browser.cdp("Network.enable", json!({})).await;
+    browser
+        .cdp(
+            "Network.emulateNetworkConditions",
+            json!({ "offline": false, "latency": 150,
+                    "downloadThroughput": 1_600_000 / 8, "uploadThroughput": 750_000 / 8 }),
+        )
+        .await;
+    browser
+        .cdp("Emulation.setCPUThrottlingRate", json!({ "rate": 4 }))
+        .await;
+    let mut phone = Vec::new();
+    for _ in 0..3 {
+        browser.js("localStorage.clear(); return 0").await;
+        browser.goto(&format!("{}/", game.base_url)).await;
+        let v = browser
+            .wait_for(
+                "the join form to be usable",
+                "return !!document.querySelector('[data-test=\"join-button\"]') && window.banInteractiveMs",
+            )
+            .await;
+        phone.push(v.as_f64().unwrap());
+    }
+    phone.sort_by(f64::total_cmp);
+    println!(
+        "phone_profile_usable_ms runs={:?} median={:.0}",
+        phone.iter().map(|v| v.round()).collect::<Vec<_>>(),
+        pct(&phone, 0.5)
+    );
     browser.quit().await;
     game.stop().await;
 }
@@ -659,4 +802,296 @@ fn numbers(v: &Value) -> Vec<f64> {
         .iter()
         .filter_map(Value::as_f64)
         .collect()
+}
+
+/// The level a picture shows (`data-level` of `[data-test=art-ITEM]` and of
+/// the SVG inside it).
+async fn art_level(browser: &Browser, item: &str) -> Value {
+    browser
+        .js(&format!(
+            "const e = document.querySelector('[data-test=\"art-{item}\"]'); const s = e && e.querySelector('svg'); return e && s ? [e.dataset.level, s.dataset.level] : null;"
+        ))
+        .await
+}
+
+/// Waits for a feed line reading `text` whose `data-mine` is `mine`.
+async fn wait_feed(browser: &Browser, text: &str, mine: bool) {
+    browser
+        .wait_for(
+            &format!("the feed line {text:?} (mine: {mine})"),
+            &format!(
+                "return [...document.querySelectorAll('[data-test=\"feed-line\"]')].some(l => l.textContent.trim() === {} && l.dataset.mine === '{mine}')",
+                json!(text)
+            ),
+        )
+        .await;
+}
+
+/// The player's page and a rival's: pictures follow purchases and upgrades,
+/// both feeds tell them (the player's own lines marked), and a click the
+/// engine refuses shows its reason next to its own button.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pictures_feed_and_refusals_in_the_players_and_a_rivals_page() {
+    let game = TestGame::start(Some(dist_dir())).await;
+    let driver = Chromedriver::start().await;
+    let rome = Browser::open(&driver, Viewport::Desktop).await;
+    let rival = Browser::open(&driver, Viewport::Desktop).await;
+    join_through_the_form(&rome, &game, "Rome").await;
+    join_through_the_form(&rival, &game, "Carthage").await;
+    wait_feed(&rome, "Carthage joined the game", false).await;
+
+    // A refused click: the page's "Buy knife" cannot reach the bridge
+    // (blocked), meanwhile the same nation buys the knife elsewhere; when the
+    // page's retry arrives the engine refuses it, and the reason shows next
+    // to the button.
+    let token = rome
+        .js(&format!(
+            "return JSON.parse(localStorage.getItem('build-a-nation.game.{}')).token",
+            game.game_id_default
+        ))
+        .await
+        .as_str()
+        .expect("the stored token")
+        .to_string();
+    rome.cdp("Network.enable", json!({})).await;
+    rome.cdp("Network.setBlockedURLs", json!({ "urls": ["*/actions*"] }))
+        .await;
+    rome.click("action-purchase_knife").await;
+    assert_eq!(art_level(&rome, "knife").await, json!(["1", "1"]));
+    // On its way: the button says so (pending look, aria-busy) and the gold
+    // counter shows the change.
+    let busy = rome
+        .js("const b = document.querySelector('[data-test=\"action-purchase_knife\"]'); return [b.classList.contains('pending'), b.getAttribute('aria-busy')]")
+        .await;
+    assert_eq!(busy, json!([true, "true"]));
+    rome.wait_text("gold-delta", "−20").await;
+    let (status, _) = game
+        .act(game.game_id_default, &token, "purchase_knife", None)
+        .await;
+    assert_eq!(status, 202);
+    // The page's confirmed state now holds the knife bought elsewhere.
+    wait_feed(&rome, "You (Rome) bought a knife", true).await;
+    wait_feed(&rival, "Rome bought a knife", false).await;
+    rome.cdp("Network.setBlockedURLs", json!({ "urls": [] }))
+        .await;
+    let why = shared::Rejection::AlreadyOwned {
+        item: shared::Item::Knife,
+    };
+    // The wording of frontend::model::describe_rejection.
+    let expected = "Buy knife was refused. You already own a knife.";
+    rome.wait_text("refused-purchase_knife", expected).await;
+    // Next to its own button: inside the same `.action` block.
+    let beside = rome
+        .js("const n = document.querySelector('[data-test=\"refused-purchase_knife\"]'); return n.closest('.action').querySelector('button').dataset.test")
+        .await;
+    assert_eq!(beside, json!("action-purchase_knife"));
+    wait_feed(
+        &rome,
+        &format!("Your (Rome) knife purchase refused: {why}"),
+        true,
+    )
+    .await;
+    wait_feed(&rival, &format!("Rome's action refused: {why}"), false).await;
+    // Rolled back to the server's truth: one knife, paid once.
+    assert_eq!(art_level(&rome, "knife").await, json!(["1", "1"]));
+    wait_settled(&rome).await;
+    // Newest first: the refusal is on top of Rome's feed.
+    rome.wait_for(
+        "the refusal on top of the feed",
+        "const l = document.querySelector('[data-test=\"feed-line\"]'); return !!l && l.dataset.mine === 'true' && l.textContent.includes('refused')",
+    )
+    .await;
+    let top = rome
+        .js("return document.querySelector('[data-test=\"feed-line\"]').textContent.trim()")
+        .await;
+    assert_eq!(
+        top,
+        json!(format!("Your (Rome) knife purchase refused: {why}"))
+    );
+
+    // Not owned: the dashed outline (level 0).
+    assert_eq!(art_level(&rome, "sword").await, json!(["0", "0"]));
+    assert_eq!(browser_svg_dashed(&rome, "sword").await, json!(true));
+
+    // Buy a sword: the picture changes at once, the engine confirms.
+    rome.click("action-purchase_sword").await;
+    assert_eq!(art_level(&rome, "sword").await, json!(["1", "1"]));
+    let pop = rome
+        .js("return getComputedStyle(document.querySelector('[data-test=\"art-sword\"]')).animationName")
+        .await;
+    assert_eq!(pop, json!("pop"), "a new item pops in (motion not reduced)");
+    wait_settled(&rome).await;
+    rome.wait_text("done-purchase_sword", "Done: confirmed by the game")
+        .await;
+    wait_feed(&rome, "You (Rome) bought a sword", true).await;
+    wait_feed(&rival, "Rome bought a sword", false).await;
+    assert_eq!(browser_svg_dashed(&rome, "sword").await, json!(false));
+
+    // Visits until the upgrade is affordable, then upgrade: level 2.
+    for _ in 0..12 {
+        let affordable = rome
+            .js("return !document.querySelector('[data-test=\"action-upgrade_sword\"]').disabled")
+            .await;
+        if affordable == json!(true) {
+            break;
+        }
+        rome.click("action-default").await;
+        wait_settled(&rome).await;
+    }
+    rome.click("action-upgrade_sword").await;
+    assert_eq!(art_level(&rome, "sword").await, json!(["2", "2"]));
+    wait_settled(&rome).await;
+    wait_feed(&rome, "You (Rome) upgraded the sword to level 2", true).await;
+    wait_feed(&rival, "Rome upgraded the sword to level 2", false).await;
+    // The rival's own page shows its own pictures, not Rome's.
+    assert_eq!(art_level(&rival, "sword").await, json!(["0", "0"]));
+
+    rome.quit().await;
+    rival.quit().await;
+    game.stop().await;
+}
+
+/// Whether the picture of `item` is drawn as the dashed "not owned" outline.
+async fn browser_svg_dashed(browser: &Browser, item: &str) -> Value {
+    browser
+        .js(&format!(
+            "return !!document.querySelector('[data-test=\"art-{item}\"] svg [stroke-dasharray]')"
+        ))
+        .await
+}
+
+/// Both themes at 360×640 and 1280×800 (and 320×568, 1920×1080):
+/// screenshots in `artifacts/`, no horizontal scrolling, and axe-core finds no WCAG A/AA violation on the
+/// join page and the nation page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_themes_at_phone_and_desktop_sizes_pass_axe_without_overflow() {
+    let game = TestGame::start(Some(dist_dir())).await;
+    let driver = Chromedriver::start().await;
+    for dark in [false, true] {
+        let theme = if dark { "dark" } else { "light" };
+        let browser = Browser::open(&driver, Viewport::Desktop).await;
+        // Motion reduced: axe judges settled colours, not a frame of a fade.
+        browser.emulate_theme(dark, true).await;
+        browser.set_size(360, 640).await;
+        browser.goto(&format!("{}/", game.base_url)).await;
+        browser
+            .wait_for(
+                "the join form",
+                "return !!document.querySelector('[data-test=\"join-button\"]')",
+            )
+            .await;
+        let bg = browser
+            .js("return getComputedStyle(document.body).backgroundColor")
+            .await;
+        let expected_bg = if dark {
+            "rgb(16, 20, 28)"
+        } else {
+            "rgb(245, 243, 238)"
+        };
+        assert_eq!(bg, json!(expected_bg), "the {theme} theme is applied");
+        assert_eq!(
+            browser.axe_violations().await,
+            json!([]),
+            "axe on the join page, {theme}"
+        );
+        browser
+            .assert_no_horizontal_overflow(&format!("join page, 360 px, {theme}"))
+            .await;
+        browser
+            .screenshot(&format!("join-360x640-{theme}.png"))
+            .await;
+
+        join_through_the_form(&browser, &game, &format!("Look {theme}")).await;
+        browser.click("action-purchase_sword").await;
+        wait_settled(&browser).await;
+        browser
+            .wait_for(
+                "the sword's confirmation",
+                "return !!document.querySelector('[data-test=\"done-purchase_sword\"]')",
+            )
+            .await;
+        let motion = browser
+            .js("return getComputedStyle(document.querySelector('[data-test=\"art-sword\"]')).animationName")
+            .await;
+        assert_eq!(
+            motion,
+            json!("none"),
+            "prefers-reduced-motion: no animation"
+        );
+        for (w, h) in [(320, 568), (360, 640), (1280, 800), (1920, 1080)] {
+            browser.set_size(w, h).await;
+            browser
+                .wait_for(
+                    "the new size",
+                    &format!("return document.documentElement.clientWidth === {w}"),
+                )
+                .await;
+            browser
+                .assert_no_horizontal_overflow(&format!("nation page, {w}x{h}, {theme}"))
+                .await;
+            assert_eq!(
+                browser.axe_violations().await,
+                json!([]),
+                "axe on the nation page, {w}x{h}, {theme}"
+            );
+            let path = browser
+                .screenshot(&format!("nation-{w}x{h}-{theme}.png"))
+                .await;
+            assert!(std::fs::metadata(&path).expect("the screenshot").len() > 1000);
+        }
+        browser.quit().await;
+    }
+    game.stop().await;
+}
+
+/// Keyboard only: Tab to the name, type it, Enter joins; Tab to "Buy sword",
+/// Enter buys it. Every stop shows its focus.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_and_buys_a_sword_with_the_keyboard_only() {
+    let game = TestGame::start(Some(dist_dir())).await;
+    let driver = Chromedriver::start().await;
+    let browser = Browser::open(&driver, Viewport::Desktop).await;
+    browser.goto(&format!("{}/", game.base_url)).await;
+    browser
+        .wait_for(
+            "the join form with the default game",
+            &format!(
+                "const e = document.querySelector('[data-test=\"game-input\"]'); return !!e && e.value === '{}';",
+                game.game_id_default
+            ),
+        )
+        .await;
+    browser.tab_to("name-input").await;
+    browser.keys("Kyiv\u{E007}").await;
+    browser.wait_text("nation-name", "Kyiv").await;
+    wait_settled(&browser).await;
+    browser.tab_to("action-purchase_sword").await;
+    browser.keys("\u{E007}").await;
+    browser.wait_text("item-sword", "Lv 1").await;
+    wait_settled(&browser).await;
+    assert_eq!(art_level(&browser, "sword").await, json!(["1", "1"]));
+    assert_eq!(browser.text("gold").await, json!("50"));
+
+    // The wasm crossed the network gzipped (the build's `.gz` beside it).
+    let index = std::fs::read_to_string(dist_dir().join("index.html")).expect("index.html");
+    let wasm = index
+        .split('"')
+        .find(|p| p.ends_with("_bg.wasm"))
+        .expect("the wasm's name in index.html");
+    let resp = reqwest::Client::new()
+        .get(format!("{}{wasm}", game.base_url))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .expect("GET the wasm");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()
+            .get("content-encoding")
+            .and_then(|v| v.to_str().ok()),
+        Some("gzip"),
+        "the wasm is served gzipped"
+    );
+    browser.quit().await;
+    game.stop().await;
 }
