@@ -39,6 +39,24 @@ pub struct Config {
     /// set it in production so tokens survive restarts and work on every bridge.
     #[arg(long, env = "TOKEN_SECRET", hide_env_values = true)]
     pub token_secret: Option<String>,
+    /// Previous token secrets (comma-separated): their tokens are still
+    /// accepted, new ones are signed with `TOKEN_SECRET`. To rotate: add the
+    /// new secret here on every bridge, then make it `TOKEN_SECRET` and move
+    /// the old one here; drop the old one once its tokens have expired.
+    #[arg(
+        long,
+        env = "TOKEN_PREVIOUS_SECRETS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub token_previous_secrets: Vec<String>,
+    /// How long a new player token is valid, in seconds (default 30 days).
+    #[arg(long, env = "TOKEN_TTL_S", default_value_t = crate::auth::DEFAULT_TOKEN_TTL_S)]
+    pub token_ttl_s: u64,
+    /// Accept first-format (`v1`, no expiry) tokens while the secret that
+    /// signed them is configured.
+    #[arg(long, env = "TOKEN_ACCEPT_V1", default_value_t = true, action = ArgAction::Set)]
+    pub token_accept_v1: bool,
     /// Serve the seed's classic GET endpoints (`/purchase_a_sword`, ...).
     #[arg(long, env = "SEED_ENDPOINTS", default_value_t = true, action = ArgAction::Set)]
     pub seed_endpoints: bool,

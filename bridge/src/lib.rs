@@ -55,7 +55,7 @@ use tracing::Level;
 pub use config::Config;
 pub use error::AppError;
 
-use crate::auth::TokenKeys;
+use crate::auth::{RefusedTokens, TokenKeys};
 use crate::enrich::{ClientAddr, TrustedProxies};
 use crate::games::GamesHub;
 use crate::kafka::{KafkaPublisher, Publisher};
@@ -77,6 +77,8 @@ pub struct AppState {
     pub publisher: Arc<dyn Publisher>,
     pub hub: Arc<GamesHub>,
     pub keys: TokenKeys,
+    /// Refused player tokens, counted per client address (`/metrics`).
+    pub refused_tokens: Arc<RefusedTokens>,
     pub default_game: u64,
     pub partitions: i32,
     pub seed_endpoints: bool,
@@ -99,6 +101,7 @@ impl AppState {
             publisher,
             hub: GamesHub::detached(12),
             keys: TokenKeys::random(),
+            refused_tokens: Arc::default(),
             default_game: 1,
             partitions: 12,
             seed_endpoints: true,
@@ -272,14 +275,12 @@ pub async fn run(
     };
 
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let keys = match &config.token_secret {
-        Some(secret) => TokenKeys::new(secret.as_bytes().to_vec()),
-        None => TokenKeys::random(),
-    };
+    let keys = token_keys(&config);
     let state = AppState {
         publisher: publisher.clone(),
         hub,
         keys,
+        refused_tokens: Arc::default(),
         default_game: config.default_game,
         partitions: config.partitions,
         seed_endpoints: config.seed_endpoints,
@@ -331,6 +332,26 @@ pub async fn run(
         Some(e) => Err(BridgeError::Engine(e)),
         None => Ok(()),
     }
+}
+
+/// The token keys a configuration names: `TOKEN_SECRET` signs (a random one
+/// per start when unset), `TOKEN_PREVIOUS_SECRETS` still verify.
+pub fn token_keys(config: &Config) -> TokenKeys {
+    let previous = config
+        .token_previous_secrets
+        .iter()
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.as_bytes().to_vec());
+    let keys = match &config.token_secret {
+        Some(secret) => TokenKeys::with_previous(secret.as_bytes().to_vec(), previous),
+        None => {
+            let random: [u8; 32] = rand::random();
+            TokenKeys::with_previous(random.to_vec(), previous)
+        }
+    };
+    keys.ttl_s(config.token_ttl_s)
+        .accept_v1(config.token_accept_v1)
 }
 
 /// The in-process engine's configuration, from the bridge's.
