@@ -16,6 +16,8 @@
 //! - [`games`]: the [`games::GamesHub`]: watched partitions, latest state per
 //!   game, bounded fan-out with conflation.
 //! - [`ws`]: the WebSocket loop, generic over `Sink`/`Stream`.
+//! - [`serve`]: serving the router with header and body read timeouts and a
+//!   per-address connection limit.
 //! - [`topics`]: creating missing topics at start-up.
 //! - [`error`]: [`AppError`], every failure as `{"error", "detail"}`.
 //!
@@ -31,11 +33,11 @@ pub mod error;
 pub mod games;
 pub mod kafka;
 pub mod routes;
+pub mod serve;
 pub mod topics;
 pub mod ws;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
@@ -44,7 +46,6 @@ use std::time::Duration;
 use axum::extract::DefaultBodyLimit;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use axum::{Extension, Router};
 use rdkafka::consumer::BaseConsumer;
 use shared::ActionType;
@@ -59,6 +60,7 @@ use crate::auth::{RefusedTokens, TokenKeys};
 use crate::enrich::{ClientAddr, TrustedProxies};
 use crate::games::GamesHub;
 use crate::kafka::{KafkaPublisher, Publisher};
+use crate::serve::{Connections, ServeSettings};
 use crate::ws::{WsMetrics, WsSettings};
 
 /// The largest request body accepted (bigger is a 413).
@@ -87,6 +89,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub ws_metrics: Arc<WsMetrics>,
     pub ws: WsSettings,
+    /// Open connections per address and the HTTP guards' settings.
+    pub connections: Arc<Connections>,
     /// Flips to true on shutdown: open sockets send a close frame.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// The in-process engine's readiness, when this process hosts one.
@@ -110,6 +114,7 @@ impl AppState {
             metrics: Arc::default(),
             ws_metrics: Arc::default(),
             ws: WsSettings::default(),
+            connections: Connections::new(ServeSettings::default()),
             shutdown: tokio::sync::watch::channel(false).1,
             engine_health: None,
         }
@@ -166,6 +171,10 @@ pub fn app(state: AppState) -> Router {
         .fallback_service(assets)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(
+            state.connections.clone(),
+            serve::body_deadline,
+        ))
         .layer(Extension(state.trusted_proxies.clone()))
         .layer(
             TraceLayer::new_for_http()
@@ -276,6 +285,7 @@ pub async fn run(
 
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let keys = token_keys(&config);
+    let connections = Connections::new(config.serve_settings());
     let state = AppState {
         publisher: publisher.clone(),
         hub,
@@ -289,22 +299,12 @@ pub async fn run(
         metrics: Arc::default(),
         ws_metrics: Arc::default(),
         ws: WsSettings::default(),
+        connections: connections.clone(),
         shutdown: shutdown_rx,
         engine_health,
     };
     tracing::info!(addr = %listener.local_addr()?, "bridge listening");
-    // TCP_NODELAY: a WebSocket sends many small frames, and Nagle's
-    // algorithm against the client's delayed ACKs held some for ~40 ms.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!("TCP_NODELAY: {e}");
-        }
-    });
-    let served = axum::serve(
-        listener,
-        app(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    let served = serve::serve(listener, app(state), connections, async move {
         shutdown.await;
         tracing::info!("shutting down: closing sockets, flushing the producer");
         let _ = shutdown_tx.send(true);

@@ -377,7 +377,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         w.lagged.load(Ordering::Relaxed),
         w.stalled.load(Ordering::Relaxed),
     );
-    let body = body + &state.refused_tokens.render();
+    let body = body + &state.refused_tokens.render() + &state.connections.render();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }
 

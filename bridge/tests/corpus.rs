@@ -38,13 +38,12 @@ async fn serve() -> (SocketAddr, PathBuf) {
     state.ws.load_timeout = Duration::from_millis(50);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    // The bridge's own serving, with its header/body timeouts and limits.
+    let connections = state.connections.clone();
     tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app(state).into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
+        bridge::serve::serve(listener, app(state), connections, std::future::pending())
+            .await
+            .unwrap();
     });
     (addr, root)
 }
