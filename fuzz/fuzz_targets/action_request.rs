@@ -15,13 +15,15 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use bridge::kafka::MemoryPublisher;
 use bridge::{app, AppState};
+
 use http_body_util::BodyExt;
 use libfuzzer_sys::fuzz_target;
 use tower::ServiceExt;
 
 struct Fixture {
     runtime: tokio::runtime::Runtime,
-    state: AppState,
+    /// Built once: building the router per input cost more than the request.
+    router: axum::Router,
     publisher: Arc<MemoryPublisher>,
     token: String,
 }
@@ -41,7 +43,7 @@ fn fixture() -> &'static Fixture {
             .expect("a runtime");
         Fixture {
             runtime,
-            state,
+            router: app(state),
             publisher,
             token,
         }
@@ -77,7 +79,9 @@ fuzz_target!(|data: &[u8]| {
     }
     let request = builder.body(Body::from(body.to_vec())).expect("a request");
     let (status, answer) = f.runtime.block_on(async {
-        let response = app(f.state.clone())
+        let response = f
+            .router
+            .clone()
             .oneshot(request)
             .await
             .expect("the router is infallible");
