@@ -298,11 +298,15 @@ async fn main() {
     }
     // Warm-up (not counted).
     play(&client, &bridge.addr, &tokens, &arrived, "warm", rate, 3).await;
+    // The machine is shared: the load average says how much a phase's
+    // figures are worth.
     let report = |name: &str, (lat, failed, missing): (Vec<Duration>, u64, u64), rss: u64| {
+        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
         println!(
-            "{name:<34} {}; not 202: {failed}, no update: {missing}; bridge RSS {} MiB",
+            "{name:<24} {}; not 202: {failed}, no update: {missing}; bridge RSS {} MiB; load {}",
             common::summary(lat),
-            rss / 1024
+            rss / 1024,
+            load.split_whitespace().next().unwrap_or("?")
         );
     };
     let quiet = play(
