@@ -16,6 +16,9 @@ use tokio::time::Instant;
 
 const HEADER_TIMEOUT: Duration = Duration::from_millis(600);
 const BODY_TIMEOUT: Duration = Duration::from_millis(600);
+/// Scheduling slack on a loaded machine: "closed at the timeout" means
+/// closed between the timeout and the timeout plus this.
+const SLACK: Duration = Duration::from_secs(3);
 
 struct Server {
     addr: SocketAddr,
@@ -142,7 +145,7 @@ async fn a_slowloris_connection_is_closed_at_the_header_timeout_while_others_are
         .unwrap();
     let held = closed_at - started;
     assert!(
-        held >= HEADER_TIMEOUT && held < HEADER_TIMEOUT * 4,
+        held >= HEADER_TIMEOUT && held < HEADER_TIMEOUT + SLACK,
         "held {held:?} for a timeout of {HEADER_TIMEOUT:?}"
     );
     // Counted (the task that counts may finish just after the close).
@@ -158,7 +161,7 @@ async fn a_slowloris_connection_is_closed_at_the_header_timeout_while_others_are
     }
     // A connection that sends nothing at all is closed too.
     let mut silent = TcpStream::connect(server.addr).await.unwrap();
-    closed_within(&mut silent, HEADER_TIMEOUT * 4).await;
+    closed_within(&mut silent, HEADER_TIMEOUT + SLACK).await;
 }
 
 #[tokio::test]
@@ -171,7 +174,7 @@ async fn a_trickled_body_gets_a_408_and_a_whole_one_is_served() {
     .await
     .unwrap();
     let started = Instant::now();
-    let answer = closed_within(&mut slow, BODY_TIMEOUT * 5).await;
+    let answer = closed_within(&mut slow, BODY_TIMEOUT + SLACK).await;
     let text = String::from_utf8_lossy(&answer);
     assert!(text.starts_with("HTTP/1.1 408 "), "{text}");
     assert!(text.contains("\"error\":\"body_timeout\""), "{text}");
