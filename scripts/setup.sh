@@ -55,6 +55,14 @@ if [[ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $WASM_BINDGEN_VER
     cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
 fi
 
+# cargo-fuzz (scripts/fuzz.sh, run by `make test`): libFuzzer on the stable
+# toolchain with RUSTC_BOOTSTRAP=1.
+CARGO_FUZZ_VERSION="0.13.2"
+if [[ "$WHAT" == "all" && "$(cargo fuzz --version 2>/dev/null)" != "cargo-fuzz $CARGO_FUZZ_VERSION" ]]; then
+  log "installing cargo-fuzz $CARGO_FUZZ_VERSION (about 1 minute, once)"
+  cargo install cargo-fuzz --locked --version "$CARGO_FUZZ_VERSION"
+fi
+
 # wasm-opt: binaryen from npm (Debian's 108 corrupts wasm-bindgen 0.2.130's
 # externref table export); the Makefile puts .tools/node_modules/.bin on PATH.
 BINARYEN_VERSION="132.0.0"

@@ -39,6 +39,35 @@ pub struct Config {
     /// set it in production so tokens survive restarts and work on every bridge.
     #[arg(long, env = "TOKEN_SECRET", hide_env_values = true)]
     pub token_secret: Option<String>,
+    /// Previous token secrets (comma-separated): their tokens are still
+    /// accepted, new ones are signed with `TOKEN_SECRET`. To rotate: add the
+    /// new secret here on every bridge, then make it `TOKEN_SECRET` and move
+    /// the old one here; drop the old one once its tokens have expired.
+    #[arg(
+        long,
+        env = "TOKEN_PREVIOUS_SECRETS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub token_previous_secrets: Vec<String>,
+    /// How long a new player token is valid, in seconds (default 30 days).
+    #[arg(long, env = "TOKEN_TTL_S", default_value_t = crate::auth::DEFAULT_TOKEN_TTL_S)]
+    pub token_ttl_s: u64,
+    /// Accept first-format (`v1`, no expiry) tokens while the secret that
+    /// signed them is configured.
+    #[arg(long, env = "TOKEN_ACCEPT_V1", default_value_t = true, action = ArgAction::Set)]
+    pub token_accept_v1: bool,
+    /// How long a client may take to send a request head (ms); also how long
+    /// an idle keep-alive connection stays open. Slowloris guard.
+    #[arg(long, env = "HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_timeout_ms: u64,
+    /// How long a client may take to send a whole request body (ms): `408`.
+    #[arg(long, env = "BODY_TIMEOUT_MS", default_value_t = 10_000)]
+    pub body_timeout_ms: u64,
+    /// Open connections (WebSockets included) allowed per client address;
+    /// one more is answered `429` and closed. Trusted proxies are exempt.
+    #[arg(long, env = "MAX_CONNECTIONS_PER_ADDR", default_value_t = crate::serve::DEFAULT_MAX_CONNECTIONS_PER_ADDR)]
+    pub max_connections_per_addr: usize,
     /// Serve the seed's classic GET endpoints (`/purchase_a_sword`, ...).
     #[arg(long, env = "SEED_ENDPOINTS", default_value_t = true, action = ArgAction::Set)]
     pub seed_endpoints: bool,
@@ -82,6 +111,17 @@ pub struct Config {
 }
 
 impl Config {
+    /// The HTTP guards' settings.
+    pub fn serve_settings(&self) -> crate::serve::ServeSettings {
+        crate::serve::ServeSettings {
+            header_timeout: std::time::Duration::from_millis(self.header_timeout_ms),
+            body_timeout: std::time::Duration::from_millis(self.body_timeout_ms),
+            max_connections_per_addr: self.max_connections_per_addr,
+            unlimited: self.trusted_proxies.clone(),
+            body_limit: crate::BODY_LIMIT,
+        }
+    }
+
     /// Defaults for tests and embedding: every flag at its default.
     pub fn for_brokers(brokers: impl Into<String>) -> Config {
         let mut config = Config::parse_from(["bridge"]);

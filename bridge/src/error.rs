@@ -17,6 +17,9 @@ pub enum AppError {
     Unprocessable(Value),
     #[error("unauthorized: {0}")]
     Unauthorized(&'static str),
+    /// A missing or refused player token: 401, or 403 for another game's.
+    #[error("token refused: {0}")]
+    Token(crate::auth::TokenError),
     #[error("forbidden: {0}")]
     Forbidden(&'static str),
     #[error("not found: {0}")]
@@ -53,6 +56,10 @@ impl AppError {
                 d.clone(),
             ),
             AppError::Unauthorized(d) => (StatusCode::UNAUTHORIZED, "unauthorized", json!(d)),
+            AppError::Token(e @ crate::auth::TokenError::OtherGame(_)) => {
+                (StatusCode::FORBIDDEN, e.http_code(), json!(e.detail()))
+            }
+            AppError::Token(e) => (StatusCode::UNAUTHORIZED, e.http_code(), json!(e.detail())),
             AppError::Forbidden(d) => (StatusCode::FORBIDDEN, "forbidden", json!(d)),
             AppError::NotFound(d) => (StatusCode::NOT_FOUND, "not_found", json!(d)),
             AppError::MethodNotAllowed => (

@@ -22,6 +22,8 @@
 //! - [`owners`]: interactive queries: which engine owns a partition (from
 //!   the engines' consumer group) and its answer for a game.
 //! - [`ws`]: the WebSocket loop, generic over `Sink`/`Stream`.
+//! - [`serve`]: serving the router with header and body read timeouts and a
+//!   per-address connection limit.
 //! - [`error`]: [`AppError`], every failure as `{"error", "detail"}`.
 //!
 //! [`run`] starts everything from a [`Config`] on a listener it is given (tests
@@ -39,9 +41,9 @@ pub mod kafka;
 pub mod owners;
 pub mod reader;
 pub mod routes;
+pub mod serve;
 pub mod ws;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
@@ -50,7 +52,6 @@ use std::time::Duration;
 use axum::extract::DefaultBodyLimit;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use axum::{Extension, Router};
 use rdkafka::consumer::BaseConsumer;
 use shared::ActionType;
@@ -61,10 +62,11 @@ use tracing::Level;
 pub use config::Config;
 pub use error::AppError;
 
-use crate::auth::TokenKeys;
+use crate::auth::{RefusedTokens, TokenKeys};
 use crate::enrich::{ClientAddr, TrustedProxies};
 use crate::games::GamesHub;
 use crate::kafka::{KafkaPublisher, Publisher};
+use crate::serve::{Connections, ServeSettings};
 use crate::ws::{WsMetrics, WsSettings};
 
 /// The largest request body accepted (bigger is a 413).
@@ -83,6 +85,8 @@ pub struct AppState {
     pub publisher: Arc<dyn Publisher>,
     pub hub: Arc<GamesHub>,
     pub keys: TokenKeys,
+    /// Refused player tokens, counted per client address (`/metrics`).
+    pub refused_tokens: Arc<RefusedTokens>,
     pub default_game: u64,
     pub partitions: i32,
     pub seed_endpoints: bool,
@@ -91,6 +95,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub ws_metrics: Arc<WsMetrics>,
     pub ws: WsSettings,
+    /// Open connections per address and the HTTP guards' settings.
+    pub connections: Arc<Connections>,
     /// Flips to true on shutdown: open sockets send a close frame.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// What the host process adds to `/readyz` (its in-process engine).
@@ -118,6 +124,7 @@ impl AppState {
             publisher,
             hub: GamesHub::detached(12, Arc::new(games::MemorySource::default())),
             keys: TokenKeys::random(),
+            refused_tokens: Arc::default(),
             default_game: 1,
             partitions: 12,
             seed_endpoints: true,
@@ -126,6 +133,7 @@ impl AppState {
             metrics: Arc::default(),
             ws_metrics: Arc::default(),
             ws: WsSettings::default(),
+            connections: Connections::new(ServeSettings::default()),
             shutdown: tokio::sync::watch::channel(false).1,
             ready: None,
         }
@@ -189,6 +197,10 @@ pub fn app(state: AppState) -> Router {
         .fallback_service(assets)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(
+            state.connections.clone(),
+            serve::body_deadline,
+        ))
         .layer(Extension(state.trusted_proxies.clone()))
         .layer(
             TraceLayer::new_for_http()
@@ -264,14 +276,13 @@ pub async fn run_with(
     );
 
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let keys = match &config.token_secret {
-        Some(secret) => TokenKeys::new(secret.as_bytes().to_vec()),
-        None => TokenKeys::random(),
-    };
+    let keys = token_keys(&config);
+    let connections = Connections::new(config.serve_settings());
     let state = AppState {
         publisher: publisher.clone(),
         hub,
         keys,
+        refused_tokens: Arc::default(),
         default_game: config.default_game,
         partitions: config.partitions,
         seed_endpoints: config.seed_endpoints,
@@ -280,26 +291,16 @@ pub async fn run_with(
         metrics: Arc::default(),
         ws_metrics: Arc::default(),
         ws: WsSettings::default(),
+        connections: connections.clone(),
         shutdown: shutdown_rx,
         ready: extras.ready,
     };
     tracing::info!(addr = %listener.local_addr()?, "bridge listening");
-    // TCP_NODELAY: a WebSocket sends many small frames, and Nagle's
-    // algorithm against the client's delayed ACKs held some for ~40 ms.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!("TCP_NODELAY: {e}");
-        }
-    });
     let mut router = app(state);
     if let Some(routes) = extras.routes {
         router = router.merge(routes);
     }
-    let served = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    let served = serve::serve(listener, router, connections, async move {
         cancel.cancelled().await;
         tracing::info!("shutting down: closing sockets, flushing the producer");
         let _ = shutdown_tx.send(true);
@@ -312,6 +313,26 @@ pub async fn run_with(
     let _ = tokio::task::spawn_blocking(move || reader.join()).await;
     served?;
     Ok(())
+}
+
+/// The token keys a configuration names: `TOKEN_SECRET` signs (a random one
+/// per start when unset), `TOKEN_PREVIOUS_SECRETS` still verify.
+pub fn token_keys(config: &Config) -> TokenKeys {
+    let previous = config
+        .token_previous_secrets
+        .iter()
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.as_bytes().to_vec());
+    let keys = match &config.token_secret {
+        Some(secret) => TokenKeys::with_previous(secret.as_bytes().to_vec(), previous),
+        None => {
+            let random: [u8; 32] = rand::random();
+            TokenKeys::with_previous(random.to_vec(), previous)
+        }
+    };
+    keys.ttl_s(config.token_ttl_s)
+        .accept_v1(config.token_accept_v1)
 }
 
 /// `ClientConfig::set` for a list of pairs.

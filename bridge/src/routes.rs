@@ -111,22 +111,10 @@ pub async fn act(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<ActionAccepted>), AppError> {
     let Path(game_id) = game_id?;
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or(AppError::Unauthorized(
-            "send Authorization: Bearer <token> from /join",
-        ))?;
     let player_id = state
         .keys
-        .verify(token.trim(), game_id)
-        .map_err(|e| match e {
-            crate::auth::TokenError::OtherGame(_) => {
-                AppError::Forbidden("this token is for another game")
-            }
-            _ => AppError::Unauthorized("invalid token"),
-        })?;
+        .authorize(&headers, game_id, &client.0, &state.refused_tokens)
+        .map_err(AppError::Token)?;
     json_content_type(&headers)?;
     let request: ActionRequest = parse_json(&body?)?;
     if request.action_type == ActionType::Join {
@@ -393,6 +381,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         w.lagged.load(Ordering::Relaxed),
         w.stalled.load(Ordering::Relaxed),
     );
+    let body = body + &state.refused_tokens.render() + &state.connections.render();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }
 

@@ -141,18 +141,14 @@ async fn idempotency_key_header_and_body_field_become_the_action_id() {
 async fn tokens_are_checked() {
     let (state, published) = setup();
     let (_, token) = join(&state, 1).await;
+    let kid = state.keys.current_key_id().to_string();
     let cases = [
-        (None, StatusCode::UNAUTHORIZED),
-        (
-            Some("v1.1.someone.forged".to_string()),
-            StatusCode::UNAUTHORIZED,
-        ),
-        (
-            Some(token.replace("v1.1.", "v1.2.")),
-            StatusCode::UNAUTHORIZED,
-        ),
+        (None, "unauthorized"),
+        (Some("v1.1.someone.forged".to_string()), "unauthorized"),
+        (Some(token.replacen(".1.", ".2.", 1)), "unauthorized"),
+        (Some(token.replace(&kid, "AAAAAAAA")), "unknown_token_key"),
     ];
-    for (token, expected) in cases {
+    for (token, code) in cases {
         let (status, _, body) = send(
             &state,
             post(
@@ -162,8 +158,9 @@ async fn tokens_are_checked() {
             ),
         )
         .await;
-        assert_eq!(status, expected);
-        assert_eq!(json_of(&body)["error"], "unauthorized");
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{token:?}");
+        assert_eq!(json_of(&body)["error"], code, "{token:?}");
+        assert!(json_of(&body)["detail"].is_string());
     }
     let (status, _, body) = send(
         &state,
@@ -180,6 +177,103 @@ async fn tokens_are_checked() {
         published.published.lock().unwrap().len(),
         1,
         "only the join was published"
+    );
+    // Every refusal was counted against the (in-process) client.
+    assert_eq!(state.refused_tokens.of_client("unknown"), 5);
+}
+
+#[tokio::test]
+async fn expired_tokens_get_a_clear_401() {
+    let (mut state, published) = setup();
+    state.keys = bridge::auth::TokenKeys::new(b"secret".to_vec()).ttl_s(60);
+    let now = bridge::auth::now_s();
+    let expired = state.keys.sign_at(1, "p", now - 61);
+    let (status, _, body) = send(
+        &state,
+        post(
+            "/api/games/1/actions",
+            Some(&expired),
+            r#"{"type":"default"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(json_of(&body)["error"], "token_expired");
+    let fresh = state.keys.sign_at(1, "p", now);
+    let (status, _, _) = send(
+        &state,
+        post(
+            "/api/games/1/actions",
+            Some(&fresh),
+            r#"{"type":"default"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(published.published.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_rotated_secret_keeps_players_in() {
+    let (mut state, _) = setup();
+    state.keys = bridge::auth::TokenKeys::new(b"old".to_vec());
+    let (_, old_token) = join(&state, 1).await;
+    // Restarted with a new secret, the old one kept as previous.
+    let mut config = bridge::Config::for_brokers("unused:9092");
+    config.token_secret = Some("new".into());
+    config.token_previous_secrets = vec!["old".into()];
+    state.keys = bridge::token_keys(&config);
+    let (_, new_token) = join(&state, 1).await;
+    assert_ne!(old_token, new_token);
+    for token in [&old_token, &new_token] {
+        let (status, _, _) = send(
+            &state,
+            post("/api/games/1/actions", Some(token), r#"{"type":"default"}"#),
+        )
+        .await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+    }
+    // The old secret dropped: its tokens are refused as of an unknown key.
+    config.token_previous_secrets.clear();
+    state.keys = bridge::token_keys(&config);
+    let (status, _, body) = send(
+        &state,
+        post(
+            "/api/games/1/actions",
+            Some(&old_token),
+            r#"{"type":"default"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(json_of(&body)["error"], "unknown_token_key");
+}
+
+#[tokio::test]
+async fn refused_tokens_show_on_metrics() {
+    let (state, _) = setup();
+    for _ in 0..3 {
+        let (status, _, _) = send(
+            &state,
+            post("/api/games/1/actions", Some("x"), r#"{"type":"default"}"#),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let (status, _, body) = send(
+        &state,
+        Request::get("/metrics").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let text = String::from_utf8(body).unwrap();
+    assert!(
+        text.contains("bridge_tokens_refused_total{reason=\"malformed_token\"} 3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("bridge_tokens_refused_by_client{client=\"unknown\"} 3"),
+        "{text}"
     );
 }
 

@@ -38,13 +38,12 @@ async fn serve() -> (SocketAddr, PathBuf) {
     state.ws.load_timeout = Duration::from_millis(50);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    // The bridge's own serving, with its header/body timeouts and limits.
+    let connections = state.connections.clone();
     tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app(state).into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
+        bridge::serve::serve(listener, app(state), connections, std::future::pending())
+            .await
+            .unwrap();
     });
     (addr, root)
 }
@@ -69,6 +68,11 @@ fn fill(request: &[u8]) -> Vec<u8> {
     let last = tampered.pop().unwrap();
     tampered.push(if last == 'A' { 'B' } else { 'A' });
     let other = keys.sign(2, "corpus-player");
+    let expired = keys
+        .clone()
+        .ttl_s(60)
+        .sign_at(1, "corpus-player", bridge::auth::now_s() - 61);
+    let retired = TokenKeys::new(b"a secret rotated out".to_vec()).sign(1, "corpus-player");
     let text = String::from_utf8_lossy(request);
     if !text.contains("{{") {
         return request.to_vec();
@@ -81,6 +85,8 @@ fn fill(request: &[u8]) -> Vec<u8> {
     let head = String::from_utf8_lossy(&request[..head_end])
         .replace("{{TOKEN_TAMPERED}}", &tampered)
         .replace("{{TOKEN_OTHER_GAME}}", &other)
+        .replace("{{TOKEN_EXPIRED}}", &expired)
+        .replace("{{TOKEN_RETIRED_KEY}}", &retired)
         .replace("{{TOKEN}}", &token);
     let mut out = head.into_bytes();
     out.extend_from_slice(&request[head_end..]);
@@ -191,6 +197,20 @@ async fn every_malformed_request_gets_a_clear_4xx_and_the_bridge_stays_up() {
                 json["error"].is_string() && !json["detail"].is_null(),
                 "{name}: {json}"
             );
+            let expected = if name.contains("token-expired") {
+                Some("token_expired")
+            } else if name.contains("token-retired-key") {
+                Some("unknown_token_key")
+            } else {
+                None
+            };
+            if let Some(code) = expected {
+                assert_eq!(
+                    (status, json["error"].as_str()),
+                    (401, Some(code)),
+                    "{name}"
+                );
+            }
         }
     }
     println!(

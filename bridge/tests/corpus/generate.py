@@ -2,7 +2,8 @@
 """Writes the hostile-input corpus replayed by bridge/tests/corpus.rs.
 
 http/*.http: one raw HTTP/1.1 request each (placeholders {{TOKEN}},
-{{TOKEN_OTHER_GAME}}, {{TOKEN_TAMPERED}} are filled in by the test); a name
+{{TOKEN_OTHER_GAME}}, {{TOKEN_TAMPERED}}, {{TOKEN_EXPIRED}},
+{{TOKEN_RETIRED_KEY}} are filled in by the test); a name
 starting with `raw-` may also be answered by closing the connection.
 ws/*.txt, ws/*.bin: one WebSocket frame each (text or binary), sent to
 /ws/games/1 after the upgrade.
@@ -194,6 +195,13 @@ raw = [b"GARBAGE\r\n\r\n", b"GET\r\n\r\n", b"GET / HTTP/9.9\r\nHost: x\r\n\r\n",
        b"\r\n\r\n\r\n\r\n"]
 for i, r in enumerate(raw):
     write(f"malformed-{i:02d}", r, raw=True)
+
+# 13. Tokens that were genuine once: expired, and signed by a secret no longer
+# configured ({{TOKEN_EXPIRED}}, {{TOKEN_RETIRED_KEY}}, filled in by the test).
+req("token-expired", "POST", ACT, [JSON, "Authorization: Bearer {{TOKEN_EXPIRED}}"],
+    '{"type":"purchase_sword"}')
+req("token-retired-key", "POST", ACT, [JSON, "Authorization: Bearer {{TOKEN_RETIRED_KEY}}"],
+    '{"type":"purchase_sword"}')
 
 # WebSocket frames.
 for i, t in enumerate(["", "hello", "{}", '{"resume_from":-1}', '{"resume_from":"x"}',
