@@ -263,3 +263,209 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The socket loop driven by channels, as axum's `testing-websockets`
+    //! example does: no network, and paused time for the timers.
+
+    use std::collections::BTreeMap;
+    use std::convert::Infallible;
+    use std::pin::Pin;
+
+    use futures_util::stream::BoxStream;
+    use shared::{GameDelta, GameSnapshot, Nation};
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::games::MemorySource;
+
+    type TestSink = Pin<Box<dyn Sink<Message, Error = Infallible> + Send>>;
+
+    /// A sink into a channel of `capacity`, and a stream fed by the returned
+    /// sender.
+    fn channels(
+        capacity: usize,
+    ) -> (
+        TestSink,
+        mpsc::Receiver<Message>,
+        mpsc::UnboundedSender<Message>,
+        BoxStream<'static, Result<Message, Infallible>>,
+    ) {
+        let (out_tx, out_rx) = mpsc::channel(capacity);
+        let sink = futures_util::sink::unfold(out_tx, |tx, msg: Message| async move {
+            let _ = tx.send(msg).await;
+            Ok::<_, Infallible>(tx)
+        });
+        let (in_tx, mut in_rx) = mpsc::unbounded_channel();
+        let stream = futures_util::stream::poll_fn(move |cx| in_rx.poll_recv(cx).map(|m| m.map(Ok)));
+        (Box::pin(sink), out_rx, in_tx, Box::pin(stream))
+    }
+
+    fn hub(version: u64) -> Arc<GamesHub> {
+        let source = MemorySource::default();
+        source.0.lock().unwrap().insert(
+            1,
+            GameSnapshot {
+                game_id: 1,
+                version,
+                ..GameSnapshot::default()
+            },
+        );
+        GamesHub::detached(4, Arc::new(source))
+    }
+
+    fn delta(since: u64, version: u64) -> GameDelta {
+        GameDelta {
+            game_id: 1,
+            since,
+            version,
+            nations: BTreeMap::from([("p".to_string(), Nation::default())]),
+            ..GameDelta::default()
+        }
+    }
+
+    struct Running {
+        out: mpsc::Receiver<Message>,
+        input: mpsc::UnboundedSender<Message>,
+        stop: tokio::sync::watch::Sender<bool>,
+        task: tokio::task::JoinHandle<Ended>,
+    }
+
+    fn start(hub: &Arc<GamesHub>, resume_from: Option<u64>, capacity: usize) -> Running {
+        let (sink, out, input, stream) = channels(capacity);
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        let watch = hub.watch(1);
+        let task = tokio::spawn(serve_socket(
+            sink,
+            stream,
+            1,
+            watch,
+            hub.clone(),
+            resume_from,
+            WsSettings::default(),
+            Arc::default(),
+            shutdown,
+        ));
+        Running {
+            out,
+            input,
+            stop,
+            task,
+        }
+    }
+
+    /// The next text frame as JSON (pings skipped).
+    async fn next(r: &mut Running) -> serde_json::Value {
+        loop {
+            match r.out.recv().await.expect("a frame") {
+                Message::Text(t) => return serde_json::from_str(&t).unwrap(),
+                Message::Ping(_) => continue,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    async fn close_code(r: &mut Running) -> u16 {
+        loop {
+            match r.out.recv().await.expect("a frame") {
+                Message::Close(Some(frame)) => return frame.code,
+                Message::Close(None) => panic!("a close without a code"),
+                _ => continue,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_first_then_updates_in_order() {
+        let hub = hub(3);
+        let mut r = start(&hub, None, 16);
+        let first = next(&mut r).await;
+        assert_eq!((first["kind"].as_str(), first["version"].as_u64()), (Some("snapshot"), Some(3)));
+        hub.ingest(delta(3, 4));
+        hub.ingest(delta(2, 3)); // old: not sent
+        hub.ingest(delta(4, 6));
+        for want in [4, 6] {
+            let v = next(&mut r).await;
+            assert_eq!((v["kind"].as_str(), v["version"].as_u64()), (Some("update"), Some(want)));
+        }
+        r.task.abort();
+    }
+
+    #[tokio::test]
+    async fn resuming_at_the_current_version_skips_the_snapshot() {
+        let hub = hub(3);
+        let mut r = start(&hub, Some(3), 16);
+        // Wait until the socket watches, then change the game.
+        tokio::task::yield_now().await;
+        hub.snapshot(1).await.unwrap();
+        hub.ingest(delta(3, 4));
+        let v = next(&mut r).await;
+        assert_eq!((v["kind"].as_str(), v["version"].as_u64()), (Some("update"), Some(4)));
+        r.task.abort();
+    }
+
+    #[tokio::test]
+    async fn a_client_asking_to_resume_from_an_old_version_gets_a_snapshot() {
+        let hub = hub(5);
+        let mut r = start(&hub, None, 16);
+        assert_eq!(next(&mut r).await["version"], 5);
+        r.input
+            .send(Message::Text(r#"{"resume_from": 1}"#.into()))
+            .unwrap();
+        let v = next(&mut r).await;
+        assert_eq!((v["kind"].as_str(), v["version"].as_u64()), (Some("snapshot"), Some(5)));
+        r.task.abort();
+    }
+
+    #[tokio::test]
+    async fn a_lagging_client_gets_a_snapshot_instead_of_the_backlog() {
+        let hub = hub(0);
+        // A sink of one frame: the client reads nothing for a while.
+        let mut r = start(&hub, None, 1);
+        assert_eq!(next(&mut r).await["kind"], "snapshot");
+        for v in 0..200 {
+            hub.ingest(delta(v, v + 1));
+        }
+        let mut last = serde_json::Value::Null;
+        let mut snapshots = 0;
+        while last["version"] != 200 {
+            last = next(&mut r).await;
+            if last["kind"] == "snapshot" {
+                snapshots += 1;
+            }
+        }
+        assert!(snapshots >= 1, "the backlog was conflated into a snapshot");
+        r.task.abort();
+    }
+
+    #[tokio::test]
+    async fn a_bad_frame_closes_with_1008() {
+        let hub = hub(0);
+        let mut r = start(&hub, None, 16);
+        next(&mut r).await;
+        r.input.send(Message::Text("not json".into())).unwrap();
+        assert_eq!(close_code(&mut r).await, POLICY_VIOLATION);
+        assert_eq!(r.task.await.unwrap(), Ended::BadFrame);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_client_is_closed_after_the_idle_timeout() {
+        let hub = hub(0);
+        let mut r = start(&hub, None, 64);
+        next(&mut r).await;
+        // Paused time runs ahead while everything waits.
+        assert_eq!(close_code(&mut r).await, POLICY_VIOLATION);
+        assert_eq!(r.task.await.unwrap(), Ended::Idle);
+    }
+
+    #[tokio::test]
+    async fn shutdown_closes_with_1001() {
+        let hub = hub(0);
+        let mut r = start(&hub, None, 16);
+        next(&mut r).await;
+        r.stop.send(true).unwrap();
+        assert_eq!(close_code(&mut r).await, GOING_AWAY);
+        assert_eq!(r.task.await.unwrap(), Ended::Shutdown);
+    }
+}
