@@ -146,6 +146,8 @@ pub struct Board {
     ranking: Ranking,
     /// Ids seen, with their event time, while within the grace.
     seen: HashMap<String, i64>,
+    /// The same ids by event time, to forget them in order.
+    seen_by_time: BTreeMap<i64, Vec<String>>,
     /// Windowed boards: when each player's oldest event leaves the window.
     expiries: BTreeMap<i64, Vec<Arc<str>>>,
     /// Bumped on every change (readers and pushers compare it).
@@ -176,6 +178,7 @@ impl Board {
             entries: HashMap::new(),
             ranking: Ranking::new(),
             seen: HashMap::new(),
+            seen_by_time: BTreeMap::new(),
             expiries: BTreeMap::new(),
             version: 0,
             dirty: Vec::new(),
@@ -257,7 +260,7 @@ impl Board {
         {
             return Applied::OutOfRange;
         }
-        if self.watermark != i64::MIN && ev.time_ms < self.watermark - self.rules.grace_ms {
+        if self.watermark != i64::MIN && ev.time_ms < self.watermark.saturating_sub(self.rules.grace_ms) {
             return Applied::Late;
         }
         let period = self.period_of(ev.time_ms);
@@ -273,10 +276,13 @@ impl Board {
             changed = true;
         }
         self.seen.insert(ev.id.clone(), ev.time_ms);
+        self.seen_by_time
+            .entry(ev.time_ms)
+            .or_default()
+            .push(ev.id.clone());
         if ev.time_ms > self.watermark {
             self.watermark = ev.time_ms;
-            let floor = self.watermark - self.rules.grace_ms;
-            self.seen.retain(|_, t| *t >= floor);
+            self.forget_old_ids();
             changed |= self.expire();
         }
         let player: Arc<str> = match self.entries.get_key_value(ev.player.as_str()) {
@@ -316,6 +322,20 @@ impl Board {
             Applied::Changed
         } else {
             Applied::Unchanged
+        }
+    }
+
+    /// Forgets ids older than the grace (their events are refused as late
+    /// anyway), oldest first.
+    fn forget_old_ids(&mut self) {
+        let floor = self.watermark.saturating_sub(self.rules.grace_ms);
+        while let Some(entry) = self.seen_by_time.first_entry() {
+            if *entry.key() >= floor {
+                break;
+            }
+            for id in entry.remove() {
+                self.seen.remove(&id);
+            }
         }
     }
 
