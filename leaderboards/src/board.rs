@@ -260,7 +260,9 @@ impl Board {
         {
             return Applied::OutOfRange;
         }
-        if self.watermark != i64::MIN && ev.time_ms < self.watermark.saturating_sub(self.rules.grace_ms) {
+        if self.watermark != i64::MIN
+            && ev.time_ms < self.watermark.saturating_sub(self.rules.grace_ms)
+        {
             return Applied::Late;
         }
         let period = self.period_of(ev.time_ms);

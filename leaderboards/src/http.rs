@@ -169,7 +169,7 @@ fn top_message(h: &Leaderboards, id: &str) -> Option<(u64, String)> {
     let b = boards.board(id)?;
     let (entries, _) = b.page(boards.top_n(id).max(1), None);
     let msg = json!({"board": id, "version": b.version, "period_start_ms": b.period(),
-                     "total": b.len(), "entries": entries});
+                     "watermark_ms": b.watermark(), "total": b.len(), "entries": entries});
     Some((b.version, msg.to_string()))
 }
 
