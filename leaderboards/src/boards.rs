@@ -65,6 +65,8 @@ pub struct Boards {
     dirty_boards: BTreeSet<String>,
     dirty_nations: BTreeSet<(u64, String)>,
     dirty_offsets: BTreeSet<(String, i32)>,
+    /// State keys to delete on the next write (a replaced or removed board's).
+    tombstones: Vec<String>,
     /// Records refused as late, per board (for `/api/leaderboards`).
     late: HashMap<String, u64>,
 }
@@ -105,10 +107,8 @@ impl Boards {
     /// Adds or replaces a campaign (admin API); a replaced board starts empty.
     pub fn upsert_campaign(&mut self, def: CampaignDef) -> Result<(), DefError> {
         let id = def.id.clone();
-        if let Some(old) = self.boards.get_mut(&id) {
-            // Its old entries go: tombstones on the next write.
-            let _ = old.take_dirty();
-        }
+        def.validate()?;
+        self.forget_board(&id);
         self.add(def, true)?;
         self.dirty_defs.insert(id.clone());
         self.dirty_boards.insert(id);
@@ -120,9 +120,23 @@ impl Boards {
         if self.campaigns.remove(id).is_none() {
             return false;
         }
-        self.boards.remove(id);
+        self.forget_board(id);
         self.dirty_defs.insert(id.to_string());
         true
+    }
+
+    /// Drops board `id` and queues tombstones for its written state, so a
+    /// rebuild does not bring its entries back.
+    fn forget_board(&mut self, id: &str) {
+        if let Some(old) = self.boards.remove(id) {
+            let (rows, _) = old.page(usize::MAX, None);
+            self.tombstones.extend(
+                rows.into_iter()
+                    .map(|r| format!("entry/{id}/{}", r.player_id)),
+            );
+            self.tombstones.push(format!("board/{id}"));
+        }
+        self.dirty_boards.remove(id);
     }
 
     /// Topics the boards read.
@@ -201,7 +215,10 @@ impl Boards {
 
     /// The state records of everything changed since the last call.
     pub fn take_state(&mut self) -> Vec<StateRecord> {
-        let mut out = Vec::new();
+        let mut out: Vec<StateRecord> = std::mem::take(&mut self.tombstones)
+            .into_iter()
+            .map(|k| (k, None))
+            .collect();
         for id in std::mem::take(&mut self.dirty_defs) {
             let value = self
                 .campaigns
@@ -421,6 +438,37 @@ mod tests {
             &spin(101, 100, 10, "2025-12-01 08:40:00.000002"),
         );
         assert_eq!(top(&b, "total-win"), [("101".into(), 300.0)]);
+    }
+
+    #[test]
+    fn a_replaced_campaign_does_not_come_back_with_its_old_entries() {
+        let mut b = Boards::new(Vec::new(), None).expect("boards");
+        let def = seed_campaign("gameplay")[0].clone();
+        b.upsert_campaign(def.clone()).expect("added");
+        b.apply_record(
+            "gameplay",
+            0,
+            0,
+            &spin(101, 200, 10, "2025-12-01 08:40:00.000001"),
+        );
+        let mut state: BTreeMap<String, Option<Vec<u8>>> = b.take_state().into_iter().collect();
+        assert!(state
+            .get("entry/spins-best-ratio/101")
+            .is_some_and(|v| v.is_some()));
+        b.upsert_campaign(def.clone()).expect("replaced");
+        state.extend(b.take_state());
+        assert_eq!(state.get("entry/spins-best-ratio/101"), Some(&None));
+        let mut rebuilt = Boards::new(Vec::new(), None).expect("boards");
+        rebuilt.restore(&state);
+        assert!(rebuilt
+            .board("spins-best-ratio")
+            .expect("the def comes back")
+            .is_empty());
+        assert!(b.remove_campaign("spins-best-ratio"));
+        state.extend(b.take_state());
+        let mut rebuilt = Boards::new(Vec::new(), None).expect("boards");
+        rebuilt.restore(&state);
+        assert!(rebuilt.board("spins-best-ratio").is_none());
     }
 
     #[test]
