@@ -298,7 +298,8 @@ mod tests {
             Ok::<_, Infallible>(tx)
         });
         let (in_tx, mut in_rx) = mpsc::unbounded_channel();
-        let stream = futures_util::stream::poll_fn(move |cx| in_rx.poll_recv(cx).map(|m| m.map(Ok)));
+        let stream =
+            futures_util::stream::poll_fn(move |cx| in_rx.poll_recv(cx).map(|m| m.map(Ok)));
         (Box::pin(sink), out_rx, in_tx, Box::pin(stream))
     }
 
@@ -381,13 +382,19 @@ mod tests {
         let hub = hub(3);
         let mut r = start(&hub, None, 16);
         let first = next(&mut r).await;
-        assert_eq!((first["kind"].as_str(), first["version"].as_u64()), (Some("snapshot"), Some(3)));
+        assert_eq!(
+            (first["kind"].as_str(), first["version"].as_u64()),
+            (Some("snapshot"), Some(3))
+        );
         hub.ingest(delta(3, 4));
         hub.ingest(delta(2, 3)); // old: not sent
         hub.ingest(delta(4, 6));
         for want in [4, 6] {
             let v = next(&mut r).await;
-            assert_eq!((v["kind"].as_str(), v["version"].as_u64()), (Some("update"), Some(want)));
+            assert_eq!(
+                (v["kind"].as_str(), v["version"].as_u64()),
+                (Some("update"), Some(want))
+            );
         }
         r.task.abort();
     }
@@ -401,7 +408,10 @@ mod tests {
         hub.snapshot(1).await.unwrap();
         hub.ingest(delta(3, 4));
         let v = next(&mut r).await;
-        assert_eq!((v["kind"].as_str(), v["version"].as_u64()), (Some("update"), Some(4)));
+        assert_eq!(
+            (v["kind"].as_str(), v["version"].as_u64()),
+            (Some("update"), Some(4))
+        );
         r.task.abort();
     }
 
@@ -414,7 +424,10 @@ mod tests {
             .send(Message::Text(r#"{"resume_from": 1}"#.into()))
             .unwrap();
         let v = next(&mut r).await;
-        assert_eq!((v["kind"].as_str(), v["version"].as_u64()), (Some("snapshot"), Some(5)));
+        assert_eq!(
+            (v["kind"].as_str(), v["version"].as_u64()),
+            (Some("snapshot"), Some(5))
+        );
         r.task.abort();
     }
 

@@ -1,0 +1,100 @@
+//! `loadgen play` against a real bridge and engine on Apache Kafka (the test
+//! harness's broker): every action is answered `202` and its update is found
+//! on the player's WebSocket; a missed objective exits with code 1.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+/// Runs the `loadgen` binary with `args`; returns its exit code and stdout.
+async fn loadgen(args: Vec<String>) -> (i32, String) {
+    tokio::task::spawn_blocking(move || {
+        let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+            .args(&args)
+            .output()
+            .expect("run loadgen");
+        eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+        (
+            out.status.code().expect("exit code"),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    })
+    .await
+    .expect("loadgen task")
+}
+
+fn args(url: &str, extra: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = ["play", "--url", url, "--games", "2", "--players", "6"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn play_counts_every_action_and_matches_its_update() {
+    let game = tests::game::TestGame::start(None).await;
+    let (code, stdout) = loadgen(args(
+        &game.base_url,
+        &[
+            "--rate",
+            "100",
+            "--duration",
+            "3",
+            "--warmup",
+            "1",
+            "--json",
+            "--slo",
+            "p99=5s",
+        ],
+    ))
+    .await;
+    let report: Value = serde_json::from_str(&stdout).expect("--json prints JSON");
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["intended"], 300, "{report:#}");
+    assert_eq!(report["sent"], 300, "{report:#}");
+    assert_eq!(report["accepted"], 300, "{report:#}");
+    assert_eq!(report["errors"], 0, "{report:#}");
+    assert_eq!(report["unmatched"], 0, "{report:#}");
+    assert_eq!(report["matched"], 300, "{report:#}");
+    assert_eq!(
+        report["applied"].as_u64().expect("applied")
+            + report["rejected"].as_u64().expect("rejected"),
+        300
+    );
+    assert!(
+        report["applied"].as_u64().expect("applied") > 0,
+        "{report:#}"
+    );
+    assert_eq!(report["ack"]["count"], 300, "{report:#}");
+    assert_eq!(report["update"]["count"], 300, "{report:#}");
+    let p50 = report["update"]["p50_ms"].as_f64().expect("p50");
+    let p99 = report["update"]["p99_ms"].as_f64().expect("p99");
+    let ack_p50 = report["ack"]["p50_ms"].as_f64().expect("ack p50");
+    assert!(p50 > 0.0 && p50 <= p99, "{report:#}");
+    // An update comes after the action's 202 is possible but not before its
+    // produce: its median can't beat the ack's by much.
+    assert!(p50 + 1.0 >= ack_p50 * 0.5, "{report:#}");
+    assert_eq!(report["slo_met"], true, "{report:#}");
+
+    // The table, and an objective no real system meets: exit code 1.
+    let (code, stdout) = loadgen(args(
+        &game.base_url,
+        &[
+            "--rate",
+            "50",
+            "--duration",
+            "1",
+            "--warmup",
+            "0",
+            "--slo",
+            "p99=1us",
+        ],
+    ))
+    .await;
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("update on WebSocket"), "{stdout}");
+    assert!(stdout.contains("SLO p99=1us: MISSED"), "{stdout}");
+    game.stop().await;
+}
