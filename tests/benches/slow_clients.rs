@@ -4,7 +4,8 @@
 //!
 //! `scripts/slow-clients.sh` (raises `ulimit -n`, builds, runs under a local
 //! Apache Kafka). Env: `BENCH_RATE` (players' actions/s, default 500),
-//! `BENCH_SECS` (per phase, default 20), `BENCH_GAMES` (default 20),
+//! `BENCH_SECS` (per phase, default 20), `BENCH_WARMUP_SECS` (default 15),
+//! `BENCH_GAMES` (default 20),
 //! `ATTACK_IDLE_WS` (default 10000), `ATTACK_SLOWLORIS` (default 1200: over the per-address limit of 1024),
 //! `ATTACK_WS_PER_ADDR` (default 1000: idle sockets per loopback source
 //! address, under the bridge's per-address limit), `KAFKA_BROKERS`.
@@ -296,8 +297,19 @@ async fn main() {
         })
         .await;
     }
-    // Warm-up (not counted).
-    play(&client, &bridge.addr, &tokens, &arrived, "warm", rate, 3).await;
+    // Warm-up (not counted): the first seconds on a fresh broker are slow
+    // (its JIT, the first segments), which made the first phase look worst.
+    let warmup = common::env("BENCH_WARMUP_SECS", 15);
+    play(
+        &client,
+        &bridge.addr,
+        &tokens,
+        &arrived,
+        "warm",
+        rate,
+        warmup,
+    )
+    .await;
     // The machine is shared: the load average says how much a phase's
     // figures are worth.
     let report = |name: &str, (lat, failed, missing): (Vec<Duration>, u64, u64), rss: u64| {
