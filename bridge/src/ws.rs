@@ -282,25 +282,32 @@ mod tests {
 
     type TestSink = Pin<Box<dyn Sink<Message, Error = Infallible> + Send>>;
 
-    /// A sink into a channel of `capacity`, and a stream fed by the returned
-    /// sender.
-    fn channels(
-        capacity: usize,
-    ) -> (
-        TestSink,
-        mpsc::Receiver<Message>,
-        mpsc::UnboundedSender<Message>,
-        BoxStream<'static, Result<Message, Infallible>>,
-    ) {
-        let (out_tx, out_rx) = mpsc::channel(capacity);
+    type TestStream = BoxStream<'static, Result<Message, Infallible>>;
+
+    /// A socket's two ends made of channels.
+    struct Ends {
+        sink: TestSink,
+        out: mpsc::Receiver<Message>,
+        input: mpsc::UnboundedSender<Message>,
+        stream: TestStream,
+    }
+
+    /// A sink into a channel of `capacity`, and a stream fed by `input`.
+    fn channels(capacity: usize) -> Ends {
+        let (out_tx, out) = mpsc::channel(capacity);
         let sink = futures_util::sink::unfold(out_tx, |tx, msg: Message| async move {
             let _ = tx.send(msg).await;
             Ok::<_, Infallible>(tx)
         });
-        let (in_tx, mut in_rx) = mpsc::unbounded_channel();
+        let (input, mut in_rx) = mpsc::unbounded_channel();
         let stream =
             futures_util::stream::poll_fn(move |cx| in_rx.poll_recv(cx).map(|m| m.map(Ok)));
-        (Box::pin(sink), out_rx, in_tx, Box::pin(stream))
+        Ends {
+            sink: Box::pin(sink),
+            out,
+            input,
+            stream: Box::pin(stream),
+        }
     }
 
     fn hub(version: u64) -> Arc<GamesHub> {
@@ -334,7 +341,12 @@ mod tests {
     }
 
     fn start(hub: &Arc<GamesHub>, resume_from: Option<u64>, capacity: usize) -> Running {
-        let (sink, out, input, stream) = channels(capacity);
+        let Ends {
+            sink,
+            out,
+            input,
+            stream,
+        } = channels(capacity);
         let (stop, shutdown) = tokio::sync::watch::channel(false);
         let watch = hub.watch(1);
         let task = tokio::spawn(serve_socket(

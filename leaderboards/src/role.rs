@@ -57,7 +57,19 @@ fn read_state(config: &Config) -> Result<BTreeMap<String, Option<Vec<u8>>>, Erro
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "true")
         .create()?;
-    let (_, high) = consumer.fetch_watermarks(&config.state_topic, 0, Duration::from_secs(10))?;
+    // A topic created a moment ago may have no leader yet: ask again
+    // for a while before giving up.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let high = loop {
+        match consumer.fetch_watermarks(&config.state_topic, 0, Duration::from_secs(5)) {
+            Ok((_, high)) => break high,
+            Err(e) if std::time::Instant::now() < deadline => {
+                tracing::debug!(error = %e, "state topic not ready yet");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
     let mut state = BTreeMap::new();
     if high == 0 {
         return Ok(state);

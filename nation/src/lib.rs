@@ -3,7 +3,8 @@
 //! The bridge and the engine are separate crates that do not know each
 //! other; this crate puts them in one process (what `make run` starts, and
 //! what the cross-crate tests start): topics created by the engine's own
-//! rules, the engine's loop on its thread, its interactive queries served on
+//! rules, the engine's loop on its thread, the leaderboards role (its
+//! routes on the bridge's port), its interactive queries served on
 //! the bridge's port under `/internal/engine` (advertised to every bridge
 //! through the engines' consumer group), its readiness in the bridge's
 //! `/readyz`, and one [`ops::CancellationToken`] for the process: a signal
@@ -42,6 +43,21 @@ pub struct EngineFlags {
     /// `engine::create_topics`).
     #[arg(long, env = "CREATE_TOPICS", default_value_t = true, action = ArgAction::Set)]
     pub create_topics: bool,
+    /// Run the leaderboards role in this process (boards of the games'
+    /// nations and seed 004's campaign on `GAMEPLAY_TOPIC`), its routes on
+    /// the bridge's port.
+    #[arg(long, env = "WITH_LEADERBOARDS", default_value_t = true, action = ArgAction::Set)]
+    pub with_leaderboards: bool,
+    /// Campaign definitions for the leaderboards (a JSON array); unset:
+    /// seed 004's campaign.
+    #[arg(long, env = "CAMPAIGNS_FILE")]
+    pub campaigns_file: Option<std::path::PathBuf>,
+    /// The spins topic of seed 004's campaign.
+    #[arg(long, env = "GAMEPLAY_TOPIC", default_value = "gameplay")]
+    pub gameplay_topic: String,
+    /// Token of the admin routes (campaign changes); unset: refused.
+    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
 }
 
 /// Everything one game process reads from flags and the environment.
@@ -84,6 +100,23 @@ impl Config {
         config.extra = b.extra.clone();
         config
     }
+
+    /// The in-process leaderboards role's configuration: its compacted
+    /// topic and transactional id follow the `games` topic (one writer per
+    /// game deployment; a restarted process fences its predecessor).
+    pub fn leaderboards_config(&self, brokers: &str) -> leaderboards::Config {
+        let b = &self.bridge;
+        let e = &self.engine;
+        let mut config = leaderboards::Config::for_brokers(brokers);
+        config.games_topic = b.games_topic.clone();
+        config.state_topic = format!("{}.leaderboards", b.games_topic);
+        config.transactional_id = format!("leaderboards-{}", b.games_topic);
+        config.gameplay_topic = e.gameplay_topic.clone();
+        config.campaigns_file = e.campaigns_file.clone();
+        config.admin_token = e.admin_token.clone();
+        config.extra = b.extra.clone();
+        config
+    }
 }
 
 /// Why the process stopped.
@@ -95,6 +128,8 @@ pub enum NationError {
     Engine(#[from] engine::EngineError),
     #[error("bridge: {0}")]
     Bridge(#[from] bridge::BridgeError),
+    #[error("leaderboards: {0}")]
+    Leaderboards(String),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -150,9 +185,34 @@ pub async fn run(
             result
         }));
     }
+    let mut boards_task = None;
+    if config.engine.with_leaderboards {
+        let boards_config = config.leaderboards_config(&brokers);
+        let handle = leaderboards::Leaderboards::from_config(&boards_config)
+            .map_err(|e| NationError::Leaderboards(e.to_string()))?;
+        let routes = leaderboards::router(handle.clone());
+        extras.routes = Some(match extras.routes.take() {
+            Some(r) => r.merge(routes),
+            None => routes,
+        });
+        let stop = cancel.clone();
+        boards_task = Some(tokio::spawn(async move {
+            // The boards are not the game: a failing role is logged, the
+            // game goes on (its routes answer from what was built).
+            if let Err(e) =
+                leaderboards::run(boards_config, handle, async move { stop.cancelled().await })
+                    .await
+            {
+                tracing::error!(error = %e, "the leaderboards role stopped");
+            }
+        }));
+    }
     let served = bridge::run_with(config.bridge, listener, cancel.clone(), extras).await;
-    // Whatever ended the bridge ends the engine too.
+    // Whatever ended the bridge ends the other roles too.
     cancel.cancel();
+    if let Some(task) = boards_task {
+        let _ = task.await;
+    }
     if let Some(task) = engine_task {
         match task.await {
             Ok(result) => result?,

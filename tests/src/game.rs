@@ -46,6 +46,8 @@ impl TestGame {
         config.partitions = 4;
         config.static_dir = static_dir.unwrap_or_else(|| PathBuf::from("/nonexistent"));
         config.extra = vec![("session.timeout.ms".into(), "6000".into())];
+        // Tests that want boards turn them on.
+        game.engine.with_leaderboards = false;
         tweak(&mut game);
         let config = &game.bridge;
         let brokers = config.brokers.clone().expect("brokers set");
