@@ -24,7 +24,7 @@ use futures_util::StreamExt;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use shared::{partition_for, ActionEnvelope, ActionType, GameHead, GamesRecord};
+use shared::{partition_for, GameHead, GamesRecord};
 use tokio_tungstenite::tungstenite::Message;
 
 const PARTITIONS: i32 = 12;
@@ -37,44 +37,6 @@ fn producer(brokers: &str) -> FutureProducer {
         .set("queue.buffering.max.kbytes", "1048576")
         .create()
         .expect("producer")
-}
-
-/// `n` joins of `game_id` straight onto its `actions` partition.
-async fn joins(brokers: &str, topic: &str, game_id: u64, n: u64) {
-    let producer = producer(brokers);
-    let partition = partition_for(game_id, PARTITIONS);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    let sends = (0..n).map(|i| {
-        let producer = producer.clone();
-        async move {
-            let envelope = ActionEnvelope {
-                name: Some(format!("Nation {i}")),
-                ..ActionEnvelope::new(
-                    uuid::Uuid::now_v7().to_string(),
-                    game_id,
-                    format!("player-{i:06}"),
-                    ActionType::Join,
-                    now,
-                )
-            };
-            let payload = serde_json::to_vec(&envelope).unwrap();
-            producer
-                .send(
-                    FutureRecord::to(topic)
-                        .key(&game_id.to_string())
-                        .payload(&payload)
-                        .partition(partition),
-                    Duration::from_secs(60),
-                )
-                .await
-                .map_err(|(e, _)| e)
-                .expect("join produced");
-        }
-    });
-    futures_util::future::join_all(sends).await;
 }
 
 /// About `mib` MiB of another game's steps on `game_id`'s partition of
@@ -193,7 +155,7 @@ async fn main() {
         async move { req.await.ok().filter(|r| r.status().is_success()) }
     })
     .await;
-    joins(&brokers, &game.actions_topic, game_id, nations).await;
+    tests::produce_joins(&brokers, &game.actions_topic, PARTITIONS, game_id, nations).await;
     tests::eventually(Duration::from_secs(120), "every nation", || {
         let req = client.get(&state_url).send();
         async move {

@@ -173,3 +173,54 @@ where
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// Writes `n` joins of `game_id` (players `player-000000`, ...) straight onto
+/// its partition of `actions_topic`, as the bridge would produce them: a
+/// crowded game without thousands of HTTP joins.
+pub async fn produce_joins(
+    brokers: &str,
+    actions_topic: &str,
+    partitions: i32,
+    game_id: u64,
+    n: u64,
+) {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer");
+    let partition = shared::partition_for(game_id, partitions);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as u64;
+    let sends = (0..n).map(|i| {
+        let producer = producer.clone();
+        async move {
+            let envelope = shared::ActionEnvelope {
+                name: Some(format!("Nation {i}")),
+                ..shared::ActionEnvelope::new(
+                    uuid::Uuid::now_v7().to_string(),
+                    game_id,
+                    format!("player-{i:06}"),
+                    shared::ActionType::Join,
+                    now,
+                )
+            };
+            let payload = serde_json::to_vec(&envelope).expect("an envelope serialises");
+            producer
+                .send(
+                    FutureRecord::to(actions_topic)
+                        .key(&game_id.to_string())
+                        .payload(&payload)
+                        .partition(partition),
+                    Duration::from_secs(60),
+                )
+                .await
+                .map_err(|(e, _)| e)
+                .expect("join produced");
+        }
+    });
+    futures_util::future::join_all(sends).await;
+}

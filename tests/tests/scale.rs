@@ -4,10 +4,8 @@
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::ClientConfig;
 use serde_json::Value;
-use shared::{partition_for, ActionEnvelope, ActionType, GameSnapshot, ServerMessage};
+use shared::{GameSnapshot, ServerMessage};
 use tests::game::TestGame;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -42,55 +40,18 @@ async fn next_text(socket: &mut Socket) -> String {
     }
 }
 
-/// Writes `n` joins of game `game_id` onto its `actions` partition, as the
-/// bridge would (10,000 HTTP joins would only make the test slower).
-async fn joins(game: &TestGame, game_id: u64, n: usize) {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &game.brokers)
-        .set("linger.ms", "5")
-        .create()
-        .expect("producer");
-    let partition = partition_for(game_id, game.partitions);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    let sends = (0..n).map(|i| {
-        let producer = producer.clone();
-        let topic = game.actions_topic.clone();
-        async move {
-            let envelope = ActionEnvelope {
-                name: Some(format!("Nation {i}")),
-                ..ActionEnvelope::new(
-                    uuid::Uuid::now_v7().to_string(),
-                    game_id,
-                    format!("p{i:05}"),
-                    ActionType::Join,
-                    now,
-                )
-            };
-            let payload = serde_json::to_vec(&envelope).unwrap();
-            producer
-                .send(
-                    FutureRecord::to(&topic)
-                        .key(&game_id.to_string())
-                        .payload(&payload)
-                        .partition(partition),
-                    Duration::from_secs(30),
-                )
-                .await
-                .map_err(|(e, _)| e)
-                .expect("join produced");
-        }
-    });
-    futures_util::future::join_all(sends).await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ten_thousand_nation_game_sends_small_updates_and_whole_snapshots() {
     let game = TestGame::start(None).await;
     let game_id = 7;
-    joins(&game, game_id, NATIONS).await;
+    tests::produce_joins(
+        &game.brokers,
+        &game.actions_topic,
+        game.partitions,
+        game_id,
+        NATIONS as u64,
+    )
+    .await;
     game.wait_for_state(game_id, "10,000 nations", |s| {
         s["state"]["players"]
             .as_object()
