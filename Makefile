@@ -29,6 +29,7 @@ test: setup lint frontend
 	$(CARGO) build -p shared --target wasm32-unknown-unknown
 	$(CARGO) build -p localkafka
 	"$${CARGO_TARGET_DIR:-target}/debug/localkafka" run -- $(CARGO) test --workspace
+	"$${CARGO_TARGET_DIR:-target}/debug/localkafka" run -- bash scripts/schemathesis.sh
 	bash scripts/fuzz.sh $(FUZZ_SECS)
 
 ## Seconds per fuzz target in `make test` (RELIABILITY.md records 600 s runs:

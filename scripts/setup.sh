@@ -99,14 +99,23 @@ fi
 # writes (a test checks it), and moto's S3-compatible server is the real S3
 # endpoint the object-store tests start on a free port. Pinned, in a venv of
 # our own under .tools/; redone only when lake/requirements.txt changes.
-LAKE_VENV="$ROOT/.tools/lake-venv"
-REQ_SUM="$(sha256sum "$ROOT/lake/requirements.txt" | cut -d' ' -f1)"
-if [[ "$WHAT" == "all" && "$(cat "$LAKE_VENV/.requirements.sha256" 2>/dev/null)" != "$REQ_SUM" ]]; then
-  log "creating the lake's Python venv (pyarrow, duckdb, moto server) in .tools/lake-venv"
-  rm -rf "$LAKE_VENV"
-  python3 -m venv "$LAKE_VENV"
-  "$LAKE_VENV/bin/pip" install -q --disable-pip-version-check -r "$ROOT/lake/requirements.txt"
-  echo "$REQ_SUM" >"$LAKE_VENV/.requirements.sha256"
+# A pinned Python venv of our own under .tools/<name>, redone only when its
+# requirements file changes.
+python_venv() {
+  local venv="$ROOT/.tools/$1" req="$2" what="$3" sum
+  sum="$(sha256sum "$req" | cut -d' ' -f1)"
+  if [[ "$(cat "$venv/.requirements.sha256" 2>/dev/null)" != "$sum" ]]; then
+    log "creating $what in .tools/$1"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check -r "$req"
+    echo "$sum" >"$venv/.requirements.sha256"
+  fi
+}
+if [[ "$WHAT" == "all" ]]; then
+  python_venv lake-venv "$ROOT/lake/requirements.txt" "the lake's Python venv (pyarrow, duckdb, moto server)"
+  # schemathesis: property-based tests of the served /openapi.yaml.
+  python_venv test-venv "$ROOT/scripts/test-requirements.txt" "the test tools' Python venv (schemathesis)"
 fi
 
 log "ready"

@@ -123,24 +123,19 @@ pub async fn act(
             "valid_types": valid_types(),
         })));
     }
-    let key = headers
+    let header = headers
         .get("idempotency-key")
-        .map(|v| v.to_str().map(str::to_string).unwrap_or_default())
-        .or(request.action_id);
-    let action_id = match key {
-        Some(key) => {
-            if key.is_empty()
-                || key.len() > MAX_ACTION_ID
-                || !key.bytes().all(|b| b.is_ascii_graphic())
-            {
-                return Err(AppError::BadRequest(json!(format!(
-                    "an action id (Idempotency-Key or action_id) is 1 to {MAX_ACTION_ID} visible ASCII characters"
-                ))));
-            }
-            key
+        .map(|v| v.to_str().map(str::to_string).unwrap_or_default());
+    // Each id given is checked; when both are given the header is the id.
+    for key in header.iter().chain(request.action_id.iter()) {
+        if key.is_empty() || key.len() > MAX_ACTION_ID || !key.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(AppError::BadRequest(json!(format!(
+                "an action id (Idempotency-Key or action_id) is 1 to {MAX_ACTION_ID} visible ASCII characters"
+            ))));
         }
-        None => new_event_id(),
-    };
+    }
+    let action_id = header.or(request.action_id).unwrap_or_else(new_event_id);
     let envelope = stamp(
         action_id.clone(),
         game_id,

@@ -135,6 +135,26 @@ async fn idempotency_key_header_and_body_field_become_the_action_id() {
     )
     .await;
     assert_eq!(json_of(&body)["action_id"], "click-43");
+    // Both given: the header is the id, and the body's must be well formed
+    // too (schemathesis found it was not checked).
+    for (body_id, status, id) in [
+        ("click-44", StatusCode::ACCEPTED, Some("click-45")),
+        ("\\u00d7", StatusCode::BAD_REQUEST, None),
+    ] {
+        let request = Request::post("/api/games/1/actions")
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .header("idempotency-key", "click-45")
+            .body(Body::from(format!(
+                r#"{{"type":"default","action_id":"{body_id}"}}"#
+            )))
+            .unwrap();
+        let (got, _, body) = send(&state, request).await;
+        assert_eq!(got, status, "{body_id}");
+        if let Some(id) = id {
+            assert_eq!(json_of(&body)["action_id"], id);
+        }
+    }
 }
 
 #[tokio::test]
