@@ -176,6 +176,15 @@ impl Leaderboards {
     }
 }
 
+/// Sets the loop's stop flag when dropped.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 /// Runs the role until `shutdown` resolves or the loop fails.
 pub async fn run(
     config: Config,
@@ -184,6 +193,10 @@ pub async fn run(
 ) -> Result<(), Error> {
     role::create_state_topic(&config).await?;
     let stop = Arc::new(AtomicBool::new(false));
+    // Dropped (its runtime shutting down, a test failing) without a
+    // shutdown: the loop stops too, instead of keeping the runtime's drop
+    // waiting forever on its thread.
+    let _guard = StopOnDrop(stop.clone());
     let thread_stop = stop.clone();
     let mut task =
         tokio::task::spawn_blocking(move || role::run_blocking(config, handle, thread_stop));
