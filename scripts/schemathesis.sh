@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Property-based tests of the HTTP surface from its own description:
-# schemathesis generates requests from the served /openapi.yaml and fails on
+# schemathesis generates requests from the served /openapi.json (generated from the types) and fails on
 # any 5xx, undocumented status code, answer that breaks its schema, or
 # schema-valid request that is refused. Runs a `nation` (bridge + engine)
 # against $KAFKA_BROKERS (make test: inside `localkafka run`).
@@ -34,7 +34,7 @@ done
 # A player of the default game, so the action route is exercised past 401.
 TOKEN="$(curl -sf -X POST -H 'Content-Type: application/json' -d '{"name":"Schemathesis"}' \
   "http://127.0.0.1:$PORT/api/games/1/join" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')"
-"$ST" run "http://127.0.0.1:$PORT/openapi.yaml" \
+"$ST" run "http://127.0.0.1:$PORT/openapi.json" \
   --checks all \
   --max-examples "$EXAMPLES" \
   --exclude-path '/ws/games/{game_id}' \

@@ -114,7 +114,7 @@ python_venv() {
 }
 if [[ "$WHAT" == "all" ]]; then
   python_venv lake-venv "$ROOT/lake/requirements.txt" "the lake's Python venv (pyarrow, duckdb, moto server)"
-  # schemathesis: property-based tests of the served /openapi.yaml.
+  # schemathesis: property-based tests of the served /openapi.json.
   python_venv test-venv "$ROOT/scripts/test-requirements.txt" "the test tools' Python venv (schemathesis)"
 fi
 

@@ -27,7 +27,7 @@ pub struct Config {
     pub games_topic: String,
     /// Partitions of both topics, used when creating them (and to pick a game's
     /// partition: `game_id mod partitions`).
-    #[arg(long, env = "PARTITIONS", default_value_t = 12)]
+    #[arg(long, env = "PARTITIONS", default_value_t = shared::DEFAULT_PARTITIONS)]
     pub partitions: i32,
     /// The game the seed's GET endpoints play in.
     #[arg(long, env = "DEFAULT_GAME", default_value_t = 1)]

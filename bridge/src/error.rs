@@ -39,11 +39,7 @@ pub enum AppError {
 
 /// The valid `type` values, listed in errors about them.
 pub fn valid_types() -> Vec<&'static str> {
-    ActionType::ALL
-        .into_iter()
-        .filter(|t| *t != ActionType::Join)
-        .map(ActionType::as_str)
-        .collect()
+    ActionType::playable().map(ActionType::as_str).collect()
 }
 
 impl AppError {

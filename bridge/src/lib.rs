@@ -38,6 +38,7 @@ pub mod enrich;
 pub mod error;
 pub mod games;
 pub mod kafka;
+pub mod openapi;
 pub mod owners;
 pub mod reader;
 pub mod routes;
@@ -152,7 +153,8 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))
         .route("/metrics", get(routes::metrics))
-        .route("/openapi.yaml", get(routes::openapi))
+        .route("/openapi.json", get(routes::openapi_json))
+        .route("/openapi.yaml", get(routes::openapi_yaml))
         .route("/api/config", get(routes::client_config))
         .route("/api/games/{game_id}", get(routes::get_game))
         .route("/api/games/{game_id}/join", post(routes::join))

@@ -64,9 +64,6 @@ async fn publish(state: &AppState, envelope: &ActionEnvelope) -> Result<Ack, App
     }
 }
 
-/// The longest client-chosen action id accepted.
-const MAX_ACTION_ID: usize = 128;
-
 /// `POST /api/games/{game_id}/join`
 pub async fn join(
     State(state): State<AppState>,
@@ -128,10 +125,10 @@ pub async fn act(
         .map(|v| v.to_str().map(str::to_string).unwrap_or_default());
     // Each id given is checked; when both are given the header is the id.
     for key in header.iter().chain(request.action_id.iter()) {
-        if key.is_empty() || key.len() > MAX_ACTION_ID || !key.bytes().all(|b| b.is_ascii_graphic())
-        {
+        if !shared::valid_action_id(key) {
             return Err(AppError::BadRequest(json!(format!(
-                "an action id (Idempotency-Key or action_id) is 1 to {MAX_ACTION_ID} visible ASCII characters"
+                "an action id (Idempotency-Key or action_id) is 1 to {} visible ASCII characters",
+                shared::MAX_ACTION_ID
             ))));
         }
     }
@@ -380,12 +377,20 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }
 
-/// `GET /openapi.yaml`: the whole HTTP surface.
-pub async fn openapi() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "application/yaml")],
-        include_str!("../openapi.yaml"),
-    )
+/// The OpenAPI document, generated once ([`crate::openapi`]).
+fn openapi_text() -> &'static str {
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TEXT.get_or_init(crate::openapi::document_json)
+}
+
+/// `GET /openapi.json`: the whole HTTP surface.
+pub async fn openapi_json() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], openapi_text())
+}
+
+/// `GET /openapi.yaml`: the same document (JSON is YAML).
+pub async fn openapi_yaml() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/yaml")], openapi_text())
 }
 
 /// Unknown routes.

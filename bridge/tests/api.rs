@@ -504,22 +504,25 @@ async fn game_state_query_answers_404_then_the_owners_answer() {
 #[tokio::test]
 async fn openapi_lists_every_contract_route() {
     let (state, _) = setup();
-    let (status, _, body) = send(
-        &state,
-        Request::get("/openapi.yaml").body(Body::empty()).unwrap(),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
-    let text = String::from_utf8(body).unwrap();
-    for route in [
-        "/api/games/{game_id}/join",
-        "/api/games/{game_id}/actions",
-        "/api/games/{game_id}:",
-        "/ws/games/{game_id}",
-        "/purchase_a_sword",
-        "/healthz",
-        "/readyz",
-    ] {
-        assert!(text.contains(route), "{route} missing from openapi.yaml");
+    for served in ["/openapi.yaml", "/openapi.json"] {
+        let (status, _, body) =
+            send(&state, Request::get(served).body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::OK);
+        let doc = json_of(&body);
+        assert_eq!(doc["openapi"], "3.1.0");
+        for route in [
+            "/api/games/{game_id}/join",
+            "/api/games/{game_id}/actions",
+            "/api/games/{game_id}",
+            "/ws/games/{game_id}",
+            "/purchase_a_sword",
+            "/healthz",
+            "/readyz",
+        ] {
+            assert!(
+                doc["paths"][route].is_object(),
+                "{route} missing from {served}"
+            );
+        }
     }
 }

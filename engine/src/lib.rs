@@ -119,22 +119,45 @@ pub use replay::{replay, ReplayReport};
 /// starts, or after `transaction.timeout.ms` (10 s).
 pub const DEFAULT_COMMIT_INTERVAL_MS: u64 = 100;
 
-/// Everything the engine needs to know; `main.rs` fills it from flags and env.
-#[derive(Clone, Debug)]
+/// The actions consumer's `fetch.wait.max.ms`: Apache Kafka answers a waiting
+/// fetch as soon as a record arrives, so this only bounds an idle wait
+/// (BENCHMARKS.md, "Settings").
+pub const DEFAULT_FETCH_WAIT_MAX_MS: u32 = 1;
+
+/// Most records per batch (and per streaming transaction): BENCHMARKS.md, P3.
+pub const DEFAULT_MAX_BATCH: usize = 100_000;
+
+/// How long a restore may go without progress before it is retried.
+pub const DEFAULT_RESTORE_STALL_MS: u64 = 10_000;
+
+/// Everything the engine needs to know: clap's flags and environment
+/// variables (the engine binary flattens it into its command line), or
+/// [`Config::new`] and field updates in code. The fields the process derives
+/// at start (its transactional id, its query URL) are not flags of their own
+/// here: the binary sets them.
+#[derive(clap::Args, Clone, Debug)]
 pub struct Config {
-    /// `bootstrap.servers`.
+    /// Kafka bootstrap servers (`bootstrap.servers`).
+    #[arg(long = "brokers", env = "KAFKA_BROKERS")]
     pub brokers: String,
+    #[arg(long, env = "ACTIONS_TOPIC", default_value = "actions")]
     pub actions_topic: String,
     /// The compacted state topic; also the engine's state store.
+    #[arg(long, env = "GAMES_TOPIC", default_value = "games")]
     pub games_topic: String,
     /// Where records that cannot be decoded go, with the error as a header.
+    #[arg(long, env = "DLQ_TOPIC", default_value = "actions.dlq")]
     pub dlq_topic: String,
     /// Partitions of `actions` and `games`: used to create them and to place
     /// a game with [`shared::partition_for`].
+    #[arg(long, env = "PARTITIONS", default_value_t = shared::DEFAULT_PARTITIONS)]
     pub partitions: i32,
+    #[arg(long = "group-id", env = "ENGINE_GROUP_ID", default_value = "engine")]
     pub group_id: String,
     /// Unique per engine instance unless you want fencing of a previous one
-    /// with the same id.
+    /// with the same id. The binary sets it (`ENGINE_TRANSACTIONAL_ID`, or
+    /// `<group>-<instance id>`); [`Config::new`] picks a fresh one.
+    #[arg(skip)]
     pub transactional_id: String,
     /// `group.instance.id`: a static group member. A restarted engine with
     /// the same id takes its partitions back at once, instead of waiting for
@@ -142,21 +165,29 @@ pub struct Config {
     /// Set it, with a stable [`transactional_id`](Self::transactional_id),
     /// for an engine that is restarted in place (`make run`, one engine per
     /// host or pod).
+    #[arg(skip)]
     pub group_instance_id: Option<String>,
     /// `fetch.wait.max.ms` of the actions consumer. Apache Kafka answers a
     /// waiting fetch as soon as a record arrives, so this only bounds how long
     /// an idle fetch waits (BENCHMARKS.md, "Settings").
+    #[arg(long, env = "FETCH_WAIT_MAX_MS", default_value_t = DEFAULT_FETCH_WAIT_MAX_MS)]
     pub fetch_wait_max_ms: u32,
     /// Most records per transaction.
+    #[arg(long, env = "ENGINE_MAX_BATCH", default_value_t = DEFAULT_MAX_BATCH)]
     pub max_batch: usize,
-    /// Create the three topics at start-up if missing.
+    /// Create the three topics at start-up if missing (`--no-create-topics`:
+    /// do not).
+    #[arg(long = "no-create-topics", action = clap::ArgAction::SetFalse)]
     pub create_topics: bool,
-    /// `-X key=value` passthrough to librdkafka (consumer and producer).
+    /// `-X key=value` passthrough to librdkafka (consumer and producer), as
+    /// kcat does (repeatable).
+    #[arg(short = 'X', value_parser = parse_kv)]
     pub extra: Vec<(String, String)>,
     /// With one transaction per batch (`commit_interval_ms` 0): wake
     /// librdkafka's broker threads before committing, so a transaction takes
     /// a few ms instead of ~100 ms (librdkafka does not wake them after
     /// `AddPartitionsToTxn`). Streaming transactions always do.
+    #[arg(long, env = "ENGINE_EAGER_FLUSH", default_value_t = false, action = clap::ArgAction::Set)]
     pub eager_flush: bool,
     /// 0: one transaction per polled batch. N > 0: streaming transactions,
     /// open across polls and committed every N ms (and before partitions are
@@ -164,22 +195,35 @@ pub struct Config {
     /// `read_uncommitted` readers (the bridge with `GAMES_ISOLATION`) see an
     /// update within a few ms while `read_committed` ones see it at the
     /// commit. Implies `eager_flush`. Default [`DEFAULT_COMMIT_INTERVAL_MS`].
+    #[arg(long, env = "ENGINE_COMMIT_INTERVAL_MS", default_value_t = DEFAULT_COMMIT_INTERVAL_MS)]
     pub commit_interval_ms: u64,
     /// How long a restore of assigned partitions from `games` may go without
     /// progress before it is abandoned and retried (the partitions are not
     /// taken meanwhile, and the host is not ready). A restore is never
     /// cut short while it progresses.
+    #[arg(long, env = "ENGINE_RESTORE_STALL_MS", default_value_t = DEFAULT_RESTORE_STALL_MS)]
     pub restore_stall_ms: u64,
     /// How long an action id is remembered ([`seen`]): a retry within it is
     /// a duplicate, an id older than it is refused as `expired`.
+    #[arg(long, env = "ENGINE_DEDUP_WINDOW_MS", default_value_t = seen::DEFAULT_WINDOW_MS)]
     pub dedup_window_ms: u64,
     /// The compacted topic of remembered action ids; `None`:
     /// `<games_topic>.seen`.
+    #[arg(long, env = "SEEN_TOPIC")]
     pub seen_topic: Option<String>,
     /// The URL where this engine answers interactive queries
     /// ([`query::router`]), advertised to bridges through the consumer
-    /// group (`client.id`). `None`: not advertised.
+    /// group (`client.id`). `None`: not advertised. The binary derives it
+    /// from its health address unless `ENGINE_QUERY_URL` says otherwise.
+    #[arg(long = "query-url", env = "ENGINE_QUERY_URL")]
     pub query_url: Option<String>,
+}
+
+/// `key=value`, as `-X` takes it.
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected key=value, got {s:?}"))
 }
 
 impl Config {
@@ -230,17 +274,17 @@ impl Config {
             actions_topic: "actions".to_string(),
             games_topic: "games".to_string(),
             dlq_topic: "actions.dlq".to_string(),
-            partitions: 12,
+            partitions: shared::DEFAULT_PARTITIONS,
             group_id: "engine".to_string(),
             transactional_id: format!("engine-{}", uuid::Uuid::new_v4()),
             group_instance_id: None,
-            fetch_wait_max_ms: 1,
-            max_batch: 100_000,
+            fetch_wait_max_ms: DEFAULT_FETCH_WAIT_MAX_MS,
+            max_batch: DEFAULT_MAX_BATCH,
             create_topics: true,
             extra: Vec::new(),
             eager_flush: false,
             commit_interval_ms: DEFAULT_COMMIT_INTERVAL_MS,
-            restore_stall_ms: 10_000,
+            restore_stall_ms: DEFAULT_RESTORE_STALL_MS,
             dedup_window_ms: seen::DEFAULT_WINDOW_MS,
             seen_topic: None,
             query_url: None,
@@ -716,5 +760,40 @@ mod tests {
         config.commit_interval_ms = 60_000;
         config.extra = vec![("transaction.timeout.ms".into(), "300000".into())];
         assert!(config.validate().is_ok());
+    }
+
+    /// The flags' defaults are [`Config::new`]'s: one set of defaults,
+    /// whichever way the engine is configured.
+    #[test]
+    fn flags_default_to_the_same_config_as_new() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            config: Config,
+        }
+        let flags = Cli::try_parse_from(["engine", "--brokers", "b:9092", "-X", "a=b"])
+            .expect("parse")
+            .config;
+        let new = Config::new("b:9092");
+        assert_eq!(flags.brokers, new.brokers);
+        assert_eq!(
+            (&flags.actions_topic, &flags.games_topic, &flags.dlq_topic),
+            (&new.actions_topic, &new.games_topic, &new.dlq_topic)
+        );
+        assert_eq!(flags.partitions, new.partitions);
+        assert_eq!(flags.group_id, new.group_id);
+        assert_eq!(flags.fetch_wait_max_ms, new.fetch_wait_max_ms);
+        assert_eq!(flags.max_batch, new.max_batch);
+        assert_eq!(flags.create_topics, new.create_topics);
+        assert_eq!(flags.eager_flush, new.eager_flush);
+        assert_eq!(flags.commit_interval_ms, new.commit_interval_ms);
+        assert_eq!(flags.restore_stall_ms, new.restore_stall_ms);
+        assert_eq!(flags.dedup_window_ms, new.dedup_window_ms);
+        assert_eq!(flags.extra, vec![("a".to_string(), "b".to_string())]);
+        let off = Cli::try_parse_from(["engine", "--brokers", "b", "--no-create-topics"])
+            .expect("parse")
+            .config;
+        assert!(!off.create_topics);
     }
 }

@@ -7,20 +7,9 @@ use clap::{Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
-    /// Kafka bootstrap servers.
-    #[arg(long, env = "KAFKA_BROKERS")]
-    brokers: String,
-    #[arg(long, env = "ACTIONS_TOPIC", default_value = "actions")]
-    actions_topic: String,
-    #[arg(long, env = "GAMES_TOPIC", default_value = "games")]
-    games_topic: String,
-    #[arg(long, env = "DLQ_TOPIC", default_value = "actions.dlq")]
-    dlq_topic: String,
-    /// Partitions of `actions` and `games` (topic creation, game placement).
-    #[arg(long, env = "PARTITIONS", default_value_t = 12)]
-    partitions: i32,
-    #[arg(long, env = "ENGINE_GROUP_ID", default_value = "engine")]
-    group_id: String,
+    /// The engine's own settings (topics, batches, transactions, -X ...).
+    #[command(flatten)]
+    config: engine::Config,
     /// This engine instance's stable name, unique among the group's
     /// instances. Defaults to `<host name>-<n>`, n the lowest slot no other
     /// engine of the group holds on this host (a lock file): stable across
@@ -36,41 +25,11 @@ struct Args {
     transactional_id: Option<String>,
     /// Serve `/healthz`, `/readyz` and interactive queries
     /// (`/games/{game_id}`, what bridges ask for a game's state) on this
-    /// address (e.g. 0.0.0.0:8081).
+    /// address (e.g. 0.0.0.0:8081). The advertised query URL is
+    /// `ENGINE_QUERY_URL`, or `http://<this address>` with this host's name
+    /// for an unspecified (0.0.0.0) address.
     #[arg(long, env = "ENGINE_HEALTH_ADDR")]
     health_addr: Option<std::net::SocketAddr>,
-    /// The URL bridges reach this engine's queries at, advertised through the
-    /// consumer group. Default: `http://<ENGINE_HEALTH_ADDR>`, with this
-    /// host's name for an unspecified (0.0.0.0) address.
-    #[arg(long, env = "ENGINE_QUERY_URL")]
-    query_url: Option<String>,
-    /// How long an action id is remembered: a retry within it changes
-    /// nothing; an id older than it is refused as `expired`.
-    #[arg(long, env = "ENGINE_DEDUP_WINDOW_MS", default_value_t = engine::seen::DEFAULT_WINDOW_MS)]
-    dedup_window_ms: u64,
-    /// How long a restore may go without progress before it is retried.
-    #[arg(long, env = "ENGINE_RESTORE_STALL_MS", default_value_t = 10_000)]
-    restore_stall_ms: u64,
-    /// `fetch.wait.max.ms` of the actions consumer.
-    #[arg(long, env = "FETCH_WAIT_MAX_MS")]
-    fetch_wait_max_ms: Option<u32>,
-    /// Most records per transaction.
-    #[arg(long, env = "ENGINE_MAX_BATCH")]
-    max_batch: Option<usize>,
-    /// Do not create missing topics.
-    #[arg(long)]
-    no_create_topics: bool,
-    /// Wake librdkafka before each commit (~3 ms transactions instead of
-    /// ~100 ms); for Apache Kafka, see `Config::eager_flush`.
-    #[arg(long, env = "ENGINE_EAGER_FLUSH", default_value_t = false, action = clap::ArgAction::Set)]
-    eager_flush: bool,
-    /// Streaming transactions committed every N ms (0: one per batch); see
-    /// `Config::commit_interval_ms`.
-    #[arg(long, env = "ENGINE_COMMIT_INTERVAL_MS", default_value_t = engine::DEFAULT_COMMIT_INTERVAL_MS)]
-    commit_interval_ms: u64,
-    /// Extra librdkafka setting, as kcat: `-X key=value` (repeatable).
-    #[arg(short = 'X', value_parser = parse_kv)]
-    extra: Vec<(String, String)>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -82,12 +41,6 @@ enum Command {
     /// Rebuild every game from `actions` and compare with `games`; exits 1 if
     /// any game disagrees.
     Replay,
-}
-
-fn parse_kv(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .ok_or_else(|| format!("expected key=value, got {s:?}"))
 }
 
 /// This host's name, as the kernel knows it.
@@ -128,36 +81,21 @@ impl Args {
         if let Some(id) = &self.instance_id {
             return Ok((id.clone(), None));
         }
-        let (slot, lock) = claim_slot(&self.group_id)?;
+        let (slot, lock) = claim_slot(&self.config.group_id)?;
         Ok((format!("{}-{slot}", host_name()), Some(lock)))
     }
 
+    /// The configuration of this instance: its transactional id (and
+    /// static membership) from the flags or the instance id.
     fn config(&self, instance: &str) -> engine::Config {
-        let mut config = engine::Config::new(&self.brokers);
-        config.actions_topic = self.actions_topic.clone();
-        config.games_topic = self.games_topic.clone();
-        config.dlq_topic = self.dlq_topic.clone();
-        config.partitions = self.partitions;
-        config.group_id = self.group_id.clone();
+        let mut config = self.config.clone();
         let id = self
             .transactional_id
             .clone()
-            .unwrap_or_else(|| format!("{}-{instance}", self.group_id));
+            .unwrap_or_else(|| format!("{}-{instance}", config.group_id));
         config.transactional_id = id.clone();
         // A stable id: restarted in place, so a static member too.
         config.group_instance_id = Some(id);
-        config.restore_stall_ms = self.restore_stall_ms;
-        config.dedup_window_ms = self.dedup_window_ms;
-        if let Some(ms) = self.fetch_wait_max_ms {
-            config.fetch_wait_max_ms = ms;
-        }
-        if let Some(n) = self.max_batch {
-            config.max_batch = n;
-        }
-        config.create_topics = !self.no_create_topics;
-        config.extra = self.extra.clone();
-        config.eager_flush = self.eager_flush;
-        config.commit_interval_ms = self.commit_interval_ms;
         config
     }
 }
@@ -175,7 +113,7 @@ async fn main() -> anyhow::Result<()> {
             let health = engine::Health::default();
             if let Some(addr) = args.health_addr {
                 let bound = serve_health(addr, health.clone()).await?;
-                config.query_url = Some(args.query_url.clone().unwrap_or_else(|| {
+                config.query_url = Some(config.query_url.take().unwrap_or_else(|| {
                     if bound.ip().is_unspecified() {
                         format!("http://{}:{}", host_name(), bound.port())
                     } else {

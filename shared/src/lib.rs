@@ -45,7 +45,8 @@ pub mod wire;
 pub use rules::{apply, check, Outcome, Rejection};
 pub use state::{Game, GameState, Item, Items, Nation};
 pub use wire::{
-    check_name, partition_for, ActionEnvelope, ActionType, ClientConfig, Fit, FoldedStep,
-    GameDelta, GameHead, GameSnapshot, GamesFold, GamesRecord, NameError, NationRecord,
-    RejectedAction, ServerMessage, GAMES_SCHEMA_VERSION, MAX_NAME_CHARS, SCHEMA_VERSION,
+    check_name, partition_for, valid_action_id, ActionEnvelope, ActionType, ClientConfig, Fit,
+    FoldedStep, GameDelta, GameHead, GameSnapshot, GamesFold, GamesRecord, NameError, NationRecord,
+    RejectedAction, ServerMessage, DEFAULT_PARTITIONS, GAMES_SCHEMA_VERSION, MAX_ACTION_ID,
+    MAX_NAME_CHARS, SCHEMA_VERSION,
 };

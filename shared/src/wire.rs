@@ -12,6 +12,10 @@ use crate::state::{Game, GameState, Item, Nation};
 /// other version to the dead-letter topic instead of guessing.
 pub const SCHEMA_VERSION: u32 = 1;
 
+/// Partitions of `actions` and `games` when nobody says otherwise (every
+/// role's `PARTITIONS` default: they must agree to place a game alike).
+pub const DEFAULT_PARTITIONS: i32 = 12;
+
 /// The partition of a game on both topics: `game_id mod partitions`.
 ///
 /// Every producer sets the partition explicitly with this function, so the
@@ -61,6 +65,14 @@ impl ActionType {
             ActionType::UpgradeSword => "upgrade_sword",
             ActionType::UpgradeShield => "upgrade_shield",
         }
+    }
+
+    /// What a player sends to `POST /api/games/{game_id}/actions`: every
+    /// type but `join` (which has a route of its own).
+    pub fn playable() -> impl Iterator<Item = ActionType> {
+        ActionType::ALL
+            .into_iter()
+            .filter(|t| *t != ActionType::Join)
     }
 
     /// Parses a wire name; `None` for anything else.
@@ -470,7 +482,37 @@ pub struct ClientMessage {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JoinRequest {
+    /// 1 to [`MAX_NAME_CHARS`] characters once trimmed, at least one not a
+    /// space, none a control character ([`check_name`]).
+    #[schemars(length(min = 1, max = MAX_NAME_CHARS), pattern(NAME_PATTERN))]
     pub name: String,
+}
+
+/// [`check_name`]'s rule as a regular expression (for the OpenAPI document
+/// and other clients): no control character, at least one that is not
+/// white space.
+pub const NAME_PATTERN: &str = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$";
+
+/// The longest client-chosen action id (`Idempotency-Key` or `action_id`).
+pub const MAX_ACTION_ID: usize = 128;
+
+/// A client-chosen action id as a regular expression: visible ASCII.
+pub const ACTION_ID_PATTERN: &str = "^[!-~]+$";
+
+/// Is `id` a well-formed client-chosen action id: 1 to [`MAX_ACTION_ID`]
+/// visible ASCII characters?
+pub fn valid_action_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_ACTION_ID && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// The schema of a playable action type: [`ActionType::playable`]'s names.
+fn playable_action_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let names: Vec<&str> = ActionType::playable().map(ActionType::as_str).collect();
+    schemars::json_schema!({
+        "type": "string",
+        "enum": names,
+        "description": "What to do (every action type but `join`).",
+    })
 }
 
 /// `POST /api/games/{game_id}/join` answer.
@@ -488,9 +530,12 @@ pub struct JoinResponse {
 #[serde(deny_unknown_fields)]
 pub struct ActionRequest {
     #[serde(rename = "type")]
+    #[schemars(schema_with = "playable_action_schema")]
     pub action_type: ActionType,
-    /// Optional client-chosen action id (or the `Idempotency-Key` header).
+    /// Optional client-chosen action id, 1 to 128 visible ASCII characters;
+    /// null or absent: the `Idempotency-Key` header, else a new UUIDv7.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = MAX_ACTION_ID), pattern(ACTION_ID_PATTERN))]
     pub action_id: Option<String>,
 }
 
