@@ -4,7 +4,8 @@
 //! `cargo build --release -p nation && cargo bench -p tests --bench fanout`
 //! Env: `BENCH_CLIENTS` (default 10000), `BENCH_GAMES` (default 1000),
 //! `BENCH_RATE` (actions/s, default 1000, so 10,000 deliveries/s),
-//! `BENCH_SECS` (default 10), `KAFKA_BROKERS` (else an Apache Kafka is
+//! `BENCH_SECS` (default 10), `BENCH_NATIONS` (nations added to game 1
+//! first, default 0: the popular-game run), `KAFKA_BROKERS` (else an Apache Kafka is
 //! started for the run).
 
 #[path = "common/mod.rs"]
@@ -29,6 +30,7 @@ async fn main() {
     for g in 0..games {
         tokens.push(common::join(&client, &bridge.addr, g + 1).await);
     }
+    common::populate_from_env(&client, &brokers, &bridge, 12).await;
     // Every game has state before the clients come.
     for g in 0..games {
         let url = format!("http://{}/api/games/{}", bridge.addr, g + 1);

@@ -4,7 +4,8 @@
 //!
 //! `cargo build --release -p nation && cargo bench -p tests --bench latency`
 //! Env: `BENCH_RATE` (actions/s, default 2000), `BENCH_SECS` (default 30),
-//! `BENCH_GAMES` (default 20), `KAFKA_BROKERS` (else an Apache Kafka is
+//! `BENCH_GAMES` (default 20), `BENCH_NATIONS` (nations added to game 1
+//! first, default 0: the popular-game run), `KAFKA_BROKERS` (else an Apache Kafka is
 //! started for the run), `BENCH_DIRECT=1` (also read `games` directly, to split engine from
 //! bridge), `BENCH_DUMP=file` (id, answer time, latency in µs per action),
 //! `BENCH_FLOOR_ONLY=1`.
@@ -137,6 +138,7 @@ async fn main() {
     for g in 0..games {
         tokens.push(common::join(&client, &bridge.addr, g + 1).await);
     }
+    common::populate_from_env(&client, &brokers, &bridge, 12).await;
     // When each action id's answer came, and when its update arrived.
     let answered: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let arrived: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();

@@ -153,6 +153,38 @@ pub fn action_request(
         .body(r#"{"type":"default"}"#)
 }
 
+/// `BENCH_NATIONS` (default 0): makes game 1 a game of that many nations
+/// before the measured run (joins produced straight to `actions`, then a
+/// poll of `GET /api/games/1` until the engine has them all), so a bench
+/// shows whether its figure holds in a popular game.
+pub async fn populate_from_env(
+    client: &reqwest::Client,
+    brokers: &str,
+    bridge: &BridgeProcess,
+    partitions: i32,
+) {
+    let nations = env("BENCH_NATIONS", 0);
+    if nations == 0 {
+        return;
+    }
+    let t0 = Instant::now();
+    tests::produce_joins(brokers, &bridge.actions_topic, partitions, 1, nations).await;
+    let url = format!("http://{}/api/games/1", bridge.addr);
+    tests::eventually(Duration::from_secs(300), "game 1 populated", || {
+        let req = client.get(&url).send();
+        async move {
+            let v: serde_json::Value = req.await.ok()?.json().await.ok()?;
+            let players = v["state"]["players"].as_object()?.len() as u64;
+            (players >= nations).then_some(())
+        }
+    })
+    .await;
+    println!(
+        "game 1 has {nations} more nations (joined and applied in {:.1} s)",
+        t0.elapsed().as_secs_f64()
+    );
+}
+
 /// A numeric knob from the environment.
 pub fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
