@@ -18,6 +18,7 @@
 //! The cross-crate tests themselves live in `tests/tests/*.rs`.
 
 pub mod game;
+pub mod load;
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
