@@ -596,6 +596,16 @@ impl<'a> Engine<'a> {
                 None => break,
                 Some(Ok(msg)) => self.batch.push(msg),
                 Some(Err(KafkaError::PartitionEOF(_))) => {}
+                // A fatal consumer error (e.g. a static member fenced by
+                // another with the same `group.instance.id`) ends the
+                // consumer for good: the engine must stop and say so, not
+                // sit on a dead consumer with `/readyz` green.
+                Some(Err(e @ KafkaError::MessageConsumptionFatal(_))) => {
+                    return Err(EngineError::Kafka {
+                        context: "consume",
+                        source: e,
+                    });
+                }
                 Some(Err(e)) => {
                     tracing::warn!("consume: {e}");
                     break;

@@ -402,6 +402,9 @@ impl EngineError {
 
 /// librdkafka errors after which no transaction of this producer can work.
 fn fatal_kafka(e: &KafkaError) -> bool {
+    if let KafkaError::MessageConsumptionFatal(_) = e {
+        return true;
+    }
     if let KafkaError::Transaction(t) = e {
         if t.is_fatal() {
             return true;
@@ -795,5 +798,21 @@ mod tests {
             .expect("parse")
             .config;
         assert!(!off.create_topics);
+    }
+
+    /// A fenced static member's consumer is dead for good: the engine
+    /// stops (and its process exits non-zero) rather than stay up idle.
+    #[test]
+    fn a_fatal_consumer_error_is_fatal() {
+        let fenced = EngineError::Kafka {
+            context: "consume",
+            source: KafkaError::MessageConsumptionFatal(RDKafkaErrorCode::FencedInstanceId),
+        };
+        assert!(fenced.is_fatal());
+        let passing = EngineError::Kafka {
+            context: "consume",
+            source: KafkaError::MessageConsumption(RDKafkaErrorCode::BrokerTransportFailure),
+        };
+        assert!(!passing.is_fatal());
     }
 }

@@ -14,11 +14,16 @@
 //!
 //! - [`game::TestGame`]: bridge + engine in this process against the
 //!   broker, on their own topics, on a free port.
+//! - [`process::NationProcess`]: the `nation` binary as a process of its own,
+//!   for tests that stop or `kill -9` a role.
+//! - [`load::Load`]: players that retry as the contract says, and the
+//!   check that every acknowledged action is applied exactly once.
 //!
 //! The cross-crate tests themselves live in `tests/tests/*.rs`.
 
 pub mod game;
 pub mod load;
+pub mod process;
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -53,6 +58,23 @@ pub fn broker() -> &'static str {
             bootstrap
         }
     })
+}
+
+/// How many members `group` has once it is stable; `None` while it
+/// rebalances (or cannot be described).
+pub fn stable_members(brokers: &str, group: &str) -> Option<usize> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .ok()?;
+    let list = c
+        .fetch_group_list(Some(group), Duration::from_secs(5))
+        .ok()?;
+    let g = list.groups().first()?;
+    if g.state() != "Stable" {
+        return None;
+    }
+    Some(g.members().len())
 }
 
 /// A name no other test uses: `{name}-{uuid}`.

@@ -195,31 +195,47 @@ async fn play(
 }
 
 /// Reads the committed heads of `games_topic` until every id in `acked` is
-/// applied (or `timeout`), and fails if one is missing or applied twice.
+/// applied (or `timeout`), and fails if one is missing or any action is
+/// applied twice.
 pub fn applied_exactly_once(
     brokers: &str,
     games_topic: &str,
     acked: &HashSet<String>,
     timeout: Duration,
 ) -> anyhow::Result<()> {
-    let heads = |records: &[rdkafka::message::OwnedMessage]| {
-        let mut applied: HashMap<String, u32> = HashMap::new();
-        for r in records {
+    // Each record is decoded once, as it arrives.
+    let mut applied: HashMap<String, u32> = HashMap::new();
+    let mut decoded = 0;
+    let mut missing = acked.len();
+    let read = crate::consume(brokers, games_topic, timeout, |records| {
+        for r in &records[decoded..] {
             if let Ok(GamesRecord::Head(head)) =
                 serde_json::from_slice(r.payload().unwrap_or_default())
             {
                 for id in head.applied {
+                    if acked.contains(&id) && !applied.contains_key(&id) {
+                        missing -= 1;
+                    }
                     *applied.entry(id).or_default() += 1;
                 }
             }
         }
-        applied
-    };
-    let records = crate::consume(brokers, games_topic, timeout, |records| {
-        let applied = heads(records);
-        acked.iter().all(|id| applied.contains_key(id))
-    })?;
-    let applied = heads(&records);
+        decoded = records.len();
+        missing == 0
+    });
+    if let Err(e) = read {
+        let mut missing: Vec<&String> = acked
+            .iter()
+            .filter(|id| !applied.contains_key(*id))
+            .collect();
+        missing.sort();
+        anyhow::bail!(
+            "{e}; {} of {} acknowledged actions not in a committed update, e.g. {:?}",
+            missing.len(),
+            acked.len(),
+            &missing[..missing.len().min(10)]
+        );
+    }
     let doubled: Vec<_> = applied.iter().filter(|(_, n)| **n > 1).collect();
     anyhow::ensure!(doubled.is_empty(), "applied twice: {doubled:?}");
     Ok(())

@@ -496,19 +496,7 @@ async fn stop(engine: Option<(JoinHandle<()>, oneshot::Sender<()>)>) {
 /// How many members `group` has once it is stable (the split itself is left
 /// to the range assignor: with two members each gets half the partitions).
 fn members_with_partitions(group: &str) -> Option<usize> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", tests::broker())
-        .create()
-        .ok()?;
-    let list = c
-        .fetch_group_list(Some(group), Duration::from_secs(5))
-        .ok()?;
-    let g = list.groups().first()?;
-    if g.state() != "Stable" {
-        return None;
-    }
-    Some(g.members().len())
+    tests::stable_members(tests::broker(), group)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
