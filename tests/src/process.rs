@@ -32,11 +32,19 @@ pub struct NationProcess {
 }
 
 impl NationProcess {
-    /// Starts `nation` on a free port with `env` (topics, group, roles...)
-    /// and `args`, and waits (up to 60 s) for its `/readyz`.
+    /// Starts `nation` on a free port with `env` (topics, group, roles...;
+    /// an empty value unsets the variable) and `args`, and waits (up to 60 s) for its `/readyz`.
     pub async fn start(env: &[(&str, String)], args: &[&str]) -> NationProcess {
-        let port = crate::free_port();
+        Self::start_on(crate::free_port(), env, args).await
+    }
+
+    /// [`NationProcess::start`] on a given port, in a process group of its
+    /// own (as a terminal runs `make run`: [`kill_group`](Self::kill_group)
+    /// takes its local broker down with it).
+    pub async fn start_on(port: u16, env: &[(&str, String)], args: &[&str]) -> NationProcess {
+        use std::os::unix::process::CommandExt;
         let mut command = Command::new(nation_binary());
+        command.process_group(0);
         command
             .env("BIND", format!("127.0.0.1:{port}"))
             .env("STATIC_DIR", "/nonexistent")
@@ -45,8 +53,14 @@ impl NationProcess {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
+        // An empty value removes the variable (`KAFKA_BROKERS` unset: the
+        // game starts its own broker, as `make run` does).
         for (k, v) in env {
-            command.env(k, v);
+            if v.is_empty() {
+                command.env_remove(k);
+            } else {
+                command.env(k, v);
+            }
         }
         let child = command.spawn().expect("start nation");
         let process = NationProcess {
@@ -55,7 +69,7 @@ impl NationProcess {
         };
         let url = format!("{}/readyz", process.base_url);
         let client = reqwest::Client::new();
-        crate::eventually(Duration::from_secs(60), "nation to be ready", || {
+        crate::eventually(Duration::from_secs(120), "nation to be ready", || {
             let req = client.get(&url).send();
             async move { req.await.ok().filter(|r| r.status().is_success()) }
         })
@@ -83,6 +97,15 @@ impl NationProcess {
         let _ = self.child.wait();
     }
 
+    /// `kill -9` of the whole process group: the game and the broker it
+    /// started, as a crashed machine or `kill -9 -- -<pgid>` would.
+    pub fn kill_group(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .status();
+        let _ = self.child.wait();
+    }
+
     fn signal(&self, signal: &str) {
         let _ = Command::new("kill")
             .args([signal, &self.child.id().to_string()])
@@ -92,6 +115,6 @@ impl NationProcess {
 
 impl Drop for NationProcess {
     fn drop(&mut self) {
-        self.kill();
+        self.kill_group();
     }
 }
