@@ -1,0 +1,87 @@
+//! Issue 12, fault 4: a three-node Apache Kafka cluster (replication 3,
+//! `min.insync.replicas` 2), one node `kill -9`'d under load: the game goes
+//! on (bridge and engine), no acknowledged action is lost or doubled, and
+//! the time players wait is measured.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use tests::game::TestGame;
+use tests::load::{Load, Player};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "known failure (RELIABILITY.md, fault 4): the bridge recovers, the engine's restore stalls on a transaction left hanging by the dead coordinator; run with --ignored"]
+async fn one_node_of_three_killed_under_load_loses_and_doubles_nothing() {
+    let mut cluster = tests::Cluster::temporary(3, &[]).expect("a three-node cluster");
+    let bootstrap = cluster.bootstrap();
+    let game = TestGame::start_with(None, |c| {
+        c.bridge.brokers = Some(bootstrap.clone());
+    })
+    .await;
+    let mut players = Vec::new();
+    for p in 0..8u64 {
+        let game_id = p % 4 + 1;
+        let (_, token) = game.join(game_id, &format!("Cluster {p}")).await;
+        players.push(Player {
+            base_url: game.base_url.clone(),
+            game_id,
+            token,
+        });
+    }
+    let load = Load::start(players, false);
+    load.wait_for_more(200, Duration::from_secs(60), "the load to get going")
+        .await;
+
+    // The node that leads the most is as likely as any: kill the last one.
+    let killed_at = Instant::now();
+    tokio::task::block_in_place(|| cluster.nodes[2].kill());
+    load.wait_for_more(300, Duration::from_secs(120), "play with a node down")
+        .await;
+    let first = load
+        .first_ack_after(killed_at)
+        .expect("acknowledged after the kill");
+    let unavailable = load.unavailable();
+    let outcome = load.finish().await;
+
+    assert!(
+        outcome.wrong.is_empty(),
+        "answers other than 202 or 503 with Retry-After: {:?}",
+        outcome.wrong
+    );
+    let acked: HashSet<String> = outcome.acked.keys().cloned().collect();
+    // The longest any player waited for an acknowledgement after the kill.
+    let mut acks: Vec<Instant> = outcome
+        .acked
+        .values()
+        .copied()
+        .filter(|t| *t > killed_at)
+        .collect();
+    acks.sort();
+    let longest_gap = acks
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .chain(std::iter::once(first - killed_at))
+        .max()
+        .unwrap_or_default();
+    eprintln!(
+        "one node of three killed under load: {} actions acknowledged, kill -> first 202 {} ms; longest stretch without any 202 after the kill {} ms; {unavailable} answers 503, slowest answer {} ms",
+        acked.len(),
+        (first - killed_at).as_millis(),
+        longest_gap.as_millis(),
+        outcome.slowest.as_millis(),
+    );
+    // Read through the two nodes left.
+    let bootstrap = cluster.nodes[..2]
+        .iter()
+        .map(|n| n.bootstrap().to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    tests::load::applied_exactly_once(
+        &bootstrap,
+        &game.games_topic,
+        &acked,
+        Duration::from_secs(90),
+    )
+    .expect("every acknowledged action in exactly one committed update");
+    game.stop().await;
+}
