@@ -37,6 +37,7 @@ pub fn App() -> impl IntoView {
             </div>
             <aside class="side" aria-label="This game">
                 <Leaderboard ctrl=ctrl />
+                <crate::boards::GlobalBoards ctrl=ctrl />
                 <Show when=show_nation>
                     <FeedView ctrl=ctrl />
                 </Show>

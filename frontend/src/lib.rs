@@ -14,10 +14,13 @@
 //! - [`feed`]: the live feed, derived by diffing confirmed games.
 //! - [`art`]: the item pictures (inline SVG per item and level).
 //! - [`invite`]: the invite link and the ranking at a glance.
+//! - [`boards`]: the global and campaign boards (the leaderboards role),
+//!   the player's place highlighted even far from the top.
 //! - [`app`]: the components.
 
 pub mod app;
 pub mod art;
+pub mod boards;
 pub mod ctrl;
 pub mod feed;
 pub mod invite;

@@ -1095,3 +1095,26 @@ async fn joins_and_buys_a_sword_with_the_keyboard_only() {
     browser.quit().await;
     game.stop().await;
 }
+
+/// Issue 14: the global board of nation power beside the game, the player's
+/// own row highlighted, from the leaderboards role in the same process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_global_board_shows_the_players_place() {
+    let game = TestGame::start_with(Some(dist_dir()), |c| {
+        c.engine.with_leaderboards = true;
+    })
+    .await;
+    let driver = Chromedriver::start().await;
+    let browser = Browser::open(&driver, Viewport::Desktop).await;
+    join_through_the_form(&browser, &game, "Carthage").await;
+    browser.click("action-purchase_sword").await;
+    browser.wait_text("item-sword", "Lv 1").await;
+    browser
+        .wait_for(
+            "the player's row on the global power board",
+            "const row = document.querySelector('[data-test=\"global-board\"][data-board=\"nation-power\"] [data-test=\"global-row\"][data-me=\"true\"]'); return !!row && row.textContent.includes('you');",
+        )
+        .await;
+    browser.quit().await;
+    game.stop().await;
+}
