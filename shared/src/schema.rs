@@ -115,7 +115,7 @@ fn compare(
         let widened: Vec<&String> = n
             .iter()
             .filter(|t| {
-                !o.contains(t) && !(t.as_str() == "integer" && o.iter().any(|x| x == "number"))
+                !(o.contains(t) || (t.as_str() == "integer" && o.iter().any(|x| x == "number")))
             })
             .collect();
         if !widened.is_empty() {
