@@ -22,6 +22,8 @@ command -v python3 >/dev/null || need_apt+=(python3 python3-venv)
 # Apache Kafka's broker runs on Java 17 and is resolved with Maven.
 command -v java >/dev/null || [[ -x "${JAVA_HOME:-/nonexistent}/bin/java" ]] || need_apt+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || need_apt+=(maven)
+# Brotli copies of the frontend's assets (Trunk.toml's post-build hook).
+command -v brotli >/dev/null || need_apt+=(brotli)
 if [[ "$WHAT" == "all" ]]; then
   command -v chromium >/dev/null || need_apt+=(chromium)
   command -v chromedriver >/dev/null || need_apt+=(chromium-driver)

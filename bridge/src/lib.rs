@@ -187,11 +187,13 @@ pub fn app(state: AppState) -> Router {
                 response.map(axum::body::Body::new)
             }
         })
-        // The trunk build writes a `.gz` beside each asset (Trunk.toml's
-        // post-build hook): a browser that accepts gzip gets it, a third of
-        // the bytes on a phone's network, at no CPU cost per request.
+        // The trunk build writes a `.br` and a `.gz` beside each asset
+        // (Trunk.toml's post-build hook): a browser that accepts brotli gets
+        // it (the wasm: 35 % of its bytes), else gzip (42 %), at no CPU cost
+        // per request.
         .service(
             ServeDir::new(&state.static_dir)
+                .precompressed_br()
                 .precompressed_gzip()
                 .fallback(get(routes::not_found)),
         );
