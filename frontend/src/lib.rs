@@ -14,8 +14,11 @@
 //! - [`feed`]: the live feed, derived by diffing confirmed games.
 //! - [`art`]: the item pictures (inline SVG per item and level).
 //! - [`invite`]: the invite link and the ranking at a glance.
+//! - [`analytics`]: the analytics page (`/?view=analytics`): the lake's
+//!   reports as SVG bar charts, polled.
 //! - [`app`]: the components.
 
+pub mod analytics;
 pub mod app;
 pub mod art;
 pub mod ctrl;
