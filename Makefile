@@ -10,15 +10,21 @@ CARGO ?= cargo
 .PHONY: run wipe test setup setup-run frontend build lint check-compose bench clean
 
 ## Start the whole game. KAFKA_BROKERS unset: a local Apache Kafka keeping its
-## data in $(NATION_DATA)/kafka, then bridge + engine in one process against it.
+## data in $(NATION_DATA)/kafka, then bridge + engine (+ leaderboards, lake
+## exporter) in one process against it.
 ## KAFKA_BROKERS set: bridge and engine against that cluster.
 NATION_DATA ?= .data
 export NATION_DATA
+## The Parquet lake make run keeps up to date beside the game (LAKE_DIR, a
+## folder or s3://...; WITH_LAKE=false: serve its reports, export nothing).
+## `lake report --from .data/lake`; the page: /?view=analytics.
+LAKE_DIR ?= $(NATION_DATA)/lake
 run: setup-run frontend
 	$(CARGO) build --release -p nation
-	@exec "$${CARGO_TARGET_DIR:-target}/release/nation"
+	@LAKE_DIR="$(LAKE_DIR)" exec "$${CARGO_TARGET_DIR:-target}/release/nation"
 
-## Delete make run's local broker data and token secret (every nation).
+## Delete make run's local broker data, token secret and lake (every nation:
+## a lake kept past its topics would resume past their new offsets).
 wipe:
 	rm -rf "$(NATION_DATA)"
 

@@ -332,14 +332,15 @@ pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// `GET /readyz`: the broker answers, and the in-process engine (if any)
-/// serves (not while it starts, restores, recovers, or after it stopped).
+/// `GET /readyz`: the broker answers, and the in-process roles (if any)
+/// serve (the engine not while it starts, restores, recovers, or after it
+/// stopped; the lake exporter not after it failed).
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, AppError> {
     if !state.publisher.ready().await {
         return Err(AppError::Unavailable("broker unreachable".into()));
     }
     if let Some(Err(why)) = state.ready.as_ref().map(|check| check()) {
-        return Err(AppError::Unavailable(format!("engine not ready: {why}")));
+        return Err(AppError::Unavailable(format!("not ready: {why}")));
     }
     Ok(Json(json!({"status": "ready"})))
 }

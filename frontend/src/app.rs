@@ -13,9 +13,12 @@ use crate::invite;
 use crate::model::{validate_name, ActionButton, Connection};
 
 /// The whole page: header with the connection indicator, then the join form
-/// or the nation view.
+/// or the nation view; `/?view=analytics` is the analytics page instead.
 #[component]
 pub fn App() -> impl IntoView {
+    if crate::analytics::is_analytics_page() {
+        return view! { <crate::analytics::AnalyticsPage /> }.into_any();
+    }
     let ctrl = Ctrl::new();
     ctrl.start();
     let show_nation = move || {
@@ -26,6 +29,9 @@ pub fn App() -> impl IntoView {
     view! {
         <header class="top">
             <h1>"Build a Nation"</h1>
+            <a class="nav-link" href="/?view=analytics" data-test="to-analytics">
+                "Analytics"
+            </a>
             <ConnectionIndicator conn=ctrl.conn />
         </header>
         <main>
@@ -45,6 +51,7 @@ pub fn App() -> impl IntoView {
             </aside>
         </main>
     }
+    .into_any()
 }
 
 /// The live-connection dot and words.

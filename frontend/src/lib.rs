@@ -16,8 +16,11 @@
 //! - [`invite`]: the invite link and the ranking at a glance.
 //! - [`boards`]: the global and campaign boards (the leaderboards role),
 //!   the player's place highlighted even far from the top.
+//! - [`analytics`]: the analytics page (`/?view=analytics`): the lake's
+//!   reports as SVG bar charts, polled.
 //! - [`app`]: the components.
 
+pub mod analytics;
 pub mod app;
 pub mod art;
 pub mod boards;

@@ -8,7 +8,7 @@
 //! ## Exactly once, offsets with the data
 //! Each Kafka partition is cut into *batches* of consecutive offsets
 //! `[first, last]`. A batch is written in this order, each object with
-//! create-if-absent (a hard link from a staged file on a folder,
+//! create-if-absent (a hard link from a fsynced staged file on a folder,
 //! `If-None-Match: *` on S3), so every object appears whole or not at all:
 //! 1. its *manifest* `_lake/log/<topic>/<partition>/<first>-<last>.json`
 //!    (the range, the etl id, the times and the list of files);
@@ -29,29 +29,40 @@
 //!
 //! ## Layout
 //! - [`config`]: [`ExportConfig`], [`RollPolicy`] (when a batch is cut).
-//! - [`location`]: `--to`/`--from` (a folder or `s3://bucket/prefix`) to an
+//! - [`location`]: `--to`/`--from` (a folder, `s3://`, `gs://` or `az://`) to an
 //!   [`object_store::ObjectStore`].
 //! - [`naming`]: file, folder and manifest names, and parsing them back.
 //! - [`records`]: [`records::RawRecord`] (a Kafka record, owned) and the
 //!   lenient views of `actions` and `games` values.
 //! - [`tables`]: a batch of records to the tables' Arrow batches (pure).
 //! - [`store`]: Parquet encoding, create-if-absent puts, manifests.
+//! - [`local`]: create-if-absent on a folder, with fsyncs.
 //! - [`export`]: the consume, cut, write loop and recovery.
-//! - [`report`]: reads the tables back: seed 002's reports, offsets for checks.
+//! - [`report`]: reads the tables back: seed 002's reports (incrementally,
+//!   [`report::ReportCache`]), offsets for checks.
+//! - [`analytics`]: `GET /api/analytics/{report}` (an axum router a host
+//!   process merges) answered from a background refresh.
+//! - `query` (cargo feature `query`, default on): `lake query`, any SQL over
+//!   the tables (DataFusion).
 
+pub mod analytics;
 pub mod config;
 pub mod export;
+pub mod local;
 pub mod location;
 pub mod naming;
+#[cfg(feature = "query")]
+pub mod query;
 pub mod records;
 pub mod report;
 pub mod store;
 pub mod tables;
 
+pub use analytics::Analytics;
 pub use config::{ExportConfig, Mode, RollPolicy};
 pub use export::{export, ExportSummary};
 pub use location::Location;
-pub use report::{report, Report};
+pub use report::{report, Report, ReportCache};
 
 /// Everything that can go wrong in the lake.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +79,8 @@ pub enum LakeError {
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("manifest {path}: {reason}")]
     Manifest { path: String, reason: String },
+    #[error("query: {0}")]
+    Query(String),
     #[error("{0}")]
     Other(String),
 }

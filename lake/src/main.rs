@@ -23,11 +23,16 @@ enum Command {
     Export(ExportArgs),
     /// Print seed 002's reports: events by event_type, players by Host.
     Report(ReportArgs),
+    /// Run SQL over the tables: events, purchases, outcomes, etl_meta,
+    /// buffer_meta, bad_records (Hive columns: date, event_type).
+    #[cfg(feature = "query")]
+    Query(QueryArgs),
 }
 
 #[derive(Args, Debug)]
 struct ExportArgs {
-    /// A folder or s3://bucket/prefix (AWS_* variables configure S3).
+    /// A folder or s3://bucket/prefix (AWS_* variables configure S3; gs://
+    /// and az:// take GOOGLE_* and AZURE_*).
     #[arg(long)]
     to: String,
     /// Export what is there now, then exit.
@@ -72,6 +77,21 @@ struct ReportArgs {
     json: bool,
 }
 
+#[cfg(feature = "query")]
+#[derive(Args, Debug)]
+struct QueryArgs {
+    /// A folder or s3:// (gs://, az://) bucket/prefix.
+    #[arg(long)]
+    from: String,
+    /// The SQL, e.g. "SELECT event_type, count(*) FROM events GROUP BY 1".
+    /// Quote mixed-case columns: "Host", "User-Agent".
+    #[arg(long)]
+    sql: String,
+    /// Print a JSON array of rows instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -89,6 +109,8 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Export(args) => export(args),
         Command::Report(args) => report(args),
+        #[cfg(feature = "query")]
+        Command::Query(args) => query(args),
     }
 }
 
@@ -159,6 +181,25 @@ fn report(args: ReportArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{report}");
+    }
+    Ok(())
+}
+
+#[cfg(feature = "query")]
+fn query(args: QueryArgs) -> anyhow::Result<()> {
+    let lake = Location::open_existing(&args.from)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("runtime")?;
+    let batches = rt.block_on(lake::query::query(&lake, &args.sql))?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&lake::query::to_json(&batches)?)?
+        );
+    } else {
+        println!("{}", lake::query::to_table(&batches)?);
     }
     Ok(())
 }

@@ -5,7 +5,7 @@
 //! folder and a file's row count from its footer, so only the `Host`
 //! column is decoded.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, Int64Type};
@@ -102,41 +102,91 @@ fn read_columns(bytes: Bytes, columns: &[&str]) -> crate::Result<Vec<RecordBatch
     Ok(reader.collect::<Result<Vec<_>, _>>()?)
 }
 
-/// Seed 002's report over the lake's `events`.
-pub async fn report(lake: &Location) -> crate::Result<Report> {
-    let mut by_type: HashMap<String, u64> = HashMap::new();
-    let mut by_host: HashMap<String, u64> = HashMap::new();
-    let mut events = 0;
-    for file in table_files(lake, "events").await? {
-        let event_type = hive_value(&file, "event_type")
-            .ok_or_else(|| LakeError::Other(format!("{file}: no event_type= folder")))?
-            .to_string();
-        let bytes = read(lake, &file).await?;
-        let mut rows = 0u64;
-        for batch in read_columns(bytes, &["Host"])? {
-            rows += batch.num_rows() as u64;
-            let hosts = batch
-                .column_by_name("Host")
-                .ok_or_else(|| LakeError::Other(format!("{file}: no Host column")))?
-                .as_string_opt::<i32>()
-                .ok_or_else(|| LakeError::Other(format!("{file}: Host is not text")))?;
-            for host in hosts.iter().flatten() {
-                match by_host.get_mut(host) {
-                    Some(n) => *n += 1,
-                    None => {
-                        by_host.insert(host.to_string(), 1);
-                    }
+/// What one `events` file adds to the report. Files are immutable once
+/// visible (create-if-absent), so a file counted once never needs reading
+/// again: [`ReportCache`] keeps running totals.
+#[derive(Debug, Default)]
+struct FileCounts {
+    event_type: String,
+    rows: u64,
+    hosts: HashMap<String, u64>,
+}
+
+async fn count_file(lake: &Location, file: &str) -> crate::Result<FileCounts> {
+    let event_type = hive_value(file, "event_type")
+        .ok_or_else(|| LakeError::Other(format!("{file}: no event_type= folder")))?
+        .to_string();
+    let bytes = read(lake, file).await?;
+    let mut counts = FileCounts {
+        event_type,
+        ..FileCounts::default()
+    };
+    for batch in read_columns(bytes, &["Host"])? {
+        counts.rows += batch.num_rows() as u64;
+        let hosts = batch
+            .column_by_name("Host")
+            .ok_or_else(|| LakeError::Other(format!("{file}: no Host column")))?
+            .as_string_opt::<i32>()
+            .ok_or_else(|| LakeError::Other(format!("{file}: Host is not text")))?;
+        for host in hosts.iter().flatten() {
+            match counts.hosts.get_mut(host) {
+                Some(n) => *n += 1,
+                None => {
+                    counts.hosts.insert(host.to_string(), 1);
                 }
             }
         }
-        *by_type.entry(event_type).or_default() += rows;
-        events += rows;
     }
-    Ok(Report {
-        events,
-        by_event_type: sorted(by_type),
-        by_host: sorted(by_host),
-    })
+    Ok(counts)
+}
+
+/// Seed 002's report kept up to date incrementally: each refresh lists
+/// `events` and reads only the files it has not counted yet, so refreshing
+/// a large lake costs a listing plus what is new.
+#[derive(Debug, Default)]
+pub struct ReportCache {
+    counted: HashSet<String>,
+    by_type: HashMap<String, u64>,
+    by_host: HashMap<String, u64>,
+    events: u64,
+}
+
+impl ReportCache {
+    /// Counts the files written since the last refresh; returns the report.
+    pub async fn refresh(&mut self, lake: &Location) -> crate::Result<Report> {
+        for file in table_files(lake, "events").await? {
+            if self.counted.contains(&file) {
+                continue;
+            }
+            let counts = count_file(lake, &file).await?;
+            *self.by_type.entry(counts.event_type).or_default() += counts.rows;
+            for (host, n) in counts.hosts {
+                *self.by_host.entry(host).or_default() += n;
+            }
+            self.events += counts.rows;
+            self.counted.insert(file);
+        }
+        Ok(self.report())
+    }
+
+    /// The report over what has been counted.
+    pub fn report(&self) -> Report {
+        Report {
+            events: self.events,
+            by_event_type: sorted(self.by_type.clone()),
+            by_host: sorted(self.by_host.clone()),
+        }
+    }
+
+    /// How many `events` files have been counted.
+    pub fn files(&self) -> usize {
+        self.counted.len()
+    }
+}
+
+/// Seed 002's report over the lake's `events`.
+pub async fn report(lake: &Location) -> crate::Result<Report> {
+    ReportCache::default().refresh(lake).await
 }
 
 /// Every `(partition, offset)` in a table, read from its Kafka columns
@@ -167,6 +217,88 @@ pub async fn offsets(lake: &Location, table: &str) -> crate::Result<Vec<(i32, i6
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Writes a batch of actions (`hosts[i]` sends a `default`) at `first`.
+    async fn write_actions(lake: &Location, first: i64, hosts: &[&str]) {
+        use crate::records::RawRecord;
+        use crate::tables::{build, BatchInfo, Source};
+        let records: Vec<RawRecord> = hosts
+            .iter()
+            .enumerate()
+            .map(|(i, host)| {
+                let e = shared::ActionEnvelope {
+                    event_id: format!("e{first}-{i}"),
+                    game_id: 1,
+                    player_id: host.to_string(),
+                    event_type: shared::ActionType::Default,
+                    name: None,
+                    host: host.to_string(),
+                    user_agent: "test".into(),
+                    accept: "*/*".into(),
+                    client_addr: "127.0.0.1".into(),
+                    received_at_ms: 1_796_083_200_000,
+                    schema_version: 1,
+                };
+                RawRecord {
+                    offset: first + i as i64,
+                    timestamp_ms: Some(1_796_083_200_000),
+                    timestamp_type: 0,
+                    key: None,
+                    value: Some(serde_json::to_vec(&e).unwrap()),
+                    headers: vec![],
+                }
+            })
+            .collect();
+        let last = first + hosts.len() as i64 - 1;
+        let info = BatchInfo {
+            etl_id: format!("etl-{first}"),
+            topic: "actions".into(),
+            partition: 0,
+            first,
+            last,
+            source: Source::Actions,
+            mode: "once".into(),
+            started_ms: 0,
+            ended_ms: 0,
+        };
+        let files = build(&info, &records).unwrap();
+        let manifest = crate::store::Manifest {
+            etl_id: info.etl_id.clone(),
+            topic: "actions".into(),
+            partition: 0,
+            first_offset: first,
+            last_offset: last,
+            records: records.len() as u64,
+            mode: "once".into(),
+            timestamp_start_ms: 0,
+            timestamp_end_ms: 0,
+            files: files.iter().map(|f| f.path.clone()).collect(),
+        };
+        crate::store::write_batch(lake, &manifest, &files)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_cache_reads_each_file_once_and_adds_new_ones() {
+        let dir = std::env::temp_dir().join(format!("lake-{}", uuid::Uuid::new_v4()));
+        let lake = Location::open(dir.to_str().unwrap()).unwrap();
+        let mut cache = ReportCache::default();
+        assert_eq!(cache.refresh(&lake).await.unwrap(), Report::default());
+        write_actions(&lake, 0, &["a", "b", "a"]).await;
+        let r = cache.refresh(&lake).await.unwrap();
+        assert_eq!(r.events, 3);
+        assert_eq!(r.by_host, vec![("a".into(), 2), ("b".into(), 1)]);
+        assert_eq!(cache.files(), 1);
+        write_actions(&lake, 3, &["b", "b"]).await;
+        let r = cache.refresh(&lake).await.unwrap();
+        assert_eq!(r.events, 5);
+        assert_eq!(r.by_event_type, vec![("default".into(), 5)]);
+        assert_eq!(r.by_host, vec![("b".into(), 3), ("a".into(), 2)]);
+        assert_eq!(cache.files(), 2);
+        assert_eq!(r, report(&lake).await.unwrap(), "same as a full count");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 
     #[test]
     fn reports_print_like_spark_most_first() {

@@ -12,7 +12,7 @@ use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
 
-use crate::location::Location;
+use crate::location::{Location, Target};
 use crate::naming::{log_dir, manifest_path, parse_manifest_name};
 use crate::tables::{BatchInfo, Source, TableFile};
 use crate::LakeError;
@@ -106,24 +106,58 @@ pub async fn put_if_absent(
     relative: &str,
     bytes: impl Into<bytes::Bytes>,
 ) -> crate::Result<bool> {
-    let opts = PutOptions {
-        mode: PutMode::Create,
-        ..Default::default()
-    };
-    let result = lake
-        .store
-        .put_opts(&lake.path(relative), PutPayload::from(bytes.into()), opts)
-        .await;
+    let result = start_put(lake, relative, bytes.into()).await;
     fault_check();
-    match result {
-        Ok(_) => Ok(true),
-        Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
-        Err(e) => Err(e.into()),
+    result
+}
+
+/// Starts a create-if-absent put. On a folder the write (and its fsyncs)
+/// starts at once on a blocking thread, before the future is polled, so the
+/// caller can encode the next file meanwhile and several fsyncs overlap.
+fn start_put(
+    lake: &Location,
+    relative: &str,
+    bytes: bytes::Bytes,
+) -> futures_util::future::BoxFuture<'static, crate::Result<bool>> {
+    use futures_util::FutureExt;
+    match &lake.target {
+        Target::Folder(dir) => {
+            let (dir, relative) = (dir.clone(), relative.to_string());
+            let display = lake.display.clone();
+            let handle = tokio::task::spawn_blocking(move || {
+                crate::local::put_if_absent(&dir, &relative, &bytes)
+                    .map_err(|e| LakeError::Other(format!("put {relative} in {display}: {e}")))
+            });
+            async move {
+                handle
+                    .await
+                    .map_err(|e| LakeError::Other(format!("put: {e}")))?
+            }
+            .boxed()
+        }
+        Target::Bucket { .. } => {
+            let (store, path) = (lake.store.clone(), lake.path(relative));
+            async move {
+                let opts = PutOptions {
+                    mode: PutMode::Create,
+                    ..Default::default()
+                };
+                match store.put_opts(&path, PutPayload::from(bytes), opts).await {
+                    Ok(_) => Ok(true),
+                    Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+                    Err(e) => Err(e.into()),
+                }
+            }
+            .boxed()
+        }
     }
 }
 
-/// Writes a batch: its manifest, then every file (already-present ones are
-/// left as they are: they hold the same rows). Returns the bytes written.
+/// Writes a batch: its manifest, then its data files (together: each is
+/// written as soon as it is encoded, while the next one is encoded), then
+/// its `etl_meta` row, the last file, once all others exist. Files already
+/// present are left as they are (they hold the same rows). Returns the
+/// bytes written.
 pub async fn write_batch(
     lake: &Location,
     manifest: &Manifest,
@@ -137,19 +171,30 @@ pub async fn write_batch(
     );
     let json = serde_json::to_vec_pretty(manifest).map_err(|e| LakeError::Other(e.to_string()))?;
     put_if_absent(lake, &path, json).await?;
+    let Some((last, data)) = files.split_last() else {
+        return Ok(0);
+    };
     let mut bytes = 0;
+    let mut puts = Vec::with_capacity(data.len());
     let mut previous: Option<(&RecordBatch, bytes::Bytes)> = None;
-    for file in files {
+    for file in data {
         // `purchases` shares the arrays of the `events` file before it:
         // encoded once.
-        let data = match &previous {
-            Some((batch, data)) if same_arrays(batch, &file.batch) => data.clone(),
+        let encoded = match &previous {
+            Some((batch, encoded)) if same_arrays(batch, &file.batch) => encoded.clone(),
             _ => bytes::Bytes::from(encode(&file.batch)?),
         };
-        bytes += data.len() as u64;
-        put_if_absent(lake, &file.path, data.clone()).await?;
-        previous = Some((&file.batch, data));
+        bytes += encoded.len() as u64;
+        puts.push(start_put(lake, &file.path, encoded.clone()));
+        previous = Some((&file.batch, encoded));
     }
+    for put in puts {
+        put.await?;
+        fault_check();
+    }
+    let encoded = encode(&last.batch)?;
+    bytes += encoded.len() as u64;
+    put_if_absent(lake, &last.path, encoded).await?;
     Ok(bytes)
 }
 

@@ -1,7 +1,7 @@
 //! The lake on a real S3-compatible server: moto's server (from the
 //! project's venv, scripts/setup.sh), started on a free port with its own
 //! state. Create-if-absent, a crash and its redo, and `lake report`, all
-//! over S3.
+//! over S3, and `lake query` on it.
 
 mod common;
 
@@ -135,4 +135,17 @@ async fn exports_exactly_once_to_s3_through_a_crash() {
     let report: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
     assert_eq!(report["events"], TOTAL);
     assert_eq!(report["by_host"].as_array().unwrap().len(), 5);
+
+    // SQL over the same bucket (DataFusion reads through the same store).
+    let mut query = Command::new(lake_bin());
+    query.args(["query", "--json", "--from", location, "--sql"]);
+    query.arg("SELECT count(*) AS n, count(DISTINCT event_type) AS types FROM events");
+    for (k, v) in &env {
+        query.env(k, v);
+    }
+    let query = query.output().unwrap();
+    assert_ok(&query, "lake query over S3");
+    let rows: serde_json::Value = serde_json::from_slice(&query.stdout).unwrap();
+    assert_eq!(rows[0]["n"], TOTAL, "{rows}");
+    assert_eq!(rows[0]["types"], 8, "{rows}");
 }

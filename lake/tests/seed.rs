@@ -1,6 +1,7 @@
 //! Seed 002's must-show: its exact `ab` session against the seed endpoints
 //! of a running game (bridge + engine on Apache Kafka), then `lake export
-//! --once` and `lake report` give the seed's counts.
+//! --once` and `lake report` give the seed's counts, and so does the game's
+//! own lake (its in-process exporter) on `GET /api/analytics/{report}`.
 
 mod common;
 
@@ -26,7 +27,16 @@ const SESSION: [(u32, &str, &str); 11] = [
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_002_ab_session_then_export_and_report() {
-    let game = tests::game::TestGame::start(None).await;
+    // The game keeps its own lake too (the exporter beside the game, as in
+    // `make run`), and serves its reports on /api/analytics.
+    let served_lake = temp_dir("lake-served");
+    let served = served_lake.to_string_lossy().into_owned();
+    let game = tests::game::TestGame::start_with(None, |config| {
+        config.lake.lake = Some(served);
+        config.lake.lake_max_age_ms = 200;
+        config.lake.lake_refresh_ms = 100;
+    })
+    .await;
     for (n, host, path) in SESSION {
         let url = format!("{}{path}", game.base_url);
         let out = tokio::task::spawn_blocking(move || {
@@ -110,6 +120,50 @@ async fn seed_002_ab_session_then_export_and_report() {
         "{text}"
     );
 
+    // The same two tables from the game's own lake, over HTTP, as the
+    // in-process exporter catches up.
+    let client = reqwest::Client::new();
+    let analytics = |report: &'static str| {
+        let url = format!("{}/api/analytics/{report}", game.base_url);
+        let client = client.clone();
+        async move {
+            let response = client.get(&url).send().await.ok()?;
+            (response.status() == 200).then_some(())?;
+            response.json::<serde_json::Value>().await.ok()
+        }
+    };
+    let served_types = tests::eventually(
+        Duration::from_secs(30),
+        "128 events on /api/analytics/by_event_type",
+        || async {
+            analytics("by_event_type")
+                .await
+                .filter(|r| r["events"] == 128)
+        },
+    )
+    .await;
+    assert_eq!(served_types["rows"], report["by_event_type"]);
+    assert_eq!(
+        served_types["columns"],
+        serde_json::json!(["event_type", "event_count"])
+    );
+    let served_hosts = analytics("by_host").await.expect("by_host");
+    assert_eq!(served_hosts["rows"], report["by_host"]);
+    let unknown = client
+        .get(format!("{}/api/analytics/by_weather", game.base_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    let unknown: serde_json::Value = unknown.json().await.unwrap();
+    assert_eq!(unknown["error"], "unknown_report", "{unknown}");
+    let ready = client
+        .get(format!("{}/readyz", game.base_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200, "the exporter is running");
+
     // Outcomes: every action applied or rejected, each exactly once. The
     // engine commits its transactions on its own clock, so export again
     // until the last one is visible.
@@ -127,7 +181,21 @@ async fn seed_002_ab_session_then_export_and_report() {
     assert_eq!(ids.len(), 128, "one outcome per action");
     assert_eq!(unique.len(), 128, "no action has two outcomes");
     game.stop().await;
+
+    // The in-process exporter stopped cleanly with the game, its batches
+    // written: every action of the session once in its lake.
+    let partitions = offsets(&served_lake, "events").await;
+    assert_eq!(
+        partitions.len(),
+        128,
+        "the game's lake holds every action once"
+    );
+    let mut unique = partitions.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 128);
     let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&served_lake);
 }
 
 /// The `event_id` of every outcome row, read with the venv's DuckDB.

@@ -11,6 +11,13 @@
 //! or an engine that cannot go on cancels it, every role stops, and the
 //! process exits non-zero if the engine failed (never a bridge that answers
 //! 202 for actions nobody will apply).
+//!
+//! With a lake (`--lake` / `LAKE_DIR`, see [`lake_role`]) it also keeps the
+//! lake up to date (`lake export` following `actions` and `games`) and
+//! serves its reports on `GET /api/analytics/{report}`; a failing exporter
+//! turns `/readyz` red and is restarted, the game goes on.
+
+pub mod lake_role;
 
 use std::sync::Arc;
 
@@ -70,6 +77,8 @@ pub struct Config {
     pub bridge: bridge::Config,
     #[command(flatten)]
     pub engine: EngineFlags,
+    #[command(flatten)]
+    pub lake: lake_role::LakeFlags,
 }
 
 impl Config {
@@ -117,6 +126,20 @@ impl Config {
         config.extra = b.extra.clone();
         config
     }
+
+    /// The in-process exporter's configuration: the game's topics, follow
+    /// mode, batches cut at `LAKE_MAX_AGE_MS`, progress every minute.
+    pub fn lake_config(&self, brokers: &str) -> lake::ExportConfig {
+        let b = &self.bridge;
+        let mut config = lake::ExportConfig::new(brokers);
+        config.actions_topic = b.actions_topic.clone();
+        config.games_topic = Some(b.games_topic.clone());
+        config.mode = lake::Mode::Follow;
+        config.roll.max_age = std::time::Duration::from_millis(self.lake.lake_max_age_ms.max(1));
+        config.progress_every = std::time::Duration::from_secs(60);
+        config.extra = b.extra.clone();
+        config
+    }
 }
 
 /// Why the process stopped.
@@ -130,6 +153,8 @@ pub enum NationError {
     Bridge(#[from] bridge::BridgeError),
     #[error("leaderboards: {0}")]
     Leaderboards(String),
+    #[error("lake: {0}")]
+    Lake(#[from] lake::LakeError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -160,6 +185,8 @@ pub async fn run(
         engine::create_topics(&topics).await?;
     }
     let mut extras = bridge::Extras::default();
+    // Every role's readiness; `/readyz` is red while any says why.
+    let mut ready: Vec<bridge::ReadyCheck> = Vec::new();
     let mut engine_task = None;
     if let Some(mut engine_config) = engine_config.take() {
         let health = engine::Health::default();
@@ -167,8 +194,10 @@ pub async fn run(
         extras.routes = Some(
             axum::Router::new().nest(ENGINE_QUERY_PATH, engine::query::router(health.store())),
         );
-        let ready = health.clone();
-        extras.ready = Some(Arc::new(move || ready.check()));
+        let health_check = health.clone();
+        ready.push(Arc::new(move || {
+            health_check.check().map_err(|why| format!("engine: {why}"))
+        }));
         let cancel_all = cancel.clone();
         let stop = cancel.clone();
         engine_task = Some(tokio::spawn(async move {
@@ -190,11 +219,7 @@ pub async fn run(
         let boards_config = config.leaderboards_config(&brokers);
         let handle = leaderboards::Leaderboards::from_config(&boards_config)
             .map_err(|e| NationError::Leaderboards(e.to_string()))?;
-        let routes = leaderboards::router(handle.clone());
-        extras.routes = Some(match extras.routes.take() {
-            Some(r) => r.merge(routes),
-            None => routes,
-        });
+        add_routes(&mut extras, leaderboards::router(handle.clone()));
         let stop = cancel.clone();
         boards_task = Some(tokio::spawn(async move {
             // The boards are not the game: a failing role is logged, the
@@ -207,9 +232,42 @@ pub async fn run(
             }
         }));
     }
+    let mut lake_tasks = Vec::new();
+    if let Some(location) = &config.lake.lake {
+        let lake = lake::Location::open(location)?;
+        let analytics = lake::Analytics::default();
+        add_routes(&mut extras, lake::analytics::router(analytics.clone()));
+        let every = std::time::Duration::from_millis(config.lake.lake_refresh_ms.max(1));
+        let stop = cancel.clone();
+        lake_tasks.push(tokio::spawn(lake::analytics::refresh_loop(
+            lake.clone(),
+            analytics,
+            every,
+            async move { stop.cancelled().await },
+        )));
+        if config.lake.with_lake {
+            let health = lake_role::ExporterHealth::default();
+            let health_check = health.clone();
+            ready.push(Arc::new(move || health_check.check()));
+            tracing::info!(lake = %lake.display, "exporting to the lake");
+            lake_tasks.push(tokio::spawn(lake_role::run_exporter(
+                config.lake_config(&brokers),
+                lake,
+                health,
+                cancel.clone(),
+            )));
+        }
+    }
+    if !ready.is_empty() {
+        extras.ready = Some(Arc::new(move || ready.iter().try_for_each(|check| check())));
+    }
     let served = bridge::run_with(config.bridge, listener, cancel.clone(), extras).await;
     // Whatever ended the bridge ends the other roles too.
     cancel.cancel();
+    for task in lake_tasks {
+        // The exporter writes its open batches before it returns.
+        let _ = task.await;
+    }
     if let Some(task) = boards_task {
         let _ = task.await;
     }
@@ -224,6 +282,14 @@ pub async fn run(
     }
     served?;
     Ok(())
+}
+
+/// Merges a role's routes into what the bridge serves.
+fn add_routes(extras: &mut bridge::Extras, routes: axum::Router) {
+    extras.routes = Some(match extras.routes.take() {
+        Some(r) => r.merge(routes),
+        None => routes,
+    });
 }
 
 /// Where bridges reach the in-process engine's queries: the bridge's own
@@ -257,5 +323,26 @@ mod tests {
         assert!(!config.engine.with_engine);
         let engine = Config::for_brokers("b:9092").engine_config("b:9092");
         assert_eq!(engine.group_id, "engine");
+    }
+
+    #[test]
+    fn the_lake_is_off_unless_located_and_follows_the_games_topics() {
+        let config = Config::for_brokers("b:9092");
+        assert!(config.lake.lake.is_none(), "no lake unless one is named");
+        assert!(config.lake.with_lake);
+        let config = Config::parse_from([
+            "nation",
+            "--lake",
+            "/tmp/l",
+            "--games-topic",
+            "g",
+            "--lake-max-age-ms",
+            "250",
+        ]);
+        assert_eq!(config.lake.lake.as_deref(), Some("/tmp/l"));
+        let export = config.lake_config("b:9092");
+        assert_eq!(export.games_topic.as_deref(), Some("g"));
+        assert_eq!(export.mode, lake::Mode::Follow);
+        assert_eq!(export.roll.max_age, std::time::Duration::from_millis(250));
     }
 }

@@ -9,6 +9,10 @@
 //!
 //! With `KAFKA_BROKERS` set it runs the bridge and the engine against that
 //! cluster.
+//!
+//! Given a lake (`LAKE_DIR`; `make run` sets `NATION_DATA/lake`) it keeps it
+//! up to date (unless `WITH_LAKE=false`) and serves its reports on
+//! `/api/analytics/{report}`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -17,7 +21,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use localkafka::{LocalKafka, Spec};
 
-/// Build a Nation: the whole game (local Apache Kafka, bridge, engine).
+/// Build a Nation: the whole game (local Apache Kafka, bridge, engine,
+/// leaderboards, lake exporter).
 #[derive(Parser)]
 #[command(name = "nation", version)]
 struct Cli {
@@ -87,6 +92,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         );
         config.brokers = Some(local.bootstrap().to_string());
         broker = Some(local);
+    }
+    if let Some(lake) = &game.lake.lake {
+        let verb = if game.lake.with_lake {
+            "kept up to date"
+        } else {
+            "read only"
+        };
+        println!(
+            "lake: {lake} ({verb}; `lake report --from {lake}`, /api/analytics/by_event_type)"
+        );
     }
     if game.engine.engine_transactional_id.is_none() {
         game.engine.engine_transactional_id = Some(STABLE_TRANSACTIONAL_ID.to_string());
