@@ -16,7 +16,9 @@ if [[ -z "${KAFKA_BROKERS:-}" ]]; then
   exec "$TARGET/debug/localkafka" run -- bash "$0" "$@"
 fi
 
-cargo build -q --release -p lake --bins --examples
+# Without `lake query` (DataFusion): the export and report paths do not use
+# it, and a release DataFusion build takes a long time on a small machine.
+cargo build -q --release -p lake --no-default-features --bins --examples
 LAKE="$TARGET/release/lake"
 BENCH="$TARGET/release/examples/lake_bench"
 TOPIC="lake-bench-$(date +%s)-$$"
