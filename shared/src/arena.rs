@@ -421,8 +421,21 @@ pub fn flight(state: &ArenaState, from: (u8, u8), dir: Dir) -> Option<(u8, u8)> 
 /// caller ([`crate::rules::apply_changes`]). The state is untouched on a
 /// rejection, except a round whose time is up (see [`Changes`]).
 pub fn apply(game: &mut Game, action: &ActionEnvelope) -> (Result<(), Rejection>, Changes) {
-    let version = game.version;
-    let state = game.state.arena.get_or_insert_with(ArenaState::default);
+    let mut state = game.state.arena.take().unwrap_or_default();
+    let out = apply_to(&mut state, game.version, action);
+    // An arena nobody joined stays without state, as a reader of its
+    // records (there are none) sees it.
+    if state != ArenaState::default() {
+        game.state.arena = Some(state);
+    }
+    out
+}
+
+fn apply_to(
+    state: &mut ArenaState,
+    version: u64,
+    action: &ActionEnvelope,
+) -> (Result<(), Rejection>, Changes) {
     let now = action.received_at_ms;
     let mut changes = Changes::default();
     let m = &state.arena_match;

@@ -609,6 +609,9 @@ pub struct JoinResponse {
     /// The join's own action id, to match it on the `games` stream.
     #[serde(default)]
     pub action_id: String,
+    /// Arena: the team the player was seated in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<crate::arena::Team>,
 }
 
 /// `POST /api/games/{game_id}/actions` body.
