@@ -16,6 +16,10 @@ use crate::model::{validate_name, ActionButton, Connection};
 /// or the nation view.
 #[component]
 pub fn App() -> impl IntoView {
+    // `/?arena=<id>`: the arena's own page (issue 18).
+    if let Some(game_id) = crate::net::query_arena() {
+        return view! { <crate::arena::ArenaPage game_id=game_id /> }.into_any();
+    }
     let ctrl = Ctrl::new();
     ctrl.start();
     let show_nation = move || {
@@ -41,9 +45,11 @@ pub fn App() -> impl IntoView {
                     <FeedView ctrl=ctrl />
                 </Show>
                 <Invite ctrl=ctrl />
+                <crate::arena::ArenaEntry />
             </aside>
         </main>
     }
+    .into_any()
 }
 
 /// The live-connection dot and words.
@@ -118,6 +124,11 @@ pub fn JoinForm(
             problem.set(Some("The game is a number, like 1.".to_string()));
             return;
         };
+        if shared::GameKind::of(game_id) == shared::GameKind::Arena {
+            // An arena's number: its own page.
+            crate::net::go_to(&format!("/?arena={game_id}"));
+            return;
+        }
         match validate_name(&name.get_untracked()) {
             Ok(n) => {
                 problem.set(None);

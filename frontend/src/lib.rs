@@ -14,9 +14,12 @@
 //! - [`feed`]: the live feed, derived by diffing confirmed games.
 //! - [`art`]: the item pictures (inline SVG per item and level).
 //! - [`invite`]: the invite link and the ranking at a glance.
+//! - [`arena`]: the 5v5 arena's page (`/?arena=<id>`): board, keys, pad,
+//!   prediction with the arena rules.
 //! - [`app`]: the components.
 
 pub mod app;
+pub mod arena;
 pub mod art;
 pub mod ctrl;
 pub mod feed;
