@@ -67,14 +67,18 @@ impl ArenaModel {
         };
         let mut game = game.clone();
         if let Some(player) = &self.player_id {
-            for p in &self.pending {
-                let action = ActionEnvelope::new(
-                    p.action_id.clone(),
-                    game.game_id,
-                    player,
-                    p.action,
-                    p.at_ms,
-                );
+            // Stamped from the server's own last stamp for the player, one
+            // interval apart: the page's clock may be off the bridge's.
+            let base = game
+                .state
+                .arena
+                .as_ref()
+                .and_then(|a| a.fighters.get(player))
+                .map_or(0, |f| f.last_ms);
+            for (k, p) in self.pending.iter().enumerate() {
+                let at = base + (k as u64 + 1) * arena::MIN_INTERVAL_MS;
+                let action =
+                    ActionEnvelope::new(p.action_id.clone(), game.game_id, player, p.action, at);
                 shared::apply(&mut game, &action);
             }
         }

@@ -192,6 +192,8 @@ async fn a_match_played_to_its_end_over_websockets_then_replayed() {
     let (frame, bytes) = step(&game, id, &ann, "move_right", &mut mine).await;
     assert_eq!(fighter(&frame, &ann.id)["x"], 1);
     assert!(bytes <= 300, "a move's frame is {bytes} bytes: {frame}");
+    // BENCHMARKS.md quotes this line (`-- --nocapture`).
+    println!("a move's WebSocket frame: {bytes} bytes");
     let (seen, _) = until(&mut theirs, "ann's move", |v| fighter(v, &ann.id)["x"] == 1).await;
     assert!(seen["fighters"].get(&bob.id).is_none(), "only what changed");
 
