@@ -171,10 +171,15 @@ pub struct Fighter {
     /// 0 = eliminated.
     pub hp: u8,
     pub grenades: u8,
-    /// Opponents this player eliminated, over every round.
+    /// Opponents this player eliminated, over every round (absent: 0).
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub kills: u32,
     /// Stamp of the player's last action that counted (the rate limit).
     pub last_ms: u64,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Fighter {

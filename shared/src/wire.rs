@@ -433,7 +433,8 @@ pub struct GameDelta {
     pub arena_match: Option<ArenaMatch>,
     #[serde(default)]
     pub applied: Vec<String>,
-    #[serde(default)]
+    /// Absent when empty (most steps): a move's frame stays small.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rejected: Vec<RejectedAction>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actions_offset: Option<i64>,
