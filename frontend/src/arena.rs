@@ -24,7 +24,7 @@ use crate::net::{self, StoredNation};
 /// The shortest gap the page leaves between two of its player's actions:
 /// a little over the rules' [`arena::MIN_INTERVAL_MS`], so the bridge's
 /// stamps rarely come closer than the rules allow.
-pub const CLIENT_INTERVAL_MS: u64 = arena::MIN_INTERVAL_MS + 20;
+pub const CLIENT_INTERVAL_MS: u64 = arena::MIN_INTERVAL_MS + 50;
 
 /// An action sent and not yet settled by the engine.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -252,6 +252,8 @@ type KeyHandler = Closure<dyn FnMut(web_sys::KeyboardEvent)>;
 thread_local! {
     static SOCKET: RefCell<Option<OpenSocket>> = const { RefCell::new(None) };
     static KEYS: RefCell<Option<KeyHandler>> = const { RefCell::new(None) };
+    /// An action pressed before the page's pace allowed it.
+    static QUEUED: RefCell<Option<ActionType>> = const { RefCell::new(None) };
 }
 
 /// The arena page.
@@ -273,36 +275,7 @@ pub fn ArenaPage(
         std::time::Duration::from_secs(1),
     );
 
-    let send = move |action: ActionType| {
-        let Some(tok) = token.get_untracked() else {
-            return;
-        };
-        let mut out = Ok(None);
-        model.update(|m| out = m.press(action, net::new_action_id(), net::now_ms()));
-        match out {
-            Ok(Some(p)) => {
-                model.update(|m| m.refused = None);
-                leptos::task::spawn_local(async move {
-                    let body = serde_json::json!({"type": p.action, "action_id": p.action_id});
-                    let answer = net::request(
-                        "POST",
-                        &format!("/api/games/{game_id}/actions"),
-                        Some(&tok),
-                        Some(body.to_string()),
-                    )
-                    .await;
-                    if !matches!(answer, Ok(ref a) if a.status == 202) {
-                        model.update(|m| {
-                            m.pending.retain(|x| x.action_id != p.action_id);
-                            m.refused = Some(format!("{} was not sent, try again", p.action));
-                        });
-                    }
-                });
-            }
-            Ok(None) => {}
-            Err(why) => model.update(|m| m.refused = Some(why)),
-        }
-    };
+    let send = move |action: ActionType| send_action(token, model, game_id, action);
 
     // Arrow keys and W/A/S/D, for the whole page.
     if let Some(window) = web_sys::window() {
@@ -331,39 +304,16 @@ pub fn ArenaPage(
             Err(e) => return problem.set(Some(e)),
         };
         problem.set(None);
-        leptos::task::spawn_local(async move {
-            let body = serde_json::to_string(&JoinRequest { name: n.clone() }).ok();
-            let answer =
-                net::request("POST", &format!("/api/games/{game_id}/join"), None, body).await;
-            match answer {
-                Ok(a) if a.status == 200 => {
-                    let Ok(resp) = serde_json::from_str::<JoinResponse>(&a.body) else {
-                        return problem.set(Some("unexpected answer".into()));
-                    };
-                    net::save_nation(
-                        game_id,
-                        &StoredNation {
-                            player_id: resp.player_id.clone(),
-                            token: resp.token.clone(),
-                            name: n,
-                        },
-                    );
-                    token.set(Some(resp.token));
-                    model.update(|m| {
-                        m.player_id = Some(resp.player_id);
-                        m.last_sent_ms = net::now_ms();
-                    });
-                }
-                Ok(a) => {
-                    let detail = serde_json::from_str::<serde_json::Value>(&a.body)
-                        .ok()
-                        .and_then(|v| v["detail"]["message"].as_str().map(str::to_string))
-                        .unwrap_or_else(|| format!("the arena answered {}", a.status));
-                    problem.set(Some(detail));
-                }
-                Err(e) => problem.set(Some(format!("could not join: {e}"))),
-            }
-        });
+        join_arena(
+            JoinSignals {
+                token,
+                model,
+                problem,
+            },
+            game_id,
+            n,
+            0,
+        );
     };
 
     let joined = move || {
@@ -523,6 +473,117 @@ fn Lobby(
             <div><h3>"Team B"</h3><ul data-test="team-b">{move || roster(Team::B)}</ul></div>
         </div>
     }
+}
+
+/// A key or a button: predicted and sent at once if the page's pace allows,
+/// else kept (the latest one only) and sent as soon as it does, so a key
+/// pressed a moment too early is not lost and held keys do not pile up.
+fn send_action(
+    token: RwSignal<Option<String>>,
+    model: RwSignal<ArenaModel>,
+    game_id: u64,
+    action: ActionType,
+) {
+    let Some(tok) = token.get_untracked() else {
+        return;
+    };
+    let mut out = Ok(None);
+    model.update(|m| out = m.press(action, net::new_action_id(), net::now_ms()));
+    match out {
+        Ok(Some(p)) => {
+            model.update(|m| m.refused = None);
+            leptos::task::spawn_local(async move {
+                let body = serde_json::json!({"type": p.action, "action_id": p.action_id});
+                let answer = net::request(
+                    "POST",
+                    &format!("/api/games/{game_id}/actions"),
+                    Some(&tok),
+                    Some(body.to_string()),
+                )
+                .await;
+                if !matches!(answer, Ok(ref a) if a.status == 202) {
+                    model.update(|m| {
+                        m.pending.retain(|x| x.action_id != p.action_id);
+                        m.refused = Some(format!("{} was not sent, try again", p.action));
+                    });
+                }
+            });
+        }
+        Ok(None) => {
+            let wait = model.with_untracked(|m| {
+                (m.last_sent_ms + CLIENT_INTERVAL_MS).saturating_sub(net::now_ms())
+            });
+            let first = QUEUED.with(|q| q.borrow_mut().replace(action).is_none());
+            if first {
+                set_timeout(
+                    move || {
+                        if let Some(a) = QUEUED.with(|q| q.borrow_mut().take()) {
+                            send_action(token, model, game_id, a);
+                        }
+                    },
+                    std::time::Duration::from_millis(wait.max(1)),
+                );
+            }
+        }
+        Err(why) => model.update(|m| m.refused = Some(why)),
+    }
+}
+
+/// The signals a join writes.
+#[derive(Clone, Copy)]
+struct JoinSignals {
+    token: RwSignal<Option<String>>,
+    model: RwSignal<ArenaModel>,
+    problem: RwSignal<Option<String>>,
+}
+
+/// The most times a join answered 503 is tried again, a second apart (the
+/// arena's state may still be loading on a fresh server).
+const JOIN_ATTEMPTS: u32 = 15;
+
+/// Joins `game_id` as `name`; a 503 is tried again after a second.
+fn join_arena(s: JoinSignals, game_id: u64, name: String, attempt: u32) {
+    leptos::task::spawn_local(async move {
+        let body = serde_json::to_string(&JoinRequest { name: name.clone() }).ok();
+        let answer = net::request("POST", &format!("/api/games/{game_id}/join"), None, body).await;
+        match answer {
+            Ok(a) if a.status == 200 => {
+                let Ok(resp) = serde_json::from_str::<JoinResponse>(&a.body) else {
+                    return s.problem.set(Some("unexpected answer".into()));
+                };
+                net::save_nation(
+                    game_id,
+                    &StoredNation {
+                        player_id: resp.player_id.clone(),
+                        token: resp.token.clone(),
+                        name,
+                    },
+                );
+                s.problem.set(None);
+                s.token.set(Some(resp.token));
+                s.model.update(|m| {
+                    m.player_id = Some(resp.player_id);
+                    m.last_sent_ms = net::now_ms();
+                });
+            }
+            Ok(a) if a.status == 503 && attempt + 1 < JOIN_ATTEMPTS => {
+                s.problem
+                    .set(Some("the arena is busy, trying again…".into()));
+                set_timeout(
+                    move || join_arena(s, game_id, name, attempt + 1),
+                    std::time::Duration::from_secs(1),
+                );
+            }
+            Ok(a) => {
+                let detail = serde_json::from_str::<serde_json::Value>(&a.body)
+                    .ok()
+                    .and_then(|v| v["detail"]["message"].as_str().map(str::to_string))
+                    .unwrap_or_else(|| format!("the arena answered {}", a.status));
+                s.problem.set(Some(detail));
+            }
+            Err(e) => s.problem.set(Some(format!("could not join: {e}"))),
+        }
+    });
 }
 
 /// Opens the arena's WebSocket; reconnects a second after it closes or
