@@ -30,6 +30,7 @@ pub fn App() -> impl IntoView {
     view! {
         <header class="top">
             <h1>"Build a Nation"</h1>
+            <crate::arena::ArenaEntry />
             <ConnectionIndicator conn=ctrl.conn />
         </header>
         <main>
@@ -45,7 +46,6 @@ pub fn App() -> impl IntoView {
                     <FeedView ctrl=ctrl />
                 </Show>
                 <Invite ctrl=ctrl />
-                <crate::arena::ArenaEntry />
             </aside>
         </main>
     }

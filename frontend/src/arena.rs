@@ -199,40 +199,18 @@ pub fn new_arena_id(random: u64) -> u64 {
     arena::ARENA_IDS.start + random % 1_000_000_000
 }
 
-/// The home page's way into the arena: a new one, or one by its number.
+/// The home page's way into a new arena: a link in the header (an arena's
+/// number typed in the game field of the join form opens that arena).
 #[component]
 pub fn ArenaEntry() -> impl IntoView {
-    let number = RwSignal::new(String::new());
-    let problem = RwSignal::new(None::<String>);
-    let open = move |ev: leptos::ev::SubmitEvent| {
+    let fresh = move |ev: leptos::ev::MouseEvent| {
         ev.prevent_default();
-        match number.get_untracked().trim().parse::<u64>() {
-            Ok(id) if arena::ARENA_IDS.contains(&id) => net::go_to(&format!("/?arena={id}")),
-            _ => problem.set(Some(format!(
-                "An arena's number is between {} and {}.",
-                arena::ARENA_IDS.start,
-                arena::ARENA_IDS.end - 1
-            ))),
-        }
-    };
-    let fresh = move |_| {
         let id = new_arena_id((net::jitter() * 1e9) as u64);
         net::go_to(&format!("/?arena={id}"));
     };
     view! {
-        <section class="card arena-entry" aria-label="The 5v5 arena" data-test="arena-entry">
-            <h2>"5v5 arena"</h2>
-            <p>"Two teams of five, grenades, a board with walls."</p>
-            <button type="button" data-test="new-arena" on:click=fresh>"Start a new arena"</button>
-            <form on:submit=open>
-                <label for="arena-number">"Join arena number"</label>
-                <input id="arena-number" data-test="arena-number" inputmode="numeric"
-                    prop:value=move || number.get()
-                    on:input=move |e| number.set(event_target_value(&e)) />
-                <button type="submit" data-test="open-arena">"Join"</button>
-            </form>
-            {move || problem.get().map(|p| view! { <p class="notice error">{p}</p> })}
-        </section>
+        <a class="arena-link" href="/?arena=" data-test="new-arena" style="color:inherit;text-decoration:underline"
+            aria-label="Start a new 5v5 arena" on:click=fresh>"5v5 arena"</a>
     }
 }
 
