@@ -35,6 +35,10 @@ pub enum AppError {
     Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// The game refused the request for a reason of its rules (an arena
+    /// whose teams are full): 409 with the rules' code.
+    #[error("refused by the game: {0}")]
+    Refused(shared::Rejection),
 }
 
 /// The valid `type` values, listed in errors about them.
@@ -84,6 +88,11 @@ impl AppError {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
                 json!("something went wrong on our side"),
+            ),
+            AppError::Refused(r) => (
+                StatusCode::CONFLICT,
+                r.code(),
+                json!({"message": r.to_string(), "reason": r}),
             ),
         }
     }

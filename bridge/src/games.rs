@@ -122,9 +122,7 @@ impl GameEntry {
         match delta.fit(state.version) {
             Fit::Old => true,
             Fit::Applies => {
-                for (player, nation) in &delta.nations {
-                    state.state.players.insert(player.clone(), nation.clone());
-                }
+                delta.apply_state(&mut state.state);
                 state.version = delta.version;
                 if delta.actions_offset.is_some() {
                     state.actions_offset = delta.actions_offset;

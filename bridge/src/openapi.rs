@@ -81,13 +81,21 @@ pub fn document() -> OpenApi {
     let mut paths: Vec<(String, PathItem)> = vec![
         post("/api/games/{game_id}/join", |op| {
             errors(
-                op.summary("Join a game; the engine creates the nation.")
-                    .input::<Path<GamePath>>()
-                    .input::<Json<JoinRequest>>()
-                    .response_with::<200, Json<JoinResponse>, _>(|r| {
-                        r.description("Joined (Kafka acknowledged the join).")
-                    }),
-                &[400, 408, 413, 415, 422],
+                op.summary(
+                    "Join a game; the engine creates the nation (or seats the arena player).",
+                )
+                .description(
+                    "Game ids 1000000000000 to 1999999999999 are 5v5 arenas, every other \
+                         id a nation game. An arena's join waits for the engine's answer: 200 \
+                         with the `team` the player was seated in (the one with fewer \
+                         players), or 409 `team_full` when both teams have five.",
+                )
+                .input::<Path<GamePath>>()
+                .input::<Json<JoinRequest>>()
+                .response_with::<200, Json<JoinResponse>, _>(|r| {
+                    r.description("Joined (Kafka acknowledged the join).")
+                }),
+                &[400, 408, 409, 413, 415, 422],
             )
         }),
         post("/api/games/{game_id}/actions", |op| {

@@ -4,8 +4,9 @@
 //! A partition is tailed from its end at the moment its first watcher came
 //! (never from its beginning: a game's state comes from its owner's
 //! snapshot, see [`crate::games`]). A step's records arrive as the engine
-//! wrote them: the changed nations, then the game's head; the head closes
-//! the delta. A head whose nations were not all seen (the tail began in the
+//! wrote them: the changed nations (or an arena's players and round), then
+//! the game's head; the head closes the delta. A head whose records were
+//! not all seen (the tail began in the
 //! middle of the step) is a gap.
 
 use std::collections::{BTreeMap, HashMap};
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
-use shared::{GameDelta, GamesRecord, Nation};
+use shared::{GameDelta, GamesRecord};
 
 use crate::games::{Command, GamesHub, Releases};
 
@@ -37,8 +38,9 @@ pub fn spawn(
 /// Folds one partition's records into deltas.
 #[derive(Debug, Default)]
 pub struct Assembler {
-    /// Nations seen per game since its last head.
-    open: HashMap<u64, BTreeMap<String, Nation>>,
+    /// Entity records (nations, arena players and rounds) seen per game
+    /// since its last head, as a delta without its head.
+    open: HashMap<u64, (GameDelta, u32)>,
 }
 
 /// What a record completed.
@@ -55,25 +57,36 @@ impl Assembler {
     pub fn push(&mut self, record: GamesRecord) -> Assembled {
         match record {
             GamesRecord::Nation(n) => {
-                self.open
-                    .entry(n.game_id)
-                    .or_default()
-                    .insert(n.player_id, n.nation);
+                let open = self.open.entry(n.game_id).or_default();
+                open.0.nations.insert(n.player_id, n.nation);
+                open.1 += 1;
+                Assembled::Nothing
+            }
+            GamesRecord::Fighter(f) => {
+                let open = self.open.entry(f.game_id).or_default();
+                open.0.fighters.insert(f.player_id, f.fighter);
+                open.1 += 1;
+                Assembled::Nothing
+            }
+            GamesRecord::Match(m) => {
+                let open = self.open.entry(m.game_id).or_default();
+                open.0.arena_match = Some(m.arena_match);
+                open.1 += 1;
                 Assembled::Nothing
             }
             GamesRecord::Head(head) => {
-                let nations = self.open.remove(&head.game_id).unwrap_or_default();
-                if nations.len() != head.changed as usize {
+                let (open, seen) = self.open.remove(&head.game_id).unwrap_or_default();
+                if seen != head.changed {
                     return Assembled::Gap(head.game_id, head.version);
                 }
                 Assembled::Delta(GameDelta {
                     game_id: head.game_id,
                     since: head.since,
                     version: head.version,
-                    nations,
                     applied: head.applied,
                     rejected: head.rejected,
                     actions_offset: head.actions_offset,
+                    ..open
                 })
             }
         }
@@ -228,7 +241,7 @@ impl Reader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::{GameHead, NationRecord};
+    use shared::{GameHead, Nation, NationRecord};
 
     fn nation(game_id: u64, player: &str) -> GamesRecord {
         GamesRecord::Nation(NationRecord {

@@ -14,8 +14,9 @@ use axum::Json;
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
+use shared::arena::Team;
 use shared::wire::{ActionAccepted, ActionRequest, JoinRequest, JoinResponse};
-use shared::{ActionEnvelope, ActionType};
+use shared::{ActionEnvelope, ActionType, GameKind, Rejection, ServerMessage};
 
 use crate::enrich::{new_event_id, stamp, ClientAddr};
 use crate::error::{valid_types, AppError};
@@ -91,12 +92,85 @@ pub async fn join(
         client,
     );
     envelope.name = Some(name.to_string());
-    publish(&state, &envelope).await?;
+    let team = if GameKind::of(game_id) == GameKind::Arena {
+        Some(join_arena(&state, &envelope).await?)
+    } else {
+        publish(&state, &envelope).await?;
+        None
+    };
     Ok(Json(JoinResponse {
         token: state.keys.sign(game_id, &player_id),
         player_id,
         action_id,
+        team,
     }))
+}
+
+/// An arena's join waits for the engine's answer, so that a full arena is
+/// refused to the player (409 `team_full`) rather than in the stream: the
+/// bridge watches the game before publishing, refuses at once when the
+/// state it holds is full, and otherwise answers with the team of the
+/// engine's step that handled the join. The rules decide, never the bridge.
+async fn join_arena(state: &AppState, envelope: &ActionEnvelope) -> Result<Team, AppError> {
+    let game_id = envelope.game_id;
+    let timeout = state.ws.load_timeout;
+    let mut watch = state.hub.watch(game_id);
+    let unavailable = || AppError::Unavailable("the arena's state did not load in time".into());
+    tokio::time::timeout(timeout, watch.tailing.wait_for(|t| *t))
+        .await
+        .map_err(|_| unavailable())?
+        .map_err(|_| unavailable())?;
+    let held = tokio::time::timeout(timeout, state.hub.snapshot(game_id))
+        .await
+        .map_err(|_| unavailable())?
+        .map_err(|_| unavailable())?;
+    let arena = held.game.state.arena.clone().unwrap_or_default();
+    if let Err(r @ Rejection::TeamFull) =
+        shared::arena::check(&arena, &envelope.player_id, ActionType::Join, None)
+    {
+        return Err(AppError::Refused(r));
+    }
+    publish(state, envelope).await?;
+    let seated = |game: &shared::GameSnapshot| {
+        game.state
+            .arena
+            .as_ref()
+            .and_then(|a| a.fighters.get(&envelope.player_id))
+            .and_then(|f| f.team)
+    };
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, watch.updates.recv()).await {
+            Ok(Ok(frame)) => frame,
+            // Behind, or the deadline: the state the hub holds decides.
+            Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) | Err(_) => {
+                let now = state.hub.snapshot(game_id).await.ok();
+                if let Some(team) = now.and_then(|s| seated(&s.game)) {
+                    return Ok(team);
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(AppError::Unavailable(
+                        "the arena did not answer the join in time".into(),
+                    ));
+                }
+                continue;
+            }
+            Ok(Err(_)) => return Err(unavailable()),
+        };
+        let Ok(ServerMessage::Update(delta)) = serde_json::from_str(frame.text.as_str()) else {
+            continue;
+        };
+        if let Some(refused) = delta
+            .rejected
+            .iter()
+            .find(|r| r.event_id == envelope.event_id)
+        {
+            return Err(AppError::Refused(refused.reason.clone()));
+        }
+        if let Some(team) = delta.fighters.get(&envelope.player_id).and_then(|f| f.team) {
+            return Ok(team);
+        }
+    }
 }
 
 /// `POST /api/games/{game_id}/actions`

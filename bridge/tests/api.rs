@@ -526,3 +526,51 @@ async fn openapi_lists_every_contract_route() {
         }
     }
 }
+
+#[tokio::test]
+async fn an_eleventh_arena_player_is_refused_409_team_full_and_nothing_is_published() {
+    let publisher = Arc::new(MemoryPublisher {
+        partitions: 12,
+        ..MemoryPublisher::default()
+    });
+    let arena_id = shared::arena::ARENA_IDS.start + 1;
+    let mut full = shared::Game::new(arena_id);
+    for i in 0..10 {
+        let join = shared::ActionEnvelope::new(
+            format!("j{i}"),
+            arena_id,
+            format!("p{i}"),
+            ActionType::Join,
+            1_000,
+        );
+        shared::apply(&mut full, &join);
+    }
+    let source = bridge::games::MemorySource::default();
+    source.0.lock().unwrap().insert(
+        arena_id,
+        shared::GameSnapshot {
+            game_id: arena_id,
+            version: full.version,
+            state: full.state,
+            actions_offset: Some(9),
+        },
+    );
+    let state = AppState {
+        hub: bridge::games::GamesHub::detached(12, Arc::new(source)),
+        ..AppState::for_tests(publisher.clone())
+    };
+    let (status, _, body) = send(
+        &state,
+        post(
+            &format!("/api/games/{arena_id}/join"),
+            None,
+            r#"{"name":"Late"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let body = json_of(&body);
+    assert_eq!(body["error"], "team_full");
+    assert_eq!(body["detail"]["reason"]["code"], "team_full");
+    assert!(publisher.published.lock().unwrap().is_empty());
+}

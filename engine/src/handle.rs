@@ -8,8 +8,9 @@ use std::collections::{BTreeSet, HashMap};
 
 use rdkafka::Message;
 use shared::{
-    apply, partition_for, ActionEnvelope, Game, GameHead, GameSnapshot, NationRecord, Outcome,
-    RejectedAction, Rejection, GAMES_SCHEMA_VERSION, SCHEMA_VERSION,
+    apply_changes, partition_for, ActionEnvelope, FighterRecord, Game, GameHead, GameSnapshot,
+    GamesRecord, MatchRecord, NationRecord, Outcome, RejectedAction, Rejection,
+    GAMES_SCHEMA_VERSION, SCHEMA_VERSION,
 };
 
 use crate::seen::{Seen, Verdict, DEFAULT_WINDOW_MS};
@@ -26,8 +27,10 @@ pub struct GameSlot {
     pub actions_offset: Option<i64>,
     /// The version at the last flush: where the current step starts.
     pub since: u64,
-    /// Players whose nation the current step changed.
+    /// Players whose nation (or arena fighter) the current step changed.
     pub changed: BTreeSet<String>,
+    /// The current step changed the arena's round record.
+    pub match_changed: bool,
     /// Ids applied since the last flush (the current batch).
     pub applied: Vec<String>,
     /// Actions rejected since the last flush.
@@ -69,7 +72,24 @@ impl GameSlot {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Step {
     pub nations: Vec<NationRecord>,
+    /// Arena players changed (an arena's step has no nations).
+    pub fighters: Vec<FighterRecord>,
+    /// An arena's round, when it changed.
+    pub arena_match: Option<MatchRecord>,
     pub head: GameHead,
+}
+
+impl Step {
+    /// The step's records in the order they are written: the entities, then
+    /// the head.
+    pub fn records(self) -> Vec<GamesRecord> {
+        let mut records: Vec<GamesRecord> =
+            self.nations.into_iter().map(GamesRecord::Nation).collect();
+        records.extend(self.fighters.into_iter().map(GamesRecord::Fighter));
+        records.extend(self.arena_match.map(GamesRecord::Match));
+        records.push(GamesRecord::Head(self.head));
+        records
+    }
 }
 
 /// What [`handle`] did with one record.
@@ -87,12 +107,13 @@ pub enum Handled {
     DeadLetter { error: String },
 }
 
-/// Decodes an `actions` record value, refusing unknown schema versions.
+/// Decodes an `actions` record value, refusing versions newer than this
+/// engine reads (older ones are what it wrote before: still readable).
 pub fn decode(payload: Option<&[u8]>) -> Result<ActionEnvelope, String> {
     let bytes = payload.ok_or_else(|| "empty record value".to_string())?;
     let action: ActionEnvelope =
         serde_json::from_slice(bytes).map_err(|e| format!("undecodable action: {e}"))?;
-    if action.schema_version != SCHEMA_VERSION {
+    if action.schema_version > SCHEMA_VERSION || action.schema_version == 0 {
         return Err(format!(
             "unknown schema_version {} (this engine reads {SCHEMA_VERSION})",
             action.schema_version
@@ -168,7 +189,10 @@ pub fn handle_keeping<M: Message>(
             Some(Outcome::Rejected(Rejection::Expired))
         }
         Verdict::New(at) => {
-            let outcome = apply(&mut slot.game, &action);
+            let effect = apply_changes(&mut slot.game, &action);
+            slot.changed.extend(effect.fighters);
+            slot.match_changed |= effect.match_changed;
+            let outcome = effect.outcome;
             slot.seen.remember(&action.player_id, &action.event_id, at);
             slot.seen_added
                 .push((action.player_id.clone(), action.event_id.clone(), at));
@@ -179,8 +203,7 @@ pub fn handle_keeping<M: Message>(
     slot.seen_gone.extend(gone);
     match outcome {
         Some(Outcome::Applied) => {
-            // The rules change the acting player's nation only.
-            slot.changed.insert(action.player_id);
+            // What changed was marked above, from the rules' own list.
             slot.applied.push(action.event_id);
             Handled::Applied { game_id }
         }
@@ -212,19 +235,46 @@ pub fn pending_step(slot: &GameSlot) -> Step {
             })
         })
         .collect();
+    let arena = game.state.arena.as_ref();
+    let fighters: Vec<FighterRecord> = arena
+        .map(|arena| {
+            slot.changed
+                .iter()
+                .filter_map(|player| {
+                    arena.fighters.get(player).map(|fighter| FighterRecord {
+                        game_id: game.game_id,
+                        player_id: player.clone(),
+                        version: game.version,
+                        fighter: fighter.clone(),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let arena_match = arena
+        .filter(|_| slot.match_changed)
+        .map(|arena| MatchRecord {
+            game_id: game.game_id,
+            version: game.version,
+            arena_match: arena.arena_match.clone(),
+        });
+    let changed = nations.len() + fighters.len() + usize::from(arena_match.is_some());
+    let players = game.state.players.len() + arena.map_or(0, |a| a.fighters.len());
     Step {
         head: GameHead {
             game_id: game.game_id,
             since: slot.since,
             version: game.version,
-            changed: nations.len() as u32,
-            players: game.state.players.len() as u64,
+            changed: changed as u32,
+            players: players as u64,
             applied: slot.applied.clone(),
             rejected: slot.rejected.clone(),
             actions_offset: slot.actions_offset,
             schema_version: GAMES_SCHEMA_VERSION,
         },
         nations,
+        fighters,
+        arena_match,
     }
 }
 
@@ -234,6 +284,7 @@ pub fn take_step(slot: &mut GameSlot) -> Step {
     slot.dirty = false;
     slot.since = slot.game.version;
     slot.changed.clear();
+    slot.match_changed = false;
     slot.applied.clear();
     slot.rejected.clear();
     step
@@ -373,6 +424,63 @@ mod tests {
         assert_eq!(u.changed, 1);
         assert_eq!(steps[0].nations[0].nation.items.knife, 1);
         assert!(flush(&mut games).is_empty(), "a flush clears the batch");
+    }
+
+    #[test]
+    fn an_arena_step_writes_the_players_and_round_it_changed_once() {
+        let id = shared::arena::ARENA_IDS.start + 3;
+        let at = |a: &str, p: &str, t, ms| ActionEnvelope {
+            name: Some(p.to_string()),
+            ..ActionEnvelope::new(a, id, p, t, ms)
+        };
+        let mut games = HashMap::new();
+        handle(&mut games, &rec(&at("j1", "a", ActionType::Join, 1_000), 0));
+        handle(&mut games, &rec(&at("j2", "b", ActionType::Join, 1_000), 1));
+        let steps = flush(&mut games);
+        assert_eq!(steps[0].fighters.len(), 2);
+        let m = steps[0].arena_match.as_ref().expect("the round starts");
+        assert_eq!(m.arena_match.phase, shared::arena::Phase::Playing);
+        assert_eq!(steps[0].head.changed, 3);
+        assert_eq!(steps[0].head.players, 2);
+        let step = at("m1", "a", ActionType::MoveRight, 2_000);
+        assert_eq!(
+            handle(&mut games, &rec(&step, 2)),
+            Handled::Applied { game_id: id }
+        );
+        assert_eq!(
+            handle(&mut games, &rec(&step, 3)),
+            Handled::Duplicate { game_id: id }
+        );
+        let steps = flush(&mut games);
+        assert_eq!(steps[0].fighters.len(), 1, "only the mover");
+        assert!(steps[0].arena_match.is_none(), "the round did not change");
+        assert_eq!(
+            (
+                steps[0].fighters[0].fighter.x,
+                steps[0].fighters[0].fighter.y
+            ),
+            (1, 9)
+        );
+        assert_eq!(steps[0].head.changed, 1);
+        // What a reader folds is the engine's state.
+        let mut fold = shared::GamesFold::default();
+        let mut games2 = HashMap::new();
+        for (i, a) in [
+            at("j1", "a", ActionType::Join, 1_000),
+            at("j2", "b", ActionType::Join, 1_000),
+            at("m1", "a", ActionType::MoveRight, 2_000),
+        ]
+        .iter()
+        .enumerate()
+        {
+            handle(&mut games2, &rec(a, i as i64));
+            for step in flush(&mut games2) {
+                for r in step.records() {
+                    fold.push(r);
+                }
+            }
+        }
+        assert_eq!(fold.games[&id].game(), games[&id].game);
     }
 
     #[test]

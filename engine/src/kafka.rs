@@ -39,7 +39,7 @@ use rdkafka::message::{DeliveryResult, Header, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext, PurgeConfig};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
-use shared::{partition_for, GameHead, GameSnapshot, GamesFold, GamesRecord, NationRecord};
+use shared::{partition_for, GameSnapshot, GamesFold, GamesRecord};
 
 use crate::handle::{flush, handle_keeping, pending_step, take_step, GameSlot, Handled, Step};
 use crate::query::Store;
@@ -886,16 +886,13 @@ fn decodes_to(msg: &OwnedMessage, game_id: u64) -> bool {
     crate::handle::decode(msg.payload()).is_ok_and(|a| a.game_id == game_id)
 }
 
-/// A step's `games` records, keyed: each changed nation, then the head.
+/// A step's `games` records, keyed: each changed nation (or arena player
+/// and round), then the head.
 fn encode(step: Step) -> Result<Vec<(String, Vec<u8>)>, EngineError> {
-    let mut records = Vec::with_capacity(step.nations.len() + 1);
-    for nation in step.nations {
-        let key = NationRecord::key(nation.game_id, &nation.player_id);
-        records.push((key, serde_json::to_vec(&GamesRecord::Nation(nation))?));
-    }
-    let key = GameHead::key(step.head.game_id);
-    records.push((key, serde_json::to_vec(&GamesRecord::Head(step.head))?));
-    Ok(records)
+    step.records()
+        .into_iter()
+        .map(|record| Ok((record.key(), serde_json::to_vec(&record)?)))
+        .collect()
 }
 
 /// The largest record of a step, in bytes (key and value).

@@ -2,8 +2,10 @@
 //!
 //! Consumes `actions` in a consumer group, applies [`shared::apply`] to each
 //! game's state and produces what changed to the compacted `games` topic: a
-//! record per nation the step changed and a head per game
-//! ([`shared::GamesRecord`]), so a record costs what changed, not the game.
+//! record per nation the step changed (in an arena: per player, and the
+//! round when it changed) and a head per game ([`shared::GamesRecord`]), so
+//! a record costs what changed, not the game. Both kinds of game
+//! ([`shared::GameKind`], fixed by the id) share every path below.
 //! Outputs and the consumed offsets commit together in Kafka transactions
 //! (one per polled batch, or streaming ones committed every
 //! `commit_interval_ms` and before partitions move), and every head also

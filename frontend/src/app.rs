@@ -19,6 +19,10 @@ pub fn App() -> impl IntoView {
     if crate::analytics::is_analytics_page() {
         return view! { <crate::analytics::AnalyticsPage /> }.into_any();
     }
+    // `/?arena=<id>`: the arena's own page (issue 18).
+    if let Some(game_id) = crate::net::query_arena() {
+        return view! { <crate::arena::ArenaPage game_id=game_id /> }.into_any();
+    }
     let ctrl = Ctrl::new();
     ctrl.start();
     let show_nation = move || {
@@ -32,6 +36,7 @@ pub fn App() -> impl IntoView {
             <a class="nav-link" href="/?view=analytics" data-test="to-analytics">
                 "Analytics"
             </a>
+            <crate::arena::ArenaEntry />
             <ConnectionIndicator conn=ctrl.conn />
         </header>
         <main>
@@ -126,6 +131,11 @@ pub fn JoinForm(
             problem.set(Some("The game is a number, like 1.".to_string()));
             return;
         };
+        if shared::GameKind::of(game_id) == shared::GameKind::Arena {
+            // An arena's number: its own page.
+            crate::net::go_to(&format!("/?arena={game_id}"));
+            return;
+        }
         match validate_name(&name.get_untracked()) {
             Ok(n) => {
                 problem.set(None);

@@ -18,10 +18,13 @@
 //!   the player's place highlighted even far from the top.
 //! - [`analytics`]: the analytics page (`/?view=analytics`): the lake's
 //!   reports as SVG bar charts, polled.
+//! - [`arena`]: the 5v5 arena's page (`/?arena=<id>`): board, keys, pad,
+//!   prediction with the arena rules.
 //! - [`app`]: the components.
 
 pub mod analytics;
 pub mod app;
+pub mod arena;
 pub mod art;
 pub mod boards;
 pub mod ctrl;

@@ -588,7 +588,7 @@ mod tests {
             nations: game.state.players.clone(),
             applied: applied.iter().map(|s| s.to_string()).collect(),
             rejected,
-            actions_offset: None,
+            ..GameDelta::default()
         })
     }
 

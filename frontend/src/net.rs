@@ -181,6 +181,22 @@ pub fn query_game() -> Option<u64> {
     crate::invite::game_from_query(&window().location().search().ok()?)
 }
 
+/// The arena the page shows (`/?arena=<id>`), if any.
+pub fn query_arena() -> Option<u64> {
+    let search = window().location().search().ok()?;
+    search
+        .trim_start_matches('?')
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("arena="))
+        .and_then(|v| v.parse().ok())
+        .filter(|id| shared::GameKind::of(*id) == shared::GameKind::Arena)
+}
+
+/// Navigates to `path` on this origin.
+pub fn go_to(path: &str) {
+    let _ = window().location().set_href(path);
+}
+
 /// This page's origin (`http://host:port`), for the invite link.
 pub fn origin() -> String {
     window().location().origin().unwrap_or_default()

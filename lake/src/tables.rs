@@ -4,7 +4,7 @@
 //!
 //! | table | rows | Hive folders |
 //! |---|---|---|
-//! | `events` | every decodable action, every field the bridge stamped, plus the Kafka coordinates | `date=`, `event_type=` |
+//! | `events` | every decodable action, every field the bridge stamped, the game's `kind` (`nation` or `arena`), plus the Kafka coordinates | `date=`, `event_type=` |
 //! | `purchases` | the purchase and upgrade actions (seed 002's `filtered_writes`) | `date=`, `event_type=` |
 //! | `outcomes` | what the engine did with each action: applied, or rejected with the reason | `date=` |
 //! | `buffer_meta` | one row per record, decodable or not (seed 001) | |
@@ -85,6 +85,8 @@ pub fn events_schema() -> SchemaRef {
             Field::new("client_addr", DataType::Utf8, false),
             Field::new("received_at", utc_ms(), false),
             Field::new("schema_version", DataType::UInt32, false),
+            // `nation` or `arena` (shared::GameKind, from the game id).
+            Field::new("kind", DataType::Utf8, false),
         ];
         fields.extend(kafka_fields());
         fields.push(Field::new("etl_id", DataType::Utf8, false));
@@ -342,6 +344,7 @@ fn events_batch(
     let mut client_addr = text(|v| v.client_addr.len() + 4);
     let mut received_at = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
     let mut schema_version = UInt32Builder::with_capacity(n);
+    let mut kind = StringBuilder::with_capacity(n, n * 6);
     let mut kafka = KafkaColumns::new(n, &info.topic);
     for (r, v) in rows
         .iter()
@@ -357,6 +360,7 @@ fn events_batch(
         client_addr.append_value(&v.client_addr);
         received_at.append_value(v.received_at_ms as i64);
         schema_version.append_value(v.schema_version);
+        kind.append_value(shared::GameKind::of(v.game_id).as_str());
         kafka.push(info, r);
     }
     let mut columns: Vec<ArrayRef> = vec![
@@ -370,6 +374,7 @@ fn events_batch(
         Arc::new(client_addr.finish()),
         Arc::new(received_at.finish()),
         Arc::new(schema_version.finish()),
+        Arc::new(kind.finish()),
     ];
     kafka.finish(&mut columns);
     columns.push(constant(&info.etl_id, n));
@@ -618,6 +623,27 @@ mod tests {
             .as_string::<i32>();
         assert_eq!(hosts.value(1), "b");
         assert_eq!(files.last().unwrap().batch.num_rows(), 1);
+    }
+
+    #[test]
+    fn events_carry_the_games_kind() {
+        let mut arena = action(21, shared::ActionType::MoveUp, "a");
+        let mut e: shared::ActionEnvelope =
+            serde_json::from_slice(arena.value.as_deref().unwrap()).unwrap();
+        e.game_id = shared::arena::ARENA_IDS.start;
+        arena.value = Some(serde_json::to_vec(&e).unwrap());
+        let records = vec![action(20, shared::ActionType::Default, "a"), arena];
+        let files = build(&info(Source::Actions, 20, 21), &records).unwrap();
+        let kinds: Vec<(String, String)> = files
+            .iter()
+            .filter(|f| f.path.starts_with("events/"))
+            .map(|f| {
+                let kind = f.batch.column_by_name("kind").unwrap().as_string::<i32>();
+                (f.path.clone(), kind.value(0).to_string())
+            })
+            .collect();
+        assert!(kinds[0].0.contains("event_type=default") && kinds[0].1 == "nation");
+        assert!(kinds[1].0.contains("event_type=move_up") && kinds[1].1 == "arena");
     }
 
     #[test]

@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
+use crate::arena;
 use crate::board::{Applied, Board, Entry, Rules};
 use crate::campaign::{CampaignDef, DefError, Metric};
 use crate::nation::{self, Seen};
@@ -92,6 +93,8 @@ impl Boards {
             for id in [nation::POWER, nation::GOLD_SPENT, nation::PURCHASES] {
                 b.boards.insert(id.into(), Board::new(nation::rules(id))?);
             }
+            b.boards
+                .insert(arena::ELIMINATIONS.into(), Board::new(arena::rules())?);
         }
         Ok(b)
     }
@@ -208,6 +211,20 @@ impl Boards {
                     self.dirty_boards.insert(id);
                 }
                 self.dirty_nations.insert(key);
+            } else if let Some(ev) = arena::parse(value).as_ref().and_then(arena::event) {
+                let id = arena::ELIMINATIONS.to_string();
+                let board = match self.boards.entry(id.clone()) {
+                    std::collections::hash_map::Entry::Occupied(b) => Some(b.into_mut()),
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        Board::new(arena::rules()).ok().map(|b| v.insert(b))
+                    }
+                };
+                if let Some(board) = board {
+                    if board.apply(&ev) == Applied::Changed {
+                        changed.push(id.clone());
+                    }
+                    self.dirty_boards.insert(id);
+                }
             }
         }
         changed
@@ -384,6 +401,15 @@ impl Boards {
                     dynamic: false,
                 });
             }
+            out.push(BoardInfo {
+                id: arena::ELIMINATIONS.into(),
+                title: "arena eliminations".into(),
+                source: games.clone(),
+                metric: "eliminations".into(),
+                rules: arena::rules(),
+                top_n: 10,
+                dynamic: false,
+            });
         }
         out
     }

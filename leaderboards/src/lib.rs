@@ -15,6 +15,7 @@
 //! - [`campaign`]: campaign definitions (file, admin API), seed 004's
 //!   campaign, spins to score events.
 //! - [`nation`]: Build a Nation boards from `games` nation records.
+//! - [`arena`]: the arena's eliminations board from fighter records.
 //! - [`boards`]: every board, and the state records they write and rebuild from.
 //! - [`role`]: the Kafka loop (transactions, rebuild).
 //! - [`http`]: the axum [`router`] to nest into the bridge.
@@ -22,6 +23,7 @@
 //! Compose with [`run`] (the role) and [`router`] (the reads), sharing one
 //! [`Leaderboards`] handle.
 
+pub mod arena;
 pub mod board;
 pub mod boards;
 pub mod campaign;

@@ -81,6 +81,12 @@ pub struct PlayArgs {
     /// No progress lines.
     #[arg(long)]
     pub quiet: bool,
+    /// Play arenas (issue 18) instead of nation games: games from the arena
+    /// id range, at most 10 players each, bots that move, throw and ask for
+    /// rematches; an update counts when *every* player of the arena has it
+    /// on its WebSocket.
+    #[arg(long)]
+    pub arena: bool,
 }
 
 /// A player that joined.
@@ -96,6 +102,9 @@ struct Pending {
     intended: Instant,
     player: usize,
     measured: bool,
+    /// Sockets that must still see the answer: 1 (the player's own) in a
+    /// nation game, every player of the game in an arena.
+    left: u32,
 }
 
 /// Histograms: the whole measured run and the current second.
@@ -128,6 +137,7 @@ struct Counters {
     rejected: AtomicU64,
     in_flight: AtomicU64,
     ws_messages: AtomicU64,
+    ws_bytes: AtomicU64,
     ws_closed: AtomicU64,
 }
 
@@ -139,6 +149,8 @@ struct Shared {
     /// Measured counters (actions intended after the warm-up).
     measured: Counters,
     error_kinds: Mutex<BTreeMap<String, u64>>,
+    /// Any socket of the game counts (arenas), not just the player's own.
+    any_socket: bool,
 }
 
 fn micros(d: Duration) -> u64 {
@@ -180,8 +192,15 @@ impl Shared {
             let Ok(mut pending) = self.pending.lock() else {
                 return;
             };
-            match pending.get(id) {
-                Some(p) if p.player == player => pending.remove(id),
+            match pending.get_mut(id) {
+                Some(p) if self.any_socket || p.player == player => {
+                    p.left = p.left.saturating_sub(1);
+                    if p.left == 0 {
+                        pending.remove(id)
+                    } else {
+                        None
+                    }
+                }
                 _ => None,
             }
         };
@@ -228,10 +247,15 @@ pub struct Report {
     /// Accepted but never seen on the WebSocket within the drain.
     pub unmatched: u64,
     pub ws_messages: u64,
+    /// Bytes of the WebSocket text frames received (all players).
+    pub ws_bytes: u64,
     pub ws_closed: u64,
+    /// Arenas (`--arena`) rather than nation games.
+    pub arena: bool,
     /// Intended start to the `202`.
     pub ack: Summary,
-    /// Intended start to the update on the player's WebSocket.
+    /// Intended start to the update on the player's WebSocket (arenas: on
+    /// the last of its arena's players' WebSockets).
     pub update: Summary,
     /// Achieved rate of the measured part: sent / duration.
     pub achieved_rate: f64,
@@ -278,6 +302,18 @@ fn pick_action(rng: &mut impl Rng) -> &'static str {
         "default"
     } else {
         OTHERS[rng.random_range(0..OTHERS.len())]
+    }
+}
+
+/// An arena bot's action: mostly moves, some throws, now and then a
+/// rematch (refused while the round is on: an answer all the same).
+fn pick_arena_action(rng: &mut impl Rng) -> &'static str {
+    const MOVES: [&str; 4] = ["move_up", "move_down", "move_left", "move_right"];
+    const THROWS: [&str; 4] = ["throw_up", "throw_down", "throw_left", "throw_right"];
+    match rng.random_range(0..100) {
+        0..80 => MOVES[rng.random_range(0..4)],
+        80..95 => THROWS[rng.random_range(0..4)],
+        _ => "rematch",
     }
 }
 
@@ -338,6 +374,10 @@ async fn watch(
         };
         let now = Instant::now();
         shared.counters.ws_messages.fetch_add(1, Ordering::Relaxed);
+        shared
+            .counters
+            .ws_bytes
+            .fetch_add(text.len() as u64, Ordering::Relaxed);
         let Ok(value) = serde_json::from_str::<serde_json::Value>(text.as_str()) else {
             continue;
         };
@@ -369,6 +409,7 @@ async fn act(
     kind: &'static str,
     intended: Instant,
     measured: bool,
+    left: u32,
 ) {
     let id = uuid::Uuid::now_v7().to_string();
     if let Ok(mut pending) = shared.pending.lock() {
@@ -378,6 +419,7 @@ async fn act(
                 intended,
                 player,
                 measured,
+                left,
             },
         );
     }
@@ -474,9 +516,31 @@ pub async fn run(args: &PlayArgs) -> anyhow::Result<Report> {
     let base = args.url.trim_end_matches('/').to_string();
     let ws = ws_base(&base)?;
     let mut rng = rand::rngs::StdRng::from_os_rng();
-    let first_game = args
-        .first_game
-        .unwrap_or_else(|| rng.random_range(1_000_000..1_000_000_000));
+    let first_game = args.first_game.unwrap_or_else(|| {
+        if args.arena {
+            shared::arena::ARENA_IDS.start + rng.random_range(0..1_000_000_000)
+        } else {
+            rng.random_range(1_000_000..1_000_000_000)
+        }
+    });
+    if args.arena {
+        let per_game = args.players.div_ceil(args.games as usize);
+        if per_game > 2 * shared::arena::TEAM_SIZE {
+            bail!(
+                "an arena seats 10 players: --players {} in --games {} is {per_game} per arena",
+                args.players,
+                args.games
+            );
+        }
+        if shared::GameKind::of(first_game + args.games - 1) != shared::GameKind::Arena
+            || shared::GameKind::of(first_game) != shared::GameKind::Arena
+        {
+            bail!(
+                "--first-game with --arena must be in the arena id range {:?}",
+                shared::arena::ARENA_IDS
+            );
+        }
+    }
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs_f64(args.request_timeout))
         .pool_max_idle_per_host(1024)
@@ -489,6 +553,7 @@ pub async fn run(args: &PlayArgs) -> anyhow::Result<Report> {
         counters: Counters::default(),
         measured: Counters::default(),
         error_kinds: Mutex::new(BTreeMap::new()),
+        any_socket: args.arena,
     });
 
     // Join and watch: every player, before the clock starts.
@@ -543,6 +608,12 @@ pub async fn run(args: &PlayArgs) -> anyhow::Result<Report> {
         .iter()
         .map(|p| format!("{base}/api/games/{}/actions", p.game_id))
         .collect();
+    // Sockets watching each player's game (every player watches its own).
+    let mut per_game: HashMap<u64, u32> = HashMap::new();
+    for p in &players {
+        *per_game.entry(p.game_id).or_default() += 1;
+    }
+    let watchers: Vec<u32> = players.iter().map(|p| per_game[&p.game_id]).collect();
     for i in 0..total {
         let intended = intended_at(start, args.rate, i);
         tokio::time::sleep_until(intended).await;
@@ -567,9 +638,14 @@ pub async fn run(args: &PlayArgs) -> anyhow::Result<Report> {
             urls[player].clone(),
             players[player].token.clone(),
             player,
-            pick_action(&mut rng),
+            if args.arena {
+                pick_arena_action(&mut rng)
+            } else {
+                pick_action(&mut rng)
+            },
             intended,
             measured,
+            if args.arena { watchers[player] } else { 1 },
         ));
     }
     let load_end = Instant::now();
@@ -658,7 +734,9 @@ pub async fn run(args: &PlayArgs) -> anyhow::Result<Report> {
         matched: get(&m.applied) + get(&m.rejected),
         unmatched,
         ws_messages: get(&shared.counters.ws_messages),
+        ws_bytes: get(&shared.counters.ws_bytes),
         ws_closed: get(&shared.counters.ws_closed),
+        arena: args.arena,
         ack,
         update,
         achieved_rate,
@@ -675,8 +753,14 @@ pub async fn run(args: &PlayArgs) -> anyhow::Result<Report> {
 pub fn print_table(r: &Report, out: &mut impl Write) -> std::io::Result<()> {
     writeln!(
         out,
-        "loadgen play {}: {} actions/s for {} s (after {} s warm-up), {} players in {} games",
-        r.url, r.rate, r.duration_s, r.warmup_s, r.players, r.games
+        "loadgen play {}: {} actions/s for {} s (after {} s warm-up), {} players in {} {}",
+        r.url,
+        r.rate,
+        r.duration_s,
+        r.warmup_s,
+        r.players,
+        r.games,
+        if r.arena { "arenas" } else { "games" }
     )?;
     writeln!(
         out,
@@ -691,6 +775,13 @@ pub fn print_table(r: &Report, out: &mut impl Write) -> std::io::Result<()> {
         "updates: {} matched on the WebSocket ({} applied, {} rejected), {} unmatched",
         r.matched, r.applied, r.rejected, r.unmatched
     )?;
+    writeln!(
+        out,
+        "websocket: {} messages, {} bytes ({:.0} bytes per message)",
+        r.ws_messages,
+        r.ws_bytes,
+        r.ws_bytes as f64 / r.ws_messages.max(1) as f64
+    )?;
     writeln!(out)?;
     writeln!(
         out,
@@ -698,7 +789,14 @@ pub fn print_table(r: &Report, out: &mut impl Write) -> std::io::Result<()> {
     )?;
     for (name, s) in [
         ("202 (Kafka ack)", &r.ack),
-        ("update on WebSocket", &r.update),
+        (
+            if r.arena {
+                "update on all arena's WebSockets"
+            } else {
+                "update on WebSocket"
+            },
+            &r.update,
+        ),
     ] {
         writeln!(
             out,
@@ -759,6 +857,7 @@ mod tests {
             counters: Counters::default(),
             measured: Counters::default(),
             error_kinds: Mutex::new(BTreeMap::new()),
+            any_socket: false,
         }
     }
 
@@ -772,6 +871,7 @@ mod tests {
                 intended,
                 player: 3,
                 measured: true,
+                left: 1,
             },
         );
         // Another player's socket sees the same update first: not ours.
@@ -784,6 +884,36 @@ mod tests {
         assert_eq!(l.update.len(), 1);
         assert!(
             (l.update.max() as i64 - 7000).abs() < 10,
+            "{}",
+            l.update.max()
+        );
+    }
+
+    #[test]
+    fn an_arena_update_counts_when_the_last_of_its_players_has_it() {
+        let s = Shared {
+            any_socket: true,
+            ..shared()
+        };
+        let intended = Instant::now();
+        s.pending.lock().expect("lock").insert(
+            "m1".into(),
+            Pending {
+                intended,
+                player: 0,
+                measured: true,
+                left: 3,
+            },
+        );
+        for (socket, ms) in [(0, 2), (1, 4)] {
+            s.matched("m1", socket, true, intended + Duration::from_millis(ms));
+        }
+        assert_eq!(s.measured.applied.load(Ordering::Relaxed), 0, "one to go");
+        s.matched("m1", 2, true, intended + Duration::from_millis(11));
+        assert_eq!(s.measured.applied.load(Ordering::Relaxed), 1);
+        let l = s.latencies.lock().expect("lock");
+        assert!(
+            (l.update.max() as i64 - 11_000).abs() < 20,
             "{}",
             l.update.max()
         );

@@ -98,3 +98,53 @@ async fn play_counts_every_action_and_matches_its_update() {
     assert!(stdout.contains("SLO p99=1us: MISSED"), "{stdout}");
     game.stop().await;
 }
+
+/// `--arena`: bots fill one arena (the 5v5 issue's "one person can try a
+/// full 5v5"); every action is answered and reaches every bot's socket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn play_arena_fills_an_arena_and_every_player_sees_every_answer() {
+    let game = tests::game::TestGame::start(None).await;
+    let first = (shared::arena::ARENA_IDS.start + u64::from(uuid::Uuid::new_v4().as_u128() as u32))
+        .to_string();
+    let mut a = args(&game.base_url, &[]);
+    a.truncate(3);
+    a.extend(
+        [
+            "--arena",
+            "--games",
+            "1",
+            "--players",
+            "9",
+            "--first-game",
+            &first,
+            "--rate",
+            "40",
+            "--duration",
+            "3",
+            "--warmup",
+            "1",
+            "--json",
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
+    let (code, stdout) = loadgen(a).await;
+    let report: Value = serde_json::from_str(&stdout).expect("--json prints JSON");
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["arena"], true);
+    assert_eq!(report["accepted"], 120, "{report:#}");
+    assert_eq!(report["errors"], 0, "{report:#}");
+    assert_eq!(report["unmatched"], 0, "{report:#}");
+    assert_eq!(report["matched"], 120, "{report:#}");
+    let state: Value = reqwest::get(format!("{}/api/games/{first}", game.base_url))
+        .await
+        .expect("GET the arena")
+        .json()
+        .await
+        .expect("JSON");
+    let fighters = state["state"]["arena"]["fighters"]
+        .as_object()
+        .expect("fighters");
+    assert_eq!(fighters.len(), 9, "{state:#}");
+    game.stop().await;
+}

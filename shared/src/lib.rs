@@ -12,7 +12,10 @@
 //!   a head per step), the HTTP bodies, the WebSocket messages
 //!   ([`GameSnapshot`], [`GameDelta`]) and [`partition_for`].
 //! - [`state`]: [`Game`], [`GameState`], [`Nation`], [`Items`], [`Item`].
-//! - [`rules`]: [`apply`], [`check`], [`Rejection`] and the economy below.
+//! - [`rules`]: [`apply`], [`apply_changes`], [`check`], [`Rejection`] and
+//!   the economy below; [`apply`] hands arena games to [`arena`].
+//! - [`arena`]: the 5v5 arena's rules (board, moves, grenades, rounds) and
+//!   [`GameKind`]: ids in [`arena::ARENA_IDS`] are arenas.
 //! - [`schema`]: JSON Schemas generated from the types; checked in under
 //!   `shared/schema/` and compared by a test so they never drift.
 //!
@@ -37,16 +40,18 @@
 //! [`MAX_IDLE_GOLD`]: rules::MAX_IDLE_GOLD
 //! [`MAX_LEVEL`]: rules::MAX_LEVEL
 
+pub mod arena;
 pub mod rules;
 pub mod schema;
 pub mod state;
 pub mod wire;
 
-pub use rules::{apply, check, Outcome, Rejection};
+pub use arena::{ArenaMatch, ArenaState, Fighter, GameKind, Team};
+pub use rules::{apply, apply_changes, check, Effect, Outcome, Rejection};
 pub use state::{Game, GameState, Item, Items, Nation};
 pub use wire::{
-    check_name, partition_for, valid_action_id, ActionEnvelope, ActionType, ClientConfig, Fit,
-    FoldedStep, GameDelta, GameHead, GameSnapshot, GamesFold, GamesRecord, NameError, NationRecord,
-    RejectedAction, ServerMessage, DEFAULT_PARTITIONS, GAMES_SCHEMA_VERSION, MAX_ACTION_ID,
-    MAX_NAME_CHARS, SCHEMA_VERSION,
+    check_name, partition_for, valid_action_id, ActionEnvelope, ActionType, ClientConfig,
+    FighterRecord, Fit, FoldedStep, GameDelta, GameHead, GameSnapshot, GamesFold, GamesRecord,
+    MatchRecord, NameError, NationRecord, RejectedAction, ServerMessage, DEFAULT_PARTITIONS,
+    GAMES_SCHEMA_VERSION, MAX_ACTION_ID, MAX_NAME_CHARS, SCHEMA_VERSION,
 };

@@ -6,6 +6,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::arena::GameKind;
 use crate::state::{Game, Item, Nation};
 use crate::wire::{ActionEnvelope, ActionType};
 
@@ -42,6 +43,34 @@ pub enum Rejection {
     /// for: it might have been applied already, so it is never applied.
     #[error("this action is too old to be checked for a repeat: send it again as a new click")]
     Expired,
+    /// An action of the other kind of game (a purchase in an arena, a move
+    /// in a nation game).
+    #[error("this action belongs to the other kind of game")]
+    WrongGame,
+    /// Arena: both teams already have five players.
+    #[error("both teams are full (5 players each)")]
+    TeamFull,
+    /// Arena: an edge, a wall or a player is in the way.
+    #[error("something is in the way")]
+    Blocked,
+    /// Arena: no grenade left.
+    #[error("you have no grenades left")]
+    NoGrenades,
+    /// Arena: the player has no health left this round.
+    #[error("you are eliminated until the next round")]
+    Eliminated,
+    /// Arena: the player acted less than the minimum interval ago.
+    #[error("too fast: wait {wait_ms} ms")]
+    TooFast { wait_ms: u64 },
+    /// Arena: the round is over (a rematch starts the next).
+    #[error("the match is over")]
+    MatchOver,
+    /// Arena: a rematch while the round is on.
+    #[error("the match is not over yet")]
+    MatchNotOver,
+    /// Arena: waiting for a player in each team.
+    #[error("the match starts when both teams have a player")]
+    NotStarted,
 }
 
 impl Rejection {
@@ -55,6 +84,15 @@ impl Rejection {
             Rejection::AlreadyOwned { .. } => "already_owned",
             Rejection::AlreadyJoined => "already_joined",
             Rejection::Expired => "expired",
+            Rejection::WrongGame => "wrong_game",
+            Rejection::TeamFull => "team_full",
+            Rejection::Blocked => "blocked",
+            Rejection::NoGrenades => "no_grenades",
+            Rejection::Eliminated => "eliminated",
+            Rejection::TooFast { .. } => "too_fast",
+            Rejection::MatchOver => "match_over",
+            Rejection::MatchNotOver => "match_not_over",
+            Rejection::NotStarted => "not_started",
         }
     }
 }
@@ -121,6 +159,9 @@ pub fn cost(nation: &Nation, action: ActionType) -> Option<u64> {
 /// Checks whether `player_id` may perform `action` now, without changing
 /// anything: the browser uses it to grey out buttons.
 pub fn check(game: &Game, player_id: &str, action: ActionType) -> Result<(), Rejection> {
+    if action.is_arena() {
+        return Err(Rejection::WrongGame);
+    }
     let nation = game.state.players.get(player_id);
     match (action, nation) {
         (ActionType::Join, Some(_)) => Err(Rejection::AlreadyJoined),
@@ -158,13 +199,56 @@ pub fn check(game: &Game, player_id: &str, action: ActionType) -> Result<(), Rej
     }
 }
 
-/// Applies one action to a game: the version goes up by one whether the
-/// action is applied or rejected, and only the acting player's nation can
+/// What one action did: its outcome and which records it changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Effect {
+    pub outcome: Outcome,
+    /// Players whose nation (nation game) or fighter (arena) changed.
+    pub fighters: Vec<String>,
+    /// The arena's round record changed.
+    pub match_changed: bool,
+}
+
+/// Applies one action to a game of either kind ([`GameKind::of`] its id):
+/// the version goes up by one whether the action is applied or rejected;
+/// what changed is listed, so the engine writes only that.
+pub fn apply_changes(game: &mut Game, action: &ActionEnvelope) -> Effect {
+    if GameKind::of(game.game_id) == GameKind::Arena {
+        game.version += 1;
+        let (result, changes) = crate::arena::apply(game, action);
+        return Effect {
+            outcome: match result {
+                Ok(()) => Outcome::Applied,
+                Err(r) => Outcome::Rejected(r),
+            },
+            fighters: changes.fighters,
+            match_changed: changes.match_changed,
+        };
+    }
+    let outcome = apply_nation(game, action);
+    let fighters = match outcome {
+        Outcome::Applied => vec![action.player_id.clone()],
+        Outcome::Rejected(_) => Vec::new(),
+    };
+    Effect {
+        outcome,
+        fighters,
+        match_changed: false,
+    }
+}
+
+/// [`apply_changes`], the outcome only.
+pub fn apply(game: &mut Game, action: &ActionEnvelope) -> Outcome {
+    apply_changes(game, action).outcome
+}
+
+/// Applies one action to a nation game: the version goes up by one whether
+/// the action is applied or rejected, and only the acting player's nation can
 /// change.
 ///
 /// Duplicates are not the rules' business: the engine remembers every action
 /// id of the last 24 h (`engine::seen`) and never hands a repeat to `apply`.
-pub fn apply(game: &mut Game, action: &ActionEnvelope) -> Outcome {
+fn apply_nation(game: &mut Game, action: &ActionEnvelope) -> Outcome {
     game.version += 1;
 
     if let Err(rejection) = check(game, &action.player_id, action.event_type) {

@@ -82,13 +82,16 @@ fn types(schema: &serde_json::Value) -> Option<Vec<String>> {
 
 /// A `oneOf` variant's tag: the `const` of its one tagged property.
 fn tag(root: &serde_json::Value, variant: &serde_json::Value) -> Option<String> {
-    let variant = resolve(root, variant);
-    variant
-        .get("properties")?
-        .as_object()?
-        .values()
-        .find_map(|p| p.get("const").map(|c| c.to_string()))
-        .or_else(|| variant.get("const").map(|c| c.to_string()))
+    let own = |v: &serde_json::Value| {
+        v.get("properties")
+            .and_then(|p| p.as_object())
+            .and_then(|p| {
+                p.values()
+                    .find_map(|p| p.get("const").map(|c| c.to_string()))
+            })
+            .or_else(|| v.get("const").map(|c| c.to_string()))
+    };
+    own(variant).or_else(|| own(resolve(root, variant)))
 }
 
 fn compare(

@@ -89,6 +89,10 @@ pub struct Nation {
 pub struct GameState {
     /// Nations by player id; a BTreeMap so serialisation is deterministic.
     pub players: BTreeMap<String, Nation>,
+    /// The arena's players and round, in an arena game
+    /// ([`crate::arena::GameKind::of`]); absent in a nation game.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arena: Option<crate::arena::ArenaState>,
 }
 
 /// A game: its id, its version (one more per handled action) and its state.

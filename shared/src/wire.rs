@@ -6,11 +6,15 @@ use serde::{Deserialize, Serialize};
 use crate::rules::Rejection;
 use std::collections::BTreeMap;
 
+use crate::arena::{ArenaMatch, ArenaState, Fighter};
 use crate::state::{Game, GameState, Item, Nation};
 
-/// Version of the [`ActionEnvelope`] layout. The engine sends records with any
-/// other version to the dead-letter topic instead of guessing.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version of the [`ActionEnvelope`] layout; it rises with every change a
+/// released reader could not read (`shared/schema/released`, checked in
+/// `make test`). 2: the arena's action types. The engine reads every version
+/// up to its own and sends newer ones to the dead-letter topic instead of
+/// guessing.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Partitions of `actions` and `games` when nobody says otherwise (every
 /// role's `PARTITIONS` default: they must agree to place a game alike).
@@ -38,10 +42,41 @@ pub enum ActionType {
     PurchaseKnife,
     UpgradeSword,
     UpgradeShield,
+    // Arena: one cell towards row 9.
+    MoveUp,
+    MoveDown,
+    MoveLeft,
+    MoveRight,
+    // Arena: a grenade towards row 9 (`W`).
+    ThrowUp,
+    ThrowDown,
+    ThrowLeft,
+    ThrowRight,
+    // Arena: the next round, once one is over.
+    Rematch,
 }
 
 impl ActionType {
-    /// Every action type, in the order the UI shows them.
+    /// The arena's action types (with `join`).
+    pub const ARENA: [ActionType; 10] = [
+        ActionType::Join,
+        ActionType::MoveUp,
+        ActionType::MoveDown,
+        ActionType::MoveLeft,
+        ActionType::MoveRight,
+        ActionType::ThrowUp,
+        ActionType::ThrowDown,
+        ActionType::ThrowLeft,
+        ActionType::ThrowRight,
+        ActionType::Rematch,
+    ];
+
+    /// An action of the arena only.
+    pub fn is_arena(self) -> bool {
+        self != ActionType::Join && ActionType::ARENA.contains(&self)
+    }
+
+    /// Every nation action type, in the order the UI shows them.
     pub const ALL: [ActionType; 8] = [
         ActionType::Join,
         ActionType::Default,
@@ -64,20 +99,33 @@ impl ActionType {
             ActionType::PurchaseKnife => "purchase_knife",
             ActionType::UpgradeSword => "upgrade_sword",
             ActionType::UpgradeShield => "upgrade_shield",
+            ActionType::MoveUp => "move_up",
+            ActionType::MoveDown => "move_down",
+            ActionType::MoveLeft => "move_left",
+            ActionType::MoveRight => "move_right",
+            ActionType::ThrowUp => "throw_up",
+            ActionType::ThrowDown => "throw_down",
+            ActionType::ThrowLeft => "throw_left",
+            ActionType::ThrowRight => "throw_right",
+            ActionType::Rematch => "rematch",
         }
     }
 
     /// What a player sends to `POST /api/games/{game_id}/actions`: every
-    /// type but `join` (which has a route of its own).
+    /// type of either game but `join` (which has a route of its own).
     pub fn playable() -> impl Iterator<Item = ActionType> {
         ActionType::ALL
             .into_iter()
+            .chain(ActionType::ARENA)
             .filter(|t| *t != ActionType::Join)
     }
 
     /// Parses a wire name; `None` for anything else.
     pub fn parse(name: &str) -> Option<ActionType> {
-        ActionType::ALL.into_iter().find(|t| t.as_str() == name)
+        ActionType::ALL
+            .into_iter()
+            .chain(ActionType::ARENA)
+            .find(|t| t.as_str() == name)
     }
 
     /// The item a purchase buys, if this is a purchase.
@@ -111,6 +159,7 @@ impl ActionType {
             ActionType::PurchaseKnife => Some("/purchase_a_knife"),
             ActionType::UpgradeSword => Some("/upgrade_a_sword"),
             ActionType::UpgradeShield => Some("/upgrade_a_shield"),
+            _ => None,
         }
     }
 }
@@ -226,7 +275,8 @@ pub struct RejectedAction {
 
 /// Version of the `games` record layout ([`GamesRecord`]). 2: a record per
 /// nation plus a head per engine step (1 was the whole game per record).
-pub const GAMES_SCHEMA_VERSION: u32 = 2;
+/// 3: the arena's `fighter` and `match` records and rejection reasons.
+pub const GAMES_SCHEMA_VERSION: u32 = 3;
 
 /// A record on the compacted `games` topic, on the game's partition.
 ///
@@ -245,7 +295,61 @@ pub const GAMES_SCHEMA_VERSION: u32 = 2;
 #[serde(tag = "record", rename_all = "snake_case")]
 pub enum GamesRecord {
     Nation(NationRecord),
+    /// An arena player's latest state (key `"{game_id}/{player_id}"`).
+    Fighter(FighterRecord),
+    /// An arena's round (key `"{game_id}:match"`).
+    Match(MatchRecord),
     Head(GameHead),
+}
+
+impl GamesRecord {
+    /// The game the record belongs to.
+    pub fn game_id(&self) -> u64 {
+        match self {
+            GamesRecord::Nation(r) => r.game_id,
+            GamesRecord::Fighter(r) => r.game_id,
+            GamesRecord::Match(r) => r.game_id,
+            GamesRecord::Head(r) => r.game_id,
+        }
+    }
+
+    /// The record's key on `games`.
+    pub fn key(&self) -> String {
+        match self {
+            GamesRecord::Nation(r) => NationRecord::key(r.game_id, &r.player_id),
+            GamesRecord::Fighter(r) => NationRecord::key(r.game_id, &r.player_id),
+            GamesRecord::Match(r) => MatchRecord::key(r.game_id),
+            GamesRecord::Head(r) => GameHead::key(r.game_id),
+        }
+    }
+}
+
+/// One arena player's latest state (key `"{game_id}/{player_id}"`, as a
+/// nation's: a game is one kind or the other).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct FighterRecord {
+    pub game_id: u64,
+    pub player_id: String,
+    /// The game's version once the step that wrote this record is done.
+    pub version: u64,
+    pub fighter: Fighter,
+}
+
+/// An arena's round: phase, result, score, last burst (key
+/// `"{game_id}:match"`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct MatchRecord {
+    pub game_id: u64,
+    pub version: u64,
+    #[serde(rename = "match")]
+    pub arena_match: ArenaMatch,
+}
+
+impl MatchRecord {
+    /// The record's key on `games`.
+    pub fn key(game_id: u64) -> String {
+        format!("{game_id}:match")
+    }
 }
 
 /// One nation's latest state (key `"{game_id}/{player_id}"`).
@@ -274,7 +378,8 @@ pub struct GameHead {
     pub since: u64,
     /// One more per handled action; strictly increasing per game.
     pub version: u64,
-    /// How many [`NationRecord`]s of this step precede this head.
+    /// How many entity records ([`NationRecord`], [`FighterRecord`],
+    /// [`MatchRecord`]) of this step precede this head.
     pub changed: u32,
     /// How many nations the game has.
     pub players: u64,
@@ -334,11 +439,19 @@ pub struct GameDelta {
     pub game_id: u64,
     pub since: u64,
     pub version: u64,
-    /// New state of every nation changed, by player id.
+    /// New state of every nation changed, by player id (absent when none).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub nations: BTreeMap<String, Nation>,
+    /// Arena: new state of every player changed, by player id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub fighters: BTreeMap<String, Fighter>,
+    /// Arena: the round, when it changed.
+    #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
+    pub arena_match: Option<ArenaMatch>,
     #[serde(default)]
     pub applied: Vec<String>,
-    #[serde(default)]
+    /// Absent when empty (most steps): a move's frame stays small.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rejected: Vec<RejectedAction>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actions_offset: Option<i64>,
@@ -371,12 +484,26 @@ impl GameDelta {
     pub fn apply_to(&self, game: &mut Game) -> Fit {
         let fit = self.fit(game.version);
         if fit == Fit::Applies {
-            for (player, nation) in &self.nations {
-                game.state.players.insert(player.clone(), nation.clone());
-            }
+            self.apply_state(&mut game.state);
             game.version = self.version;
         }
         fit
+    }
+
+    /// Writes the delta's records into `state` (no version check).
+    pub fn apply_state(&self, state: &mut GameState) {
+        for (player, nation) in &self.nations {
+            state.players.insert(player.clone(), nation.clone());
+        }
+        if !self.fighters.is_empty() || self.arena_match.is_some() {
+            let arena = state.arena.get_or_insert_with(ArenaState::default);
+            for (player, fighter) in &self.fighters {
+                arena.fighters.insert(player.clone(), fighter.clone());
+            }
+            if let Some(m) = &self.arena_match {
+                arena.arena_match = m.clone();
+            }
+        }
     }
 }
 
@@ -419,6 +546,16 @@ impl GamesFold {
                 let game = self.entry(n.game_id);
                 game.state.players.insert(n.player_id, n.nation);
             }
+            GamesRecord::Fighter(f) => {
+                let game = self.entry(f.game_id);
+                let arena = game.state.arena.get_or_insert_with(ArenaState::default);
+                arena.fighters.insert(f.player_id, f.fighter);
+            }
+            GamesRecord::Match(m) => {
+                let game = self.entry(m.game_id);
+                let arena = game.state.arena.get_or_insert_with(ArenaState::default);
+                arena.arena_match = m.arena_match;
+            }
             GamesRecord::Head(h) => {
                 let game = self.entry(h.game_id);
                 game.version = h.version;
@@ -432,12 +569,9 @@ impl GamesFold {
     pub fn push_step(&mut self, record: GamesRecord) -> Option<FoldedStep> {
         let head = match &record {
             GamesRecord::Head(h) => Some((h.applied.clone(), h.rejected.clone())),
-            GamesRecord::Nation(_) => None,
+            _ => None,
         };
-        let game_id = match &record {
-            GamesRecord::Head(h) => h.game_id,
-            GamesRecord::Nation(n) => n.game_id,
-        };
+        let game_id = record.game_id();
         self.push(record);
         let (applied, rejected) = head?;
         let game = &self.games[&game_id];
@@ -523,6 +657,9 @@ pub struct JoinResponse {
     /// The join's own action id, to match it on the `games` stream.
     #[serde(default)]
     pub action_id: String,
+    /// Arena: the team the player was seated in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<crate::arena::Team>,
 }
 
 /// `POST /api/games/{game_id}/actions` body.

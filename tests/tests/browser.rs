@@ -1118,3 +1118,86 @@ async fn the_global_board_shows_the_players_place() {
     browser.quit().await;
     game.stop().await;
 }
+
+/// Opens `/?arena={id}`, joins through the arena's form as `name`, and
+/// waits for the player on the board.
+async fn join_arena(browser: &Browser, game: &TestGame, arena_id: u64, name: &str) {
+    browser
+        .goto(&format!("{}/?arena={arena_id}", game.base_url))
+        .await;
+    browser
+        .wait_for(
+            "the arena's join form",
+            "return !!document.querySelector('[data-test=\"arena-name\"]')",
+        )
+        .await;
+    browser.type_into("arena-name", name).await;
+    browser.click("arena-join-button").await;
+    browser
+        .wait_for(
+            "the player on the board",
+            "return !!document.querySelector('[data-test=\"me-on-board\"]')",
+        )
+        .await;
+}
+
+/// A JS expression: a standing player drawn at `(x, y)` on this page.
+fn player_at(x: u8, y: u8) -> String {
+    format!(
+        "return !!document.querySelector('[data-test=\"board\"] g[data-x=\"{x}\"][data-y=\"{y}\"]')"
+    )
+}
+
+/// Two browsers in one arena (issue 18): a desktop one moves with the arrow
+/// keys and throws with S, a phone-sized one (360×640, touch) taps the pad;
+/// each sees the other's moves and the burst live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_browsers_in_one_arena_see_each_others_moves_and_bursts() {
+    let game = TestGame::start(Some(dist_dir())).await;
+    let driver = Chromedriver::start().await;
+    let desktop = Browser::open(&driver, Viewport::Desktop).await;
+    let phone = Browser::open(&driver, Viewport::Phone).await;
+    let arena_id =
+        shared::arena::ARENA_IDS.start + u64::from(uuid::Uuid::new_v4().as_u128() as u32);
+    join_arena(&desktop, &game, arena_id, "Ann").await; // A1 at (0, 9)
+    join_arena(&phone, &game, arena_id, "Bob").await; // B1 at (0, 0)
+    for b in [&desktop, &phone] {
+        b.wait_for(
+            "the round to start",
+            "const e = document.querySelector('[data-test=\"score\"]'); return !!e && e.textContent.includes('standing');",
+        )
+        .await;
+    }
+
+    // Desktop: the right arrow; both pages show Ann at (1, 9).
+    desktop.keys("\u{E014}").await;
+    desktop
+        .wait_for("Ann moved on her page", &player_at(1, 9))
+        .await;
+    phone
+        .wait_for("Ann's move on Bob's page", &player_at(1, 9))
+        .await;
+
+    // Desktop: S throws down column 1; the grenade bursts before the wall.
+    desktop.keys("s").await;
+    phone
+        .wait_for(
+            "the burst and Ann's grenades on Bob's page",
+            "return !!document.querySelector('[data-test=\"burst\"]') && document.querySelector('[data-test=\"board\"]').textContent.includes('A1-4')",
+        )
+        .await;
+
+    // Phone: a tap on the pad's up arrow; the desktop sees Bob at (0, 1).
+    phone.click("move-up").await;
+    desktop
+        .wait_for("Bob's tap on Ann's page", &player_at(0, 1))
+        .await;
+    phone
+        .assert_no_horizontal_overflow("the arena at 360x640")
+        .await;
+    let shot = phone.screenshot("arena-phone-360x640.png").await;
+    assert!(shot.exists());
+    desktop.quit().await;
+    phone.quit().await;
+    game.stop().await;
+}

@@ -94,9 +94,11 @@ impl Setup {
             panic!("{what}: {e:#}; latest (game, version): {versions:?}")
         });
         for m in &msgs {
-            let (game_id, key) = match decode(m) {
+            let record = decode(m);
+            let (game_id, key) = match &record {
                 GamesRecord::Head(h) => (h.game_id, h.game_id.to_string()),
                 GamesRecord::Nation(n) => (n.game_id, format!("{}/{}", n.game_id, n.player_id)),
+                other => (other.game_id(), other.key()),
             };
             assert_eq!(m.partition(), partition_for(game_id, PARTITIONS));
             assert_eq!(m.key(), Some(key.as_bytes()));

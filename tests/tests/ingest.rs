@@ -60,7 +60,7 @@ async fn produced_actions_carry_every_enrichment_field_and_the_game_partition() 
     assert_eq!(value["User-Agent"], "wrk/4.2");
     assert_eq!(value["Accept"], "application/json");
     assert_eq!(value["client_addr"], "127.0.0.1");
-    assert_eq!(value["schema_version"], 1);
+    assert_eq!(value["schema_version"], shared::SCHEMA_VERSION);
     let received = value["received_at_ms"].as_u64().unwrap();
     let now = bridge::enrich::now_ms();
     assert!(
