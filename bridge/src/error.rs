@@ -37,6 +37,11 @@ pub enum AppError {
     Internal(String),
 }
 
+/// The `error` code of an answer, left in its extensions for the
+/// middleware that counts and logs refusals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ErrorCode(pub &'static str);
+
 /// The valid `type` values, listed in errors about them.
 pub fn valid_types() -> Vec<&'static str> {
     ActionType::ALL
@@ -104,6 +109,7 @@ impl IntoResponse for AppError {
             }),
         )
             .into_response();
+        response.extensions_mut().insert(ErrorCode(error));
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response
                 .headers_mut()

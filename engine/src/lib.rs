@@ -17,6 +17,8 @@
 //!   over plain types, unit-tested without a broker.
 //! - [`kafka`]: the blocking rdkafka loop: batches, transactions, restore on
 //!   assignment, dead letters.
+//! - [`metrics`]: batch sizes, apply and commit latency, transactions,
+//!   outcomes and rejections by code, dead letters, consumer lag.
 //! - [`query`]: the games held, shared with interactive queries
 //!   (`GET /games/{game_id}`), and how bridges find the owner.
 //! - [`seen`]: every action id of the last 24 h, per player.
@@ -102,6 +104,7 @@ use rdkafka::types::RDKafkaErrorCode;
 
 pub mod handle;
 pub mod kafka;
+pub mod metrics;
 pub mod query;
 pub mod replay;
 pub mod seen;
@@ -153,6 +156,9 @@ pub struct Config {
     pub create_topics: bool,
     /// `-X key=value` passthrough to librdkafka (consumer and producer).
     pub extra: Vec<(String, String)>,
+    /// Where the engine's metrics go (the host process's registry, served
+    /// on `/metrics`).
+    pub registry: ops::metrics::Registry,
     /// With one transaction per batch (`commit_interval_ms` 0): wake
     /// librdkafka's broker threads before committing, so a transaction takes
     /// a few ms instead of ~100 ms (librdkafka does not wake them after
@@ -238,6 +244,7 @@ impl Config {
             max_batch: 100_000,
             create_topics: true,
             extra: Vec::new(),
+            registry: ops::metrics::Registry::default(),
             eager_flush: false,
             commit_interval_ms: DEFAULT_COMMIT_INTERVAL_MS,
             restore_stall_ms: 10_000,

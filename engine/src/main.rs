@@ -57,6 +57,12 @@ struct Args {
     /// Most records per transaction.
     #[arg(long, env = "ENGINE_MAX_BATCH")]
     max_batch: Option<usize>,
+    /// Ship this process's JSON logs to this topic (created if missing).
+    #[arg(long, env = "LOG_TOPIC")]
+    log_topic: Option<String>,
+    /// Lines the log buffer holds while Kafka is slow (then dropped, counted).
+    #[arg(long, env = "LOG_BUFFER", default_value_t = ops::logs::DEFAULT_BUFFER)]
+    log_buffer: usize,
     /// Do not create missing topics.
     #[arg(long)]
     no_create_topics: bool,
@@ -172,9 +178,22 @@ async fn main() -> anyhow::Result<()> {
             let config = args.config(&instance);
             tracing::info!(instance, transactional_id = %config.transactional_id, "engine instance");
             let mut config = config;
+            let _shipper = match &args.log_topic {
+                Some(topic) => {
+                    ops::logs::ensure_topic(&args.brokers, topic, 3, &args.extra).await?;
+                    Some(ops::logs::LogShipper::start(
+                        &args.brokers,
+                        topic,
+                        &args.extra,
+                        args.log_buffer,
+                        &config.registry,
+                    )?)
+                }
+                None => None,
+            };
             let health = engine::Health::default();
             if let Some(addr) = args.health_addr {
-                let bound = serve_health(addr, health.clone()).await?;
+                let bound = serve_health(addr, health.clone(), config.registry.clone()).await?;
                 config.query_url = Some(args.query_url.clone().unwrap_or_else(|| {
                     if bound.ip().is_unspecified() {
                         format!("http://{}:{}", host_name(), bound.port())
@@ -217,11 +236,13 @@ async fn main() -> anyhow::Result<()> {
 
 /// Serves `/healthz` (the process is up), `/readyz` (the engine serves:
 /// 503 with the reason while it starts, restores or recovers, or after it
-/// stopped) and the interactive queries ([`engine::query::router`]) on
-/// `addr`, on a task of its own; the address bound.
+/// stopped), `/metrics` and the interactive queries
+/// ([`engine::query::router`]) on `addr`, on a task of its own; the
+/// address bound.
 async fn serve_health(
     addr: std::net::SocketAddr,
     health: engine::Health,
+    registry: ops::metrics::Registry,
 ) -> anyhow::Result<std::net::SocketAddr> {
     use axum::http::StatusCode;
     use axum::routing::get;
@@ -247,7 +268,8 @@ async fn serve_health(
                 }
             }),
         )
-        .merge(queries);
+        .merge(queries)
+        .merge(ops::metrics::router(registry));
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("bind {addr}"))?;

@@ -16,6 +16,9 @@ use crate::model::{validate_name, ActionButton, Connection};
 /// or the nation view.
 #[component]
 pub fn App() -> impl IntoView {
+    if crate::admin::is_admin_path() {
+        return view! { <crate::admin::AdminPage /> }.into_any();
+    }
     let ctrl = Ctrl::new();
     ctrl.start();
     let show_nation = move || {
@@ -44,6 +47,7 @@ pub fn App() -> impl IntoView {
             </aside>
         </main>
     }
+    .into_any()
 }
 
 /// The live-connection dot and words.

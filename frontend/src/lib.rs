@@ -15,7 +15,9 @@
 //! - [`art`]: the item pictures (inline SVG per item and level).
 //! - [`invite`]: the invite link and the ranking at a glance.
 //! - [`app`]: the components.
+//! - [`admin`]: the operator page (`/admin`): live charts and the abuse table.
 
+pub mod admin;
 pub mod app;
 pub mod art;
 pub mod ctrl;

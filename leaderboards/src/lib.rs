@@ -76,6 +76,9 @@ pub struct Config {
     /// Extra librdkafka settings: `-X key=value`.
     #[arg(short = 'X', value_parser = parse_key_value)]
     pub extra: Vec<(String, String)>,
+    /// Where the role's metrics go (the host process's registry).
+    #[arg(skip)]
+    pub registry: ops::metrics::Registry,
 }
 
 impl Config {
@@ -91,6 +94,7 @@ impl Config {
             admin_token: None,
             replication: 1,
             extra: Vec::new(),
+            registry: ops::metrics::Registry::default(),
         }
     }
 

@@ -12,6 +12,8 @@
 //!   a head per step), the HTTP bodies, the WebSocket messages
 //!   ([`GameSnapshot`], [`GameDelta`]) and [`partition_for`].
 //! - [`state`]: [`Game`], [`GameState`], [`Nation`], [`Items`], [`Item`].
+//! - [`admin`]: what the admin routes answer (the abuse table, the
+//!   operator page's summary) and the page's arithmetic on it.
 //! - [`rules`]: [`apply`], [`check`], [`Rejection`] and the economy below.
 //! - [`schema`]: JSON Schemas generated from the types; checked in under
 //!   `shared/schema/` and compared by a test so they never drift.
@@ -37,6 +39,7 @@
 //! [`MAX_IDLE_GOLD`]: rules::MAX_IDLE_GOLD
 //! [`MAX_LEVEL`]: rules::MAX_LEVEL
 
+pub mod admin;
 pub mod rules;
 pub mod schema;
 pub mod state;
