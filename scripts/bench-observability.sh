@@ -111,7 +111,7 @@ for round in $(seq 1 "$ROUNDS"); do
     SUM[get-$n]+=" $g"; SUM[post-$n]+=" $p"
   done
 done
-python3 - "${SUM[get-on]}" "${SUM[get-off]}" "${SUM[post-on]}" "${SUM[post-off]}" <<'PY' >&2
+[[ "$ROUNDS" -gt 0 ]] && python3 - "${SUM[get-on]}" "${SUM[get-off]}" "${SUM[post-on]}" "${SUM[post-off]}" <<'PY' >&2
 import sys, statistics as st
 go, gf, po, pf = ([float(x) for x in a.split()] for a in sys.argv[1:])
 for name, on, off in (("GET /purchase_a_sword", go, gf), ("POST /api/games/1/actions", po, pf)):
@@ -122,15 +122,22 @@ curl -s "http://127.0.0.1:$PORT_on/metrics" | grep -E '^logs_(shipped|dropped)' 
 # 2. Abuse table freshness.
 echo '{"type":"default"}' >"$WORK/body.json"
 URL="http://127.0.0.1:$PORT_on/api/games/1/actions"
-before=$(curl -sf -H "Authorization: Bearer $ADMIN" "http://127.0.0.1:$PORT_on/api/admin/abuse?limit=50" |
-  python3 -c 'import sys,json; r=json.load(sys.stdin); print(sum(c["refused"] for c in r["clients"] if c["source"]=="127.0.0.1"))')
+abuse_count() { # refusals of 127.0.0.1 in the abuse table (retried while the bridge is busy)
+  local body
+  for _ in $(seq 1 50); do
+    body=$(curl -sf -H "Authorization: Bearer $ADMIN" "http://127.0.0.1:$PORT_on/api/admin/abuse?limit=50") && break
+    sleep 0.1
+  done
+  [[ -n "$body" ]] || { echo "abuse table unreadable; bridge log:" >&2; tail -5 "$WORK/bridge-on.log" >&2; exit 1; }
+  python3 -c 'import sys,json; r=json.load(sys.stdin); print(sum(c["refused"] for c in r["clients"] if c["source"]=="127.0.0.1"))' <<<"$body"
+}
+before=$(abuse_count)
 t0=$(date +%s.%N)
 ab -q -n 1000 -c 50 -p "$WORK/body.json" -T application/json -H "Authorization: Bearer v2.forged.1.p.9999999999.eA" "$URL" >"$WORK/ab.out" 2>&1 || true
 t1=$(date +%s.%N)
 want=$((before + 1000))
 while :; do
-  got=$(curl -sf -H "Authorization: Bearer $ADMIN" "http://127.0.0.1:$PORT_on/api/admin/abuse?limit=50" |
-    python3 -c 'import sys,json; r=json.load(sys.stdin); print(sum(c["refused"] for c in r["clients"] if c["source"]=="127.0.0.1"))')
+  got=$(abuse_count)
   t2=$(date +%s.%N)
   if ((got >= want)); then break; fi
   if python3 -c "import sys; sys.exit(0 if $t2 - $t1 > 30 else 1)"; then echo "abuse table: only $((got - before)) of 1000 after 30 s" >&2; exit 1; fi
