@@ -41,8 +41,9 @@ async fn the_exports_lag_per_partition_falls_to_zero_after_a_burst() {
             let actions = actions.clone();
             async move {
                 let text = request.await.ok()?.text().await.ok()?;
-                let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
-                    .expect("/metrics parses");
+                let scrape =
+                    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+                        .expect("/metrics parses");
                 let lags: Vec<f64> = scrape
                     .samples
                     .iter()
@@ -52,7 +53,9 @@ async fn the_exports_lag_per_partition_falls_to_zero_after_a_burst() {
                             && s.labels.get("topic") == Some(actions.as_str())
                     })
                     .map(|s| match s.value {
-                        prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+                        prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => {
+                            v
+                        }
                         _ => -1.0,
                     })
                     .collect();
