@@ -10,6 +10,8 @@ echo "== shared: pure apply vs JSON decode (criterion)"
 cargo bench -q -p shared --bench apply -- --noplot 2>/dev/null | grep -E "rules/|thrpt"
 echo "== bridge ingest (wrk)"
 bash scripts/bench-bridge.sh 10
+echo "== observability: metrics + log shipping on vs off, abuse table freshness"
+bash scripts/bench-observability.sh 10 3
 echo "== engine throughput (1,000,000 actions, transactions) against a Kafka Streams peer"
 cargo bench -q -p engine --bench throughput
 echo "== end to end: answer -> WebSocket at 2,000 actions/s"

@@ -22,7 +22,7 @@ PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); 
 RUN="st-$(date +%s)-$$"
 LOG="$(mktemp)"
 BIND="127.0.0.1:$PORT" TOKEN_SECRET=schemathesis ACTIONS_TOPIC="$RUN-actions" GAMES_TOPIC="$RUN-games" \
-  ENGINE_GROUP_ID="$RUN-engine" WITH_LEADERBOARDS=false RUST_LOG=warn \
+  ENGINE_GROUP_ID="$RUN-engine" WITH_LEADERBOARDS=false RUST_LOG=warn BAN_AFTER=0 \
   "$TARGET/debug/nation" >"$LOG" 2>&1 &
 PID=$!
 trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -f "$LOG"' EXIT

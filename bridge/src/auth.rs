@@ -16,11 +16,11 @@
 //!
 //! Time is an argument ([`TokenKeys::sign_at`], [`TokenKeys::verify_at`]); the
 //! handlers pass the wall clock. Refusals are counted per client address in a
-//! bounded [`RefusedTokens`] table shown on `/metrics`.
+//! bounded [`RefusedTokens`] table; totals by reason on `/metrics`.
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use std::collections::HashMap;
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::http::{header, HeaderMap};
@@ -107,26 +107,6 @@ impl TokenError {
             TokenError::BadSignature => "the token's signature does not match",
             TokenError::Expired(_) => "the token has expired: join again",
             TokenError::OtherGame(_) => "this token is for another game",
-        }
-    }
-
-    const ALL: [TokenError; 6] = [
-        TokenError::Missing,
-        TokenError::Malformed,
-        TokenError::UnknownKey,
-        TokenError::BadSignature,
-        TokenError::Expired(0),
-        TokenError::OtherGame(0),
-    ];
-
-    fn index(self) -> usize {
-        match self {
-            TokenError::Missing => 0,
-            TokenError::Malformed => 1,
-            TokenError::UnknownKey => 2,
-            TokenError::BadSignature => 3,
-            TokenError::Expired(_) => 4,
-            TokenError::OtherGame(_) => 5,
         }
     }
 }
@@ -339,16 +319,14 @@ fn parse_decimal(s: &str) -> Result<u64, TokenError> {
 /// How many client addresses [`RefusedTokens`] remembers by default.
 pub const REFUSED_TABLE_CAPACITY: usize = 1024;
 
-/// How many of the worst addresses `/metrics` lists.
-pub const REFUSED_TOP_SHOWN: usize = 20;
-
 /// Refused tokens: totals by reason, and counts per client address in a
 /// bounded table. When the table is full, a new address replaces the one
 /// with the fewest refusals, so the worst sources stay while a flood of
 /// one-off addresses cannot grow memory.
 #[derive(Debug)]
 pub struct RefusedTokens {
-    by_reason: [AtomicU64; TokenError::ALL.len()],
+    /// Refusals by reason (`bridge_tokens_refused_total`).
+    pub by_reason: Family<crate::metrics::ReasonLabels, Counter>,
     by_client: Mutex<HashMap<String, u64>>,
     capacity: usize,
 }
@@ -363,7 +341,7 @@ impl RefusedTokens {
     /// A table remembering at most `capacity` addresses.
     pub fn with_capacity(capacity: usize) -> RefusedTokens {
         RefusedTokens {
-            by_reason: Default::default(),
+            by_reason: Family::default(),
             by_client: Mutex::new(HashMap::new()),
             capacity: capacity.max(1),
         }
@@ -371,7 +349,9 @@ impl RefusedTokens {
 
     /// Counts one refusal of `client`'s token.
     pub fn record(&self, client: &str, why: TokenError) {
-        self.by_reason[why.index()].fetch_add(1, Ordering::Relaxed);
+        self.by_reason
+            .get_or_create(&crate::metrics::ReasonLabels { reason: why.code() })
+            .inc();
         let mut table = self
             .by_client
             .lock()
@@ -394,7 +374,11 @@ impl RefusedTokens {
 
     /// Refusals counted for `reason` since start.
     pub fn total(&self, reason: TokenError) -> u64 {
-        self.by_reason[reason.index()].load(Ordering::Relaxed)
+        self.by_reason
+            .get(&crate::metrics::ReasonLabels {
+                reason: reason.code(),
+            })
+            .map_or(0, |c| c.get())
     }
 
     /// Refusals counted against `client` (0 if it is not in the table).
@@ -428,38 +412,6 @@ impl RefusedTokens {
         all.truncate(n);
         all
     }
-
-    /// Prometheus text: totals by reason, the worst addresses.
-    pub fn render(&self) -> String {
-        let mut out = String::from("# TYPE bridge_tokens_refused_total counter\n");
-        for reason in TokenError::ALL {
-            let _ = writeln!(
-                out,
-                "bridge_tokens_refused_total{{reason=\"{}\"}} {}",
-                reason.code(),
-                self.total(reason)
-            );
-        }
-        out.push_str("# TYPE bridge_tokens_refused_clients gauge\n");
-        let _ = writeln!(out, "bridge_tokens_refused_clients {}", self.clients());
-        out.push_str("# TYPE bridge_tokens_refused_by_client counter\n");
-        for (addr, count) in self.worst(REFUSED_TOP_SHOWN) {
-            let _ = writeln!(
-                out,
-                "bridge_tokens_refused_by_client{{client=\"{}\"}} {count}",
-                escape_label(&addr)
-            );
-        }
-        out
-    }
-}
-
-/// A Prometheus label value: backslash, quote and newline escaped.
-fn escape_label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -640,9 +592,6 @@ mod tests {
         assert_eq!(refused.total(TokenError::Malformed), 1);
         assert_eq!(refused.total(TokenError::OtherGame(0)), 1);
         assert_eq!(refused.total(TokenError::Expired(0)), 0);
-        let text = refused.render();
-        assert!(text.contains("bridge_tokens_refused_total{reason=\"missing_token\"} 1"));
-        assert!(text.contains("bridge_tokens_refused_by_client{client=\"10.0.0.1\"} 2"));
     }
 
     #[test]

@@ -105,6 +105,40 @@ pub struct Config {
     /// broker and the embedded one answer a waiting fetch only when it expires.
     #[arg(long, env = "FETCH_WAIT_MAX_MS", default_value_t = 1)]
     pub fetch_wait_max_ms: u32,
+    /// Token of the admin routes (`/api/admin/...`, the operator page's
+    /// data, campaign changes): `Authorization: Bearer <ADMIN_TOKEN>`.
+    /// Unset: they are refused.
+    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Ship this process's JSON logs to this topic (created if missing),
+    /// and read the refused requests there into the abuse table
+    /// (`GET /api/admin/abuse`). Unset: no shipping, an empty table.
+    #[arg(long, env = "LOG_TOPIC")]
+    pub log_topic: Option<String>,
+    /// Lines the log buffer holds while Kafka is slow; past it lines are
+    /// dropped and counted (`logs_dropped_total`), never waited for.
+    #[arg(long, env = "LOG_BUFFER", default_value_t = ops::logs::DEFAULT_BUFFER)]
+    pub log_buffer: usize,
+    /// Per-route request metrics and the action -> update latency (off:
+    /// the benchmark's baseline; counters stay).
+    #[arg(long, env = "METRICS_ENABLED", default_value_t = true, action = ArgAction::Set)]
+    pub metrics_enabled: bool,
+    /// Refused requests (bad or forged tokens, malformed bodies, ...) from
+    /// one address within `BAN_WINDOW_MS` that get it banned: `429` with
+    /// `Retry-After` for `BAN_MS`. 0: never. Valid requests never count.
+    #[arg(long, env = "BAN_AFTER", default_value_t = crate::guard::DEFAULT_BAN_AFTER)]
+    pub ban_after: u32,
+    #[arg(long, env = "BAN_WINDOW_MS", default_value_t = crate::guard::DEFAULT_BAN_WINDOW.as_millis() as u64)]
+    pub ban_window_ms: u64,
+    #[arg(long, env = "BAN_MS", default_value_t = crate::guard::DEFAULT_BAN_FOR.as_millis() as u64)]
+    pub ban_ms: u64,
+    /// Requests per second allowed per client address (0: no limit, the
+    /// default; trusted proxies' clients are limited by their own address).
+    #[arg(long, env = "RATE_LIMIT_PER_ADDR", default_value_t = 0)]
+    pub rate_limit_per_addr: u32,
+    /// Requests per second allowed per player token (0: no limit).
+    #[arg(long, env = "RATE_LIMIT_PER_TOKEN", default_value_t = 0)]
+    pub rate_limit_per_token: u32,
     /// Extra librdkafka settings for every client, as kcat does: `-X key=value`.
     #[arg(short = 'X', value_parser = parse_key_value)]
     pub extra: Vec<(String, String)>,
@@ -119,6 +153,17 @@ impl Config {
             max_connections_per_addr: self.max_connections_per_addr,
             unlimited: self.trusted_proxies.clone(),
             body_limit: crate::BODY_LIMIT,
+        }
+    }
+
+    /// The refusal guard's settings.
+    pub fn guard_settings(&self) -> crate::guard::GuardSettings {
+        crate::guard::GuardSettings {
+            ban_after: self.ban_after,
+            ban_window: std::time::Duration::from_millis(self.ban_window_ms),
+            ban_for: std::time::Duration::from_millis(self.ban_ms),
+            rate_per_addr: self.rate_limit_per_addr,
+            rate_per_token: self.rate_limit_per_token,
         }
     }
 

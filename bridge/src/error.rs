@@ -41,6 +41,11 @@ pub enum AppError {
     Refused(shared::Rejection),
 }
 
+/// The `error` code of an answer, left in its extensions for the
+/// middleware that counts and logs refusals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ErrorCode(pub &'static str);
+
 /// The valid `type` values, listed in errors about them.
 pub fn valid_types() -> Vec<&'static str> {
     ActionType::playable().map(ActionType::as_str).collect()
@@ -109,6 +114,7 @@ impl IntoResponse for AppError {
             }),
         )
             .into_response();
+        response.extensions_mut().insert(ErrorCode(error));
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response
                 .headers_mut()

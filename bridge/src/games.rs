@@ -165,6 +165,9 @@ pub struct GamesHub {
     partitions: i32,
     source: Arc<dyn SnapshotSource>,
     commands: Mutex<Option<std::sync::mpsc::Sender<Command>>>,
+    /// Actions produced here, waiting for their update (the end-to-end
+    /// latency metric).
+    pub pending: Arc<crate::metrics::PendingActions>,
 }
 
 /// A registered watcher of one game; unregisters on drop.
@@ -200,6 +203,7 @@ impl GamesHub {
             partitions,
             source,
             commands: Mutex::new(None),
+            pending: Arc::default(),
         })
     }
 
@@ -317,6 +321,14 @@ impl GamesHub {
     /// sends it to the game's watchers. Deltas of games nobody here watches
     /// are dropped.
     pub fn ingest(&self, delta: GameDelta) {
+        self.pending.seen(
+            delta
+                .applied
+                .iter()
+                .map(String::as_str)
+                .chain(delta.rejected.iter().map(|r| r.event_id.as_str())),
+            Instant::now(),
+        );
         let mut inner = self.inner.lock().expect("hub lock");
         let Some(entry) = inner.games.get_mut(&delta.game_id) else {
             return;

@@ -25,6 +25,12 @@
 //! - [`serve`]: serving the router with header and body read timeouts and a
 //!   per-address connection limit.
 //! - [`error`]: [`AppError`], every failure as `{"error", "detail"}`.
+//! - [`metrics`]: [`metrics::BridgeMetrics`] in the process's registry
+//!   (`/metrics`), and the action -> update latency.
+//! - [`guard`]: refused requests counted, logged (for the abuse table) and
+//!   banned when an address piles them up; plain rate limits.
+//! - [`abuse`]: the abuse table, read back from the `logs` topic.
+//! - [`admin`]: `/api/admin/abuse` and `/api/admin/summary` (admin token).
 //!
 //! [`run`] starts everything from a [`Config`] on a listener it is given (tests
 //! bind port 0) and stops when its cancellation token is cancelled:
@@ -32,12 +38,16 @@
 //! stops. The bridge does not run an engine: a host process may add one
 //! (the `nation` binary does) through [`Extras`].
 
+pub mod abuse;
+pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod enrich;
 pub mod error;
 pub mod games;
+pub mod guard;
 pub mod kafka;
+pub mod metrics;
 pub mod openapi;
 pub mod owners;
 pub mod reader;
@@ -46,7 +56,7 @@ pub mod serve;
 pub mod ws;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -63,22 +73,19 @@ use tracing::Level;
 pub use config::Config;
 pub use error::AppError;
 
+use crate::abuse::SharedTable;
 use crate::auth::{RefusedTokens, TokenKeys};
 use crate::enrich::{ClientAddr, TrustedProxies};
 use crate::games::GamesHub;
+use crate::guard::Guard;
 use crate::kafka::{KafkaPublisher, Publisher};
+use crate::metrics::BridgeMetrics;
 use crate::serve::{Connections, ServeSettings};
 use crate::ws::{WsMetrics, WsSettings};
+use ops::metrics::LagContext;
 
 /// The largest request body accepted (bigger is a 413).
 pub const BODY_LIMIT: usize = 16 * 1024;
-
-/// Counters of the HTTP side, for `/metrics`.
-#[derive(Default, Debug)]
-pub struct Metrics {
-    pub published: AtomicU64,
-    pub publish_failed: AtomicU64,
-}
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -93,8 +100,17 @@ pub struct AppState {
     pub seed_endpoints: bool,
     pub static_dir: PathBuf,
     pub trusted_proxies: TrustedProxies,
-    pub metrics: Arc<Metrics>,
+    /// Every metric of the bridge, in the process's registry.
+    pub metrics: BridgeMetrics,
+    /// Per-route metrics and the action -> update latency are recorded.
+    pub metrics_enabled: bool,
     pub ws_metrics: Arc<WsMetrics>,
+    /// Bans and rate limits.
+    pub guard: Guard,
+    /// The abuse table read from the logs topic.
+    pub abuse: SharedTable,
+    /// `ADMIN_TOKEN`; unset: admin routes refused.
+    pub admin_token: Option<Arc<str>>,
     pub ws: WsSettings,
     /// Open connections per address and the HTTP guards' settings.
     pub connections: Arc<Connections>,
@@ -115,26 +131,53 @@ pub struct Extras {
     pub routes: Option<Router>,
     /// Checked by `/readyz`.
     pub ready: Option<ReadyCheck>,
+    /// The process's metrics (every role it hosts registers there, so the
+    /// bridge's `/metrics` shows them all); unset: a registry of its own.
+    pub registry: Option<ops::metrics::Registry>,
 }
 
 impl AppState {
     /// A state for handler tests: the given publisher, a detached hub, random
-    /// keys, game 1, 12 partitions, seed endpoints on, no static files.
+    /// keys, game 1, 12 partitions, seed endpoints on, no static files, no
+    /// bans, admin token `admin-for-tests`.
     pub fn for_tests(publisher: Arc<dyn Publisher>) -> AppState {
+        let registry = ops::metrics::Registry::default();
+        let metrics = BridgeMetrics::register(&registry);
+        let ws_metrics = Arc::new(WsMetrics::default());
+        metrics.register_ws(&ws_metrics);
+        let refused_tokens = Arc::new(RefusedTokens::default());
+        metrics.register_tokens(&refused_tokens);
+        let connections = Connections::new(ServeSettings::default());
+        metrics.register_connections(&connections);
+        // No bans: handler tests and the fuzz targets send many refused
+        // requests from one (unknown) address and each must get its own
+        // answer; the bans are tested on their own (guard, tests/abuse.rs).
+        let guard = Guard::new(
+            &guard::GuardSettings {
+                ban_after: 0,
+                ..guard::GuardSettings::default()
+            },
+            metrics.clone(),
+            TrustedProxies::default(),
+        );
         AppState {
             publisher,
             hub: GamesHub::detached(12, Arc::new(games::MemorySource::default())),
             keys: TokenKeys::random(),
-            refused_tokens: Arc::default(),
+            refused_tokens,
             default_game: 1,
             partitions: 12,
             seed_endpoints: true,
             static_dir: PathBuf::from("/nonexistent"),
             trusted_proxies: TrustedProxies::default(),
-            metrics: Arc::default(),
-            ws_metrics: Arc::default(),
+            metrics,
+            metrics_enabled: true,
+            ws_metrics,
+            guard,
+            abuse: SharedTable::default(),
+            admin_token: Some(Arc::from("admin-for-tests")),
             ws: WsSettings::default(),
-            connections: Connections::new(ServeSettings::default()),
+            connections,
             shutdown: tokio::sync::watch::channel(false).1,
             ready: None,
         }
@@ -159,6 +202,9 @@ pub fn app(state: AppState) -> Router {
         .route("/api/games/{game_id}", get(routes::get_game))
         .route("/api/games/{game_id}/join", post(routes::join))
         .route("/api/games/{game_id}/actions", post(routes::act))
+        .route("/admin", get(routes::admin_page))
+        .route("/api/admin/abuse", get(admin::abuse))
+        .route("/api/admin/summary", get(admin::summary))
         .route("/ws/games/{game_id}", get(routes::ws));
     if state.seed_endpoints {
         for action in ActionType::ALL {
@@ -197,7 +243,7 @@ pub fn app(state: AppState) -> Router {
                 .precompressed_gzip()
                 .fallback(get(routes::not_found)),
         );
-    router
+    let mut router = router
         .fallback_service(assets)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -205,6 +251,18 @@ pub fn app(state: AppState) -> Router {
             state.connections.clone(),
             serve::body_deadline,
         ))
+        // Outside the body guards: their 408 and 413 are refusals too.
+        .layer(axum::middleware::from_fn_with_state(
+            state.guard.clone(),
+            guard::guard,
+        ));
+    if state.metrics_enabled {
+        router = router.layer(axum::middleware::from_fn_with_state(
+            state.metrics.http.clone(),
+            ops::metrics::track_http,
+        ));
+    }
+    router
         .layer(Extension(state.trusted_proxies.clone()))
         .layer(
             TraceLayer::new_for_http()
@@ -223,6 +281,8 @@ pub enum BridgeError {
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("serve: {0}")]
     Io(#[from] std::io::Error),
+    #[error("logs: {0}")]
+    Logs(#[from] ops::logs::LogsError),
 }
 
 /// Starts the bridge on `listener` and serves until `cancel` is cancelled.
@@ -242,6 +302,26 @@ pub async fn run_with(
     extras: Extras,
 ) -> Result<(), BridgeError> {
     let brokers = config.brokers.clone().ok_or(BridgeError::NoBrokers)?;
+    let registry = extras.registry.clone().unwrap_or_default();
+    let metrics = BridgeMetrics::register(&registry);
+    let stats_interval = if config.metrics_enabled {
+        ops::metrics::STATS_INTERVAL_MS
+    } else {
+        "0"
+    };
+    let _shipper = match &config.log_topic {
+        Some(topic) => {
+            ops::logs::ensure_topic(&brokers, topic, 3, &config.extra).await?;
+            Some(ops::logs::LogShipper::start(
+                &brokers,
+                topic,
+                &config.extra,
+                config.log_buffer,
+                &registry,
+            )?)
+        }
+        None => None,
+    };
     let publisher = KafkaPublisher::new(
         &brokers,
         &config.extra,
@@ -259,7 +339,9 @@ pub async fn run_with(
     let owners = owners::Owners::new(owners_client, &config.engine_group, &config.actions_topic);
     let source = Arc::new(owners::EngineQueries::new(owners, config.partitions));
     let hub = GamesHub::detached(config.partitions, source);
-    let reader_consumer: BaseConsumer = kafka::client_config(&brokers, &[])
+    hub.pending.register(&registry);
+    let reader_consumer: BaseConsumer<LagContext> = kafka::client_config(&brokers, &[])
+        .set("statistics.interval.ms", stats_interval)
         .set(
             "group.id",
             format!("bridge-reader-{}", uuid::Uuid::new_v4().simple()),
@@ -270,7 +352,7 @@ pub async fn run_with(
         .set("fetch.wait.max.ms", config.fetch_wait_max_ms.to_string())
         .set("fetch.error.backoff.ms", "10")
         .set_extra(&config.extra)
-        .create()?;
+        .create_with_context(LagContext::new("bridge_games", metrics.lag.clone()))?;
     let stop_reader = Arc::new(AtomicBool::new(false));
     let reader = reader::spawn(
         hub.clone(),
@@ -279,21 +361,61 @@ pub async fn run_with(
         stop_reader.clone(),
     );
 
+    let abuse = SharedTable::default();
+    let abuse_reader = match &config.log_topic {
+        Some(topic) => {
+            let consumer: BaseConsumer<LagContext> = kafka::client_config(&brokers, &[])
+                .set(
+                    "group.id",
+                    format!("bridge-abuse-{}", uuid::Uuid::new_v4().simple()),
+                )
+                .set("enable.auto.commit", "false")
+                .set("enable.auto.offset.store", "false")
+                .set("fetch.wait.max.ms", "50")
+                .set("statistics.interval.ms", stats_interval)
+                .set_extra(&config.extra)
+                .create_with_context(LagContext::new("bridge_abuse", metrics.lag.clone()))?;
+            Some(abuse::spawn_reader(
+                consumer,
+                topic.clone(),
+                abuse.clone(),
+                metrics.clone(),
+                stop_reader.clone(),
+            )?)
+        }
+        None => None,
+    };
+
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let keys = token_keys(&config);
     let connections = Connections::new(config.serve_settings());
+    metrics.register_connections(&connections);
+    let ws_metrics = Arc::new(WsMetrics::default());
+    metrics.register_ws(&ws_metrics);
+    let refused_tokens = Arc::new(RefusedTokens::default());
+    metrics.register_tokens(&refused_tokens);
+    let trusted_proxies = TrustedProxies(Arc::new(config.trusted_proxies.clone()));
+    let guard = Guard::new(
+        &config.guard_settings(),
+        metrics.clone(),
+        trusted_proxies.clone(),
+    );
     let state = AppState {
         publisher: publisher.clone(),
         hub,
         keys,
-        refused_tokens: Arc::default(),
+        refused_tokens,
         default_game: config.default_game,
         partitions: config.partitions,
         seed_endpoints: config.seed_endpoints,
         static_dir: config.static_dir.clone(),
-        trusted_proxies: TrustedProxies(Arc::new(config.trusted_proxies.clone())),
-        metrics: Arc::default(),
-        ws_metrics: Arc::default(),
+        trusted_proxies,
+        metrics,
+        metrics_enabled: config.metrics_enabled,
+        ws_metrics,
+        guard,
+        abuse,
+        admin_token: config.admin_token.as_deref().map(Arc::from),
         ws: WsSettings::default(),
         connections: connections.clone(),
         shutdown: shutdown_rx,
@@ -314,7 +436,13 @@ pub async fn run_with(
     let flushing = publisher.clone();
     let _ = tokio::task::spawn_blocking(move || flushing.flush(Duration::from_secs(5))).await;
     stop_reader.store(true, std::sync::atomic::Ordering::Relaxed);
-    let _ = tokio::task::spawn_blocking(move || reader.join()).await;
+    let _ = tokio::task::spawn_blocking(move || {
+        let _ = reader.join();
+        if let Some(abuse_reader) = abuse_reader {
+            let _ = abuse_reader.join();
+        }
+    })
+    .await;
     served?;
     Ok(())
 }

@@ -42,6 +42,15 @@ struct WsParams {
     resume_from: Option<u64>,
 }
 
+/// `GET /api/admin/abuse`'s query.
+#[derive(Deserialize, JsonSchema)]
+#[allow(dead_code)] // read by schemars only
+struct AbuseParams {
+    /// Sources listed per table (default 20; more is capped).
+    #[schemars(range(min = 0, max = u32::MAX))]
+    limit: Option<u32>,
+}
+
 /// `/healthz` and `/readyz` when all is well.
 #[derive(serde::Serialize, JsonSchema)]
 #[allow(dead_code)] // read by schemars only
@@ -64,7 +73,11 @@ const BEARER: &str = "The token from /join: `v2.<kid>.<game_id>.<player_id>.<exp
 (`kid` names the signing secret, `expires` is Unix seconds; default lifetime 30 days, \
 `TOKEN_TTL_S`). A refused token is a 401 whose `error` is `token_expired` (join again), \
 `unknown_token_key` (signed by a secret no longer configured: join again) or `unauthorized` \
-(missing, malformed or forged); a token of another game is a 403 `forbidden`.";
+(missing, malformed or forged); a token of another game is a 403 `forbidden`. Refusals \
+are counted by code on `/metrics` and, per client address and Host, in the abuse table \
+(`/api/admin/abuse`). An address with `BAN_AFTER` (100) refused requests within \
+`BAN_WINDOW_MS` (10 s) is answered `429` `too_many_refusals` with `Retry-After` for `BAN_MS` \
+(60 s); valid requests never count.";
 
 /// The whole document.
 pub fn document() -> OpenApi {
@@ -158,11 +171,40 @@ pub fn document() -> OpenApi {
         }),
         get("/metrics", |op| {
             plain(
-                op.summary("Prometheus metrics."),
+                op.summary("Metrics of every role of the process (prometheus-client)."),
                 200,
-                "The text exposition format.",
-                Some("text/plain"),
+                "OpenMetrics text.",
+                Some("application/openmetrics-text"),
             )
+        }),
+        get("/admin", |op| {
+            plain(
+                op.summary(
+                    "The operator page (the game page's code; its data needs the admin token).",
+                ),
+                200,
+                "HTML.",
+                Some("text/html"),
+            )
+        }),
+        get("/api/admin/abuse", |op| {
+            let op = op
+                .summary("The worst sources of refused requests, per client address and per Host, read from the logs topic.")
+                .input::<Query<AbuseParams>>()
+                .security_requirement("admin")
+                .response_with::<200, Json<shared::admin::AbuseReport>, _>(|r| {
+                    r.description("The abuse table.")
+                });
+            errors(op, &[400, 401, 403])
+        }),
+        get("/api/admin/summary", |op| {
+            let op = op
+                .summary("The operator page's data, digested from the metrics (totals; the page takes rates).")
+                .security_requirement("admin")
+                .response_with::<200, Json<shared::admin::Summary>, _>(|r| {
+                    r.description("The summary.")
+                });
+            errors(op, &[401, 403])
         }),
         get("/openapi.json", |op| {
             plain(
@@ -215,6 +257,17 @@ pub fn document() -> OpenApi {
             scheme: "bearer".into(),
             bearer_format: None,
             description: Some(BEARER.into()),
+            extensions: IndexMap::default(),
+        }),
+    );
+    components.security_schemes.insert(
+        "admin".into(),
+        ReferenceOr::Item(SecurityScheme::Http {
+            scheme: "bearer".into(),
+            bearer_format: None,
+            description: Some(
+                "`Authorization: Bearer <ADMIN_TOKEN>`; unset ADMIN_TOKEN: 403.".into(),
+            ),
             extensions: IndexMap::default(),
         }),
     );

@@ -23,7 +23,7 @@ use crate::games::{Command, GamesHub, Releases};
 /// Starts the reader thread on `consumer`; it stops when `stop` is set.
 pub fn spawn(
     hub: Arc<GamesHub>,
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<ops::metrics::LagContext>,
     topic: String,
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<()> {
@@ -95,7 +95,7 @@ impl Assembler {
 
 struct Reader {
     hub: Arc<GamesHub>,
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<ops::metrics::LagContext>,
     topic: String,
     /// Tailed partitions and where to resume them after a re-assign.
     assigned: BTreeMap<i32, Offset>,
@@ -104,7 +104,11 @@ struct Reader {
 }
 
 impl Reader {
-    fn new(hub: Arc<GamesHub>, consumer: BaseConsumer, topic: String) -> Reader {
+    fn new(
+        hub: Arc<GamesHub>,
+        consumer: BaseConsumer<ops::metrics::LagContext>,
+        topic: String,
+    ) -> Reader {
         Reader {
             hub,
             consumer,

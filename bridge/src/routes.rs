@@ -1,8 +1,6 @@
 //! The HTTP handlers: check the request's shape, stamp, publish, answer.
 //! They never decide game rules.
 
-use std::sync::atomic::Ordering;
-
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -52,13 +50,21 @@ impl From<BytesRejection> for AppError {
 }
 
 async fn publish(state: &AppState, envelope: &ActionEnvelope) -> Result<Ack, AppError> {
+    let started = std::time::Instant::now();
+    if state.metrics_enabled {
+        state.hub.pending.sent(&envelope.event_id, started);
+    }
     match state.publisher.publish(envelope).await {
         Ok(ack) => {
-            state.metrics.published.fetch_add(1, Ordering::Relaxed);
+            state.metrics.published.inc();
+            state
+                .metrics
+                .produce_ack
+                .observe(started.elapsed().as_secs_f64());
             Ok(ack)
         }
         Err(e) => {
-            state.metrics.publish_failed.fetch_add(1, Ordering::Relaxed);
+            state.metrics.publish_failed.inc();
             tracing::warn!(error = %e, event_id = %envelope.event_id, "publish failed");
             Err(e.into())
         }
@@ -401,6 +407,18 @@ pub async fn index(
     }
 }
 
+/// `GET /admin`: the operator page (the frontend routes on the path). The
+/// page is code, not data: what it shows comes from `/api/admin/...`, which
+/// need the admin token.
+pub async fn admin_page(State(state): State<AppState>) -> Result<Response, AppError> {
+    match state.index_html() {
+        Some(page) => Ok(Html(page).into_response()),
+        None => Err(AppError::NotFound(
+            "the frontend is not built (run `make frontend`)".into(),
+        )),
+    }
+}
+
 /// `GET /healthz`: the process is alive.
 pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
@@ -427,29 +445,19 @@ pub async fn client_config(State(state): State<AppState>) -> Json<shared::Client
     })
 }
 
-/// `GET /metrics`: Prometheus text.
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let m = &state.metrics;
-    let w = &state.ws_metrics;
+/// Sets the gauges read from the hub.
+pub fn refresh_gauges(state: &AppState) {
     let (partitions, games) = state.hub.sizes();
-    let body = format!(
-        "# TYPE bridge_actions_published_total counter\nbridge_actions_published_total {}\n\
-         # TYPE bridge_publish_failures_total counter\nbridge_publish_failures_total {}\n\
-         # TYPE bridge_ws_connected gauge\nbridge_ws_connected {}\n\
-         # TYPE bridge_ws_bad_frames_total counter\nbridge_ws_bad_frames_total {}\n\
-         # TYPE bridge_ws_lagged_total counter\nbridge_ws_lagged_total {}\n\
-         # TYPE bridge_ws_stalled_total counter\nbridge_ws_stalled_total {}\n\
-         # TYPE bridge_games_partitions_watched gauge\nbridge_games_partitions_watched {partitions}\n\
-         # TYPE bridge_games_held gauge\nbridge_games_held {games}\n",
-        m.published.load(Ordering::Relaxed),
-        m.publish_failed.load(Ordering::Relaxed),
-        w.connected.load(Ordering::Relaxed),
-        w.bad_frames.load(Ordering::Relaxed),
-        w.lagged.load(Ordering::Relaxed),
-        w.stalled.load(Ordering::Relaxed),
-    );
-    let body = body + &state.refused_tokens.render() + &state.connections.render();
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+    let m = &state.metrics;
+    m.games_partitions_watched.set(partitions as i64);
+    m.games_held.set(games as i64);
+}
+
+/// `GET /metrics`: every metric of the process (each role it hosts), as
+/// OpenMetrics text from `prometheus-client`.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    refresh_gauges(&state);
+    ops::metrics::metrics_response(&state.metrics.registry)
 }
 
 /// The OpenAPI document, generated once ([`crate::openapi`]).

@@ -25,7 +25,9 @@ use std::future::Future;
 use std::io;
 use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
+
+use prometheus_client::metrics::counter::Counter;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -89,10 +91,10 @@ impl Default for ServeSettings {
 pub struct Connections {
     pub settings: ServeSettings,
     open: Mutex<HashMap<IpAddr, usize>>,
-    pub accepted: AtomicU64,
-    pub refused: AtomicU64,
-    pub header_timeouts: AtomicU64,
-    pub body_timeouts: AtomicU64,
+    pub accepted: Counter,
+    pub refused: Counter,
+    pub header_timeouts: Counter,
+    pub body_timeouts: Counter,
 }
 
 /// One counted connection; dropping it (when the socket closes) frees its
@@ -162,26 +164,6 @@ impl Connections {
             .get(&addr)
             .copied()
             .unwrap_or(0)
-    }
-
-    /// Prometheus text.
-    pub fn render(&self) -> String {
-        let addrs = self
-            .open
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .len();
-        format!(
-            "# TYPE bridge_http_connections_accepted_total counter\nbridge_http_connections_accepted_total {}\n\
-             # TYPE bridge_http_connections_refused_total counter\nbridge_http_connections_refused_total {}\n\
-             # TYPE bridge_http_header_timeouts_total counter\nbridge_http_header_timeouts_total {}\n\
-             # TYPE bridge_http_body_timeouts_total counter\nbridge_http_body_timeouts_total {}\n\
-             # TYPE bridge_http_client_addrs gauge\nbridge_http_client_addrs {addrs}\n",
-            self.accepted.load(Ordering::Relaxed),
-            self.refused.load(Ordering::Relaxed),
-            self.header_timeouts.load(Ordering::Relaxed),
-            self.body_timeouts.load(Ordering::Relaxed),
-        )
     }
 }
 
@@ -277,11 +259,11 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let Some(slot) = connections.try_open(peer.ip()) else {
-            connections.refused.fetch_add(1, Ordering::Relaxed);
+            connections.refused.inc();
             refuse(stream);
             continue;
         };
-        connections.accepted.fetch_add(1, Ordering::Relaxed);
+        connections.accepted.inc();
         // TCP_NODELAY: a WebSocket sends many small frames, and Nagle's
         // algorithm against the client's delayed ACKs held some for ~40 ms.
         if let Err(e) = stream.set_nodelay(true) {
@@ -302,7 +284,7 @@ pub async fn serve(
             // hold the socket forever before that.
             let deadline = tokio::time::Instant::now() + connections.settings.header_timeout;
             if !first_bytes_by(&stream, deadline).await {
-                connections.header_timeouts.fetch_add(1, Ordering::Relaxed);
+                connections.header_timeouts.inc();
                 return;
             }
             let io = TokioIo::new(CountedStream {
@@ -317,7 +299,7 @@ pub async fn serve(
                     .downcast_ref::<hyper::Error>()
                     .is_some_and(hyper::Error::is_timeout);
                 if timed_out {
-                    connections.header_timeouts.fetch_add(1, Ordering::Relaxed);
+                    connections.header_timeouts.inc();
                 }
                 tracing::debug!(%peer, timed_out, "connection ended: {e}");
             }
@@ -437,7 +419,7 @@ pub async fn body_deadline(
             AppError::BadRequest(json!(format!("could not read the body: {e}"))).into_response()
         }
         Err(_) => {
-            connections.body_timeouts.fetch_add(1, Ordering::Relaxed);
+            connections.body_timeouts.inc();
             let mut response = (
                 StatusCode::REQUEST_TIMEOUT,
                 Json(json!({

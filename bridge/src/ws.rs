@@ -7,7 +7,6 @@
 //! whose next delta does not follow (a gap upstream), gets the whole state
 //! instead (conflation). Bad frames close the socket with 1008 (policy).
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,10 +53,14 @@ impl Default for WsSettings {
 /// Counters of the WebSocket side, for `/metrics`.
 #[derive(Default, Debug)]
 pub struct WsMetrics {
-    pub connected: AtomicU64,
-    pub bad_frames: AtomicU64,
-    pub lagged: AtomicU64,
-    pub stalled: AtomicU64,
+    /// Open sockets.
+    pub connected: prometheus_client::metrics::gauge::Gauge,
+    /// Frames outside the protocol.
+    pub bad_frames: prometheus_client::metrics::counter::Counter,
+    /// Watchers that fell behind and were sent a snapshot (conflation).
+    pub lagged: prometheus_client::metrics::counter::Counter,
+    /// Sockets dropped for a send that took too long.
+    pub stalled: prometheus_client::metrics::counter::Counter,
 }
 
 fn close(code: u16, reason: &'static str) -> Message {
@@ -95,7 +98,7 @@ where
     S: Sink<Message> + Unpin,
     R: Stream<Item = Result<Message, E>> + Unpin,
 {
-    metrics.connected.fetch_add(1, Ordering::Relaxed);
+    metrics.connected.inc();
     let ended = run(
         &mut sink,
         &mut stream,
@@ -108,7 +111,7 @@ where
         &mut shutdown,
     )
     .await;
-    metrics.connected.fetch_sub(1, Ordering::Relaxed);
+    metrics.connected.dec();
     ended
 }
 
@@ -173,7 +176,7 @@ where
                 Ok(Ok(snap)) => {
                     if snap.version != last_sent {
                         if !send(settings, sink, Message::Text(snap.text.clone())).await {
-                            metrics.stalled.fetch_add(1, Ordering::Relaxed);
+                            metrics.stalled.inc();
                             return Ended::Stalled;
                         }
                         last_sent = snap.version;
@@ -204,14 +207,14 @@ where
                         catch_up!();
                     } else if frame.version > last_sent {
                         if !send(settings, sink, Message::Text(frame.text.clone())).await {
-                            metrics.stalled.fetch_add(1, Ordering::Relaxed);
+                            metrics.stalled.inc();
                             return Ended::Stalled;
                         }
                         last_sent = frame.version;
                     }
                 }
                 Err(RecvError::Lagged(_)) => {
-                    metrics.lagged.fetch_add(1, Ordering::Relaxed);
+                    metrics.lagged.inc();
                     catch_up!();
                 }
                 Err(RecvError::Closed) => return Ended::Shutdown,
@@ -226,7 +229,7 @@ where
                             .then(|| serde_json::from_str::<ClientMessage>(&text).ok())
                             .flatten();
                         let Some(ClientMessage { resume_from }) = parsed else {
-                            metrics.bad_frames.fetch_add(1, Ordering::Relaxed);
+                            metrics.bad_frames.inc();
                             let _ = send(settings, sink, close(POLICY_VIOLATION, "expected {\"resume_from\": <version>}")).await;
                             return Ended::BadFrame;
                         };
@@ -235,7 +238,7 @@ where
                         catch_up!();
                     }
                     Some(Ok(Message::Binary(_))) => {
-                        metrics.bad_frames.fetch_add(1, Ordering::Relaxed);
+                        metrics.bad_frames.inc();
                         let _ = send(settings, sink, close(POLICY_VIOLATION, "binary frames are not part of the protocol")).await;
                         return Ended::BadFrame;
                     }
@@ -247,7 +250,7 @@ where
                     return Ended::Idle;
                 }
                 if !send(settings, sink, Message::Ping(Default::default())).await {
-                    metrics.stalled.fetch_add(1, Ordering::Relaxed);
+                    metrics.stalled.inc();
                     return Ended::Stalled;
                 }
             },

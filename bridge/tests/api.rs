@@ -292,7 +292,7 @@ async fn refused_tokens_show_on_metrics() {
         "{text}"
     );
     assert!(
-        text.contains("bridge_tokens_refused_by_client{client=\"unknown\"} 3"),
+        text.contains("bridge_refusals_total{code=\"unauthorized\"} 3"),
         "{text}"
     );
 }

@@ -36,6 +36,16 @@ async fn serve() -> (SocketAddr, PathBuf) {
     state.keys = TokenKeys::new(SECRET.to_vec());
     state.static_dir = dist;
     state.ws.load_timeout = Duration::from_millis(50);
+    // The corpus is hundreds of refusals from one address: each must get
+    // its own answer, not the ban (tested on its own).
+    state.guard = bridge::guard::Guard::new(
+        &bridge::guard::GuardSettings {
+            ban_after: 0,
+            ..Default::default()
+        },
+        state.metrics.clone(),
+        state.trusted_proxies.clone(),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     // The bridge's own serving, with its header/body timeouts and limits.

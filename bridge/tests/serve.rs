@@ -150,12 +150,7 @@ async fn a_slowloris_connection_is_closed_at_the_header_timeout_while_others_are
     );
     // Counted (the task that counts may finish just after the close).
     let deadline = Instant::now() + Duration::from_secs(5);
-    while server
-        .connections
-        .header_timeouts
-        .load(std::sync::atomic::Ordering::Relaxed)
-        == 0
-    {
+    while server.connections.header_timeouts.get() == 0 {
         assert!(Instant::now() < deadline, "header timeout not counted");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

@@ -42,6 +42,7 @@ use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use shared::{partition_for, GameSnapshot, GamesFold, GamesRecord};
 
 use crate::handle::{flush, handle_keeping, pending_step, take_step, GameSlot, Handled, Step};
+use crate::metrics::EngineMetrics;
 use crate::query::Store;
 use crate::seen::{Seen, SeenKey, SeenValue};
 use crate::{Config, EngineError, Health, Limits, RUNNING, STOP_ABANDON};
@@ -111,9 +112,14 @@ struct EngineContext {
     events: Mutex<Vec<Event>>,
     /// An error met inside a callback; the loop handles it after the poll.
     failed: Mutex<Option<EngineError>>,
+    metrics: EngineMetrics,
 }
 
-impl ClientContext for EngineContext {}
+impl ClientContext for EngineContext {
+    fn stats_raw(&self, statistics: &[u8]) {
+        self.metrics.lag.record("engine", statistics);
+    }
+}
 
 impl ConsumerContext for EngineContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -207,6 +213,8 @@ impl EngineContext {
         self.producer
             .commit_transaction(TXN_TIMEOUT)
             .map_err(EngineError::kafka("commit transaction"))?;
+        self.metrics.transaction("committed");
+        self.metrics.commit.observe(t0.elapsed().as_secs_f64());
         tracing::debug!(
             records = txn.records,
             open_us = (t0 - txn.started).as_micros() as u64,
@@ -225,6 +233,7 @@ impl EngineContext {
         let open = lock(&self.txn).take();
         if let Some(txn) = open {
             tracing::warn!(records = txn.records, "aborting the open transaction");
+            self.metrics.transaction("aborted");
             // Drop what is queued or in flight, and serve the delivery
             // reports while the abort waits for them (a BaseProducer's
             // reports are served only by polling it).
@@ -401,6 +410,7 @@ impl<'a> Engine<'a> {
             txn: Mutex::new(None),
             events: Mutex::new(Vec::new()),
             failed: Mutex::new(None),
+            metrics: EngineMetrics::register(&config.registry),
         };
         let fetch_wait = config.fetch_wait_max_ms.to_string();
         let consumer: BaseConsumer<EngineContext> = config
@@ -425,6 +435,7 @@ impl<'a> Engine<'a> {
                 // `group.instance.id` gets them back at once).
                 ("session.timeout.ms", "10000"),
                 ("heartbeat.interval.ms", "1000"),
+                ("statistics.interval.ms", ops::metrics::STATS_INTERVAL_MS),
             ])
             .set_opt("group.instance.id", config.group_instance_id.as_deref())
             // Where interactive queries for this engine's partitions go: the
@@ -702,6 +713,9 @@ impl<'a> Engine<'a> {
     /// needed) and produces its outputs. The store stays locked throughout,
     /// so a query sees the games between batches.
     fn process(&mut self) -> Result<(), EngineError> {
+        let started = Instant::now();
+        let metrics = self.consumer.context().metrics.clone();
+        metrics.batch_size.observe(self.batch.len() as f64);
         self.consumer.context().begin()?;
         let store = self.store.clone();
         let mut held = store.lock();
@@ -709,13 +723,15 @@ impl<'a> Engine<'a> {
         let n = self.config.partitions;
         let mut dead = Vec::new();
         for (i, msg) in self.batch.iter().enumerate() {
-            if let Handled::DeadLetter { error } = handle_keeping(
+            let handled = handle_keeping(
                 games,
                 Some(&mut self.undo),
                 msg,
                 n,
                 self.config.dedup_window_ms,
-            ) {
+            );
+            metrics.handled(&handled);
+            if let Handled::DeadLetter { error } = handled {
                 dead.push((i, error));
             }
         }
@@ -730,6 +746,14 @@ impl<'a> Engine<'a> {
         }
         let mut touched = Vec::new();
         for step in flush(games) {
+            for rejected in &step.head.rejected {
+                metrics
+                    .rejections
+                    .get_or_create(&crate::metrics::CodeLabels {
+                        code: rejected.reason.code(),
+                    })
+                    .inc();
+            }
             let game_id = step.head.game_id;
             touched.push(game_id);
             let records = encode(step)?;
@@ -748,6 +772,7 @@ impl<'a> Engine<'a> {
             // Streaming: the outputs go now, not at the commit.
             self.consumer.context().wake();
         }
+        metrics.apply.observe(started.elapsed().as_secs_f64());
         tracing::trace!(records = self.batch.len(), first = ?self.batch.first().map(|m| (m.partition(), m.offset())), "handled");
         Ok(())
     }
@@ -871,6 +896,7 @@ impl<'a> Engine<'a> {
     }
 
     fn dead_letter(&self, msg: &OwnedMessage, error: &str) -> Result<(), EngineError> {
+        self.consumer.context().metrics.dead_letters.inc();
         dead_letter(
             self.producer(),
             &self.config.dlq_topic,

@@ -19,6 +19,8 @@
 //!   over plain types, unit-tested without a broker.
 //! - [`kafka`]: the blocking rdkafka loop: batches, transactions, restore on
 //!   assignment, dead letters.
+//! - [`metrics`]: batch sizes, apply and commit latency, transactions,
+//!   outcomes and rejections by code, dead letters, consumer lag.
 //! - [`query`]: the games held, shared with interactive queries
 //!   (`GET /games/{game_id}`), and how bridges find the owner.
 //! - [`seen`]: every action id of the last 24 h, per player.
@@ -104,6 +106,7 @@ use rdkafka::types::RDKafkaErrorCode;
 
 pub mod handle;
 pub mod kafka;
+pub mod metrics;
 pub mod query;
 pub mod replay;
 pub mod seen;
@@ -185,6 +188,10 @@ pub struct Config {
     /// kcat does (repeatable).
     #[arg(short = 'X', value_parser = parse_kv)]
     pub extra: Vec<(String, String)>,
+    /// Where the engine's metrics go (the host process's registry, served
+    /// on `/metrics`).
+    #[arg(skip)]
+    pub registry: ops::metrics::Registry,
     /// With one transaction per batch (`commit_interval_ms` 0): wake
     /// librdkafka's broker threads before committing, so a transaction takes
     /// a few ms instead of ~100 ms (librdkafka does not wake them after
@@ -284,6 +291,7 @@ impl Config {
             max_batch: DEFAULT_MAX_BATCH,
             create_topics: true,
             extra: Vec::new(),
+            registry: ops::metrics::Registry::default(),
             eager_flush: false,
             commit_interval_ms: DEFAULT_COMMIT_INTERVAL_MS,
             restore_stall_ms: DEFAULT_RESTORE_STALL_MS,

@@ -30,6 +30,12 @@ struct Args {
     /// for an unspecified (0.0.0.0) address.
     #[arg(long, env = "ENGINE_HEALTH_ADDR")]
     health_addr: Option<std::net::SocketAddr>,
+    /// Ship this process's JSON logs to this topic (created if missing).
+    #[arg(long, env = "LOG_TOPIC")]
+    log_topic: Option<String>,
+    /// Lines the log buffer holds while Kafka is slow (then dropped, counted).
+    #[arg(long, env = "LOG_BUFFER", default_value_t = ops::logs::DEFAULT_BUFFER)]
+    log_buffer: usize,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -110,9 +116,23 @@ async fn main() -> anyhow::Result<()> {
             let config = args.config(&instance);
             tracing::info!(instance, transactional_id = %config.transactional_id, "engine instance");
             let mut config = config;
+            let _shipper = match &args.log_topic {
+                Some(topic) => {
+                    ops::logs::ensure_topic(&args.config.brokers, topic, 3, &args.config.extra)
+                        .await?;
+                    Some(ops::logs::LogShipper::start(
+                        &args.config.brokers,
+                        topic,
+                        &args.config.extra,
+                        args.log_buffer,
+                        &config.registry,
+                    )?)
+                }
+                None => None,
+            };
             let health = engine::Health::default();
             if let Some(addr) = args.health_addr {
-                let bound = serve_health(addr, health.clone()).await?;
+                let bound = serve_health(addr, health.clone(), config.registry.clone()).await?;
                 config.query_url = Some(config.query_url.take().unwrap_or_else(|| {
                     if bound.ip().is_unspecified() {
                         format!("http://{}:{}", host_name(), bound.port())
@@ -155,11 +175,13 @@ async fn main() -> anyhow::Result<()> {
 
 /// Serves `/healthz` (the process is up), `/readyz` (the engine serves:
 /// 503 with the reason while it starts, restores or recovers, or after it
-/// stopped) and the interactive queries ([`engine::query::router`]) on
-/// `addr`, on a task of its own; the address bound.
+/// stopped), `/metrics` and the interactive queries
+/// ([`engine::query::router`]) on `addr`, on a task of its own; the
+/// address bound.
 async fn serve_health(
     addr: std::net::SocketAddr,
     health: engine::Health,
+    registry: ops::metrics::Registry,
 ) -> anyhow::Result<std::net::SocketAddr> {
     use axum::http::StatusCode;
     use axum::routing::get;
@@ -185,7 +207,8 @@ async fn serve_health(
                 }
             }),
         )
-        .merge(queries);
+        .merge(queries)
+        .merge(ops::metrics::router(registry));
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("bind {addr}"))?;

@@ -23,6 +23,9 @@ pub fn App() -> impl IntoView {
     if let Some(game_id) = crate::net::query_arena() {
         return view! { <crate::arena::ArenaPage game_id=game_id /> }.into_any();
     }
+    if crate::admin::is_admin_path() {
+        return view! { <crate::admin::AdminPage /> }.into_any();
+    }
     let ctrl = Ctrl::new();
     ctrl.start();
     let show_nation = move || {

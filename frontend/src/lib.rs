@@ -21,7 +21,9 @@
 //! - [`arena`]: the 5v5 arena's page (`/?arena=<id>`): board, keys, pad,
 //!   prediction with the arena rules.
 //! - [`app`]: the components.
+//! - [`admin`]: the operator page (`/admin`): live charts and the abuse table.
 
+pub mod admin;
 pub mod analytics;
 pub mod app;
 pub mod arena;

@@ -67,6 +67,8 @@ pub struct ExportConfig {
     pub progress_every: Duration,
     /// Extra librdkafka settings (`-X key=value`).
     pub extra: Vec<(String, String)>,
+    /// Where the export's metrics go (consumer lag per partition).
+    pub registry: ops::metrics::Registry,
 }
 
 impl ExportConfig {
@@ -81,6 +83,7 @@ impl ExportConfig {
             max_buffered_bytes: 256 << 20,
             progress_every: Duration::from_secs(5),
             extra: Vec::new(),
+            registry: ops::metrics::Registry::default(),
         }
     }
 }

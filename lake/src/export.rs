@@ -101,9 +101,15 @@ fn now_ms() -> i64 {
 
 /// Logs librdkafka's errors, except the end-of-partition events `--once`
 /// asks for (they are not errors here).
-struct LakeContext;
+struct LakeContext {
+    lag: ops::metrics::ConsumerLag,
+}
 
 impl ClientContext for LakeContext {
+    fn stats_raw(&self, statistics: &[u8]) {
+        self.lag.record("lake", statistics);
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         let eof = matches!(
             error,
@@ -173,11 +179,14 @@ impl<'a> TopicExport<'a> {
             // 1 MiB default (BENCHMARKS.md); librdkafka's queue cap
             // (`queued.max.messages.kbytes`) still bounds what it prefetches.
             .set("max.partition.fetch.bytes", "8388608")
-            .set("fetch.max.bytes", "67108864");
+            .set("fetch.max.bytes", "67108864")
+            .set("statistics.interval.ms", ops::metrics::STATS_INTERVAL_MS);
         for (k, v) in &config.extra {
             cc.set(k, v);
         }
-        let consumer: BaseConsumer<LakeContext> = cc.create_with_context(LakeContext)?;
+        let consumer: BaseConsumer<LakeContext> = cc.create_with_context(LakeContext {
+            lag: config.registry.consumer_lag(),
+        })?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -65,6 +65,12 @@ struct ExportArgs {
     /// Any librdkafka setting, as kcat takes it: -X key=value.
     #[arg(short = 'X', value_parser = parse_key_value)]
     extra: Vec<(String, String)>,
+    /// Serve `/metrics` (consumer lag per partition, ...) on this address.
+    #[arg(long, env = "LAKE_METRICS_BIND")]
+    metrics_bind: Option<std::net::SocketAddr>,
+    /// Ship this process's JSON logs to this topic (created if missing).
+    #[arg(long, env = "LOG_TOPIC")]
+    log_topic: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -99,13 +105,7 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,rdkafka=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    ops::init_tracing_to(std::io::stderr);
     match Cli::parse().command {
         Command::Export(args) => export(args),
         Command::Report(args) => report(args),
@@ -127,6 +127,31 @@ fn export(args: ExportArgs) -> anyhow::Result<()> {
     config.max_buffered_bytes = args.max_buffered_bytes.max(1);
     config.progress_every = Duration::from_secs(args.progress_secs.max(1));
     config.extra = args.extra;
+    let _shipper = match &args.log_topic {
+        Some(topic) => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("runtime")?;
+            rt.block_on(ops::logs::ensure_topic(
+                &config.brokers,
+                topic,
+                3,
+                &config.extra,
+            ))?;
+            Some(ops::logs::LogShipper::start(
+                &config.brokers,
+                topic,
+                &config.extra,
+                ops::logs::DEFAULT_BUFFER,
+                &config.registry,
+            )?)
+        }
+        None => None,
+    };
+    if let Some(addr) = args.metrics_bind {
+        serve_metrics(addr, config.registry.clone())?;
+    }
     let lake = Location::open(&args.to)?;
     let stop = Arc::new(AtomicBool::new(false));
     spawn_signal_watch(stop.clone())?;
@@ -142,6 +167,30 @@ fn export(args: ExportArgs) -> anyhow::Result<()> {
 
 /// Ctrl-C or SIGTERM sets `stop`: open batches are written, then the
 /// process exits.
+/// Serves `/metrics` on `addr` from a thread of its own (the export is
+/// blocking).
+fn serve_metrics(
+    addr: std::net::SocketAddr,
+    registry: ops::metrics::Registry,
+) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("metrics runtime")?;
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind(addr))
+        .with_context(|| format!("bind {addr}"))?;
+    tracing::info!(addr = %listener.local_addr()?, "metrics endpoint");
+    std::thread::spawn(move || {
+        rt.block_on(async move {
+            if let Err(e) = axum::serve(listener, ops::metrics::router(registry)).await {
+                tracing::error!("metrics endpoint: {e}");
+            }
+        })
+    });
+    Ok(())
+}
+
 fn spawn_signal_watch(stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -78,6 +78,9 @@ pub struct Config {
     /// Extra librdkafka settings: `-X key=value`.
     #[arg(short = 'X', value_parser = parse_key_value)]
     pub extra: Vec<(String, String)>,
+    /// Where the role's metrics go (the host process's registry).
+    #[arg(skip)]
+    pub registry: ops::metrics::Registry,
 }
 
 impl Config {
@@ -93,6 +96,7 @@ impl Config {
             admin_token: None,
             replication: 1,
             extra: Vec::new(),
+            registry: ops::metrics::Registry::default(),
         }
     }
 

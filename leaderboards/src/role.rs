@@ -17,6 +17,8 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
+use ops::metrics::LagContext;
+
 use crate::{Config, Error, Leaderboards};
 
 fn client(config: &Config) -> ClientConfig {
@@ -117,7 +119,7 @@ fn read_state(config: &Config) -> Result<BTreeMap<String, Option<Vec<u8>>>, Erro
 
 /// (Re)assigns every partition of the sources, at the kept offsets.
 fn assign(
-    consumer: &BaseConsumer,
+    consumer: &BaseConsumer<LagContext>,
     handle: &Leaderboards,
     sources: &BTreeSet<String>,
 ) -> Result<(), Error> {
@@ -200,12 +202,23 @@ pub fn run_blocking(
         .set("linger.ms", "1")
         .create()?;
     producer.init_transactions(Duration::from_secs(30))?;
-    let consumer: BaseConsumer = client(&config)
+    let lag = config.registry.consumer_lag();
+    let applied = config.registry.once("leaderboards", |r| {
+        let applied = prometheus_client::metrics::counter::Counter::<u64>::default();
+        r.register(
+            "leaderboards_records",
+            "Source records applied to the boards",
+            applied.clone(),
+        );
+        applied
+    });
+    let consumer: BaseConsumer<LagContext> = client(&config)
         .set("group.id", format!("{}-input", config.transactional_id))
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
         .set("fetch.wait.max.ms", "5")
-        .create()?;
+        .set("statistics.interval.ms", ops::metrics::STATS_INTERVAL_MS)
+        .create_with_context(LagContext::new("leaderboards", lag))?;
     let mut sources = handle.read().sources();
     assign(&consumer, &handle, &sources)?;
     handle.ready.store(true, Ordering::Relaxed);
@@ -228,6 +241,7 @@ pub fn run_blocking(
             }
             wait = Duration::ZERO;
         }
+        applied.inc_by(batch.len() as u64);
         let records = {
             let mut boards = handle.write();
             for msg in &batch {

@@ -62,9 +62,6 @@ pub struct EngineFlags {
     /// The spins topic of seed 004's campaign.
     #[arg(long, env = "GAMEPLAY_TOPIC", default_value = "gameplay")]
     pub gameplay_topic: String,
-    /// Token of the admin routes (campaign changes); unset: refused.
-    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
-    pub admin_token: Option<String>,
 }
 
 /// Everything one game process reads from flags and the environment.
@@ -122,7 +119,7 @@ impl Config {
         config.transactional_id = format!("leaderboards-{}", b.games_topic);
         config.gameplay_topic = e.gameplay_topic.clone();
         config.campaigns_file = e.campaigns_file.clone();
-        config.admin_token = e.admin_token.clone();
+        config.admin_token = b.admin_token.clone();
         config.extra = b.extra.clone();
         config
     }
@@ -184,11 +181,18 @@ pub async fn run(
         topics.create_topics = true;
         engine::create_topics(&topics).await?;
     }
-    let mut extras = bridge::Extras::default();
+    // One registry for every role of the process: the bridge's `/metrics`
+    // shows them all.
+    let registry = ops::metrics::Registry::default();
+    let mut extras = bridge::Extras {
+        registry: Some(registry.clone()),
+        ..bridge::Extras::default()
+    };
     // Every role's readiness; `/readyz` is red while any says why.
     let mut ready: Vec<bridge::ReadyCheck> = Vec::new();
     let mut engine_task = None;
     if let Some(mut engine_config) = engine_config.take() {
+        engine_config.registry = registry.clone();
         let health = engine::Health::default();
         engine_config.query_url = Some(query_url(listener.local_addr()?));
         extras.routes = Some(
@@ -216,7 +220,8 @@ pub async fn run(
     }
     let mut boards_task = None;
     if config.engine.with_leaderboards {
-        let boards_config = config.leaderboards_config(&brokers);
+        let mut boards_config = config.leaderboards_config(&brokers);
+        boards_config.registry = registry.clone();
         let handle = leaderboards::Leaderboards::from_config(&boards_config)
             .map_err(|e| NationError::Leaderboards(e.to_string()))?;
         add_routes(&mut extras, leaderboards::router(handle.clone()));

@@ -5,6 +5,15 @@
 //! [`CancellationToken`] per process, cancelled by ctrl-c or SIGTERM
 //! ([`cancel_on_signal`]) or by a role that cannot go on, and every role
 //! of the process stops when it is cancelled.
+//!
+//! ## Layout
+//! - [`metrics`]: the process's metrics [`metrics::Registry`] and
+//!   `/metrics`, per-route HTTP metrics, consumer lag per partition.
+//! - [`logs`]: JSON logs shipped to a Kafka topic (`LOG_TOPIC`) through a
+//!   bounded buffer that drops and counts rather than blocking.
+
+pub mod logs;
+pub mod metrics;
 
 pub use tokio_util::sync::CancellationToken;
 
@@ -42,12 +51,44 @@ pub fn cancel_on_signal() -> CancellationToken {
     token
 }
 
-/// Logging: `tracing` to stdout, filtered by `RUST_LOG` (default `info`).
+/// The stdout filter when `RUST_LOG` is unset: `info`, but refused
+/// requests (one event each, a flood's worth) only go to the `logs` topic.
+pub const DEFAULT_LOG_FILTER: &str = "info,refusal=warn";
+
+/// Logging: `tracing` to stdout, filtered by `RUST_LOG` (default
+/// [`DEFAULT_LOG_FILTER`]), and JSON lines to the `logs` topic once a
+/// [`logs::LogShipper`] runs. Safe to call twice (tests): the second call
+/// does nothing.
 pub fn init_tracing() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
+    init_tracing_to(std::io::stdout);
+}
+
+/// [`init_tracing`], with the human-readable lines written to `writer`
+/// (the lake writes them to stderr).
+pub fn init_tracing_to<W>(writer: W)
+where
+    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
+{
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    let stdout = tracing_subscriber::fmt::layer()
+        .with_writer(writer)
+        .with_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER)),
+        );
+    let kafka = tracing_subscriber::fmt::layer()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_writer(logs::KafkaWriter)
+        .with_filter(tracing_subscriber::filter::dynamic_filter_fn(|meta, _| {
+            logs::shipped(meta)
+        }));
+    let _ = tracing_subscriber::registry()
+        .with(stdout)
+        .with(kafka)
+        .try_init();
 }

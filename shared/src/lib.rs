@@ -12,6 +12,8 @@
 //!   a head per step), the HTTP bodies, the WebSocket messages
 //!   ([`GameSnapshot`], [`GameDelta`]) and [`partition_for`].
 //! - [`state`]: [`Game`], [`GameState`], [`Nation`], [`Items`], [`Item`].
+//! - [`admin`]: what the admin routes answer (the abuse table, the
+//!   operator page's summary) and the page's arithmetic on it.
 //! - [`rules`]: [`apply`], [`apply_changes`], [`check`], [`Rejection`] and
 //!   the economy below; [`apply`] hands arena games to [`arena`].
 //! - [`arena`]: the 5v5 arena's rules (board, moves, grenades, rounds) and
@@ -40,6 +42,7 @@
 //! [`MAX_IDLE_GOLD`]: rules::MAX_IDLE_GOLD
 //! [`MAX_LEVEL`]: rules::MAX_LEVEL
 
+pub mod admin;
 pub mod arena;
 pub mod rules;
 pub mod schema;

@@ -65,7 +65,7 @@ async fn main() {
         let req = client.get(url).send();
         async move {
             let text = req.await.ok()?.text().await.ok()?;
-            text.contains(&format!("bridge_ws_connected {connected}"))
+            text.contains(&format!("bridge_ws_clients {connected}"))
                 .then_some(())
         }
     })

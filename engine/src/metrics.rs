@@ -1,0 +1,135 @@
+//! The engine's metrics, in the process's [`ops::metrics::Registry`]:
+//! batch sizes, apply and commit latency, transactions committed and
+//! aborted, what became of each action (applied, rejected by code,
+//! duplicate, dead-lettered), and the `actions` consumer's lag.
+
+use ops::metrics::{ConsumerLag, Registry};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Unit;
+
+use crate::handle::Handled;
+
+/// Labels of an outcome.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
+/// Labels of a rejection.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabels {
+    pub code: &'static str,
+}
+
+/// Everything the engine counts; clones count into the same series.
+#[derive(Clone)]
+pub struct EngineMetrics {
+    /// Records per handled batch.
+    pub batch_size: Histogram,
+    /// Handling a batch and producing its outputs.
+    pub apply: Histogram,
+    /// Sending the offsets and committing a transaction.
+    pub commit: Histogram,
+    /// Transactions by outcome (`committed`, `aborted`).
+    pub transactions: Family<OutcomeLabels, Counter>,
+    /// Actions by outcome (`applied`, `rejected`, `duplicate`,
+    /// `already_included`, `dead_letter`).
+    pub actions: Family<OutcomeLabels, Counter>,
+    /// Actions the rules rejected, by code.
+    pub rejections: Family<CodeLabels, Counter>,
+    /// Action ids seen before: refused, nothing changed.
+    pub duplicates: Counter,
+    /// Records sent to the dead-letter topic.
+    pub dead_letters: Counter,
+    /// The `actions` consumer's lag.
+    pub lag: ConsumerLag,
+}
+
+impl EngineMetrics {
+    /// The engine's metrics in `registry` (registered the first time).
+    pub fn register(registry: &Registry) -> EngineMetrics {
+        // `once` does not nest: the shared lag first.
+        let lag = registry.consumer_lag();
+        registry.once("engine", |r| {
+            let m = EngineMetrics {
+                batch_size: ops::metrics::size_histogram(),
+                apply: ops::metrics::seconds_histogram(),
+                commit: ops::metrics::seconds_histogram(),
+                transactions: Family::default(),
+                actions: Family::default(),
+                rejections: Family::default(),
+                duplicates: Counter::default(),
+                dead_letters: Counter::default(),
+                lag,
+            };
+            r.register(
+                "engine_batch_size",
+                "Records per batch the engine handled",
+                m.batch_size.clone(),
+            );
+            r.register_with_unit(
+                "engine_apply",
+                "Handling a batch: the rules and producing the outputs",
+                Unit::Seconds,
+                m.apply.clone(),
+            );
+            r.register_with_unit(
+                "engine_commit",
+                "Sending the offsets and committing a transaction",
+                Unit::Seconds,
+                m.commit.clone(),
+            );
+            r.register(
+                "engine_transactions",
+                "Transactions ended, by outcome",
+                m.transactions.clone(),
+            );
+            r.register(
+                "engine_actions",
+                "Actions handled, by outcome",
+                m.actions.clone(),
+            );
+            r.register(
+                "engine_rejections",
+                "Actions the rules rejected, by code",
+                m.rejections.clone(),
+            );
+            r.register(
+                "engine_duplicates",
+                "Action ids seen before (nothing changed)",
+                m.duplicates.clone(),
+            );
+            r.register(
+                "engine_dead_letters",
+                "Records sent to the dead-letter topic",
+                m.dead_letters.clone(),
+            );
+            m
+        })
+    }
+
+    /// Counts what became of one action.
+    pub fn handled(&self, handled: &Handled) {
+        let outcome = match handled {
+            Handled::Applied { .. } => "applied",
+            Handled::Rejected { .. } => "rejected",
+            Handled::Duplicate { .. } => {
+                self.duplicates.inc();
+                "duplicate"
+            }
+            Handled::AlreadyIncluded { .. } => "already_included",
+            Handled::DeadLetter { .. } => "dead_letter",
+        };
+        self.actions.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
+    /// Counts a transaction's end.
+    pub fn transaction(&self, outcome: &'static str) {
+        self.transactions
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+}
