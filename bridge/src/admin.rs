@@ -24,17 +24,23 @@ pub const MAX_LIMIT: usize = 1000;
 
 /// Checks the admin bearer token (constant time).
 pub fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), AppError> {
+    // No credentials at all: 401 (say what to send), whether or not the
+    // routes are on; credentials while the routes are off: 403.
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .ok_or(AppError::Unauthorized(
+            "send Authorization: Bearer <ADMIN_TOKEN>",
+        ))?;
     let Some(expected) = &state.admin_token else {
         return Err(AppError::Forbidden(
             "the admin routes are off: set ADMIN_TOKEN",
         ));
     };
-    let given = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if constant_time_eq(given.trim().as_bytes(), expected.as_bytes()) {
+    if constant_time_eq(given.as_bytes(), expected.as_bytes()) {
         Ok(())
     } else {
         Err(AppError::Unauthorized(
@@ -185,5 +191,39 @@ mod tests {
                 .any(|(le, n)| *le >= 0.003 && *n == 1.0),
             "{s:?}"
         );
+    }
+
+    #[test]
+    fn no_credentials_is_401_whether_or_not_the_routes_are_on() {
+        let mut state = crate::AppState::for_tests(std::sync::Arc::new(
+            crate::kafka::MemoryPublisher::default(),
+        ));
+        let bearer = |t: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(
+                axum::http::header::AUTHORIZATION,
+                format!("Bearer {t}").parse().unwrap(),
+            );
+            h
+        };
+        let none = HeaderMap::new();
+        assert!(matches!(
+            authorize(&state, &none),
+            Err(AppError::Unauthorized(_))
+        ));
+        assert!(matches!(
+            authorize(&state, &bearer("wrong")),
+            Err(AppError::Unauthorized(_))
+        ));
+        assert!(authorize(&state, &bearer("admin-for-tests")).is_ok());
+        state.admin_token = None;
+        assert!(matches!(
+            authorize(&state, &none),
+            Err(AppError::Unauthorized(_))
+        ));
+        assert!(matches!(
+            authorize(&state, &bearer("anything")),
+            Err(AppError::Forbidden(_))
+        ));
     }
 }
