@@ -410,6 +410,59 @@ impl EngineError {
     }
 }
 
+impl EngineError {
+    /// Whether new Kafka clients in the same process would get past this
+    /// fatal error ([`kafka::run_blocking`] starts again in place): yes for
+    /// a producer in a fatal state, a refused abort or a failed rewind; no
+    /// when the engine is wrong (configuration, topics, a panic), not
+    /// authorised, or its static member was replaced by another instance.
+    ///
+    /// A fenced producer starts again too: on Apache Kafka a coordinator
+    /// that fails over, or ends a transaction that outlived an outage, bumps
+    /// the producer epoch and the producer reports "fenced by a newer
+    /// instance" with no other instance anywhere (measured: fault 4 in
+    /// RELIABILITY.md). A real twin is ruled out elsewhere: the `engine`
+    /// binary claims its instance slot with a lock and is a static member
+    /// (a twin's consumer is fenced, which is final here), and
+    /// [`kafka::MAX_RESTARTS`] bounds the rest.
+    pub fn restart_helps(&self) -> bool {
+        match self {
+            EngineError::Kafka { source, .. } | EngineError::AbortFailed { source } => {
+                !replaced_or_refused(source)
+            }
+            EngineError::RewindFailed(_) => true,
+            EngineError::Config(_)
+            | EngineError::PartitionCount { .. }
+            | EngineError::CreateTopic { .. }
+            | EngineError::Panicked => false,
+            EngineError::Encode(_)
+            | EngineError::NoGroupMetadata
+            | EngineError::Delivery(_)
+            | EngineError::RestoreIncomplete { .. } => true,
+        }
+    }
+}
+
+/// Another static member took this engine's place, or the cluster refuses
+/// it.
+fn replaced_or_refused(e: &KafkaError) -> bool {
+    if let KafkaError::MessageConsumptionFatal(_) = e {
+        return true;
+    }
+    use RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            C::TransactionalIdAuthorizationFailed
+                | C::ClusterAuthorizationFailed
+                | C::TopicAuthorizationFailed
+                | C::GroupAuthorizationFailed
+                | C::InvalidTransactionTimeout
+                | C::UnsupportedVersion
+        )
+    )
+}
+
 /// librdkafka errors after which no transaction of this producer can work.
 fn fatal_kafka(e: &KafkaError) -> bool {
     if let KafkaError::MessageConsumptionFatal(_) = e {
@@ -824,5 +877,34 @@ mod tests {
             source: KafkaError::MessageConsumption(RDKafkaErrorCode::BrokerTransportFailure),
         };
         assert!(!passing.is_fatal());
+        assert!(
+            !fenced.restart_helps(),
+            "a new consumer would fence the member that replaced this one"
+        );
+    }
+
+    /// What new Kafka clients mend (a refused abort or a fenced producer:
+    /// the broker ended the transaction itself, or its coordinator moved)
+    /// and what they cannot (authorisation, a wrong configuration).
+    #[test]
+    fn a_refused_abort_or_fenced_producer_restarts_in_place() {
+        let refused = EngineError::AbortFailed {
+            source: KafkaError::Flush(RDKafkaErrorCode::InvalidTransactionalState),
+        };
+        assert!(refused.is_fatal());
+        assert!(refused.restart_helps());
+        let fenced = EngineError::Kafka {
+            context: "commit transaction",
+            source: KafkaError::Flush(RDKafkaErrorCode::ProducerFenced),
+        };
+        assert!(fenced.is_fatal());
+        assert!(fenced.restart_helps());
+        let refused = EngineError::Kafka {
+            context: "init transactions",
+            source: KafkaError::Flush(RDKafkaErrorCode::TransactionalIdAuthorizationFailed),
+        };
+        assert!(!refused.restart_helps());
+        assert!(!EngineError::Config("bad".into()).restart_helps());
+        assert!(EngineError::RewindFailed("seek".into()).restart_helps());
     }
 }

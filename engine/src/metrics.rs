@@ -46,6 +46,8 @@ pub struct EngineMetrics {
     pub dead_letters: Counter,
     /// The `actions` consumer's lag.
     pub lag: ConsumerLag,
+    /// Times the engine started again in place with new Kafka clients.
+    pub restarts: Counter,
 }
 
 impl EngineMetrics {
@@ -64,6 +66,7 @@ impl EngineMetrics {
                 duplicates: Counter::default(),
                 dead_letters: Counter::default(),
                 lag,
+                restarts: Counter::default(),
             };
             r.register(
                 "engine_batch_size",
@@ -106,6 +109,11 @@ impl EngineMetrics {
                 "engine_dead_letters",
                 "Records sent to the dead-letter topic",
                 m.dead_letters.clone(),
+            );
+            r.register(
+                "engine_restarts",
+                "Times the engine started again in place with new Kafka clients",
+                m.restarts.clone(),
             );
             m
         })

@@ -73,6 +73,12 @@ impl Store {
         self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Drops every game and partition: the loop's Kafka clients are gone
+    /// and new ones will be assigned (and restore) afresh.
+    pub(crate) fn forget_all(&self) {
+        *self.lock() = Held::default();
+    }
+
     pub(crate) fn set_partitions(&self, n: i32) {
         self.partitions.store(n, Ordering::Relaxed);
     }

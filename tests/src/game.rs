@@ -37,6 +37,7 @@ impl TestGame {
         static_dir: Option<PathBuf>,
         tweak: impl FnOnce(&mut nation::Config),
     ) -> TestGame {
+        crate::log_to_test_output();
         let brokers = crate::broker().to_string();
         let mut game = nation::Config::for_brokers(brokers.clone());
         let config = &mut game.bridge;

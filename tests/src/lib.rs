@@ -43,6 +43,17 @@ pub use localkafka::{free_port, Cluster, LocalKafka};
 /// it), else an Apache Kafka started once for this binary in a temporary
 /// folder. Panics with a clear message when no broker can be had: a broker
 /// test never skips.
+/// Sends this process's logs to the test's output (`RUST_LOG`, `warn` by
+/// default), so that a failing test shows what the game logged. Idempotent.
+pub fn log_to_test_output() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
 pub fn broker() -> &'static str {
     static BROKER: OnceLock<String> = OnceLock::new();
     static LOCAL: OnceLock<LocalKafka> = OnceLock::new();

@@ -10,7 +10,6 @@ use tests::game::TestGame;
 use tests::load::{Load, Player};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "known failure (RELIABILITY.md, fault 4): the bridge recovers, the engine's restore stalls on a transaction left hanging by the dead coordinator; run with --ignored"]
 async fn one_node_of_three_killed_under_load_loses_and_doubles_nothing() {
     let mut cluster = tests::Cluster::temporary(3, &[]).expect("a three-node cluster");
     let bootstrap = cluster.bootstrap();

@@ -131,12 +131,7 @@ fn reached(updates: &[FoldedStep], expected: &HashMap<u64, Game>) -> bool {
 /// Runs an engine on a task; send on the sender for a clean shutdown, abort
 /// the task for a crash.
 fn start(config: engine::Config) -> (JoinHandle<()>, oneshot::Sender<()>) {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_test_writer()
-        .try_init();
+    tests::log_to_test_output();
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         engine::run(config, async {
@@ -155,6 +150,7 @@ fn start_fallible(
     JoinHandle<Result<(), engine::EngineError>>,
     oneshot::Sender<()>,
 ) {
+    tests::log_to_test_output();
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(engine::run(config, async {
         let _ = rx.await;
@@ -351,6 +347,85 @@ async fn abandoned_engine_mid_stream_applies_every_action_exactly_once() {
     assert!(report.ok(), "replay agrees with games: {report:?}");
     assert_eq!(report.agree, games.len());
     assert_eq!(report.actions, 1_600);
+}
+
+/// A producer with the engine's transactional id fences the engine's own
+/// (what Apache Kafka's coordinator does too when it fails over or ends a
+/// transaction that outlived an outage: "fenced by a newer instance" with
+/// no other engine anywhere). The engine starts again in place with new
+/// clients, restores, and every action is applied exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_engine_starts_again_in_place_and_applies_every_action_once() {
+    let s = Setup::new();
+    s.create().await;
+    let p = producer();
+    let games: Vec<u64> = (0..8).collect();
+    let stream: Vec<ActionEnvelope> = (0..1_200u64)
+        .map(|i| {
+            let g = games[(i % 8) as usize];
+            let ty = if i < 8 {
+                ActionType::Join
+            } else {
+                ActionType::Default
+            };
+            action(&format!("f{i}"), g, &format!("p{g}"), ty, 1_000 + i * 1_000)
+        })
+        .collect();
+    let mut expected = HashMap::new();
+    let config = s.config(20);
+    let transactional_id = config.transactional_id.clone();
+    let registry = config.registry.clone();
+    let (engine, stop) = start_fallible(config);
+    send_all(&p, &s.actions, &stream[..600], &mut expected).await;
+    s.updates("the engine at work", |u| u.len() >= 10);
+    // The fence: a new producer epoch for the engine's transactional id.
+    tokio::task::spawn_blocking(move || {
+        let twin: rdkafka::producer::BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", tests::broker())
+            .set("transactional.id", &transactional_id)
+            .create()
+            .expect("a producer with the engine's transactional id");
+        rdkafka::producer::Producer::init_transactions(&twin, Duration::from_secs(30))
+            .expect("the twin fences the engine");
+    })
+    .await
+    .unwrap();
+    send_all(&p, &s.actions, &stream[600..], &mut expected).await;
+    let updates = s.updates("every action handled after the fence", |u| {
+        reached(u, &expected)
+    });
+    let l = latest(&updates);
+    for (id, game) in &expected {
+        assert_eq!(l[id].game(), *game, "game {id} has every action once");
+    }
+    assert!(
+        !engine.is_finished(),
+        "the fenced engine went on in place instead of stopping"
+    );
+    let metrics = registry.render();
+    assert!(
+        metrics.contains("engine_restarts_total 1"),
+        "one restart in place counted: {}",
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("engine_restarts"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+    stop.send(()).unwrap();
+    engine
+        .await
+        .unwrap()
+        .expect("the engine stops cleanly after its restart in place");
+    let report = tokio::task::spawn_blocking({
+        let config = s.config(20);
+        move || engine::replay(&config)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(report.ok(), "replay agrees with games: {report:?}");
+    assert_eq!(report.actions, 1_200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
