@@ -14,8 +14,10 @@
 //!
 //! Counted apart: `dropped` (not sent because `--max-in-flight` were
 //! waiting), `late` (sent more than `--late-ms` behind schedule), `errors`
-//! (anything but a `202`), `unmatched` (a `202` but no update within
-//! `--drain`).
+//! (anything but a `202` in the end), `retries` (a `503` or `429` retried
+//! with the same action id after its `Retry-After`, as the contract tells
+//! clients to: the retried action's latency still runs from its intended
+//! start), `unmatched` (a `202` but no update within `--drain`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -131,6 +133,7 @@ struct Counters {
     sent: AtomicU64,
     accepted: AtomicU64,
     errors: AtomicU64,
+    retries: AtomicU64,
     dropped: AtomicU64,
     late: AtomicU64,
     applied: AtomicU64,
@@ -238,6 +241,8 @@ pub struct Report {
     pub accepted: u64,
     pub errors: u64,
     pub error_kinds: BTreeMap<String, u64>,
+    /// `503`/`429` answers retried with the same action id.
+    pub retries: u64,
     pub dropped: u64,
     pub late: u64,
     pub applied: u64,
@@ -423,13 +428,26 @@ async fn act(
             },
         );
     }
-    let response = client
-        .post(&url)
-        .bearer_auth(&token)
-        .json(&serde_json::json!({ "type": kind, "action_id": id }))
-        .send()
-        .await;
-    let now = Instant::now();
+    let body = serde_json::json!({ "type": kind, "action_id": id });
+    let give_up = Instant::now() + RETRY_FOR;
+    let (response, now) = loop {
+        let response = client
+            .post(&url)
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await;
+        let now = Instant::now();
+        let wait = match &response {
+            Ok(r) if r.status() == 503 || r.status() == 429 => retry_after(r),
+            _ => break (response, now),
+        };
+        if now + wait > give_up {
+            break (response, now);
+        }
+        shared.bump(measured, |c| &c.retries);
+        tokio::time::sleep(wait).await;
+    };
     let failed = match response {
         Ok(r) if r.status() == 202 => {
             shared.bump(measured, |c| &c.accepted);
@@ -452,6 +470,22 @@ async fn act(
         shared.error(measured, kind);
     }
     shared.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// How long an action is retried on `503`/`429` before it counts as an
+/// error.
+const RETRY_FOR: Duration = Duration::from_secs(10);
+
+/// The wait a `503`/`429` asks for (`Retry-After` seconds, at most 1 s so a
+/// load test keeps its pace; 100 ms when absent).
+fn retry_after(r: &reqwest::Response) -> Duration {
+    r.headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(Duration::from_millis(100), |s| {
+            Duration::from_secs(s).min(Duration::from_secs(1))
+        })
 }
 
 fn ms(h: &Histogram<u64>, q: f64) -> String {
@@ -727,6 +761,7 @@ pub async fn run(args: &PlayArgs) -> anyhow::Result<Report> {
         accepted: get(&m.accepted),
         errors: get(&m.errors),
         error_kinds,
+        retries: get(&m.retries),
         dropped: get(&m.dropped),
         late: get(&m.late),
         applied: get(&m.applied),
@@ -764,8 +799,8 @@ pub fn print_table(r: &Report, out: &mut impl Write) -> std::io::Result<()> {
     )?;
     writeln!(
         out,
-        "actions: {} intended, {} sent ({:.1}/s), {} accepted (202), {} errors, {} dropped, {} late",
-        r.intended, r.sent, r.achieved_rate, r.accepted, r.errors, r.dropped, r.late
+        "actions: {} intended, {} sent ({:.1}/s), {} accepted (202), {} errors, {} retried 503/429, {} dropped, {} late",
+        r.intended, r.sent, r.achieved_rate, r.accepted, r.errors, r.retries, r.dropped, r.late
     )?;
     for (kind, n) in &r.error_kinds {
         writeln!(out, "  error {kind}: {n}")?;

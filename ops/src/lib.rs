@@ -84,9 +84,15 @@ where
         .with_current_span(false)
         .with_span_list(false)
         .with_writer(logs::KafkaWriter)
-        .with_filter(tracing_subscriber::filter::dynamic_filter_fn(|meta, _| {
-            logs::shipped(meta)
-        }));
+        .with_filter(
+            tracing_subscriber::filter::dynamic_filter_fn(|meta, _| logs::shipped(meta))
+                // Nothing below INFO is ever shipped: saying so keeps the
+                // process's maximum level at what the other layer wants, so
+                // DEBUG and TRACE call sites (a span per HTTP request, the
+                // HTTP stack's own) stay off at a static check, not asked
+                // for at every call.
+                .with_max_level_hint(tracing_subscriber::filter::LevelFilter::INFO),
+        );
     let _ = tracing_subscriber::registry()
         .with(stdout)
         .with(kafka)

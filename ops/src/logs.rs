@@ -12,9 +12,10 @@
 //! line librdkafka's own queue refuses (`reason="kafka_queue"`). One thread
 //! drains the buffer into a producer.
 //!
-//! What is shipped: `INFO` and above, and every event of the `refusal`
-//! target (the bridge's refused requests, which the abuse table reads),
+//! What is shipped: `INFO` and above, among them the `refusal` target's
+//! events (the bridge's refused requests, which the abuse table reads),
 //! never librdkafka's own logs (a broker that is away must not feed itself).
+//! Nothing below `INFO`, so that DEBUG call sites stay off for free.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -79,7 +80,7 @@ pub fn shipped(meta: &Metadata<'_>) -> bool {
     if target.starts_with("rdkafka") || target.starts_with("ops::logs") {
         return false;
     }
-    target == REFUSAL_TARGET || *meta.level() <= tracing::Level::INFO
+    *meta.level() <= tracing::Level::INFO
 }
 
 /// The layer's writer: one formatted line per `write`, handed to the buffer.

@@ -87,6 +87,22 @@ impl TestGame {
         test_game
     }
 
+    /// `n` players for [`crate::load::Load`], spread over games 1 to
+    /// `games`, named `{prefix} {i}`.
+    pub async fn seat_players(&self, n: u64, games: u64, prefix: &str) -> Vec<crate::load::Player> {
+        let mut players = Vec::new();
+        for p in 0..n {
+            let game_id = p % games + 1;
+            let (_, token) = self.join(game_id, &format!("{prefix} {p}")).await;
+            players.push(crate::load::Player {
+                base_url: self.base_url.clone(),
+                game_id,
+                token,
+            });
+        }
+        players
+    }
+
     /// Joins `game_id` as `name`; returns `(player_id, token)`. A 503 (the
     /// first produce to a brand-new topic can outlast the produce timeout)
     /// is retried as the contract tells clients to, within 20 s.

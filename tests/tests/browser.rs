@@ -1201,3 +1201,98 @@ async fn two_browsers_in_one_arena_see_each_others_moves_and_bursts() {
     phone.quit().await;
     game.stop().await;
 }
+
+/// A script that is true once the bar `label` of `chart` shows `value`.
+fn bar_shows(chart: &str, label: &str, value: u64) -> String {
+    format!(
+        "const bar = [...document.querySelectorAll('[data-test=\"{chart}\"] [data-test=\"bar\"]')] \
+           .find(b => b.dataset.label === '{label}'); \
+         return !!bar && bar.dataset.value === '{value}';"
+    )
+}
+
+/// The analytics page (`/?view=analytics`): the game's own lake (its
+/// in-process exporter) drawn as two bar charts that follow new actions
+/// without a reload, in both themes with no axe violation and no sideways
+/// scroll on a phone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_analytics_page_draws_the_lakes_reports_live() {
+    let lake_dir = std::env::temp_dir().join(tests::unique("lake-page"));
+    let lake = lake_dir.to_string_lossy().into_owned();
+    let game = TestGame::start_with(Some(dist_dir()), |config| {
+        config.lake.lake = Some(lake);
+        config.lake.lake_max_age_ms = 200;
+        config.lake.lake_refresh_ms = 200;
+    })
+    .await;
+    let game_id = game.game_id_default;
+    let (_, token) = game.join(game_id, "Carthage").await;
+    for _ in 0..3 {
+        assert_eq!(game.act(game_id, &token, "default", None).await.0, 202);
+    }
+    let driver = Chromedriver::start().await;
+    let browser = Browser::open(&driver, Viewport::Desktop).await;
+    browser
+        .goto(&format!("{}/?view=analytics", game.base_url))
+        .await;
+    browser
+        .wait_for(
+            "3 visits on the event_type chart",
+            &bar_shows("chart-by_event_type", "default", 3),
+        )
+        .await;
+    browser
+        .wait_for(
+            "the join on the event_type chart",
+            &bar_shows("chart-by_event_type", "join", 1),
+        )
+        .await;
+    let hosts = browser
+        .js("return document.querySelectorAll('[data-test=\"chart-by_host\"] [data-test=\"bar\"]').length")
+        .await;
+    assert_eq!(hosts, json!(1), "one Host sent every action");
+
+    // Live: two more visits reach the chart by polling, without a reload.
+    browser.js("window.__same_page = true; return true").await;
+    for _ in 0..2 {
+        assert_eq!(game.act(game_id, &token, "default", None).await.0, 202);
+    }
+    browser
+        .wait_for(
+            "5 visits on the event_type chart, by polling",
+            &bar_shows("chart-by_event_type", "default", 5),
+        )
+        .await;
+    assert_eq!(
+        browser.js("return window.__same_page === true").await,
+        json!(true),
+        "updated in place"
+    );
+    browser.quit().await;
+
+    for dark in [false, true] {
+        let browser = Browser::open(&driver, Viewport::Desktop).await;
+        browser.emulate_theme(dark, true).await;
+        browser.set_size(360, 640).await;
+        browser
+            .goto(&format!("{}/?view=analytics", game.base_url))
+            .await;
+        browser
+            .wait_for(
+                "the charts",
+                "return document.querySelectorAll('[data-test=\"bar\"]').length >= 3",
+            )
+            .await;
+        assert_eq!(
+            browser.axe_violations().await,
+            json!([]),
+            "axe on the analytics page, dark {dark}"
+        );
+        browser
+            .assert_no_horizontal_overflow(&format!("analytics page, 360 px, dark {dark}"))
+            .await;
+        browser.quit().await;
+    }
+    game.stop().await;
+    let _ = std::fs::remove_dir_all(&lake_dir);
+}

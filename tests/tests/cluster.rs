@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use tests::game::TestGame;
-use tests::load::{Load, Player};
+use tests::load::Load;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_node_of_three_killed_under_load_loses_and_doubles_nothing() {
@@ -17,16 +17,7 @@ async fn one_node_of_three_killed_under_load_loses_and_doubles_nothing() {
         c.bridge.brokers = Some(bootstrap.clone());
     })
     .await;
-    let mut players = Vec::new();
-    for p in 0..8u64 {
-        let game_id = p % 4 + 1;
-        let (_, token) = game.join(game_id, &format!("Cluster {p}")).await;
-        players.push(Player {
-            base_url: game.base_url.clone(),
-            game_id,
-            token,
-        });
-    }
+    let players = game.seat_players(8, 4, "Cluster").await;
     let load = Load::start(players, false);
     load.wait_for_more(200, Duration::from_secs(60), "the load to get going")
         .await;

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use tests::game::TestGame;
-use tests::load::{Load, Player};
+use tests::load::Load;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_broker_stopped_for_ten_seconds_under_load_loses_nothing_acknowledged() {
@@ -18,16 +18,7 @@ async fn a_broker_stopped_for_ten_seconds_under_load_loses_nothing_acknowledged(
         c.bridge.brokers = Some(bootstrap.clone());
     })
     .await;
-    let mut players = Vec::new();
-    for p in 0..8u64 {
-        let game_id = p % 4 + 1;
-        let (_, token) = game.join(game_id, &format!("Outage {p}")).await;
-        players.push(Player {
-            base_url: game.base_url.clone(),
-            game_id,
-            token,
-        });
-    }
+    let players = game.seat_players(8, 4, "Outage").await;
     let load = Load::start(players, false);
     load.wait_for_more(100, Duration::from_secs(30), "the load to get going")
         .await;
