@@ -128,8 +128,8 @@ A1=$(run "(a) baseline produce+ack" "$BASELINE_PID" "http://127.0.0.1:$APORT/pro
 declare -A B C
 for linger in $BRIDGE_LINGERS; do
   start_bridge "$linger"
-  curl -sf -o /dev/null -X POST "http://127.0.0.1:$BPORT/api/games/1/join" -d '{"name":"warmup"}' || true
-  TOKEN=$(curl -sf -X POST "http://127.0.0.1:$BPORT/api/games/1/join" -d '{"name":"bench"}' |
+  curl -sf -o /dev/null -X POST -H 'Content-Type: application/json' "http://127.0.0.1:$BPORT/api/games/1/join" -d '{"name":"warmup"}' || true
+  TOKEN=$(curl -sf -X POST -H 'Content-Type: application/json' "http://127.0.0.1:$BPORT/api/games/1/join" -d '{"name":"bench"}' |
     python3 -c 'import sys,json; print(json.load(sys.stdin)["token"])')
   cat >"$WORK/act.lua" <<LUAEOF
 wrk.method = "POST"

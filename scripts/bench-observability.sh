@@ -79,7 +79,7 @@ start_bridge off ${OFF_ENV:-METRICS_ENABLED=false}
 echo "broker $BROKER; bridges: on :$PORT_on (metrics + logs to logs-bench), off :$PORT_off (neither)" >&2
 
 token_of() {
-  curl -sf -X POST "http://127.0.0.1:$1/api/games/1/join" -d '{"name":"bench"}' |
+  curl -sf -X POST -H 'Content-Type: application/json' "http://127.0.0.1:$1/api/games/1/join" -d '{"name":"bench"}' |
     python3 -c 'import sys,json; print(json.load(sys.stdin)["token"])'
 }
 for n in on off; do
@@ -88,6 +88,10 @@ for n in on off; do
     tok=$(token_of "${!port_var}" 2>/dev/null) && break
     sleep 0.2
   done
+  [[ -n "$tok" ]] || { echo "bridge $n: no token from POST /api/games/1/join" >&2; exit 1; }
+  probe=$(curl -s -o "$WORK/probe.json" -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
+    -H "Authorization: Bearer $tok" -d '{"type":"purchase_sword"}' "http://127.0.0.1:${!port_var}/api/games/1/actions")
+  [[ "$probe" == 202 ]] || { echo "bridge $n answers a player's action with $probe, not 202: $(cat "$WORK/probe.json") (token $tok)" >&2; exit 1; }
   cat >"$WORK/act-$n.lua" <<LUAEOF
 wrk.method = "POST"
 wrk.body = '{"type":"purchase_sword"}'
@@ -99,6 +103,10 @@ done
 run() { # url [wrk args] -> req/s
   local url="$1"; shift
   wrk -t1 -c256 -d"${SECS}s" "$@" "$url" >"$WORK/wrk.out" 2>&1 || true
+  # A refused request is cheap: a run with any is no measure of the path.
+  if grep -q "Non-2xx" "$WORK/wrk.out"; then
+    echo "wrk $url: $(grep 'Non-2xx' "$WORK/wrk.out")" >&2
+  fi
   awk '/Requests\/sec/ {print $2}' "$WORK/wrk.out"
 }
 declare -A SUM

@@ -8,6 +8,7 @@
 //!   with a Prometheus text-format parser.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
@@ -67,7 +68,7 @@ pub struct AbuseQuery {
 
 /// `GET /api/admin/abuse`
 pub async fn abuse(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     query: Result<Query<AbuseQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<AbuseReport>, AppError> {
@@ -86,7 +87,7 @@ pub use shared::admin::Summary;
 
 /// `GET /api/admin/summary`
 pub async fn summary(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     headers: HeaderMap,
 ) -> Result<Json<Summary>, AppError> {
     authorize(&state, &headers)?;

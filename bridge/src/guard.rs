@@ -257,12 +257,12 @@ fn too_many(code: &'static str, detail: &'static str, retry_after_s: u64) -> Res
 
 /// The middleware: refuses banned addresses and requests over the rate
 /// limits, then counts, logs and strikes every refusal the handlers make.
-pub async fn guard(State(guard): State<Guard>, request: Request, next: Next) -> Response {
-    guard_at(guard, request, next, crate::enrich::now_ms()).await
+pub async fn guard(State(guard): State<Arc<Guard>>, request: Request, next: Next) -> Response {
+    guard_at(&guard, request, next, crate::enrich::now_ms()).await
 }
 
 /// [`guard`] at a given time.
-pub async fn guard_at(guard: Guard, request: Request, next: Next, now_ms: u64) -> Response {
+pub async fn guard_at(guard: &Guard, request: Request, next: Next, now_ms: u64) -> Response {
     let peer = request
         .extensions()
         .get::<ConnectInfo<std::net::SocketAddr>>()

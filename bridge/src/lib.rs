@@ -214,7 +214,7 @@ pub fn app(state: AppState) -> Router {
             router = router.route(
                 path,
                 get(
-                    move |axum::extract::State(state): axum::extract::State<AppState>,
+                    move |axum::extract::State(state): axum::extract::State<Arc<AppState>>,
                           headers: axum::http::HeaderMap,
                           client: ClientAddr| {
                         routes::seed_action(state, headers, client, action)
@@ -253,7 +253,7 @@ pub fn app(state: AppState) -> Router {
         ))
         // Outside the body guards: their 408 and 413 are refusals too.
         .layer(axum::middleware::from_fn_with_state(
-            state.guard.clone(),
+            Arc::new(state.guard.clone()),
             guard::guard,
         ));
     if state.metrics_enabled {
@@ -269,7 +269,11 @@ pub fn app(state: AppState) -> Router {
                 .make_span_with(DefaultMakeSpan::new().level(Level::DEBUG))
                 .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
         )
-        .with_state(state)
+        // One Arc for every request's handler and middleware: cloning the
+        // state itself (some twenty reference counts, the static dir's
+        // path) per request cost 13 % of the bridge's CPU under wrk
+        // (perf, BENCHMARKS.md "Observability").
+        .with_state(Arc::new(state))
 }
 
 /// Errors that stop the bridge from starting.

@@ -206,10 +206,21 @@ pub struct PendingActions {
     pub e2e: Histogram,
 }
 
+/// Ids are kept as a 64-bit hash: remembering an action allocates nothing
+/// (a collision, one in 2^64, would time one action against another's
+/// arrival).
 #[derive(Default)]
 struct PendingInner {
-    at: HashMap<String, Instant>,
-    order: VecDeque<(Instant, String)>,
+    at: HashMap<u64, Instant>,
+    order: VecDeque<(Instant, u64)>,
+}
+
+/// The key an action id is remembered by.
+fn id_key(id: &str) -> u64 {
+    use std::hash::BuildHasher;
+    static KEYS: std::sync::LazyLock<std::collections::hash_map::RandomState> =
+        std::sync::LazyLock::new(Default::default);
+    KEYS.hash_one(id)
 }
 
 impl Default for PendingActions {
@@ -251,8 +262,9 @@ impl PendingActions {
                 }
             }
         }
-        inner.at.insert(id.to_string(), now);
-        inner.order.push_back((now, id.to_string()));
+        let key = id_key(id);
+        inner.at.insert(key, now);
+        inner.order.push_back((now, key));
     }
 
     /// The update of these actions was read at `now`: observes each one
@@ -263,7 +275,7 @@ impl PendingActions {
             return;
         }
         for id in ids {
-            if let Some(at) = inner.at.remove(id) {
+            if let Some(at) = inner.at.remove(&id_key(id)) {
                 self.e2e
                     .observe(now.saturating_duration_since(at).as_secs_f64());
             }

@@ -1,6 +1,8 @@
 //! The HTTP handlers: check the request's shape, stamp, publish, answer.
 //! They never decide game rules.
 
+use std::sync::Arc;
+
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -73,7 +75,7 @@ async fn publish(state: &AppState, envelope: &ActionEnvelope) -> Result<Ack, App
 
 /// `POST /api/games/{game_id}/join`
 pub async fn join(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     game_id: Result<Path<u64>, PathRejection>,
     headers: HeaderMap,
     client: ClientAddr,
@@ -181,7 +183,7 @@ async fn join_arena(state: &AppState, envelope: &ActionEnvelope) -> Result<Team,
 
 /// `POST /api/games/{game_id}/actions`
 pub async fn act(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     game_id: Result<Path<u64>, PathRejection>,
     headers: HeaderMap,
     client: ClientAddr,
@@ -275,7 +277,7 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, AppError
 /// the answer of the engine that owns the game's partition. Never a read
 /// of the partition's history.
 pub async fn get_game(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     game_id: Result<Path<u64>, PathRejection>,
 ) -> Result<Response, AppError> {
     let Path(game_id) = game_id?;
@@ -303,7 +305,7 @@ pub struct WsQuery {
 
 /// `GET /ws/games/{game_id}`
 pub async fn ws(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     game_id: Result<Path<u64>, PathRejection>,
     query: Result<Query<WsQuery>, QueryRejection>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
@@ -342,7 +344,7 @@ pub async fn ws(
 /// The seed's GET endpoints: the player is the `Host` header, the game the
 /// default one; a short text once Kafka has acknowledged.
 pub async fn seed_action(
-    state: AppState,
+    state: Arc<AppState>,
     headers: HeaderMap,
     client: ClientAddr,
     action: ActionType,
@@ -365,7 +367,7 @@ pub async fn seed_action(
 /// `GET /`: the game page for browsers (recording the visit), the seed's
 /// `default` event for everything else.
 pub async fn index(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     client: ClientAddr,
 ) -> Result<Response, AppError> {
@@ -410,7 +412,7 @@ pub async fn index(
 /// `GET /admin`: the operator page (the frontend routes on the path). The
 /// page is code, not data: what it shows comes from `/api/admin/...`, which
 /// need the admin token.
-pub async fn admin_page(State(state): State<AppState>) -> Result<Response, AppError> {
+pub async fn admin_page(State(state): State<Arc<AppState>>) -> Result<Response, AppError> {
     match state.index_html() {
         Some(page) => Ok(Html(page).into_response()),
         None => Err(AppError::NotFound(
@@ -427,7 +429,9 @@ pub async fn healthz() -> Json<serde_json::Value> {
 /// `GET /readyz`: the broker answers, and the in-process roles (if any)
 /// serve (the engine not while it starts, restores, recovers, or after it
 /// stopped; the lake exporter not after it failed).
-pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, AppError> {
+pub async fn readyz(
+    State(state): State<Arc<AppState>>,
+) -> Result<Json<serde_json::Value>, AppError> {
     if !state.publisher.ready().await {
         return Err(AppError::Unavailable("broker unreachable".into()));
     }
@@ -438,7 +442,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Va
 }
 
 /// `GET /api/config`: what the page needs to start.
-pub async fn client_config(State(state): State<AppState>) -> Json<shared::ClientConfig> {
+pub async fn client_config(State(state): State<Arc<AppState>>) -> Json<shared::ClientConfig> {
     Json(shared::ClientConfig {
         default_game: state.default_game,
         partitions: state.partitions,
@@ -455,7 +459,7 @@ pub fn refresh_gauges(state: &AppState) {
 
 /// `GET /metrics`: every metric of the process (each role it hosts), as
 /// OpenMetrics text from `prometheus-client`.
-pub async fn metrics(State(state): State<AppState>) -> Response {
+pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     refresh_gauges(&state);
     ops::metrics::metrics_response(&state.metrics.registry)
 }

@@ -154,19 +154,20 @@ pub fn seconds_family<L: Clone + std::hash::Hash + Eq>() -> SecondsFamily<L> {
     Family::new_with_constructor(seconds_histogram)
 }
 
-/// Labels of one route's requests.
+/// Labels of one route's requests. Static strings: counting a request
+/// allocates nothing ([`method_label`], [`route_label`]).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
-    pub method: String,
+    pub method: &'static str,
     /// The route's pattern ([`route_label`]).
-    pub route: String,
+    pub route: &'static str,
 }
 
 /// Labels of one route's answers.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabels {
-    pub method: String,
-    pub route: String,
+    pub method: &'static str,
+    pub route: &'static str,
     pub status: u16,
 }
 
@@ -199,19 +200,16 @@ impl HttpMetrics {
     }
 
     /// Counts one answered request.
-    pub fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
+    pub fn observe(&self, method: &'static str, route: &'static str, status: u16, seconds: f64) {
         self.requests
             .get_or_create(&StatusLabels {
-                method: method.to_string(),
-                route: route.to_string(),
+                method,
+                route,
                 status,
             })
             .inc();
         self.duration
-            .get_or_create(&RouteLabels {
-                method: method.to_string(),
-                route: route.to_string(),
-            })
+            .get_or_create(&RouteLabels { method, route })
             .observe(seconds);
     }
 }
@@ -224,26 +222,64 @@ pub async fn track_http(
     next: Next,
 ) -> Response {
     let started = Instant::now();
-    let method = request.method().as_str().to_string();
+    let method = method_label(request.method());
     let route = route_label(&request);
     let response = next.run(request).await;
     metrics.observe(
-        &method,
-        &route,
+        method,
+        route,
         response.status().as_u16(),
         started.elapsed().as_secs_f64(),
     );
     response
 }
 
+/// The method label of a request: the standard methods by name, any other
+/// `other` (a client cannot grow the series).
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
+/// Route labels, made once per route pattern.
+static ROUTE_LABELS: std::sync::LazyLock<std::sync::RwLock<HashMap<String, &'static str>>> =
+    std::sync::LazyLock::new(Default::default);
+
 /// The route label of a request: its pattern with `{param}` written
 /// `:param` (braces are legal in a label value, but simple text parsers
 /// trip on them), `unmatched` when no route matched. Never the raw path,
-/// so a scan cannot grow the series.
-pub fn route_label(request: &Request) -> String {
-    match request.extensions().get::<MatchedPath>() {
-        Some(path) => path
-            .as_str()
+/// so a scan cannot grow the series. Each pattern's label is made once and
+/// kept for the life of the process (the router's patterns are a fixed,
+/// small set): a request's label is a lookup, not a new string.
+pub fn route_label(request: &Request) -> &'static str {
+    let Some(path) = request.extensions().get::<MatchedPath>() else {
+        return "unmatched";
+    };
+    let pattern = path.as_str();
+    let known = ROUTE_LABELS
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(pattern)
+        .copied();
+    if let Some(label) = known {
+        return label;
+    }
+    let mut labels = ROUTE_LABELS
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    labels.entry(pattern.to_string()).or_insert_with(|| {
+        let label = pattern
             .split('/')
             .map(
                 |part| match part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
@@ -252,9 +288,9 @@ pub fn route_label(request: &Request) -> String {
                 },
             )
             .collect::<Vec<_>>()
-            .join("/"),
-        None => "unmatched".to_string(),
-    }
+            .join("/");
+        Box::leak(label.into_boxed_str())
+    })
 }
 
 /// Labels of one consumed partition.
@@ -434,6 +470,57 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("http_request_duration_seconds_count{method=\"GET\",route=\"/api/games/:game_id\"} 2"), "{text}");
+    }
+
+    /// Through a router: the pattern, with `:param`, made once (the same
+    /// static string each time); an unrouted path is `unmatched`.
+    #[tokio::test]
+    async fn a_request_is_counted_under_its_route_pattern() {
+        use tower::ServiceExt;
+        let registry = Registry::default();
+        let http = HttpMetrics::register(&registry);
+        let labels = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = labels.clone();
+        let app = axum::Router::new()
+            .route(
+                "/api/games/{game_id}",
+                axum::routing::get(|| async { "ok" }),
+            )
+            .layer(axum::middleware::from_fn(
+                move |request: Request, next: Next| {
+                    seen.lock()
+                        .expect("labels")
+                        .push(route_label(&request).as_ptr() as usize);
+                    next.run(request)
+                },
+            ))
+            .layer(axum::middleware::from_fn_with_state(http, track_http));
+        for uri in ["/api/games/7", "/api/games/8", "/nowhere"] {
+            let request = axum::http::Request::get(uri)
+                .body(axum::body::Body::empty())
+                .expect("request");
+            app.clone().oneshot(request).await.expect("answer");
+        }
+        let text = registry.render();
+        assert!(
+            text.contains(
+                "http_requests_total{method=\"GET\",route=\"/api/games/:game_id\",status=\"200\"} 2"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "http_requests_total{method=\"GET\",route=\"unmatched\",status=\"404\"} 1"
+            ),
+            "{text}"
+        );
+        let labels = labels.lock().expect("labels");
+        assert_eq!(labels.len(), 3, "the inner layer sees every request");
+        assert_eq!(labels[0], labels[1], "one label string per pattern");
+        assert_eq!(
+            method_label(&axum::http::Method::from_bytes(b"BREW").expect("a method")),
+            "other"
+        );
     }
 
     #[test]
