@@ -27,7 +27,7 @@ SECS="${1:-10}"
 BRIDGE_LINGERS="${BRIDGE_LINGERS:-0 1 2 5}"
 MAX_OTHER="${MAX_OTHER:-5}"
 bash scripts/setup.sh all >/dev/null
-cargo build --release -q -p localkafka -p bridge --bin localkafka --bin bridge --example baseline
+cargo build --release -q -p localkafka -p nation -p bridge --bin localkafka --bin nation --example baseline
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 1 400); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
@@ -76,8 +76,11 @@ KAFKA_VERSION=$(ls "${KAFKA_LIBS:-.tools/kafka/libs}" | sed -n 's/^kafka_2\.13-\
 
 start_bridge() { # linger -> BPORT, BRIDGE_PID
   BPORT=$(free_port)
+  # `nation` without the engine: the bridge alone, creating the topics as
+  # the engine would (the standalone `bridge` binary leaves that to it).
   BIND="127.0.0.1:$BPORT" LINGER_MS="$1" TOKEN_SECRET=bench PARTITIONS=12 \
-    RUST_LOG=warn "${CARGO_TARGET_DIR:-target}"/release/bridge >"$WORK/bridge.log" 2>&1 &
+    WITH_ENGINE=false WITH_LEADERBOARDS=false RUST_LOG=warn \
+    "${CARGO_TARGET_DIR:-target}"/release/nation >"$WORK/bridge.log" 2>&1 &
   BRIDGE_PID=$!
   wait_port "$BPORT" || { echo "the bridge did not start:" >&2; cat "$WORK/bridge.log" >&2; return 1; }
 }
@@ -128,9 +131,14 @@ A1=$(run "(a) baseline produce+ack" "$BASELINE_PID" "http://127.0.0.1:$APORT/pro
 declare -A B C
 for linger in $BRIDGE_LINGERS; do
   start_bridge "$linger"
-  curl -sf -o /dev/null -X POST -H 'Content-Type: application/json' "http://127.0.0.1:$BPORT/api/games/1/join" -d '{"name":"warmup"}' || true
-  TOKEN=$(curl -sf -X POST -H 'Content-Type: application/json' "http://127.0.0.1:$BPORT/api/games/1/join" -d '{"name":"bench"}' |
-    python3 -c 'import sys,json; print(json.load(sys.stdin)["token"])')
+  # The first produce to a new topic may be answered 503: retry, as players do.
+  TOKEN=""
+  for _ in $(seq 1 100); do
+    TOKEN=$(curl -sf -X POST -H 'Content-Type: application/json' "http://127.0.0.1:$BPORT/api/games/1/join" \
+      -d '{"name":"bench"}' | python3 -c 'import sys,json; print(json.load(sys.stdin)["token"])' 2>/dev/null) && break
+    sleep 0.2
+  done
+  [[ -n "$TOKEN" ]] || { echo "no token from POST /api/games/1/join" >&2; exit 1; }
   cat >"$WORK/act.lua" <<LUAEOF
 wrk.method = "POST"
 wrk.body = '{"type":"purchase_sword"}'
