@@ -124,9 +124,10 @@ async fn act(game: &TestGame, game_id: u64, player: &Player, action: &str) -> St
     id
 }
 
-/// Sends `action` and waits on `socket` for the step that handled it;
-/// the rate limit counts stamps, so actions are paced at 120 ms (pacing,
-/// not synchronisation: the wait below is what synchronises).
+/// Sends `action` and waits on `socket` for the step that handled it.
+/// The rate limit counts the bridge's stamps, so the next action leaves at
+/// least 120 ms after this one's 202 (its stamp is older than the answer):
+/// pacing, not synchronisation; the wait below is what synchronises.
 async fn step(
     game: &TestGame,
     game_id: u64,
@@ -134,8 +135,8 @@ async fn step(
     action: &str,
     socket: &mut Socket,
 ) -> (Value, usize) {
-    let pace = tokio::time::sleep(Duration::from_millis(120));
     let id = act(game, game_id, player, action).await;
+    let pace = tokio::time::sleep(Duration::from_millis(120));
     let found = until(socket, &format!("{action} handled"), |v| {
         v["applied"]
             .as_array()
