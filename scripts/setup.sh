@@ -118,6 +118,11 @@ if [[ "$WHAT" == "all" ]]; then
   python_venv lake-venv "$ROOT/lake/requirements.txt" "the lake's Python venv (pyarrow, duckdb, moto server)"
   # schemathesis: property-based tests of the served /openapi.json.
   python_venv test-venv "$ROOT/scripts/test-requirements.txt" "the test tools' Python venv (schemathesis)"
+  # A real schema registry (Apicurio Registry, built from Maven Central into
+  # .tools/apicurio; redone only when its pom changes) and Confluent's Python
+  # client with its schema-registry deserializers: tests/tests/registry.rs.
+  bash "$ROOT/scripts/registry/registry.sh" install
+  python_venv registry-venv "$ROOT/scripts/registry/requirements.txt" "Confluent's Python client (schema registry deserializers)"
 fi
 
 log "ready"

@@ -25,6 +25,14 @@ pub struct Config {
     pub actions_topic: String,
     #[arg(long, env = "GAMES_TOPIC", default_value = "games")]
     pub games_topic: String,
+    /// A Confluent-compatible schema registry (`http://registry:8081`, or
+    /// Apicurio's `http://host:port/apis/ccompat/v7`). Set: the bridge
+    /// registers the schema of `actions` records under
+    /// `<actions topic>-ActionEnvelope` (TopicRecordNameStrategy) at start-up
+    /// and writes each record in the Confluent wire format (magic byte 0,
+    /// the schema id, the JSON). Unset: plain JSON. Readers take both.
+    #[arg(long, env = "SCHEMA_REGISTRY_URL")]
+    pub schema_registry_url: Option<String>,
     /// Partitions of both topics, used when creating them (and to pick a game's
     /// partition: `game_id mod partitions`).
     #[arg(long, env = "PARTITIONS", default_value_t = shared::DEFAULT_PARTITIONS)]

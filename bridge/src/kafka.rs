@@ -79,6 +79,8 @@ pub struct KafkaPublisher {
     topic: Arc<str>,
     partitions: i32,
     timeout: Duration,
+    /// The registry id of the `actions` schema, when records are framed.
+    schema_id: Option<u32>,
 }
 
 impl KafkaPublisher {
@@ -97,6 +99,7 @@ impl KafkaPublisher {
             producer: config.create()?,
             topic: topic.into(),
             partitions,
+            schema_id: None,
             timeout,
         })
     }
@@ -106,9 +109,18 @@ fn unavailable(e: KafkaError) -> PublishError {
     PublishError::Unavailable(e.to_string())
 }
 
+impl KafkaPublisher {
+    /// Frames every record with the schema registry id `schema_id` (the
+    /// Confluent wire format, [`shared::framing`]).
+    pub fn framed_with(mut self, schema_id: u32) -> KafkaPublisher {
+        self.schema_id = Some(schema_id);
+        self
+    }
+}
+
 impl Publisher for KafkaPublisher {
     fn publish(&self, envelope: &ActionEnvelope) -> BoxFuture<'static, Result<Ack, PublishError>> {
-        let payload = match serde_json::to_vec(envelope) {
+        let payload = match shared::framing::to_vec(self.schema_id, envelope) {
             Ok(p) => p,
             Err(e) => return Box::pin(async move { Err(PublishError::Encode(e)) }),
         };

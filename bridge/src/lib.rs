@@ -287,7 +287,12 @@ pub enum BridgeError {
     Io(#[from] std::io::Error),
     #[error("logs: {0}")]
     Logs(#[from] ops::logs::LogsError),
+    #[error("{0}")]
+    Registry(#[from] ops::registry::RegistryError),
 }
+
+/// How long start-up waits for a schema registry that is down or busy.
+const REGISTRY_PATIENCE: Duration = Duration::from_secs(30);
 
 /// Starts the bridge on `listener` and serves until `cancel` is cancelled.
 pub async fn run(
@@ -334,6 +339,20 @@ pub async fn run_with(
         config.linger_ms,
         Duration::from_millis(config.produce_timeout_ms),
     )?;
+    let publisher = match &config.schema_registry_url {
+        Some(url) => {
+            let id = ops::registry::Registry::new(url)
+                .register_for(
+                    &config.actions_topic,
+                    shared::schema::ACTION_ENVELOPE,
+                    &shared::schema::action_envelope(),
+                    REGISTRY_PATIENCE,
+                )
+                .await?;
+            publisher.framed_with(id)
+        }
+        None => publisher,
+    };
     let publisher: Arc<dyn Publisher> = Arc::new(publisher);
 
     let owners_client: BaseConsumer = kafka::client_config(&brokers, &[])

@@ -156,7 +156,8 @@ impl Reader {
                         let Some(payload) = msg.payload() else {
                             continue; // a tombstone: nothing to show
                         };
-                        match serde_json::from_slice::<GamesRecord>(payload) {
+                        match serde_json::from_slice::<GamesRecord>(shared::framing::json(payload))
+                        {
                             Ok(record) => {
                                 match self.assemblers.entry(partition).or_default().push(record) {
                                     Assembled::Nothing => {}

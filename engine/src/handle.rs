@@ -111,8 +111,8 @@ pub enum Handled {
 /// engine reads (older ones are what it wrote before: still readable).
 pub fn decode(payload: Option<&[u8]>) -> Result<ActionEnvelope, String> {
     let bytes = payload.ok_or_else(|| "empty record value".to_string())?;
-    let action: ActionEnvelope =
-        serde_json::from_slice(bytes).map_err(|e| format!("undecodable action: {e}"))?;
+    let action: ActionEnvelope = serde_json::from_slice(shared::framing::json(bytes))
+        .map_err(|e| format!("undecodable action: {e}"))?;
     if action.schema_version > SCHEMA_VERSION || action.schema_version == 0 {
         return Err(format!(
             "unknown schema_version {} (this engine reads {SCHEMA_VERSION})",

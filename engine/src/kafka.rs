@@ -46,10 +46,14 @@ use crate::handle::{flush, handle_keeping, pending_step, take_step, GameSlot, Ha
 use crate::metrics::EngineMetrics;
 use crate::query::Store;
 use crate::seen::{Seen, SeenKey, SeenValue};
+use crate::stall::{self, StallWatch};
 use crate::{Config, EngineError, Health, Limits, RUNNING, STOP_ABANDON};
 
 /// How long a transaction step may take before the engine gives up.
 const TXN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a stall check waits for an offset ([`Engine::watch_for_stall`]).
+const STALL_QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The producer's `transaction.timeout.ms`: how long the broker lets a
 /// transaction stay open before it aborts it (what a crashed engine's
@@ -323,6 +327,9 @@ struct Engine<'a> {
     /// recovery, or when a query asks for one of their games).
     restore_now: bool,
     batch: Vec<OwnedMessage>,
+    /// The schema registry's id of the `games` schema, when records are
+    /// framed (`Config::schema_registry_url`).
+    schema_id: Option<u32>,
 }
 
 /// Runs the loop on the calling thread until `stop` leaves [`RUNNING`]. A
@@ -345,9 +352,10 @@ pub fn run_blocking(
 ) -> Result<(), EngineError> {
     let _span = tracing::info_span!("engine", id = %config.transactional_id).entered();
     let mut restarts = 0;
+    let mut stall = StallWatch::new(Instant::now());
     loop {
         let started = Instant::now();
-        let result = run_clients(config, limits, health, store.clone(), stop);
+        let result = run_clients(config, limits, health, store.clone(), stop, &mut stall);
         let Err(e) = result else {
             return Ok(());
         };
@@ -371,6 +379,7 @@ pub fn run_blocking(
         );
         health.set_fault(format!("restarting after: {e}"));
         store.forget_all();
+        stall.restarted(Instant::now());
         let until = Instant::now() + wait;
         while Instant::now() < until {
             if stop.load(Ordering::SeqCst) != RUNNING {
@@ -398,6 +407,7 @@ fn run_clients(
     health: &Health,
     store: Arc<Store>,
     stop: &AtomicU8,
+    stall: &mut StallWatch,
 ) -> Result<(), EngineError> {
     let mut engine = Engine::new(config, limits, health, store)?;
     tracing::info!(
@@ -413,7 +423,10 @@ fn run_clients(
     let abandoned = || stop.load(Ordering::SeqCst) == STOP_ABANDON;
     let mut backoff = FIRST_BACKOFF;
     while stop.load(Ordering::SeqCst) == RUNNING {
-        match engine.step(&abandoned) {
+        match engine
+            .step(&abandoned)
+            .and_then(|()| engine.watch_for_stall(stall))
+        {
             Ok(()) => backoff = FIRST_BACKOFF,
             Err(e) if e.is_fatal() => {
                 // Leave the transaction to the broker (or to the next
@@ -522,6 +535,10 @@ impl<'a> Engine<'a> {
             .create_with_context(context)
             .map_err(EngineError::kafka("consumer"))?;
         let restorer = restorer(config)?;
+        let schema_id = match &config.schema_registry_url {
+            Some(url) => Some(register_games_schema(config, url)?),
+            None => None,
+        };
         consumer
             .subscribe(&[&config.actions_topic])
             .map_err(EngineError::kafka("subscribe"))?;
@@ -535,6 +552,7 @@ impl<'a> Engine<'a> {
             undo: HashMap::new(),
             restore_now: false,
             batch: Vec::with_capacity(config.max_batch.min(4096)),
+            schema_id,
         })
     }
 
@@ -620,6 +638,72 @@ impl<'a> Engine<'a> {
         self.restore_now = true;
         tracing::warn!(partitions = ?self.store.lock().loading, "rewound to the last commit");
         self.refresh_limits()
+    }
+
+    /// Every [`stall::CHECK_EVERY`], compares the consumed positions with
+    /// the partitions' last stable offsets, read by the restore consumer
+    /// (see [`crate::stall`]); a stalled partition ends this set of clients.
+    fn watch_for_stall(&mut self, watch: &mut StallWatch) -> Result<(), EngineError> {
+        let now = Instant::now();
+        if !watch.due(now) {
+            return Ok(());
+        }
+        let Ok(assigned) = self.consumer.position() else {
+            watch.unknown(now);
+            return Ok(());
+        };
+        let mut at = BTreeMap::new();
+        let mut unset = TopicPartitionList::new();
+        for e in assigned.elements() {
+            match e.offset() {
+                Offset::Offset(o) => {
+                    at.insert(e.partition(), o);
+                }
+                _ => {
+                    unset.add_partition(e.topic(), e.partition());
+                }
+            }
+        }
+        // Nothing consumed yet since the assignment (or a restart): the
+        // committed offset is where consumption starts.
+        if unset.count() > 0 {
+            if let Ok(committed) = self.consumer.committed_offsets(unset, STALL_QUERY_TIMEOUT) {
+                for e in committed.elements() {
+                    if let Offset::Offset(o) = e.offset() {
+                        at.insert(e.partition(), o);
+                    }
+                }
+            }
+        }
+        let mut ends = BTreeMap::new();
+        for &partition in at.keys() {
+            match self.restorer.fetch_watermarks(
+                &self.config.actions_topic,
+                partition,
+                STALL_QUERY_TIMEOUT,
+            ) {
+                Ok((_, end)) => {
+                    ends.insert(partition, end);
+                }
+                Err(e) => {
+                    // A reader that saw a broker die may keep asking it: the
+                    // next check asks with a new one.
+                    tracing::warn!("stall check: end offset of partition {partition}: {e}");
+                    self.restorer = restorer(self.config)?;
+                    watch.unknown(now);
+                    return Ok(());
+                }
+            }
+        }
+        let stalled = watch.observe(now, &at, &ends);
+        if stalled.is_empty() {
+            return Ok(());
+        }
+        tracing::error!(partitions = ?stalled, positions = ?at, ends = ?ends, "the consumer stalled");
+        Err(EngineError::Stalled {
+            partitions: stalled,
+            secs: (stall::CHECK_EVERY * (stall::STRIKES - 1)).as_secs(),
+        })
     }
 
     /// Reads the output topics' record size limits again (a record the
@@ -961,9 +1045,12 @@ impl<'a> Engine<'a> {
     fn send_records(&self, game_id: u64, records: &[(String, Vec<u8>)]) -> Result<(), EngineError> {
         let partition = partition_for(game_id, self.config.partitions);
         for (key, value) in records {
+            // Framed for the schema registry: 5 bytes more, within the
+            // room `Limits` keeps for headers.
+            let framed = self.schema_id.map(|id| shared::framing::frame(id, value));
             let record = BaseRecord::to(&self.config.games_topic)
                 .key(key)
-                .payload(value)
+                .payload(framed.as_deref().unwrap_or(value))
                 .partition(partition);
             send(self.producer(), record)?;
         }
@@ -980,6 +1067,22 @@ impl<'a> Engine<'a> {
             error,
         )
     }
+}
+
+/// Registers the schema of `games` records with the registry at `url`
+/// (waiting up to 30 s for one that is down) and returns its id.
+fn register_games_schema(config: &Config, url: &str) -> Result<u32, EngineError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| EngineError::Config(format!("a runtime for the registry client: {e}")))?;
+    let id = runtime.block_on(ops::registry::Registry::new(url).register_for(
+        &config.games_topic,
+        shared::schema::GAMES_RECORD,
+        &shared::schema::games_record(),
+        Duration::from_secs(30),
+    ))?;
+    Ok(id)
 }
 
 /// Whether an `actions` record decodes to an action of `game_id`.
@@ -1243,7 +1346,7 @@ pub(crate) fn restore(
     let mut fold = GamesFold::default();
     read_to_end(reader, games_topic, partitions, stall, |msg| {
         let Some(payload) = msg.payload() else { return };
-        match serde_json::from_slice::<GamesRecord>(payload) {
+        match serde_json::from_slice::<GamesRecord>(shared::framing::json(payload)) {
             Ok(record) => fold.push(record),
             Err(e) => tracing::warn!("undecodable record on {games_topic}: {e}"),
         }

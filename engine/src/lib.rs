@@ -110,6 +110,7 @@ pub mod metrics;
 pub mod query;
 pub mod replay;
 pub mod seen;
+mod stall;
 
 pub use handle::{flush, GameSlot, Handled, Step};
 pub use query::{Answer, Store};
@@ -212,6 +213,13 @@ pub struct Config {
     /// cut short while it progresses.
     #[arg(long, env = "ENGINE_RESTORE_STALL_MS", default_value_t = DEFAULT_RESTORE_STALL_MS)]
     pub restore_stall_ms: u64,
+    /// A Confluent-compatible schema registry: the engine registers the
+    /// schema of `games` records under `<games topic>-GamesRecord`
+    /// (TopicRecordNameStrategy) and writes them in the Confluent wire
+    /// format (magic byte 0, schema id, JSON). Unset: plain JSON. It reads
+    /// `actions` records framed or not either way.
+    #[arg(long, env = "SCHEMA_REGISTRY_URL")]
+    pub schema_registry_url: Option<String>,
     /// How long an action id is remembered ([`seen`]): a retry within it is
     /// a duplicate, an id older than it is refused as `expired`.
     #[arg(long, env = "ENGINE_DEDUP_WINDOW_MS", default_value_t = seen::DEFAULT_WINDOW_MS)]
@@ -298,6 +306,7 @@ impl Config {
             dedup_window_ms: seen::DEFAULT_WINDOW_MS,
             seen_topic: None,
             query_url: None,
+            schema_registry_url: None,
         }
     }
 
@@ -382,6 +391,10 @@ pub enum EngineError {
     },
     #[error("rewind to the committed offsets: {0}")]
     RewindFailed(String),
+    #[error("the consumer stalled: partitions {partitions:?} behind their ends, not moving for {secs} s")]
+    Stalled { partitions: Vec<i32>, secs: u64 },
+    #[error("{0}")]
+    Registry(#[from] ops::registry::RegistryError),
 }
 
 impl EngineError {
@@ -401,7 +414,9 @@ impl EngineError {
             | EngineError::CreateTopic { .. }
             | EngineError::Panicked
             | EngineError::AbortFailed { .. }
-            | EngineError::RewindFailed(_) => true,
+            | EngineError::RewindFailed(_)
+            | EngineError::Stalled { .. }
+            | EngineError::Registry(_) => true,
             EngineError::Encode(_)
             | EngineError::NoGroupMetadata
             | EngineError::Delivery(_)
@@ -430,7 +445,10 @@ impl EngineError {
             EngineError::Kafka { source, .. } | EngineError::AbortFailed { source } => {
                 !replaced_or_refused(source)
             }
-            EngineError::RewindFailed(_) => true,
+            EngineError::RewindFailed(_) | EngineError::Stalled { .. } => true,
+            // A registry that is down may be back; one that refuses the
+            // schema (incompatible, invalid) will refuse it again.
+            EngineError::Registry(e) => e.is_transient(),
             EngineError::Config(_)
             | EngineError::PartitionCount { .. }
             | EngineError::CreateTopic { .. }

@@ -71,7 +71,7 @@ pub fn replay(config: &Config) -> Result<ReplayReport, EngineError> {
     read_to_end(&reader, &config.games_topic, &game_parts, stall, |msg| {
         if let Some(record) = msg
             .payload()
-            .and_then(|p| serde_json::from_slice::<GamesRecord>(p).ok())
+            .and_then(|p| serde_json::from_slice::<GamesRecord>(shared::framing::json(p)).ok())
         {
             fold.push(record);
         }

@@ -107,7 +107,8 @@ impl ActionView<'_> {
 /// Decodes an `actions` value; the error says why it is a bad record.
 pub fn decode_action(value: Option<&[u8]>) -> Result<ActionView<'_>, String> {
     let value = value.ok_or("no value")?;
-    let view: ActionView<'_> = serde_json::from_slice(value).map_err(|e| e.to_string())?;
+    let view: ActionView<'_> =
+        serde_json::from_slice(shared::framing::json(value)).map_err(|e| e.to_string())?;
     if !crate::naming::is_safe_value(&view.event_type) {
         return Err(format!(
             "event_type {:?} is not a safe name",
@@ -147,7 +148,7 @@ pub struct OutcomeView<'a> {
 pub fn decode_outcome(value: Option<&[u8]>) -> Result<Option<OutcomeView<'_>>, String> {
     match value {
         None => Ok(None),
-        Some(v) => serde_json::from_slice::<OutcomeView<'_>>(v)
+        Some(v) => serde_json::from_slice::<OutcomeView<'_>>(shared::framing::json(v))
             .map(|view| (view.record.as_deref() != Some("nation")).then_some(view))
             .map_err(|e| e.to_string()),
     }

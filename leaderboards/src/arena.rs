@@ -37,6 +37,7 @@ struct Tag {
 
 /// A fighter record, if `value` is one.
 pub fn parse(value: &[u8]) -> Option<FighterRecord> {
+    let value = shared::framing::json(value);
     let tag: Tag = serde_json::from_slice(value).ok()?;
     if tag.record.as_deref() != Some("fighter") {
         return None;

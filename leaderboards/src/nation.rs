@@ -77,6 +77,7 @@ struct Tag {
 
 /// A nation record, if `value` is one.
 pub fn parse(value: &[u8]) -> Option<NationRecord> {
+    let value = shared::framing::json(value);
     let tag: Tag = serde_json::from_slice(value).ok()?;
     if tag.record.as_deref() != Some("nation") {
         return None;

@@ -104,6 +104,7 @@ impl Config {
         config.eager_flush = e.engine_eager_flush;
         config.commit_interval_ms = e.engine_commit_interval_ms;
         config.extra = b.extra.clone();
+        config.schema_registry_url = b.schema_registry_url.clone();
         config
     }
 

@@ -44,6 +44,7 @@
 
 pub mod admin;
 pub mod arena;
+pub mod framing;
 pub mod rules;
 pub mod schema;
 pub mod state;

@@ -14,6 +14,12 @@
 
 use crate::wire::{ActionEnvelope, GameSnapshot, GamesRecord, ServerMessage};
 
+/// The record name (schema `title`) of `actions` records: their subject is
+/// `<topic>-ActionEnvelope` under the TopicRecordNameStrategy.
+pub const ACTION_ENVELOPE: &str = "ActionEnvelope";
+/// The record name (schema `title`) of `games` records.
+pub const GAMES_RECORD: &str = "GamesRecord";
+
 /// The schema of `actions` records, pretty-printed.
 pub fn action_envelope() -> String {
     pretty(schemars::schema_for!(ActionEnvelope))
@@ -259,6 +265,23 @@ fn pretty(schema: schemars::Schema) -> String {
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
+
+    #[test]
+    fn record_names_are_the_schemas_titles() {
+        // The registry subjects (`<topic>-<record name>`) take the title, as
+        // Confluent's JSON serializers do.
+        for (name, schema) in [
+            (super::ACTION_ENVELOPE, super::action_envelope()),
+            (super::GAMES_RECORD, super::games_record()),
+        ] {
+            let schema: serde_json::Value = serde_json::from_str(&schema).unwrap();
+            assert_eq!(schema["title"], name);
+            // Registries tell a JSON Schema by its `$schema`.
+            assert!(schema["$schema"]
+                .as_str()
+                .is_some_and(|s| s.contains("json-schema.org")));
+        }
+    }
 
     #[test]
     fn checked_in_schemas_match_the_types() {

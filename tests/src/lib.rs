@@ -24,6 +24,7 @@
 pub mod game;
 pub mod load;
 pub mod process;
+pub mod registry;
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};

@@ -16,6 +16,9 @@ async fn one_node_of_three_killed_under_load_loses_and_doubles_nothing() {
     let bootstrap = cluster.bootstrap();
     let game = TestGame::start_with(None, |c| {
         c.bridge.brokers = Some(bootstrap.clone());
+        if let Ok(d) = std::env::var("F4_DEBUG") {
+            c.bridge.extra.push(("debug".into(), d));
+        }
     })
     .await;
     let players = game.seat_players(8, 4, "Cluster").await;
