@@ -44,7 +44,10 @@ pub struct Summary {
     pub requests: f64,
     /// Open WebSockets.
     pub ws_clients: f64,
-    /// `action_to_update_seconds`: cumulative (upper bound, count) buckets.
+    /// `action_to_update_seconds`: cumulative (upper bound, count) buckets;
+    /// the last bound, +Inf, is `null` (JSON has no infinity).
+    #[serde(with = "infinite_as_null")]
+    #[schemars(with = "Vec<(Option<f64>, f64)>")]
     pub e2e_buckets: Vec<(f64, f64)>,
     /// Consumer lag summed over partitions, per consumer.
     pub lag: BTreeMap<String, f64>,
@@ -119,9 +122,41 @@ impl Summary {
     }
 }
 
+/// Histogram buckets with an infinite upper bound written as `null` and
+/// read back as +Inf (serde_json would write it as `null` and then refuse
+/// to read it).
+mod infinite_as_null {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(buckets: &[(f64, f64)], s: S) -> Result<S::Ok, S::Error> {
+        buckets
+            .iter()
+            .map(|&(le, n)| (le.is_finite().then_some(le), n))
+            .collect::<Vec<_>>()
+            .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(f64, f64)>, D::Error> {
+        Ok(Vec::<(Option<f64>, f64)>::deserialize(d)?
+            .into_iter()
+            .map(|(le, n)| (le.unwrap_or(f64::INFINITY), n))
+            .collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_summary_with_the_infinite_bucket_reads_back_as_written() {
+        // Found by the operator page's browser test: the +Inf bucket was
+        // written as `null` and refused when read.
+        let s = summary(1, 2.0, &[(0.005, 1.0), (f64::INFINITY, 2.0)]);
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(json.contains("[null,2.0]"), "{json}");
+        assert_eq!(serde_json::from_str::<Summary>(&json).unwrap(), s);
+    }
 
     fn summary(at_ms: u64, actions: f64, buckets: &[(f64, f64)]) -> Summary {
         Summary {
