@@ -1,6 +1,8 @@
 //! The 5v5 arena end to end on Apache Kafka (issue 18): joins and teams,
 //! moves and throws over WebSockets, a match played to its end, the rate
-//! limit, and `engine replay` rebuilding the arena equal to the live one.
+//! limit, `engine replay` rebuilding the arena equal to the live one, and
+//! the arena in the lake (its actions with their kind) and on the
+//! eliminations board.
 
 use std::time::{Duration, Instant};
 
@@ -181,7 +183,14 @@ async fn joins_fill_the_smaller_team_and_the_eleventh_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_match_played_to_its_end_over_websockets_then_replayed() {
-    let game = TestGame::start(None).await;
+    let lake_dir = std::env::temp_dir().join(tests::unique("arena-lake"));
+    let lake = lake_dir.to_string_lossy().into_owned();
+    let game = TestGame::start_with(None, |c| {
+        c.engine.with_leaderboards = true;
+        c.lake.lake = Some(lake.clone());
+        c.lake.lake_max_age_ms = 200;
+    })
+    .await;
     let id = arena_id();
     let (ann, team_a) = seat(&game, id, "ann").await;
     let (bob, team_b) = seat(&game, id, "bob").await;
@@ -256,7 +265,49 @@ async fn a_match_played_to_its_end_over_websockets_then_replayed() {
         .expect("replay");
     assert!(report.ok(), "replay agrees with games: {report:?}");
     assert_eq!(report.agree, 1);
+
+    // The eliminations board: Ann, one.
+    let board = format!(
+        "{}/api/leaderboards/{}?limit=10",
+        game.base_url,
+        leaderboards_board()
+    );
+    let page = tests::eventually(Duration::from_secs(30), "Ann on the eliminations board", || {
+        let req = reqwest::get(board.clone());
+        let ann = ann.id.clone();
+        async move {
+            let page: Value = req.await.ok()?.json().await.ok()?;
+            (page["entries"][0]["player_id"] == ann.as_str()).then_some(page)
+        }
+    })
+    .await;
+    assert_eq!(page["entries"][0]["score"], 1.0, "{page}");
+
+    // The lake: the arena's actions, all of kind `arena`: 18 moves, throws
+    // and the rematch (refused ones included) besides the joins (a join
+    // answered 503 and retried is a record of its own).
+    let location = lake::Location::open(&lake).expect("the lake folder");
+    let sql = format!(
+        "SELECT kind, count(*) AS n FROM events WHERE game_id = {id} AND event_type <> 'join' GROUP BY kind"
+    );
+    let rows = tests::eventually(Duration::from_secs(60), "the arena's actions in the lake", || {
+        let (location, sql) = (location.clone(), sql.clone());
+        async move {
+            let batches = lake::query::query(&location, &sql).await.ok()?;
+            let rows = lake::query::to_json(&batches).ok()?;
+            (rows.as_array()?.iter().map(|r| r["n"].as_u64().unwrap_or(0)).sum::<u64>() >= 18)
+                .then_some(rows)
+        }
+    })
+    .await;
+    assert_eq!(rows, json!([{"kind": "arena", "n": 18}]));
     game.stop().await;
+    let _ = std::fs::remove_dir_all(&lake_dir);
+}
+
+/// The arena's board of eliminations.
+fn leaderboards_board() -> &'static str {
+    "arena-eliminations"
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
