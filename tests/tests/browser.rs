@@ -10,9 +10,12 @@
 
 mod support;
 
+use std::time::{Duration, Instant};
+
 use serde_json::{json, Value};
 use support::browser::*;
 use tests::game::TestGame;
+
 /// Joins through the form as `name`, and waits for the engine to confirm.
 async fn join_through_the_form(browser: &Browser, game: &TestGame, name: &str) {
     browser.goto(&format!("{}/", game.base_url)).await;
@@ -776,6 +779,119 @@ async fn two_browsers_in_one_arena_see_each_others_moves_and_bursts() {
     assert!(shot.exists());
     desktop.quit().await;
     phone.quit().await;
+    game.stop().await;
+}
+
+/// A flood from one browser (issue 18): a script in Ann's page fires 60
+/// moves at once with her token, as a cheating client would. The rules
+/// refuse what comes faster than one move per 100 ms of stamps (`too_fast`),
+/// so the flood moves Ann a few squares at most; Bob, on a phone, taps the
+/// pad meanwhile and both pages show his move as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooding_browser_is_rate_limited_and_its_rival_plays_on() {
+    let game = TestGame::start(Some(dist_dir())).await;
+    let driver = Chromedriver::start().await;
+    let ann = Browser::open(&driver, Viewport::Desktop).await;
+    let bob = Browser::open(&driver, Viewport::Phone).await;
+    let arena_id =
+        shared::arena::ARENA_IDS.start + u64::from(uuid::Uuid::new_v4().as_u128() as u32);
+    join_arena(&ann, &game, arena_id, "Ann").await; // A1 at (0, 9)
+    join_arena(&bob, &game, arena_id, "Bob").await; // B1 at (0, 0)
+    for b in [&ann, &bob] {
+        b.wait_for(
+            "the round to start",
+            "const e = document.querySelector('[data-test=\"score\"]'); return !!e && e.textContent.includes('standing');",
+        )
+        .await;
+    }
+
+    // The flood: 60 moves right, all sent at once from Ann's page.
+    let ids = ann
+        .js(&format!(
+            "const me = JSON.parse(localStorage.getItem('build-a-nation.game.{arena_id}')); \
+             const ids = [...Array(60).keys()].map(() => crypto.randomUUID()); \
+             const t0 = performance.now(); \
+             Promise.all(ids.map(id => fetch('/api/games/{arena_id}/actions', {{ \
+               method: 'POST', \
+               headers: {{'Content-Type': 'application/json', 'Authorization': 'Bearer ' + me.token}}, \
+               body: JSON.stringify({{type: 'move_right', action_id: id}}) \
+             }}).then(r => r.status))) \
+               .then(s => window.__flood_done = {{statuses: s, ms: performance.now() - t0}}); \
+             return ids;"
+        ))
+        .await;
+    let ids: std::collections::HashSet<String> = ids
+        .as_array()
+        .expect("the flood's ids")
+        .iter()
+        .filter_map(|v| v.as_str().map(String::from))
+        .collect();
+    assert_eq!(ids.len(), 60);
+    // Bob plays on meanwhile: a tap up, seen on both pages.
+    let tapped = Instant::now();
+    bob.click("move-up").await;
+    ann.wait_for("Bob's tap on Ann's page during the flood", &player_at(0, 1))
+        .await;
+    bob.wait_for("Bob's own move confirmed", &player_at(0, 1))
+        .await;
+    eprintln!(
+        "a rival's tap seen on the flooding page after {} ms",
+        tapped.elapsed().as_millis()
+    );
+    // Every flood request was taken (202: refusing is the rules' job).
+    let done = ann
+        .wait_for("the flood answered", "return window.__flood_done || null")
+        .await;
+    assert!(
+        done["statuses"]
+            .as_array()
+            .is_some_and(|s| s.len() == 60 && s.iter().all(|s| s == 202)),
+        "{done}"
+    );
+    let flood_ms = done["ms"].as_f64().expect("ms") as u64;
+    // The engine handled all of it: at most one move per 100 ms of stamps
+    // applied, the rest refused `too_fast` (or `blocked` at the edge).
+    let (brokers, topic) = (game.brokers.clone(), game.games_topic.clone());
+    let (applied, refused) = tokio::task::spawn_blocking(move || {
+        let count = |seen: &[rdkafka::message::OwnedMessage]| {
+            let (mut applied, mut refused) = (0u64, Vec::new());
+            for v in seen
+                .iter()
+                .map(tests::json)
+                .filter(|v| v["record"] == "head")
+            {
+                for a in v["applied"].as_array().into_iter().flatten() {
+                    applied += u64::from(ids.contains(a.as_str().unwrap_or("")));
+                }
+                for r in v["rejected"].as_array().into_iter().flatten() {
+                    if ids.contains(r["event_id"].as_str().unwrap_or("")) {
+                        refused.push(r["reason"]["code"].as_str().unwrap_or("").to_string());
+                    }
+                }
+            }
+            (applied, refused)
+        };
+        let records = tests::consume(&brokers, &topic, Duration::from_secs(30), |seen| {
+            let (a, r) = count(seen);
+            a + r.len() as u64 >= 60
+        })
+        .expect("the flood's outcomes on games");
+        count(&records)
+    })
+    .await
+    .unwrap();
+    assert_eq!(applied + refused.len() as u64, 60);
+    assert!(
+        applied <= 2 + flood_ms / shared::arena::MIN_INTERVAL_MS,
+        "{applied} of 60 applied in a flood of {flood_ms} ms"
+    );
+    assert!(
+        refused.iter().all(|c| c == "too_fast" || c == "blocked"),
+        "{refused:?}"
+    );
+    assert!(refused.iter().any(|c| c == "too_fast"), "{refused:?}");
+    ann.quit().await;
+    bob.quit().await;
     game.stop().await;
 }
 
