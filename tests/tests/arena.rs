@@ -272,14 +272,18 @@ async fn a_match_played_to_its_end_over_websockets_then_replayed() {
         game.base_url,
         leaderboards_board()
     );
-    let page = tests::eventually(Duration::from_secs(30), "Ann on the eliminations board", || {
-        let req = reqwest::get(board.clone());
-        let ann = ann.id.clone();
-        async move {
-            let page: Value = req.await.ok()?.json().await.ok()?;
-            (page["entries"][0]["player_id"] == ann.as_str()).then_some(page)
-        }
-    })
+    let page = tests::eventually(
+        Duration::from_secs(30),
+        "Ann on the eliminations board",
+        || {
+            let req = reqwest::get(board.clone());
+            let ann = ann.id.clone();
+            async move {
+                let page: Value = req.await.ok()?.json().await.ok()?;
+                (page["entries"][0]["player_id"] == ann.as_str()).then_some(page)
+            }
+        },
+    )
     .await;
     assert_eq!(page["entries"][0]["score"], 1.0, "{page}");
 
@@ -290,15 +294,24 @@ async fn a_match_played_to_its_end_over_websockets_then_replayed() {
     let sql = format!(
         "SELECT kind, count(*) AS n FROM events WHERE game_id = {id} AND event_type <> 'join' GROUP BY kind"
     );
-    let rows = tests::eventually(Duration::from_secs(60), "the arena's actions in the lake", || {
-        let (location, sql) = (location.clone(), sql.clone());
-        async move {
-            let batches = lake::query::query(&location, &sql).await.ok()?;
-            let rows = lake::query::to_json(&batches).ok()?;
-            (rows.as_array()?.iter().map(|r| r["n"].as_u64().unwrap_or(0)).sum::<u64>() >= 18)
-                .then_some(rows)
-        }
-    })
+    let rows = tests::eventually(
+        Duration::from_secs(60),
+        "the arena's actions in the lake",
+        || {
+            let (location, sql) = (location.clone(), sql.clone());
+            async move {
+                let batches = lake::query::query(&location, &sql).await.ok()?;
+                let rows = lake::query::to_json(&batches).ok()?;
+                (rows
+                    .as_array()?
+                    .iter()
+                    .map(|r| r["n"].as_u64().unwrap_or(0))
+                    .sum::<u64>()
+                    >= 18)
+                    .then_some(rows)
+            }
+        },
+    )
     .await;
     assert_eq!(rows, json!([{"kind": "arena", "n": 18}]));
     game.stop().await;
