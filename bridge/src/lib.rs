@@ -118,6 +118,10 @@ pub struct AppState {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// What the host process adds to `/readyz` (its in-process engine).
     pub ready: Option<ReadyCheck>,
+    /// The OpenAPI document `/openapi.json` serves: the bridge's own
+    /// ([`openapi::served`]), plus the routes its host documents
+    /// ([`Extras::openapi`]), built once at start-up.
+    pub openapi: axum::body::Bytes,
 }
 
 /// An extra readiness check: `Err(why)` turns `/readyz` 503.
@@ -134,6 +138,11 @@ pub struct Extras {
     /// The process's metrics (every role it hosts registers there, so the
     /// bridge's `/metrics` shows them all); unset: a registry of its own.
     pub registry: Option<ops::metrics::Registry>,
+    /// The documentation of `routes`, merged into `/openapi.json` (each
+    /// role documents its own routes: `leaderboards::http::openapi_paths`,
+    /// `lake::analytics::openapi_paths`); empty: the bridge's own document,
+    /// the checked-in `bridge/openapi.json`.
+    pub openapi: Vec<openapi::HostPaths>,
 }
 
 impl AppState {
@@ -180,6 +189,7 @@ impl AppState {
             connections,
             shutdown: tokio::sync::watch::channel(false).1,
             ready: None,
+            openapi: openapi::served(&[]),
         }
     }
 
@@ -443,6 +453,7 @@ pub async fn run_with(
         connections: connections.clone(),
         shutdown: shutdown_rx,
         ready: extras.ready,
+        openapi: openapi::served(&extras.openapi),
     };
     tracing::info!(addr = %listener.local_addr()?, "bridge listening");
     let mut router = app(state);

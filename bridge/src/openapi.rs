@@ -10,18 +10,27 @@
 //! What the types cannot say (status codes, headers, security, what a route
 //! is for) is said here, once per route, beside the same path names the
 //! router uses ([`crate::app`]).
+//!
+//! A host that adds routes ([`crate::Extras::routes`]) documents them with
+//! [`crate::Extras::openapi`]: functions ([`HostPaths`]) called while the
+//! document is built, so the schemas they name join the same components.
+//! The helpers that describe a route live in `ops::openapi`, so a role
+//! documents its routes without depending on the bridge.
 
-use aide::openapi::{
-    Info, MediaType, OpenApi, Operation, PathItem, ReferenceOr, Response, SchemaObject,
-    SecurityScheme, StatusCode,
-};
+use std::sync::OnceLock;
+
+use aide::openapi::{Info, OpenApi, PathItem, ReferenceOr, SchemaObject, SecurityScheme};
 use aide::transform::TransformOperation;
+use axum::body::Bytes;
 use axum::extract::{Path, Query};
 use axum::Json;
 use indexmap::IndexMap;
+pub use ops::openapi::{
+    delete, error_response, get, json_response, plain, post, text_error, HostPaths,
+};
 use schemars::JsonSchema;
 use serde::Deserialize;
-use shared::wire::{ActionAccepted, ActionRequest, ErrorBody, JoinRequest, JoinResponse};
+use shared::wire::{ActionAccepted, ActionRequest, JoinRequest, JoinResponse};
 use shared::{ActionType, ClientConfig, GameSnapshot};
 
 /// The path of every route that takes a game id.
@@ -79,8 +88,17 @@ are counted by code on `/metrics` and, per client address and Host, in the abuse
 `BAN_WINDOW_MS` (10 s) is answered `429` `too_many_refusals` with `Retry-After` for `BAN_MS` \
 (60 s); valid requests never count.";
 
-/// The whole document.
+/// The bridge's own document (what `bridge/openapi.json` holds).
 pub fn document() -> OpenApi {
+    document_with(&[])
+}
+
+/// The document of a bridge whose host adds the routes `extra` documents.
+///
+/// # Panics
+/// When a host documents a path the document already has (the router's
+/// merge would refuse the same route too).
+pub fn document_with(extra: &[HostPaths]) -> OpenApi {
     aide::generate::extract_schemas(true);
     let mut api = OpenApi {
         info: Info {
@@ -245,9 +263,17 @@ pub fn document() -> OpenApi {
             ))
         }));
     }
+    let own = paths.len();
+    for host in extra {
+        paths.extend(host());
+    }
     let mut all = aide::openapi::Paths::default();
-    for (route, item) in paths {
-        all.paths.insert(route, ReferenceOr::Item(item));
+    for (i, (route, item)) in paths.into_iter().enumerate() {
+        let before = all.paths.insert(route.clone(), ReferenceOr::Item(item));
+        assert!(
+            before.is_none() || i < own,
+            "{route} is documented twice (by the bridge and its host, or by two hosts)"
+        );
     }
     api.paths = Some(all);
     let components = api.components.get_or_insert_with(Default::default);
@@ -293,40 +319,26 @@ pub fn document() -> OpenApi {
 /// The document as pretty JSON, newline-terminated (what is served and
 /// checked in).
 pub fn document_json() -> String {
-    let mut text =
-        serde_json::to_string_pretty(&document()).expect("an OpenAPI document serialises");
+    document_json_with(&[])
+}
+
+/// [`document_with`] as pretty JSON, newline-terminated.
+pub fn document_json_with(extra: &[HostPaths]) -> String {
+    let mut text = serde_json::to_string_pretty(&document_with(extra))
+        .expect("an OpenAPI document serialises");
     text.push('\n');
     text
 }
 
-/// A route answering GET, documented by `f`.
-fn get(
-    route: &str,
-    f: impl FnOnce(TransformOperation<'_>) -> TransformOperation<'_>,
-) -> (String, PathItem) {
-    let item = PathItem {
-        get: Some(operation(f)),
-        ..PathItem::default()
-    };
-    (route.to_string(), item)
-}
-
-/// A route answering POST, documented by `f`.
-fn post(
-    route: &str,
-    f: impl FnOnce(TransformOperation<'_>) -> TransformOperation<'_>,
-) -> (String, PathItem) {
-    let item = PathItem {
-        post: Some(operation(f)),
-        ..PathItem::default()
-    };
-    (route.to_string(), item)
-}
-
-fn operation(f: impl FnOnce(TransformOperation<'_>) -> TransformOperation<'_>) -> Operation {
-    let mut operation = Operation::default();
-    let _ = f(TransformOperation::new(&mut operation));
-    operation
+/// The text `/openapi.json` serves (built once per process when there is
+/// nothing to add: every handler test's state shares it).
+pub fn served(extra: &[HostPaths]) -> Bytes {
+    static OWN: OnceLock<Bytes> = OnceLock::new();
+    if extra.is_empty() {
+        OWN.get_or_init(|| Bytes::from(document_json())).clone()
+    } else {
+        Bytes::from(document_json_with(extra))
+    }
 }
 
 /// The `Idempotency-Key` header of an action.
@@ -360,87 +372,13 @@ fn errors<'t>(op: TransformOperation<'t>, statuses: &[u16]) -> TransformOperatio
     op
 }
 
-/// A response with the JSON error body.
-fn error_response<'t>(
-    op: TransformOperation<'t>,
-    status: u16,
-    description: &str,
-) -> TransformOperation<'t> {
-    let mut op = op;
-    let mut response = json_response::<ErrorBody>(&mut op, description);
-    if status == 503 {
-        response.headers.insert(
-            "Retry-After".into(),
-            ReferenceOr::Item(
-                serde_json::from_value(serde_json::json!({
-                    "description": "Seconds to wait before retrying (with the same action id).",
-                    "schema": {"type": "integer", "minimum": 0},
-                }))
-                .expect("a well-formed header"),
-            ),
-        );
-    }
-    insert(op.inner_mut(), status, response);
-    op
-}
-
 /// `503`: Kafka did not acknowledge in time (or the process is not ready).
-fn unavailable(op: TransformOperation<'_>) -> TransformOperation<'_> {
+pub fn unavailable(op: TransformOperation<'_>) -> TransformOperation<'_> {
     error_response(
         op,
         503,
         "Kafka did not acknowledge in time (or the process is not ready); retry with the same action id.",
     )
-}
-
-/// A response whose body is `T` as JSON.
-fn json_response<T: JsonSchema>(op: &mut TransformOperation<'_>, description: &str) -> Response {
-    let _ = op;
-    let schema = aide::generate::in_context(|ctx| ctx.schema.subschema_for::<T>());
-    Response {
-        description: description.into(),
-        content: IndexMap::from_iter([(
-            "application/json".to_string(),
-            MediaType {
-                schema: Some(SchemaObject {
-                    json_schema: schema,
-                    example: None,
-                    external_docs: None,
-                }),
-                ..MediaType::default()
-            },
-        )]),
-        ..Response::default()
-    }
-}
-
-/// A response that is not JSON (`content_type`), or has no body (`None`).
-fn plain<'t>(
-    op: TransformOperation<'t>,
-    status: u16,
-    description: &str,
-    content_type: Option<&str>,
-) -> TransformOperation<'t> {
-    let mut op = op;
-    let mut response = Response {
-        description: description.into(),
-        ..Response::default()
-    };
-    if let Some(content_type) = content_type {
-        response
-            .content
-            .insert(content_type.to_string(), MediaType::default());
-    }
-    insert(op.inner_mut(), status, response);
-    op
-}
-
-fn insert(operation: &mut Operation, status: u16, response: Response) {
-    operation
-        .responses
-        .get_or_insert_with(Default::default)
-        .responses
-        .insert(StatusCode::Code(status), ReferenceOr::Item(response));
 }
 
 #[cfg(test)]
@@ -463,6 +401,73 @@ mod tests {
             on_disk == generated,
             "bridge/openapi.json drifted from the types; run UPDATE_OPENAPI=1 cargo test -p bridge openapi"
         );
+    }
+
+    /// A bridge with nothing added serves the checked-in document, byte for
+    /// byte.
+    #[tokio::test]
+    async fn a_bridge_alone_serves_the_checked_in_document() {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("openapi.json");
+        let on_disk = std::fs::read_to_string(&path).expect("bridge/openapi.json");
+        let app = crate::app(crate::AppState::for_tests(std::sync::Arc::new(
+            crate::kafka::MemoryPublisher::default(),
+        )));
+        for uri in ["/openapi.json", "/openapi.yaml"] {
+            let response = app
+                .clone()
+                .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            let body = axum::body::to_bytes(response.into_body(), 1 << 22)
+                .await
+                .unwrap();
+            assert!(
+                body == on_disk.as_bytes(),
+                "{uri} is not bridge/openapi.json"
+            );
+        }
+    }
+
+    /// What a host documents joins the paths, and its schemas the
+    /// components (the shared error body once).
+    #[test]
+    fn a_host_documents_its_routes() {
+        #[derive(serde::Serialize, schemars::JsonSchema)]
+        struct HostAnswer {
+            n: u32,
+        }
+        fn host() -> Vec<(String, aide::openapi::PathItem)> {
+            vec![super::delete("/api/host/{id}", |op| {
+                let op = op.response::<200, axum::Json<HostAnswer>>();
+                let op = super::error_response(op, 404, "Unknown.");
+                super::text_error(op, 404, "Or axum's.")
+            })]
+        }
+        let doc = serde_json::to_value(super::document_with(&[host])).unwrap();
+        let own = serde_json::to_value(super::document()).unwrap();
+        let paths = doc["paths"].as_object().unwrap();
+        assert_eq!(paths.len(), own["paths"].as_object().unwrap().len() + 1);
+        let responses = &doc["paths"]["/api/host/{id}"]["delete"]["responses"];
+        assert_eq!(
+            responses["200"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/HostAnswer"
+        );
+        assert!(responses["404"]["content"]["text/plain"].is_object());
+        assert_eq!(
+            responses["404"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/ErrorBody"
+        );
+        assert!(doc["components"]["schemas"]["HostAnswer"].is_object());
+    }
+
+    #[test]
+    #[should_panic(expected = "documented twice")]
+    fn a_host_cannot_document_a_bridge_route() {
+        fn host() -> Vec<(String, aide::openapi::PathItem)> {
+            vec![super::get("/healthz", |op| op)]
+        }
+        super::document_with(&[host]);
     }
 
     #[test]

@@ -464,20 +464,21 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     ops::metrics::metrics_response(&state.metrics.registry)
 }
 
-/// The OpenAPI document, generated once ([`crate::openapi`]).
-fn openapi_text() -> &'static str {
-    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    TEXT.get_or_init(crate::openapi::document_json)
-}
-
-/// `GET /openapi.json`: the whole HTTP surface.
-pub async fn openapi_json() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/json")], openapi_text())
+/// `GET /openapi.json`: the whole HTTP surface (the bridge's and what its
+/// host documents, [`crate::openapi`]).
+pub async fn openapi_json(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        state.openapi.clone(),
+    )
 }
 
 /// `GET /openapi.yaml`: the same document (JSON is YAML).
-pub async fn openapi_yaml() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/yaml")], openapi_text())
+pub async fn openapi_yaml(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/yaml")],
+        state.openapi.clone(),
+    )
 }
 
 /// Unknown routes.

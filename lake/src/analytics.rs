@@ -13,7 +13,9 @@
 //! Answer: `{"report", "columns", "rows", "events", "refreshed_at_ms",
 //! "error"}` (`error`: the last refresh failed; the rows are the last good
 //! ones). Unknown report: 404 `{"error": "unknown_report", "detail"}`;
-//! before the first refresh: 503 with `Retry-After`.
+//! before the first refresh: 503 with `Retry-After`. The answers are typed
+//! ([`ReportList`], [`ReportRows`]) and the routes documented for the
+//! bridge's OpenAPI document by [`openapi_paths`].
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -23,8 +25,11 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::Deserialize;
+use ops::openapi::{error_response, get as documented_get, text_error};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+use shared::wire::ErrorBody;
 
 use crate::location::Location;
 use crate::report::{Report, ReportCache};
@@ -119,7 +124,11 @@ pub fn router(analytics: Analytics) -> Router {
 }
 
 fn error(status: StatusCode, code: &str, detail: serde_json::Value) -> Response {
-    (status, Json(json!({"error": code, "detail": detail}))).into_response()
+    let body = ErrorBody {
+        error: code.into(),
+        detail,
+    };
+    (status, Json(body)).into_response()
 }
 
 fn not_ready() -> Response {
@@ -134,29 +143,84 @@ fn not_ready() -> Response {
     response
 }
 
+/// A report `GET /api/analytics` lists. Fields in alphabetical order, as
+/// the JSON map this replaced wrote them.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ReportInfo {
+    /// The column heads of its rows.
+    pub columns: [&'static str; 2],
+    /// Its name, for `GET /api/analytics/{report}`.
+    pub report: &'static str,
+}
+
+/// `GET /api/analytics`'s answer: the reports there are, and the totals.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ReportList {
+    /// The last refresh's error (the figures are the last good ones); null
+    /// when it worked.
+    pub error: Option<String>,
+    /// Events counted in the lake.
+    pub events: u64,
+    /// When the figures were counted (ms since the epoch).
+    pub refreshed_at_ms: i64,
+    pub reports: Vec<ReportInfo>,
+}
+
+/// `GET /api/analytics/{report}`'s answer.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ReportRows {
+    /// The column heads of `rows`.
+    pub columns: [&'static str; 2],
+    /// The last refresh's error (the rows are the last good ones); null
+    /// when it worked.
+    pub error: Option<String>,
+    /// Events counted in the lake.
+    pub events: u64,
+    /// When the rows were counted (ms since the epoch).
+    pub refreshed_at_ms: i64,
+    pub report: &'static str,
+    /// `[key, count]`, the largest count first.
+    pub rows: Vec<(String, u64)>,
+}
+
+/// The `detail` of a 404 `unknown_report`.
+#[derive(Debug, Serialize)]
+struct UnknownReport<'a> {
+    known: Vec<&'static str>,
+    report: &'a str,
+}
+
 /// `GET /api/analytics`: the reports there are, and the totals.
 async fn list(State(analytics): State<Analytics>) -> Response {
     let Some(s) = analytics.latest() else {
         return not_ready();
     };
-    let reports: Vec<_> = REPORTS
+    let reports = REPORTS
         .iter()
-        .map(|(name, columns)| json!({"report": name, "columns": columns}))
+        .map(|&(report, columns)| ReportInfo { columns, report })
         .collect();
-    Json(json!({
-        "reports": reports,
-        "events": s.report.events,
-        "refreshed_at_ms": s.refreshed_at_ms,
-        "error": s.error,
-    }))
+    Json(ReportList {
+        error: s.error,
+        events: s.report.events,
+        refreshed_at_ms: s.refreshed_at_ms,
+        reports,
+    })
     .into_response()
 }
 
 /// Query of `GET /api/analytics/{report}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 pub struct ReportQuery {
     /// At most this many rows (the largest first); all when absent.
     pub limit: Option<usize>,
+}
+
+/// The path of `GET /api/analytics/{report}`.
+#[derive(Deserialize, JsonSchema)]
+#[allow(dead_code)] // read by schemars only
+struct ReportPath {
+    /// `by_event_type` or `by_host` (`GET /api/analytics` lists them).
+    report: String,
 }
 
 /// `GET /api/analytics/{report}`.
@@ -165,32 +229,72 @@ async fn one(
     Path(name): Path<String>,
     Query(query): Query<ReportQuery>,
 ) -> Response {
-    let Some(&(name, columns)) = REPORTS.iter().find(|(n, _)| *n == name) else {
-        let known: Vec<&str> = REPORTS.iter().map(|(n, _)| *n).collect();
+    let Some(&(report, columns)) = REPORTS.iter().find(|(n, _)| *n == name) else {
+        let detail = UnknownReport {
+            known: REPORTS.iter().map(|(n, _)| *n).collect(),
+            report: &name,
+        };
         return error(
             StatusCode::NOT_FOUND,
             "unknown_report",
-            json!({"report": name, "known": known}),
+            serde_json::to_value(detail).unwrap_or_default(),
         );
     };
     let Some(s) = analytics.latest() else {
         return not_ready();
     };
-    let rows = match name {
+    let rows = match report {
         "by_event_type" => &s.report.by_event_type,
         _ => &s.report.by_host,
     };
     let limit = query.limit.unwrap_or(usize::MAX);
-    let rows: Vec<_> = rows.iter().take(limit).collect();
-    Json(json!({
-        "report": name,
-        "columns": columns,
-        "rows": rows,
-        "events": s.report.events,
-        "refreshed_at_ms": s.refreshed_at_ms,
-        "error": s.error,
-    }))
+    Json(ReportRows {
+        columns,
+        error: s.error,
+        events: s.report.events,
+        refreshed_at_ms: s.refreshed_at_ms,
+        report,
+        rows: rows.iter().take(limit).cloned().collect(),
+    })
     .into_response()
+}
+
+const NOT_READY: &str = "`not_ready`: the lake's reports are being counted for the first time.";
+
+/// The analytics routes ([`router`]), for the bridge's OpenAPI document
+/// (`bridge::Extras::openapi`).
+pub fn openapi_paths() -> Vec<(String, aide::openapi::PathItem)> {
+    vec![
+        documented_get("/api/analytics", |op| {
+            let op = op
+                .summary("The lake's reports and its event count.")
+                .description(
+                    "Answered from the last background count of the lake (never waits for \
+                     it).",
+                )
+                .response_with::<200, Json<ReportList>, _>(|r| r.description("The reports."));
+            error_response(op, 503, NOT_READY)
+        }),
+        documented_get("/api/analytics/{report}", |op| {
+            let op = op
+                .summary("A report's rows (`lake report`'s table), the largest first.")
+                .input::<Path<ReportPath>>()
+                .input::<Query<ReportQuery>>()
+                .response_with::<200, Json<ReportRows>, _>(|r| r.description("The rows."));
+            let op = text_error(
+                op,
+                400,
+                "A query that does not parse (`limit` not a non-negative integer): axum's \
+                 text answer.",
+            );
+            let op = error_response(
+                op,
+                404,
+                "`unknown_report`; `detail` is `{\"report\", \"known\"}`.",
+            );
+            error_response(op, 503, NOT_READY)
+        }),
+    ]
 }
 
 #[cfg(test)]
@@ -255,6 +359,34 @@ mod tests {
         assert_eq!(body["error"], "unknown_report");
         assert_eq!(body["detail"]["report"], "by_weather");
         assert_eq!(body["detail"]["known"], json!(["by_event_type", "by_host"]));
+    }
+
+    /// Every documented route and method is one the router serves.
+    #[tokio::test]
+    async fn every_documented_route_is_routed() {
+        let analytics = Analytics::default();
+        analytics.record(Ok(report()), 1);
+        let paths = openapi_paths();
+        assert_eq!(paths.len(), 2);
+        for (route, item) in paths {
+            assert!(item.get.is_some(), "{route}: GET only");
+            let uri = route.replace("{report}", "by_host");
+            let (status, _, _) = get_json(router(analytics.clone()), &uri).await;
+            assert_eq!(status, StatusCode::OK, "GET {route}");
+        }
+    }
+
+    #[test]
+    fn the_document_lists_the_routes() {
+        let doc = bridge::openapi::document_with(&[openapi_paths]);
+        let doc = serde_json::to_value(&doc).unwrap();
+        let one = &doc["paths"]["/api/analytics/{report}"]["get"];
+        for status in ["200", "400", "404", "503"] {
+            assert!(one["responses"][status].is_object(), "{status}");
+        }
+        assert!(one["responses"]["503"]["headers"]["Retry-After"].is_object());
+        let rows = &doc["components"]["schemas"]["ReportRows"]["properties"];
+        assert_eq!(rows["rows"]["items"]["maxItems"], 2, "[key, count] pairs");
     }
 
     #[tokio::test]

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::ranking::{RankKey, Ranking};
 
 /// How a new value combines with a player's score (Nakama's operators).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Operator {
     /// Keep the better of the two (higher on a descending board).
@@ -41,7 +41,9 @@ pub enum Operator {
 }
 
 /// Sort order: `desc` ranks the highest score first.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Order {
     #[default]
@@ -50,7 +52,7 @@ pub enum Order {
 }
 
 /// What a board ranks by, besides its source.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Rules {
     pub operator: Operator,
     #[serde(default)]
@@ -124,7 +126,7 @@ pub struct Entry {
 }
 
 /// A row of a board as readers see it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Row {
     /// 1 is first place.
     pub rank: usize,

@@ -23,7 +23,7 @@ use crate::campaign::{CampaignDef, DefError, Metric};
 use crate::nation::{self, Seen};
 
 /// How a board is defined, as `GET /api/leaderboards` lists it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct BoardInfo {
     pub id: String,
     pub title: String,

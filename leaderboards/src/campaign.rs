@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::board::{default_grace_ms, Operator, Order, Rules, ScoreEvent};
 
 /// What a board scores from a `gameplay` spin.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Metric {
     /// `win / stake` (a spin with no stake counts 0).
@@ -26,9 +26,10 @@ pub enum Metric {
 }
 
 /// One campaign board.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CampaignDef {
     /// URL-safe id: `[a-z0-9-]`, 1 to 64 characters.
+    #[schemars(length(min = 1, max = 64), pattern("^[a-z0-9-]{1,64}$"))]
     pub id: String,
     pub title: String,
     /// The topic of spin events (seed 004's shape).

@@ -10,6 +10,11 @@
 //! - `POST /api/admin/leaderboards` (a campaign definition) and
 //!   `DELETE /api/admin/leaderboards/{board}`, with `Authorization: Bearer
 //!   <ADMIN_TOKEN>`.
+//!
+//! Their OpenAPI description is [`crate::openapi::openapi_paths`] (re-exported as
+//! [`openapi_paths`]).
+
+pub use crate::openapi::openapi_paths;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
@@ -17,10 +22,13 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use shared::wire::ErrorBody;
 
 use crate::board::Row;
+use crate::boards::BoardInfo;
 use crate::campaign::CampaignDef;
 use crate::ranking::RankKey;
 use crate::Leaderboards;
@@ -30,13 +38,17 @@ pub const MAX_LIMIT: usize = 1000;
 /// The largest radius around a player.
 pub const MAX_RADIUS: usize = 100;
 
-/// A 4xx answer: `{"error", "detail"}`.
+/// A 4xx answer: `{"error", "detail"}` (the bridge's [`ErrorBody`]).
 #[derive(Debug)]
 pub struct ApiError(StatusCode, &'static str, serde_json::Value);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({"error": self.1, "detail": self.2}))).into_response()
+        let body = ErrorBody {
+            error: self.1.into(),
+            detail: self.2,
+        };
+        (self.0, Json(body)).into_response()
     }
 }
 
@@ -55,43 +67,79 @@ pub fn router(handle: Leaderboards) -> Router {
         .with_state(handle)
 }
 
-async fn list(State(h): State<Leaderboards>) -> Json<serde_json::Value> {
+/// `GET /api/leaderboards`'s answer.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct BoardList {
+    pub boards: Vec<BoardListing>,
+}
+
+/// A board in `GET /api/leaderboards`: its definition and how full it is.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct BoardListing {
+    #[serde(flatten)]
+    pub info: BoardInfo,
+    /// Players on the board (this period).
+    pub entries: usize,
+    /// Start of the current period (ms since the epoch); null without a
+    /// `reset`.
+    pub period_start_ms: Option<i64>,
+    /// Events that arrived later than the board's grace and did not count.
+    pub late: u64,
+}
+
+async fn list(State(h): State<Leaderboards>) -> Json<BoardList> {
     let boards = h.read();
-    let list: Vec<serde_json::Value> = boards
+    let list = boards
         .infos()
         .into_iter()
         .map(|info| {
             let b = boards.board(&info.id);
-            let mut v = serde_json::to_value(&info).unwrap_or_default();
-            v["entries"] = json!(b.map(|b| b.len()).unwrap_or(0));
-            v["period_start_ms"] = json!(b.and_then(|b| b.period()));
-            v["late"] = json!(boards.late(&info.id));
-            v
+            let late = boards.late(&info.id);
+            BoardListing {
+                entries: b.map(|b| b.len()).unwrap_or(0),
+                period_start_ms: b.and_then(|b| b.period()),
+                late,
+                info,
+            }
         })
         .collect();
-    Json(json!({ "boards": list }))
+    Json(BoardList { boards: list })
 }
 
 /// Query of `GET /api/leaderboards/{board}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 pub struct BoardQuery {
+    /// Rows in the page: 1 to 1000 (`MAX_LIMIT`; default 10).
+    #[schemars(range(min = 1, max = MAX_LIMIT))]
     pub limit: Option<usize>,
+    /// The previous page's `next_cursor`.
+    #[schemars(pattern(CURSOR_PATTERN))]
     pub cursor: Option<String>,
+    /// A player id: answer that player and their neighbours instead.
     pub around: Option<String>,
+    /// With `around`: rows either side (default 5; more than 100,
+    /// `MAX_RADIUS`, is capped).
     pub radius: Option<usize>,
 }
 
 /// A page of a board.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct Page {
     pub board: String,
+    /// Start of the current period (ms since the epoch); null without a
+    /// `reset`.
     pub period_start_ms: Option<i64>,
+    /// Players on the board.
     pub total: usize,
     pub entries: Vec<Row>,
     /// Pass as `cursor` for the next page; absent on the last.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
 }
+
+/// What [`encode_cursor`] writes (and [`decode_cursor`] reads back), for
+/// the OpenAPI document.
+pub const CURSOR_PATTERN: &str = r"^[0-9a-f]{16}\.-?[0-9]{1,18}\..*$";
 
 /// `{sort bits hex}.{reached_at_ms}.{player}`.
 pub fn encode_cursor(key: &RankKey) -> String {
@@ -163,14 +211,34 @@ async fn board(
     }))
 }
 
+/// A frame of `/ws/leaderboards/{board}`: the board's top N. Fields in
+/// alphabetical order, as the JSON map this replaced wrote them.
+#[derive(Debug, Serialize)]
+pub struct TopFrame<'a> {
+    pub board: &'a str,
+    pub entries: Vec<Row>,
+    pub period_start_ms: Option<i64>,
+    pub total: usize,
+    /// Bumped on every change of the board.
+    pub version: u64,
+    /// The newest event time seen (ms since the epoch).
+    pub watermark_ms: i64,
+}
+
 /// The top N of `id` as the WebSocket sends it, with the board's version.
 fn top_message(h: &Leaderboards, id: &str) -> Option<(u64, String)> {
     let boards = h.read();
     let b = boards.board(id)?;
     let (entries, _) = b.page(boards.top_n(id).max(1), None);
-    let msg = json!({"board": id, "version": b.version, "period_start_ms": b.period(),
-                     "watermark_ms": b.watermark(), "total": b.len(), "entries": entries});
-    Some((b.version, msg.to_string()))
+    let frame = TopFrame {
+        board: id,
+        entries,
+        period_start_ms: b.period(),
+        total: b.len(),
+        version: b.version,
+        watermark_ms: b.watermark(),
+    };
+    Some((b.version, serde_json::to_string(&frame).ok()?))
 }
 
 async fn ws(

@@ -29,6 +29,7 @@ pub mod boards;
 pub mod campaign;
 pub mod http;
 pub mod nation;
+pub mod openapi;
 pub mod ranking;
 pub mod role;
 

@@ -226,6 +226,7 @@ pub async fn run(
         let handle = leaderboards::Leaderboards::from_config(&boards_config)
             .map_err(|e| NationError::Leaderboards(e.to_string()))?;
         add_routes(&mut extras, leaderboards::router(handle.clone()));
+        extras.openapi.push(leaderboards::http::openapi_paths);
         let stop = cancel.clone();
         boards_task = Some(tokio::spawn(async move {
             // The boards are not the game: a failing role is logged, the
@@ -243,6 +244,7 @@ pub async fn run(
         let lake = lake::Location::open(location)?;
         let analytics = lake::Analytics::default();
         add_routes(&mut extras, lake::analytics::router(analytics.clone()));
+        extras.openapi.push(lake::analytics::openapi_paths);
         let every = std::time::Duration::from_millis(config.lake.lake_refresh_ms.max(1));
         let stop = cancel.clone();
         lake_tasks.push(tokio::spawn(lake::analytics::refresh_loop(

@@ -14,6 +14,7 @@
 
 pub mod logs;
 pub mod metrics;
+pub mod openapi;
 pub mod registry;
 
 pub use tokio_util::sync::CancellationToken;
