@@ -177,6 +177,19 @@ impl TokenKeys {
         &self.keys[0].id
     }
 
+    /// The player a join with the idempotency key `key` creates in
+    /// `game_id`: the same for every retry of that join, on any bridge with
+    /// the same secret, and unguessable without it (32 hex digits of an
+    /// HMAC of the current secret, the shape of a random player id).
+    pub fn joined_player(&self, game_id: u64, key: &str) -> String {
+        let mut mac = self.keys[0].mac.clone();
+        mac.update(format!("join.{game_id}.{key}").as_bytes());
+        mac.finalize().into_bytes()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
     /// A token naming `player_id` in `game_id`, valid for the configured
     /// lifetime from now.
     pub fn sign(&self, game_id: u64, player_id: &str) -> String {

@@ -125,7 +125,8 @@ pub fn document_with(extra: &[HostPaths]) -> OpenApi {
                 .input::<Json<JoinRequest>>()
                 .response_with::<200, Json<JoinResponse>, _>(|r| {
                     r.description("Joined (Kafka acknowledged the join).")
-                }),
+                })
+                .with(idempotency_key),
                 &[400, 408, 409, 413, 415, 422],
             )
         }),
@@ -348,8 +349,10 @@ fn idempotency_key(op: TransformOperation<'_>) -> TransformOperation<'_> {
         "name": "Idempotency-Key",
         "in": "header",
         "required": false,
-        "description": "The action id; a retried request with the same key is the same action. \
-            When the body has an `action_id` too, this header is the id (both must be well formed).",
+        "description": "The action id; a retried request with the same key is the same action \
+            (a join's key also fixes the player it creates, so a retried join never makes a \
+            second nation or takes a second seat). When an action's body has an `action_id` \
+            too, this header is the id (both must be well formed).",
         "schema": {
             "type": "string",
             "minLength": 1,

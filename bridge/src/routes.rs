@@ -89,8 +89,14 @@ pub async fn join(
             "message": format!("name must be 1 to {} printable characters", shared::MAX_NAME_CHARS),
         }))
     })?;
-    let player_id = uuid::Uuid::new_v4().simple().to_string();
-    let action_id = new_event_id();
+    // A join retried with its `Idempotency-Key` (after a 503, a lost answer)
+    // is the same join: the same action id and the same player, so the
+    // engine refuses the copy and nobody gets a second nation or seat.
+    let key = idempotency_key(&headers)?;
+    let (player_id, action_id) = match key {
+        Some(key) => (state.keys.joined_player(game_id, &key), key),
+        None => (uuid::Uuid::new_v4().simple().to_string(), new_event_id()),
+    };
     let mut envelope = stamp(
         action_id.clone(),
         game_id,
@@ -133,6 +139,10 @@ async fn join_arena(state: &AppState, envelope: &ActionEnvelope) -> Result<Team,
         .map_err(|_| unavailable())?
         .map_err(|_| unavailable())?;
     let arena = held.game.state.arena.clone().unwrap_or_default();
+    // A retried join whose first try was seated: that seat.
+    if let Some(team) = arena.fighters.get(&envelope.player_id).and_then(|f| f.team) {
+        return Ok(team);
+    }
     if let Err(r @ Rejection::TeamFull) =
         shared::arena::check(&arena, &envelope.player_id, ActionType::Join, None)
     {
@@ -181,6 +191,29 @@ async fn join_arena(state: &AppState, envelope: &ActionEnvelope) -> Result<Team,
     }
 }
 
+/// The `Idempotency-Key` header, if any, checked as an action id.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, AppError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value.to_str().map(str::to_string).unwrap_or_default();
+    check_action_id(&key)?;
+    Ok(Some(key))
+}
+
+/// Refuses an action id that is not 1 to `MAX_ACTION_ID` visible ASCII
+/// characters (`400`).
+fn check_action_id(key: &str) -> Result<(), AppError> {
+    if shared::valid_action_id(key) {
+        Ok(())
+    } else {
+        Err(AppError::BadRequest(json!(format!(
+            "an action id (Idempotency-Key or action_id) is 1 to {} visible ASCII characters",
+            shared::MAX_ACTION_ID
+        ))))
+    }
+}
+
 /// `POST /api/games/{game_id}/actions`
 pub async fn act(
     State(state): State<Arc<AppState>>,
@@ -202,17 +235,10 @@ pub async fn act(
             "valid_types": valid_types(),
         })));
     }
-    let header = headers
-        .get("idempotency-key")
-        .map(|v| v.to_str().map(str::to_string).unwrap_or_default());
+    let header = idempotency_key(&headers)?;
     // Each id given is checked; when both are given the header is the id.
-    for key in header.iter().chain(request.action_id.iter()) {
-        if !shared::valid_action_id(key) {
-            return Err(AppError::BadRequest(json!(format!(
-                "an action id (Idempotency-Key or action_id) is 1 to {} visible ASCII characters",
-                shared::MAX_ACTION_ID
-            ))));
-        }
+    if let Some(key) = &request.action_id {
+        check_action_id(key)?;
     }
     let action_id = header.or(request.action_id).unwrap_or_else(new_event_id);
     let envelope = stamp(

@@ -335,9 +335,12 @@ async fn join(
 ) -> anyhow::Result<String> {
     let url = format!("{base}/api/games/{game_id}/join");
     let deadline = Instant::now() + Duration::from_secs(30);
+    // Retries carry the same key: the same join, never a second player.
+    let key = uuid::Uuid::new_v4().to_string();
     loop {
         let response = client
             .post(&url)
+            .header("Idempotency-Key", &key)
             .json(&serde_json::json!({ "name": name }))
             .send()
             .await;

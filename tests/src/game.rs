@@ -109,12 +109,15 @@ impl TestGame {
     pub async fn join(&self, game_id: u64, name: &str) -> (String, String) {
         let client = reqwest::Client::new();
         let url = format!("{}/api/games/{game_id}/join", self.base_url);
+        let key = uuid::Uuid::new_v4().to_string();
+        let key = &key;
         let response: serde_json::Value = crate::eventually(
             Duration::from_secs(20),
             "a join that is not answered 503",
             || {
                 let req = client
                     .post(&url)
+                    .header("Idempotency-Key", key)
                     .json(&serde_json::json!({ "name": name }))
                     .send();
                 async move {

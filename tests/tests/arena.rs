@@ -86,12 +86,21 @@ fn rejected_code(v: &Value, action_id: &str) -> Option<String> {
     })
 }
 
-/// `POST /join`: the status and the answer.
+/// `POST /join`: the status and the answer. A 503 is retried with the same
+/// `Idempotency-Key`, as the contract tells clients to.
 async fn join(game: &TestGame, game_id: u64, name: &str) -> (u16, Value) {
+    join_with_key(game, game_id, name, &uuid::Uuid::new_v4().to_string()).await
+}
+
+async fn join_with_key(game: &TestGame, game_id: u64, name: &str, key: &str) -> (u16, Value) {
     let client = reqwest::Client::new();
     let url = format!("{}/api/games/{game_id}/join", game.base_url);
     tests::eventually(Duration::from_secs(30), "a join not answered 503", || {
-        let req = client.post(&url).json(&json!({ "name": name })).send();
+        let req = client
+            .post(&url)
+            .header("Idempotency-Key", key)
+            .json(&json!({ "name": name }))
+            .send();
         async move {
             let response = req.await.expect("join request");
             let status = response.status().as_u16();
@@ -178,6 +187,56 @@ async fn joins_fill_the_smaller_team_and_the_eleventh_is_refused() {
     let (nation_status, nation) = join(&game, 1, "Rome").await;
     assert_eq!(nation_status, 200);
     assert!(nation.get("team").is_none());
+    game.stop().await;
+}
+
+/// A join sent again with its `Idempotency-Key` (a 503, a lost answer) is
+/// the same join: the same player and seat in an arena, the same nation in
+/// a nation game; never a second one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_retried_with_its_key_is_the_same_player() {
+    let game = TestGame::start(None).await;
+    let id = arena_id();
+    let (_, first) = join_with_key(&game, id, "Ann", "ann-join-1").await;
+    let (status, again) = join_with_key(&game, id, "Ann", "ann-join-1").await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["player_id"], first["player_id"]);
+    assert_eq!(again["team"], first["team"]);
+    let (_, bob) = join_with_key(&game, id, "Bob", "bob-join-1").await;
+    assert_ne!(bob["player_id"], first["player_id"]);
+    assert_ne!(bob["team"], first["team"], "Bob fills the other team");
+    let state = game
+        .wait_for_state(id, "Bob seated", |s| {
+            s["state"]["arena"]["fighters"].as_object().map(|f| f.len()) == Some(2)
+        })
+        .await;
+    assert_eq!(
+        state["state"]["arena"]["fighters"]
+            .as_object()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    let nation_game = 7;
+    let (status, first) = join_with_key(&game, nation_game, "Rome", "rome-join-1").await;
+    assert_eq!(status, 200);
+    let (_, again) = join_with_key(&game, nation_game, "Rome", "rome-join-1").await;
+    assert_eq!(again["player_id"], first["player_id"]);
+    let (status, carthage) = join_with_key(&game, nation_game, "Carthage", "carthage-1").await;
+    assert_eq!(status, 200);
+    let state = game
+        .wait_for_state(nation_game, "Carthage's nation", |s| {
+            s["state"]["players"]
+                .get(carthage["player_id"].as_str().unwrap())
+                .is_some()
+        })
+        .await;
+    assert_eq!(
+        state["state"]["players"].as_object().unwrap().len(),
+        2,
+        "one Rome, one Carthage: {state}"
+    );
     game.stop().await;
 }
 
