@@ -523,7 +523,7 @@ const JOIN_ATTEMPTS: u32 = 15;
 fn join_arena(s: JoinSignals, game_id: u64, name: String, attempt: u32) {
     leptos::task::spawn_local(async move {
         let body = serde_json::to_string(&JoinRequest { name: name.clone() }).ok();
-        let answer = net::request("POST", &format!("/api/games/{game_id}/join"), None, body).await;
+        let answer = net::join(game_id, body).await;
         match answer {
             Ok(a) if a.status == 200 => {
                 let Ok(resp) = serde_json::from_str::<JoinResponse>(&a.body) else {

@@ -174,8 +174,7 @@ impl Ctrl {
         self.notice.set(None);
         spawn_local(async move {
             let body = serde_json::to_string(&JoinRequest { name: name.clone() }).ok();
-            let answer =
-                net::request("POST", &format!("/api/games/{game_id}/join"), None, body).await;
+            let answer = net::join(game_id, body).await;
             self.joining.set(false);
             let answer = match answer {
                 Ok(a) => a,

@@ -36,9 +36,58 @@ pub async fn request(
     token: Option<&str>,
     body: Option<String>,
 ) -> Result<HttpAnswer, String> {
+    request_keyed(method, path, token, body, None).await
+}
+
+thread_local! {
+    /// The idempotency key of each game's join in progress.
+    static JOIN_KEYS: std::cell::RefCell<std::collections::HashMap<u64, String>> =
+        Default::default();
+}
+
+/// `POST /api/games/{game_id}/join` with `body`. Every try of a join (a
+/// retry after a 503, a second click after a lost answer) carries the same
+/// `Idempotency-Key` until one gets a final answer (anything but no answer,
+/// 408, 429 or 503), so the bridge makes it the same player: never a second
+/// nation or arena seat.
+pub async fn join(game_id: u64, body: Option<String>) -> Result<HttpAnswer, String> {
+    let key = JOIN_KEYS.with(|k| {
+        k.borrow_mut()
+            .entry(game_id)
+            .or_insert_with(new_action_id)
+            .clone()
+    });
+    let answer = request_keyed(
+        "POST",
+        &format!("/api/games/{game_id}/join"),
+        None,
+        body,
+        Some(&key),
+    )
+    .await;
+    if answer
+        .as_ref()
+        .is_ok_and(|a| !matches!(a.status, 408 | 429 | 503))
+    {
+        JOIN_KEYS.with(|k| k.borrow_mut().remove(&game_id));
+    }
+    answer
+}
+
+/// [`request`] with an `Idempotency-Key`.
+async fn request_keyed(
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<String>,
+    key: Option<&str>,
+) -> Result<HttpAnswer, String> {
     let init = web_sys::RequestInit::new();
     init.set_method(method);
     let headers = web_sys::Headers::new().map_err(js_err)?;
+    if let Some(key) = key {
+        headers.set("Idempotency-Key", key).map_err(js_err)?;
+    }
     if let Some(body) = body {
         headers
             .set("Content-Type", "application/json")
