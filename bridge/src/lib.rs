@@ -201,6 +201,13 @@ impl AppState {
 
 /// The router: every route of the public contract.
 pub fn app(state: AppState) -> Router {
+    app_with(state, None)
+}
+
+/// [`app`] with a host's routes ([`Extras::routes`]) merged in under the
+/// same guards, body limits, per-route metrics and tracing as the bridge's
+/// own (found: the leaderboards' and analytics' requests went uncounted).
+pub fn app_with(state: AppState, extra: Option<Router>) -> Router {
     let mut router = Router::new()
         .route("/", get(routes::index))
         .route("/healthz", get(routes::healthz))
@@ -253,37 +260,42 @@ pub fn app(state: AppState) -> Router {
                 .precompressed_gzip()
                 .fallback(get(routes::not_found)),
         );
-    let mut router = router
+    let (guard, http_metrics, trusted_proxies, connections) = (
+        Arc::new(state.guard.clone()),
+        state.metrics_enabled.then(|| state.metrics.http.clone()),
+        state.trusted_proxies.clone(),
+        state.connections.clone(),
+    );
+    let router = router
         .fallback_service(assets)
         .method_not_allowed_fallback(routes::method_not_allowed)
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(axum::middleware::from_fn_with_state(
-            state.connections.clone(),
-            serve::body_deadline,
-        ))
-        // Outside the body guards: their 408 and 413 are refusals too.
-        .layer(axum::middleware::from_fn_with_state(
-            Arc::new(state.guard.clone()),
-            guard::guard,
-        ));
-    if state.metrics_enabled {
-        router = router.layer(axum::middleware::from_fn_with_state(
-            state.metrics.http.clone(),
-            ops::metrics::track_http,
-        ));
-    }
-    router
-        .layer(Extension(state.trusted_proxies.clone()))
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(DefaultMakeSpan::new().level(Level::DEBUG))
-                .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
-        )
         // One Arc for every request's handler and middleware: cloning the
         // state itself (some twenty reference counts, the static dir's
         // path) per request cost 13 % of the bridge's CPU under wrk
         // (perf, BENCHMARKS.md "Observability").
-        .with_state(Arc::new(state))
+        .with_state(Arc::new(state));
+    let mut router = match extra {
+        Some(extra) => router.merge(extra),
+        None => router,
+    }
+    .layer(DefaultBodyLimit::max(BODY_LIMIT))
+    .layer(axum::middleware::from_fn_with_state(
+        connections,
+        serve::body_deadline,
+    ))
+    // Outside the body guards: their 408 and 413 are refusals too.
+    .layer(axum::middleware::from_fn_with_state(guard, guard::guard));
+    if let Some(http) = http_metrics {
+        router = router.layer(axum::middleware::from_fn_with_state(
+            http,
+            ops::metrics::track_http,
+        ));
+    }
+    router.layer(Extension(trusted_proxies)).layer(
+        TraceLayer::new_for_http()
+            .make_span_with(DefaultMakeSpan::new().level(Level::DEBUG))
+            .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
+    )
 }
 
 /// Errors that stop the bridge from starting.
@@ -456,10 +468,7 @@ pub async fn run_with(
         openapi: openapi::served(&extras.openapi),
     };
     tracing::info!(addr = %listener.local_addr()?, "bridge listening");
-    let mut router = app(state);
-    if let Some(routes) = extras.routes {
-        router = router.merge(routes);
-    }
+    let router = app_with(state, extras.routes);
     let served = serve::serve(listener, router, connections, async move {
         cancel.cancelled().await;
         tracing::info!("shutting down: closing sockets, flushing the producer");

@@ -51,5 +51,28 @@ async fn a_purchase_moves_its_nation_up_the_game_and_global_boards() {
             .is_some_and(|b| b.iter().any(|b| b["id"] == "nation-gold-spent")),
         "{list}"
     );
+    // The boards' routes are the bridge's as much as its own: counted on
+    // `/metrics` under their route pattern.
+    let metrics = client
+        .get(format!("{}/metrics", game.base_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for route in ["/api/leaderboards", "/api/leaderboards/:board"] {
+        assert!(
+            metrics.contains(&format!(
+                "http_requests_total{{method=\"GET\",route=\"{route}\",status=\"200\"}}"
+            )),
+            "{route} not counted:\n{}",
+            metrics
+                .lines()
+                .filter(|l| l.contains("route="))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
     game.stop().await;
 }
