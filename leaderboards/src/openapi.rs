@@ -107,7 +107,7 @@ pub fn openapi_paths() -> Vec<(String, PathItem)> {
                     r.description("Added; its rows start from the next event.")
                 });
             let op = admin(op);
-            let op = text_error(op, 413, "A body over 2 MiB.");
+            let op = text_error(op, 413, "A body over the bridge's 16 KiB limit.");
             error_response(
                 op,
                 422,
