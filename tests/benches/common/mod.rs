@@ -47,6 +47,13 @@ impl BridgeProcess {
             .env("GAMES_TOPIC", &games_topic)
             .env("ENGINE_GROUP_ID", tests::unique("engine"))
             .env("TOKEN_SECRET", "bench")
+            // Every bench client comes from 127.0.0.1: the per-address
+            // connection limit (slowloris protection) would refuse the
+            // fan-out bench's 10,000 WebSockets with 429s.
+            .env(
+                "MAX_CONNECTIONS_PER_ADDR",
+                std::env::var("MAX_CONNECTIONS_PER_ADDR").unwrap_or_else(|_| "1000000".into()),
+            )
             .env(
                 "RUST_LOG",
                 std::env::var("BENCH_BRIDGE_LOG").unwrap_or_else(|_| "warn".into()),
