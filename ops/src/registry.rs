@@ -85,36 +85,19 @@ impl Registry {
     pub async fn register(&self, subject: &str, schema: &str) -> Result<u32, RegistryError> {
         let url = format!("{}/subjects/{subject}/versions", self.base);
         let body = serde_json::json!({"schemaType": "JSON", "schema": schema});
-        let answer = self
+        let request = self
             .http
             .post(&url)
             .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
-            .header(reqwest::header::ACCEPT, CONTENT_TYPE)
-            .body(body.to_string())
-            .send()
-            .await
-            .map_err(|source| RegistryError::Unreachable {
-                url: url.clone(),
-                source,
-            })?;
-        let registered: Registered = read(&url, answer).await?;
+            .body(body.to_string());
+        let registered: Registered = call(&url, request).await?;
         Ok(registered.id)
     }
 
     /// The schema registered under `id`.
     pub async fn schema(&self, id: u32) -> Result<String, RegistryError> {
         let url = format!("{}/schemas/ids/{id}", self.base);
-        let answer = self
-            .http
-            .get(&url)
-            .header(reqwest::header::ACCEPT, CONTENT_TYPE)
-            .send()
-            .await
-            .map_err(|source| RegistryError::Unreachable {
-                url: url.clone(),
-                source,
-            })?;
-        let fetched: Fetched = read(&url, answer).await?;
+        let fetched: Fetched = call(&url, self.http.get(&url)).await?;
         Ok(fetched.schema)
     }
 
@@ -148,11 +131,20 @@ impl Registry {
     }
 }
 
-/// The JSON of a 2xx answer, or the registry's error.
-async fn read<T: for<'de> Deserialize<'de>>(
+/// Sends `request` (to `url`) and reads the JSON of a 2xx answer, or the
+/// registry's error.
+async fn call<T: for<'de> Deserialize<'de>>(
     url: &str,
-    answer: reqwest::Response,
+    request: reqwest::RequestBuilder,
 ) -> Result<T, RegistryError> {
+    let answer = request
+        .header(reqwest::header::ACCEPT, CONTENT_TYPE)
+        .send()
+        .await
+        .map_err(|source| RegistryError::Unreachable {
+            url: url.to_string(),
+            source,
+        })?;
     let status = answer.status();
     let bytes = answer
         .bytes()
