@@ -127,11 +127,20 @@ struct EngineContext {
     /// An error met inside a callback; the loop handles it after the poll.
     failed: Mutex<Option<EngineError>>,
     metrics: EngineMetrics,
+    /// The group as the latest statistics showed it ([`crate::stall`]).
+    group: Mutex<Option<stall::GroupStats>>,
 }
 
 impl ClientContext for EngineContext {
     fn stats_raw(&self, statistics: &[u8]) {
         self.metrics.lag.record("engine", statistics);
+        #[derive(serde::Deserialize)]
+        struct Stats {
+            cgrp: Option<stall::GroupStats>,
+        }
+        if let Ok(Stats { cgrp: Some(group) }) = serde_json::from_slice::<Stats>(statistics) {
+            *lock(&self.group) = Some(group);
+        }
     }
 }
 
@@ -495,6 +504,7 @@ impl<'a> Engine<'a> {
             events: Mutex::new(Vec::new()),
             failed: Mutex::new(None),
             metrics: EngineMetrics::register(&config.registry),
+            group: Mutex::new(None),
         };
         let fetch_wait = config.fetch_wait_max_ms.to_string();
         let consumer: BaseConsumer<EngineContext> = config
@@ -519,6 +529,12 @@ impl<'a> Engine<'a> {
                 // `group.instance.id` gets them back at once).
                 ("session.timeout.ms", "10000"),
                 ("heartbeat.interval.ms", "1000"),
+                // The rebalance timeout: how long the broker holds a join
+                // for members that have not rejoined (librdkafka's default
+                // is 5 minutes, which a restarted engine could spend
+                // waiting on a member that is gone). The loop polls every
+                // few ms; a restore is bounded by `restore_stall_ms`.
+                ("max.poll.interval.ms", "30000"),
                 ("statistics.interval.ms", ops::metrics::STATS_INTERVAL_MS),
             ])
             .set_opt("group.instance.id", config.group_instance_id.as_deref())
@@ -666,14 +682,39 @@ impl<'a> Engine<'a> {
         }
         // Nothing consumed yet since the assignment (or a restart): the
         // committed offset is where consumption starts.
+        let mut unstarted = Vec::new();
+        let mut unreadable = String::new();
         if unset.count() > 0 {
-            if let Ok(committed) = self.consumer.committed_offsets(unset, STALL_QUERY_TIMEOUT) {
-                for e in committed.elements() {
-                    if let Offset::Offset(o) = e.offset() {
-                        at.insert(e.partition(), o);
+            match self
+                .consumer
+                .committed_offsets(unset.clone(), STALL_QUERY_TIMEOUT)
+            {
+                Ok(committed) => {
+                    for e in committed.elements() {
+                        if let Offset::Offset(o) = e.offset() {
+                            at.insert(e.partition(), o);
+                        }
                     }
                 }
+                Err(e) => {
+                    unstarted = unset.elements().iter().map(|e| e.partition()).collect();
+                    unreadable = e.to_string();
+                }
             }
+        }
+        let group = lock(&self.consumer.context().group).clone();
+        let membership = stall::membership(group.as_ref(), &unstarted, &unreadable);
+        if let stall::Membership::Waiting(why) = &membership {
+            if watch.membership(&membership) {
+                tracing::error!(%why, "the consumer is still waiting on its group");
+                return Err(EngineError::Unsettled {
+                    why: why.clone(),
+                    secs: (stall::CHECK_EVERY * (stall::MEMBERSHIP_STRIKES - 1)).as_secs(),
+                });
+            }
+            tracing::warn!(%why, "the consumer is waiting on its group");
+        } else {
+            watch.membership(&membership);
         }
         let mut ends = BTreeMap::new();
         for &partition in at.keys() {

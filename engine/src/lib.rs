@@ -393,6 +393,8 @@ pub enum EngineError {
     RewindFailed(String),
     #[error("the consumer stalled: partitions {partitions:?} behind their ends, not moving for {secs} s")]
     Stalled { partitions: Vec<i32>, secs: u64 },
+    #[error("the consumer waited on its group for {secs} s: {why}")]
+    Unsettled { why: String, secs: u64 },
     #[error("{0}")]
     Registry(#[from] ops::registry::RegistryError),
 }
@@ -416,6 +418,7 @@ impl EngineError {
             | EngineError::AbortFailed { .. }
             | EngineError::RewindFailed(_)
             | EngineError::Stalled { .. }
+            | EngineError::Unsettled { .. }
             | EngineError::Registry(_) => true,
             EngineError::Encode(_)
             | EngineError::NoGroupMetadata
@@ -445,7 +448,9 @@ impl EngineError {
             EngineError::Kafka { source, .. } | EngineError::AbortFailed { source } => {
                 !replaced_or_refused(source)
             }
-            EngineError::RewindFailed(_) | EngineError::Stalled { .. } => true,
+            EngineError::RewindFailed(_)
+            | EngineError::Stalled { .. }
+            | EngineError::Unsettled { .. } => true,
             // A registry that is down may be back; one that refuses the
             // schema (incompatible, invalid) will refuse it again.
             EngineError::Registry(e) => e.is_transient(),

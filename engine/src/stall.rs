@@ -17,6 +17,17 @@
 //! the position it stalled at after new clients is not a client's fault (a
 //! transaction marker at the end of a topic some other producer writes
 //! transactionally, say), so it is not counted again until it moves.
+//!
+//! The same checks watch the group membership, which no position shows: a
+//! consumer whose group coordinator answers but which has not settled into
+//! an assignment (its join held by the broker), or which holds partitions
+//! whose committed offsets cannot be read (librdkafka retries an
+//! `UNSTABLE_OFFSET_COMMIT` forever, at debug level), consumes nothing and
+//! says nothing. Measured once in fault 3 (RELIABILITY.md): 60 s silent
+//! after a restart in place. Waiting for [`MEMBERSHIP_STRIKES`] checks in a
+//! row, longer than the engine's rebalance timeout, ends the clients too
+//! (once per episode: it is watched again once it settles);
+//! each waiting check is logged with librdkafka's view of the group.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -26,6 +37,67 @@ pub(crate) const CHECK_EVERY: Duration = Duration::from_secs(10);
 /// Checks in a row a lagging partition must not move for to be stalled: a
 /// restart comes 20 to 30 s into a stall.
 pub(crate) const STRIKES: u32 = 3;
+/// Checks in a row the group membership may be waiting before the clients
+/// are replaced: 30 to 40 s, longer than the engine consumer's rebalance
+/// timeout (`max.poll.interval.ms`, 30 s), after which the broker completes
+/// any join by itself.
+pub(crate) const MEMBERSHIP_STRIKES: u32 = 4;
+
+/// Where the consumer stands with its group at a check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Membership {
+    /// Assigned (possibly nothing, when members outnumber partitions), with
+    /// a start offset for every partition.
+    Settled,
+    /// The coordinator answers, yet the consumer is not settled: why.
+    Waiting(String),
+    /// The coordinator is unreachable or nothing is known yet: a check that
+    /// counts for nothing either way.
+    Unknown,
+}
+
+/// The group as librdkafka's statistics show it (the `cgrp` object).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+pub(crate) struct GroupStats {
+    /// The coordinator connection: `up` once it is known and connected.
+    pub state: String,
+    /// The membership: `steady` once an assignment is in place.
+    pub join_state: String,
+    /// How long the group has been in `state`, ms.
+    #[serde(default)]
+    pub stateage: i64,
+    /// Since the last rebalance, ms.
+    #[serde(default)]
+    pub rebalance_age: i64,
+    #[serde(default)]
+    pub rebalance_reason: String,
+    #[serde(default)]
+    pub assignment_size: i64,
+}
+
+/// Judges the membership from the latest statistics and the assigned
+/// partitions whose start offset could not be read (`unstarted`, with the
+/// error).
+pub(crate) fn membership(group: Option<&GroupStats>, unstarted: &[i32], error: &str) -> Membership {
+    let Some(group) = group else {
+        return Membership::Unknown;
+    };
+    if group.state != "up" {
+        return Membership::Unknown;
+    }
+    if group.join_state != "steady" {
+        return Membership::Waiting(format!(
+            "join state {} ({} ms since the last rebalance: {}; {} partitions assigned)",
+            group.join_state, group.rebalance_age, group.rebalance_reason, group.assignment_size
+        ));
+    }
+    if !unstarted.is_empty() {
+        return Membership::Waiting(format!(
+            "partitions {unstarted:?} assigned, their committed offsets unreadable: {error}"
+        ));
+    }
+    Membership::Settled
+}
 
 /// The state of the watch between checks.
 #[derive(Debug)]
@@ -36,6 +108,12 @@ pub(crate) struct StallWatch {
     behind: BTreeMap<i32, (i64, u32)>,
     /// Positions already reported stalled once: not counted again.
     forgiven: BTreeMap<i32, i64>,
+    /// Checks in a row the membership was waiting.
+    waiting: u32,
+    /// New clients came for a waiting membership: until it settles, it is
+    /// not counted again (another producer's open transaction holding our
+    /// offsets, say, is not mended by more restarts).
+    waiting_forgiven: bool,
 }
 
 impl StallWatch {
@@ -44,6 +122,8 @@ impl StallWatch {
             next_check: now + CHECK_EVERY,
             behind: BTreeMap::new(),
             forgiven: BTreeMap::new(),
+            waiting: 0,
+            waiting_forgiven: false,
         }
     }
 
@@ -56,6 +136,10 @@ impl StallWatch {
     /// stalled are not counted again at the positions they stalled at.
     pub(crate) fn restarted(&mut self, now: Instant) {
         self.next_check = now + CHECK_EVERY;
+        if self.waiting >= MEMBERSHIP_STRIKES {
+            self.waiting_forgiven = true;
+        }
+        self.waiting = 0;
         for (partition, (at, strikes)) in std::mem::take(&mut self.behind) {
             if strikes >= STRIKES {
                 self.forgiven.insert(partition, at);
@@ -67,6 +151,20 @@ impl StallWatch {
     /// interval later, and what was seen before is kept.
     pub(crate) fn unknown(&mut self, now: Instant) {
         self.next_check = now + CHECK_EVERY;
+    }
+
+    /// Records the membership at a check; true once it has been waiting for
+    /// [`MEMBERSHIP_STRIKES`] checks in a row.
+    pub(crate) fn membership(&mut self, membership: &Membership) -> bool {
+        match membership {
+            Membership::Settled => {
+                self.waiting = 0;
+                self.waiting_forgiven = false;
+            }
+            Membership::Waiting(_) => self.waiting += 1,
+            Membership::Unknown => {}
+        }
+        !self.waiting_forgiven && self.waiting >= MEMBERSHIP_STRIKES
     }
 
     /// Records a check: `positions` where the engine has consumed to, and
@@ -152,6 +250,66 @@ mod tests {
         assert_eq!(watch.observe(t, &map(&[(0, 10)]), &ends), vec![0]);
         // A partition no longer assigned (no position) is not watched.
         assert!(watch.observe(t, &map(&[]), &ends).is_empty());
+    }
+
+    fn group(state: &str, join_state: &str) -> GroupStats {
+        GroupStats {
+            state: state.into(),
+            join_state: join_state.into(),
+            ..GroupStats::default()
+        }
+    }
+
+    #[test]
+    fn a_membership_waiting_longer_than_the_rebalance_timeout_ends_the_clients() {
+        let t = Instant::now();
+        let mut watch = StallWatch::new(t);
+        let held = membership(Some(&group("up", "wait-join")), &[], "");
+        assert!(matches!(held, Membership::Waiting(ref why) if why.contains("wait-join")));
+        for _ in 1..MEMBERSHIP_STRIKES {
+            assert!(!watch.membership(&held));
+        }
+        // An unreachable coordinator neither counts nor forgives.
+        let down = membership(Some(&group("query-coord", "init")), &[], "");
+        assert_eq!(down, Membership::Unknown);
+        assert!(!watch.membership(&down));
+        assert!(watch.membership(&held));
+        // New clients that find it still waiting do not start again: once
+        // is what new clients can do.
+        watch.restarted(t);
+        for _ in 0..2 * MEMBERSHIP_STRIKES {
+            assert!(!watch.membership(&held));
+        }
+        // Once it settles, it is watched again.
+        assert!(!watch.membership(&Membership::Settled));
+        for _ in 1..MEMBERSHIP_STRIKES {
+            assert!(!watch.membership(&held));
+        }
+        assert!(watch.membership(&held));
+    }
+
+    #[test]
+    fn assigned_partitions_without_a_readable_start_are_waiting() {
+        let steady = group("up", "steady");
+        assert_eq!(membership(Some(&steady), &[], ""), Membership::Settled);
+        assert_eq!(membership(None, &[1], "timed out"), Membership::Unknown);
+        let waiting = membership(Some(&steady), &[1, 3], "timed out");
+        assert!(matches!(waiting, Membership::Waiting(ref why) if why.contains("[1, 3]")));
+        let mut watch = StallWatch::new(Instant::now());
+        for _ in 1..MEMBERSHIP_STRIKES {
+            assert!(!watch.membership(&waiting));
+        }
+        // Settling starts the count again.
+        assert!(!watch.membership(&Membership::Settled));
+        assert!(!watch.membership(&waiting));
+    }
+
+    #[test]
+    fn the_group_statistics_are_read_from_librdkafka_json() {
+        let json = r#"{"state":"up","stateage":1203,"join_state":"wait-join","rebalance_age":4100,"rebalance_cnt":2,"rebalance_reason":"group rejoin","assignment_size":0}"#;
+        let g: GroupStats = serde_json::from_str(json).unwrap();
+        assert_eq!(g.join_state, "wait-join");
+        assert_eq!(g.rebalance_age, 4100);
     }
 
     #[test]

@@ -476,9 +476,41 @@ kill -TERM $j 2>/dev/null; wait $j"#;
 impl Drop for LocalKafka {
     fn drop(&mut self) {
         self.stop();
+        if std::thread::panicking() {
+            // A failing test: what the broker said is part of its story
+            // (CI keeps the output, not the folder).
+            eprintln!("{}", self.notable_log_lines(40));
+        }
         if self.temporary {
             let _ = std::fs::remove_dir_all(&self.spec.dir);
         }
+    }
+}
+
+impl LocalKafka {
+    /// The broker's warnings, errors and starts and stops, the last `n` of
+    /// them, for a failure report.
+    pub fn notable_log_lines(&self, n: usize) -> String {
+        let log = std::fs::read_to_string(self.spec.dir.join("broker.log")).unwrap_or_default();
+        let notable: Vec<&str> = log
+            .lines()
+            .filter(|l| {
+                l.contains("] WARN ")
+                    || l.contains("] ERROR ")
+                    || l.contains("] FATAL ")
+                    || l.contains("Kafka Server started")
+                    || l.contains("[KafkaRaftServer nodeId=")
+                    || l.contains("shut down completed (kafka.server.BrokerServer)")
+            })
+            .collect();
+        let from = notable.len().saturating_sub(n);
+        format!(
+            "[localkafka] node {} ({}): the last {} notable lines of its log:\n{}",
+            self.spec.node_id,
+            self.bootstrap,
+            notable.len() - from,
+            notable[from..].join("\n")
+        )
     }
 }
 

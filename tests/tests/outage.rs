@@ -16,6 +16,11 @@ async fn a_broker_stopped_for_ten_seconds_under_load_loses_nothing_acknowledged(
     let bootstrap = broker.bootstrap().to_string();
     let game = TestGame::start_with(None, |c| {
         c.bridge.brokers = Some(bootstrap.clone());
+        // librdkafka's own debug output, for a failure to explain itself
+        // (`F4_DEBUG=cgrp,eos`, as in fault 4; RELIABILITY.md).
+        if let Ok(d) = std::env::var("F4_DEBUG") {
+            c.bridge.extra.push(("debug".into(), d));
+        }
     })
     .await;
     let players = game.seat_players(8, 4, "Outage").await;
