@@ -102,6 +102,8 @@ struct Player {
 #[derive(Clone, Copy, Debug)]
 struct Pending {
     intended: Instant,
+    /// When its `202` came (`None` while the request is on its way).
+    answered: Option<Instant>,
     player: usize,
     measured: bool,
     /// Sockets that must still see the answer: 1 (the player's own) in a
@@ -113,6 +115,8 @@ struct Pending {
 struct Latencies {
     ack: Histogram<u64>,
     update: Histogram<u64>,
+    /// From the `202` to the update (zero when the update came first).
+    answer_update: Histogram<u64>,
     ack_second: Histogram<u64>,
     update_second: Histogram<u64>,
 }
@@ -122,6 +126,7 @@ impl Latencies {
         Latencies {
             ack: stats::histogram(),
             update: stats::histogram(),
+            answer_update: stats::histogram(),
             ack_second: stats::histogram(),
             update_second: stats::histogram(),
         }
@@ -175,10 +180,20 @@ impl Shared {
         }
     }
 
-    fn record_update(&self, latency: Duration) {
+    fn record_update(&self, latency: Duration, since_answer: Duration) {
         if let Ok(mut l) = self.latencies.lock() {
             l.update.saturating_record(micros(latency));
             l.update_second.saturating_record(micros(latency));
+            l.answer_update.saturating_record(micros(since_answer));
+        }
+    }
+
+    /// Notes when `id`'s `202` came, for answer -> update.
+    fn answered(&self, id: &str, now: Instant) {
+        if let Ok(mut pending) = self.pending.lock() {
+            if let Some(p) = pending.get_mut(id) {
+                p.answered = Some(now);
+            }
         }
     }
 
@@ -219,7 +234,12 @@ impl Shared {
                 },
             );
             if p.measured {
-                self.record_update(now.saturating_duration_since(p.intended));
+                // An update that came before its `202` counts as zero.
+                let since_answer = p
+                    .answered
+                    .map(|a| now.saturating_duration_since(a))
+                    .unwrap_or_default();
+                self.record_update(now.saturating_duration_since(p.intended), since_answer);
             }
         }
     }
@@ -262,6 +282,9 @@ pub struct Report {
     /// Intended start to the update on the player's WebSocket (arenas: on
     /// the last of its arena's players' WebSockets).
     pub update: Summary,
+    /// From the `202` to the update on the WebSocket (zero when the update
+    /// came first): what the bridge and engine add after Kafka's ack.
+    pub answer_to_update: Summary,
     /// Achieved rate of the measured part: sent / duration.
     pub achieved_rate: f64,
     /// loadgen's own CPU (user + system) during the load, seconds.
@@ -425,6 +448,7 @@ async fn act(
             id.clone(),
             Pending {
                 intended,
+                answered: None,
                 player,
                 measured,
                 left,
@@ -457,6 +481,7 @@ async fn act(
             if measured {
                 shared.record_ack(now.saturating_duration_since(intended));
             }
+            shared.answered(&id, now);
             // Drain the body so the connection goes back to the pool.
             let _ = r.bytes().await;
             None
@@ -720,7 +745,7 @@ pub async fn run(args: &PlayArgs) -> anyhow::Result<Report> {
         _ => None,
     };
     let achieved_rate = get(&m.sent) as f64 / args.duration;
-    let (ack, update, slo) = {
+    let (ack, update, answer_to_update, slo) = {
         let l = shared
             .latencies
             .lock()
@@ -743,7 +768,12 @@ pub async fn run(args: &PlayArgs) -> anyhow::Result<Report> {
                 }
             })
             .collect();
-        (Summary::of(&l.ack), Summary::of(&l.update), slo)
+        (
+            Summary::of(&l.ack),
+            Summary::of(&l.update),
+            Summary::of(&l.answer_update),
+            slo,
+        )
     };
     let slo_met = slo.iter().all(|s| s.met);
     let error_kinds = shared
@@ -777,6 +807,7 @@ pub async fn run(args: &PlayArgs) -> anyhow::Result<Report> {
         arena: args.arena,
         ack,
         update,
+        answer_to_update,
         achieved_rate,
         cpu_s,
         cpu_cores_per_1000_rps: cpu_s
@@ -842,6 +873,12 @@ pub fn print_table(r: &Report, out: &mut impl Write) -> std::io::Result<()> {
             s.count, s.p50_ms, s.p90_ms, s.p99_ms, s.p99_9_ms, s.max_ms
         )?;
     }
+    let s = &r.answer_to_update;
+    writeln!(
+        out,
+        "{:<33} {:>6} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
+        "from the 202 to the update", s.count, s.p50_ms, s.p90_ms, s.p99_ms, s.p99_9_ms, s.max_ms
+    )?;
     writeln!(out)?;
     if let (Some(cpu), Some(per)) = (r.cpu_s, r.cpu_cores_per_1000_rps) {
         writeln!(
@@ -907,6 +944,7 @@ mod tests {
             "a1".into(),
             Pending {
                 intended,
+                answered: None,
                 player: 3,
                 measured: true,
                 left: 1,
@@ -915,11 +953,18 @@ mod tests {
         // Another player's socket sees the same update first: not ours.
         s.matched("a1", 2, true, intended + Duration::from_millis(1));
         assert_eq!(s.measured.applied.load(Ordering::Relaxed), 0);
+        s.answered("a1", intended + Duration::from_millis(4));
         s.matched("a1", 3, true, intended + Duration::from_millis(7));
         s.matched("a1", 3, true, intended + Duration::from_millis(9));
         assert_eq!(s.measured.applied.load(Ordering::Relaxed), 1);
         let l = s.latencies.lock().expect("lock");
         assert_eq!(l.update.len(), 1);
+        // From its 202 (4 ms) to the update (7 ms).
+        assert!(
+            (l.answer_update.max() as i64 - 3000).abs() < 10,
+            "{}",
+            l.answer_update.max()
+        );
         assert!(
             (l.update.max() as i64 - 7000).abs() < 10,
             "{}",
@@ -938,6 +983,7 @@ mod tests {
             "m1".into(),
             Pending {
                 intended,
+                answered: None,
                 player: 0,
                 measured: true,
                 left: 3,

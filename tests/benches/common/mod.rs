@@ -26,6 +26,12 @@ impl BridgeProcess {
     /// Builds nothing: expects `target/release/nation` (the bench scripts
     /// build it). Starts it (bridge and engine), waits for `/healthz`.
     pub fn start(brokers: &str, partitions: i32) -> BridgeProcess {
+        BridgeProcess::start_with(brokers, partitions, &[])
+    }
+
+    /// The same, with more environment for the process (`env` last, so it
+    /// overrides).
+    pub fn start_with(brokers: &str, partitions: i32, env: &[(&str, &str)]) -> BridgeProcess {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
         let target = std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
@@ -67,6 +73,7 @@ impl BridgeProcess {
                     .filter(|kv| !kv.is_empty())
                     .flat_map(|kv| ["-X".to_string(), kv.to_string()]),
             )
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(if std::env::var_os("BENCH_BRIDGE_LOG").is_some() {
                 Stdio::inherit()
