@@ -6,7 +6,9 @@
 //! - **Duplicates**: an id seen before changes nothing. Ids are kept while
 //!   their event time is within the grace of the newest event time seen
 //!   (the watermark); older events are refused as late, so a duplicate is
-//!   always caught.
+//!   always caught. The ids are persisted too ([`Board::take_seen`],
+//!   [`Board::restore_seen`]), in chunks that live exactly as long as their
+//!   ids, so a duplicate straddling a restart is still caught.
 //! - **Late and out-of-order** events: accepted in any order while within
 //!   `grace_ms` of the watermark; order does not change the result
 //!   (`best`/`incr`/`decr` commute, `set` keeps the latest event time).
@@ -113,6 +115,19 @@ pub enum RulesError {
     Invalid(&'static str),
 }
 
+/// At most this many ids in one persisted chunk (a chunk of spin ids is
+/// then about 90 KB of JSON, far below a Kafka record's 1 MB).
+pub const MAX_CHUNK_IDS: usize = 2048;
+
+/// What [`Board::take_seen`] hands over to persist.
+#[derive(Debug, Default, PartialEq)]
+pub struct SeenChanges {
+    /// New chunks: number and `(event time, id)` pairs.
+    pub written: Vec<(u64, Vec<(i64, String)>)>,
+    /// Chunks to delete.
+    pub removed: Vec<u64>,
+}
+
 /// One player's standing.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
@@ -152,6 +167,18 @@ pub struct Board {
     seen_by_time: BTreeMap<i64, Vec<String>>,
     /// Windowed boards: when each player's oldest event leaves the window.
     expiries: BTreeMap<i64, Vec<Arc<str>>>,
+    /// Ids seen since the last [`Board::take_seen`] (to persist as a new
+    /// chunk), with their event time.
+    unsaved: Vec<(i64, String)>,
+    /// Persisted chunks of ids by the newest event time they hold: a chunk
+    /// is dropped (tombstoned) once that time leaves the grace, when every
+    /// id in it is forgotten.
+    chunks_by_time: BTreeMap<i64, Vec<u64>>,
+    /// The next chunk's number (numbers are never reused while a chunk of
+    /// that number may be live).
+    next_chunk: u64,
+    /// Chunks whose ids were all forgotten: to tombstone.
+    stale_chunks: Vec<u64>,
     /// Bumped on every change (readers and pushers compare it).
     pub version: u64,
     /// Players changed since [`Board::take_dirty`] (to persist).
@@ -182,6 +209,10 @@ impl Board {
             seen: HashMap::new(),
             seen_by_time: BTreeMap::new(),
             expiries: BTreeMap::new(),
+            unsaved: Vec::new(),
+            chunks_by_time: BTreeMap::new(),
+            next_chunk: 0,
+            stale_chunks: Vec::new(),
             version: 0,
             dirty: Vec::new(),
         })
@@ -279,11 +310,8 @@ impl Board {
             self.new_period(period);
             changed = true;
         }
-        self.seen.insert(ev.id.clone(), ev.time_ms);
-        self.seen_by_time
-            .entry(ev.time_ms)
-            .or_default()
-            .push(ev.id.clone());
+        self.remember(ev.time_ms, ev.id.clone());
+        self.unsaved.push((ev.time_ms, ev.id.clone()));
         if ev.time_ms > self.watermark {
             self.watermark = ev.time_ms;
             self.forget_old_ids();
@@ -329,16 +357,88 @@ impl Board {
         }
     }
 
+    fn remember(&mut self, time_ms: i64, id: String) {
+        self.seen_by_time
+            .entry(time_ms)
+            .or_default()
+            .push(id.clone());
+        self.seen.insert(id, time_ms);
+    }
+
+    /// The oldest event time still within the grace.
+    fn grace_floor(&self) -> i64 {
+        self.watermark.saturating_sub(self.rules.grace_ms)
+    }
+
     /// Forgets ids older than the grace (their events are refused as late
-    /// anyway), oldest first.
+    /// anyway), oldest first, and the persisted chunks that held only those.
     fn forget_old_ids(&mut self) {
-        let floor = self.watermark.saturating_sub(self.rules.grace_ms);
+        let floor = self.grace_floor();
         while let Some(entry) = self.seen_by_time.first_entry() {
             if *entry.key() >= floor {
                 break;
             }
             for id in entry.remove() {
                 self.seen.remove(&id);
+            }
+        }
+        while let Some(entry) = self.chunks_by_time.first_entry() {
+            if *entry.key() >= floor {
+                break;
+            }
+            self.stale_chunks.extend(entry.remove());
+        }
+        // Nobody taking the ids (a board used on its own): keep the list
+        // within twice the live ids, amortised.
+        if self.unsaved.len() > 2 * self.seen.len() + MAX_CHUNK_IDS {
+            self.unsaved.retain(|(t, _)| *t >= floor);
+        }
+    }
+
+    /// The ids seen since the last call, as new chunks to write (number and
+    /// `(event time, id)` pairs, at most [`MAX_CHUNK_IDS`] each), and the
+    /// chunks to delete (every id in them left the grace).
+    pub fn take_seen(&mut self) -> SeenChanges {
+        let floor = self.grace_floor();
+        let mut ids = std::mem::take(&mut self.unsaved);
+        ids.retain(|(t, _)| *t >= floor);
+        let mut written = Vec::new();
+        for chunk in ids.chunks(MAX_CHUNK_IDS) {
+            let n = self.next_chunk;
+            self.next_chunk += 1;
+            let newest = chunk.iter().map(|(t, _)| *t).max().unwrap_or(i64::MIN);
+            self.chunks_by_time.entry(newest).or_default().push(n);
+            written.push((n, chunk.to_vec()));
+        }
+        SeenChanges {
+            written,
+            removed: std::mem::take(&mut self.stale_chunks),
+        }
+    }
+
+    /// Every chunk number that may be live in the written state.
+    pub fn live_chunks(&self) -> Vec<u64> {
+        let mut all: Vec<u64> = self.chunks_by_time.values().flatten().copied().collect();
+        all.extend(&self.stale_chunks);
+        all
+    }
+
+    /// Restores a persisted chunk of ids (a rebuild), once the board's
+    /// `watermark` is known: ids older than the grace are not kept, and a
+    /// chunk holding only those is queued for deletion.
+    pub fn restore_seen(&mut self, watermark: i64, chunk: u64, ids: Vec<(i64, String)>) {
+        self.watermark = self.watermark.max(watermark);
+        self.next_chunk = self.next_chunk.max(chunk + 1);
+        let floor = self.grace_floor();
+        let newest = ids.iter().map(|(t, _)| *t).max().unwrap_or(i64::MIN);
+        if newest < floor {
+            self.stale_chunks.push(chunk);
+            return;
+        }
+        self.chunks_by_time.entry(newest).or_default().push(chunk);
+        for (t, id) in ids {
+            if t >= floor {
+                self.remember(t, id);
             }
         }
     }
@@ -633,6 +733,37 @@ mod tests {
         assert_eq!(b.version, version);
         assert_eq!(b.apply(&ev("2", "a", 5.0, 1001)), Applied::Changed);
         assert_eq!(top(&b), [("a".into(), 10.0)]);
+    }
+
+    #[test]
+    fn persisted_ids_refuse_a_duplicate_after_a_restore_until_they_leave_the_grace() {
+        let mut b = Board::new(rules(Operator::Incr)).expect("board");
+        b.apply(&ev("1", "a", 5.0, 1000));
+        b.apply(&ev("2", "a", 5.0, 4000));
+        let seen = b.take_seen();
+        assert_eq!(
+            seen.written,
+            [(0, vec![(1000, "1".into()), (4000, "2".into())])]
+        );
+        let mut again = Board::new(rules(Operator::Incr)).expect("board");
+        again.restore(None, b.watermark(), "a", b.entry("a").cloned());
+        for (n, ids) in seen.written {
+            again.restore_seen(b.watermark(), n, ids);
+        }
+        assert_eq!(again.apply(&ev("1", "a", 5.0, 1000)), Applied::Duplicate);
+        assert_eq!(again.apply(&ev("3", "a", 1.0, 4500)), Applied::Changed);
+        let next = again.take_seen();
+        assert_eq!(next.written, [(1, vec![(4500, "3".into())])]);
+        assert!(next.removed.is_empty());
+        // Chunk 0's newest id (4000) leaves the grace at a watermark past 14,000.
+        again.apply(&ev("4", "a", 1.0, 14_001));
+        assert_eq!(again.take_seen().removed, [0]);
+        // A chunk already stale when read back is queued for deletion.
+        let mut late = Board::new(rules(Operator::Incr)).expect("board");
+        late.restore_seen(20_000, 7, vec![(1000, "1".into())]);
+        assert_eq!(late.take_seen().removed, [7]);
+        assert_eq!(late.apply(&ev("8", "b", 1.0, 20_000)), Applied::Changed);
+        assert_eq!(late.take_seen().written[0].0, 8);
     }
 
     #[test]

@@ -10,6 +10,13 @@
 //! - `def/{board}`: a campaign definition added through the admin API;
 //! - `board/{board}`: `{"period", "watermark"}`;
 //! - `entry/{board}/{player}`: `{"period", "entry"}`;
+//! - `seen/{board}/{chunk}`: `[[event_time_ms, "id"], ...]`, the event ids a
+//!   transaction's records brought (at most [`crate::board::MAX_CHUNK_IDS`]
+//!   per chunk), so a duplicate produced again after a restart is still
+//!   refused. A chunk is tombstoned once its newest event time is older than
+//!   the board's grace (its events would be refused as late anyway): live
+//!   chunks hold the ids of the last `grace_ms` of event time (10 s by
+//!   default), plus at most one transaction's worth;
 //! - `nation/{game}/{player}`: the last nation version seen ([`Seen`]);
 //! - `offsets/{topic}/{partition}`: the next offset to read.
 
@@ -138,6 +145,11 @@ impl Boards {
                     .map(|r| format!("entry/{id}/{}", r.player_id)),
             );
             self.tombstones.push(format!("board/{id}"));
+            self.tombstones.extend(
+                old.live_chunks()
+                    .into_iter()
+                    .map(|n| format!("seen/{id}/{n}")),
+            );
         }
         self.dirty_boards.remove(id);
     }
@@ -258,6 +270,13 @@ impl Boards {
                 let value = entry.and_then(|entry| json(&EntryRecord { period, entry }));
                 out.push((format!("entry/{id}/{player}"), value));
             }
+            let seen = board.take_seen();
+            for n in seen.removed {
+                out.push((format!("seen/{id}/{n}"), None));
+            }
+            for (n, ids) in seen.written {
+                out.push((format!("seen/{id}/{n}"), json(&ids)));
+            }
         }
         for (game, player) in std::mem::take(&mut self.dirty_nations) {
             let value = self
@@ -283,7 +302,7 @@ impl Boards {
         let live = records
             .iter()
             .filter_map(|(k, v)| v.as_ref().map(|v| (k.as_str(), v.as_slice())));
-        let (mut metas, mut entries) = (Vec::new(), Vec::new());
+        let (mut metas, mut entries, mut seen) = (Vec::new(), Vec::new(), Vec::new());
         for (key, value) in live {
             let Some((kind, rest)) = key.split_once('/') else {
                 continue;
@@ -296,6 +315,7 @@ impl Boards {
                 }
                 "board" => metas.push((rest, value)),
                 "entry" => entries.push((rest, value)),
+                "seen" => seen.push((rest, value)),
                 "nation" => {
                     let parsed = rest
                         .split_once('/')
@@ -336,20 +356,43 @@ impl Boards {
             if meta.is_some_and(|m| m.period != record.period) {
                 continue;
             }
-            let board = match self.boards.entry(id.to_string()) {
-                std::collections::hash_map::Entry::Occupied(b) => b.into_mut(),
-                std::collections::hash_map::Entry::Vacant(v)
-                    if id.starts_with(nation::POWER_GAME_PREFIX) =>
-                {
-                    match Board::new(nation::rules(id)) {
-                        Ok(b) => v.insert(b),
-                        Err(_) => continue,
-                    }
-                }
-                std::collections::hash_map::Entry::Vacant(_) => continue,
+            let Some(board) = self.board_to_restore(id) else {
+                continue;
             };
             let watermark = meta.map(|m| m.watermark).unwrap_or(i64::MIN);
             board.restore(record.period, watermark, player, Some(record.entry));
+        }
+        // After the entries: a board's ids are kept against its watermark.
+        for (rest, value) in seen {
+            let parsed = rest
+                .rsplit_once('/')
+                .and_then(|(id, n)| Some((id, n.parse::<u64>().ok()?)));
+            let (Some((id, chunk)), Ok(ids)) =
+                (parsed, serde_json::from_slice::<Vec<(i64, String)>>(value))
+            else {
+                continue;
+            };
+            let watermark = periods.get(id).map(|m| m.watermark).unwrap_or(i64::MIN);
+            let Some(board) = self.board_to_restore(id) else {
+                continue;
+            };
+            board.restore_seen(watermark, chunk, ids);
+            // A chunk found stale is tombstoned with the next write.
+            self.dirty_boards.insert(id.to_string());
+        }
+    }
+
+    /// Board `id` for a rebuild: a known board, or a per-game power board
+    /// (those are made as games appear).
+    fn board_to_restore(&mut self, id: &str) -> Option<&mut Board> {
+        match self.boards.entry(id.to_string()) {
+            std::collections::hash_map::Entry::Occupied(b) => Some(b.into_mut()),
+            std::collections::hash_map::Entry::Vacant(v)
+                if id.starts_with(nation::POWER_GAME_PREFIX) =>
+            {
+                Board::new(nation::rules(id)).ok().map(|b| v.insert(b))
+            }
+            std::collections::hash_map::Entry::Vacant(_) => None,
         }
     }
 
@@ -464,6 +507,43 @@ mod tests {
             &spin(101, 100, 10, "2025-12-01 08:40:00.000002"),
         );
         assert_eq!(top(&b, "total-win"), [("101".into(), 300.0)]);
+    }
+
+    fn total_win() -> CampaignDef {
+        let mut total = seed_campaign("gameplay")[0].clone();
+        total.id = "total-win".into();
+        total.metric = Metric::Win;
+        total.rules.operator = crate::board::Operator::Incr;
+        total
+    }
+
+    #[test]
+    fn a_duplicate_after_a_rebuild_is_still_refused_and_old_ids_are_deleted() {
+        let mut b = Boards::new(vec![total_win()], None).expect("boards");
+        let first = spin(101, 200, 10, "2025-12-01 08:40:00.000001");
+        b.apply_record("gameplay", 0, 0, &first);
+        let mut state: BTreeMap<String, Option<Vec<u8>>> = b.take_state().into_iter().collect();
+        assert!(state.get("seen/total-win/0").is_some_and(|v| v.is_some()));
+        let mut rebuilt = Boards::new(vec![total_win()], None).expect("boards");
+        rebuilt.restore(&state);
+        // The same spin produced again (a new offset, another partition).
+        assert!(rebuilt.apply_record("gameplay", 1, 0, &first).is_empty());
+        assert_eq!(top(&rebuilt, "total-win"), [("101".into(), 200.0)]);
+        // Eleven seconds later the first spin's chunk left the 10 s grace:
+        // it is tombstoned, the new one written.
+        let later = spin(102, 100, 10, "2025-12-01 08:40:11.000000");
+        rebuilt.apply_record("gameplay", 1, 1, &later);
+        let written = rebuilt.take_state();
+        assert!(written.contains(&("seen/total-win/0".into(), None)));
+        assert!(written
+            .iter()
+            .any(|(k, v)| k == "seen/total-win/1" && v.is_some()));
+        state.extend(written);
+        let live = state
+            .iter()
+            .filter(|(k, v)| k.starts_with("seen/") && v.is_some())
+            .count();
+        assert_eq!(live, 1);
     }
 
     #[test]

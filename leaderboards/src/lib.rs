@@ -82,6 +82,12 @@ pub struct Config {
     /// Where the role's metrics go (the host process's registry).
     #[arg(skip)]
     pub registry: ops::metrics::Registry,
+    /// The least time between the starts of two state transactions. Pushes
+    /// do not wait for commits, so this only bounds how much applied state
+    /// is uncommitted; fewer transactions leave the broker more CPU (see
+    /// BENCHMARKS.md, issue 14).
+    #[arg(skip = role::COMMIT_INTERVAL)]
+    pub commit_interval: std::time::Duration,
 }
 
 impl Config {
@@ -98,6 +104,7 @@ impl Config {
             replication: 1,
             extra: Vec::new(),
             registry: ops::metrics::Registry::default(),
+            commit_interval: role::COMMIT_INTERVAL,
         }
     }
 

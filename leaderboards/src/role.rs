@@ -1,8 +1,9 @@
-//! The Kafka loop: read the sources, apply, write the changed state and the
-//! input offsets in one transaction to the compacted topic, then tell the
-//! readers. On start it rebuilds every board from that topic.
+//! The Kafka loop: read the sources, apply, tell the readers; beside it a
+//! committer writes the changed state (event ids seen included) and the
+//! input offsets in one transaction to the compacted topic. On start it
+//! rebuilds every board from that topic.
 //!
-//! Runs on a thread of its own (librdkafka's calls block); [`crate::run`]
+//! Runs on threads of its own (librdkafka's calls block); [`crate::run`]
 //! starts it and stops it.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -32,6 +33,12 @@ fn client(config: &Config) -> ClientConfig {
 
 /// Creates the compacted state topic when missing (one partition: the state
 /// is one ordered log).
+///
+/// Compaction never touches the active segment, so segments close at 64 MiB
+/// (not 1 GiB) to keep what a rebuild reads near the live state; deleted
+/// keys (the dedup chunks, some twenty a second under load) keep their
+/// tombstone an hour, not a day. A topic that already exists keeps its
+/// settings.
 pub async fn create_state_topic(config: &Config) -> Result<(), Error> {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     let admin: AdminClient<rdkafka::client::DefaultClientContext> = client(config).create()?;
@@ -40,7 +47,9 @@ pub async fn create_state_topic(config: &Config) -> Result<(), Error> {
         1,
         TopicReplication::Fixed(config.replication),
     )
-    .set("cleanup.policy", "compact");
+    .set("cleanup.policy", "compact")
+    .set("segment.bytes", "67108864")
+    .set("delete.retention.ms", "3600000");
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     for result in admin.create_topics(&[topic], &opts).await? {
         match result {
@@ -186,7 +195,32 @@ fn wait_delivered(producer: &BaseProducer) -> Result<(), Error> {
     }
 }
 
+/// The default least time between two state transactions' starts.
+pub const COMMIT_INTERVAL: Duration = Duration::from_millis(50);
+
+/// How long the committer waits for a change before looking again (admin
+/// changes to campaigns arrive without a record to wake it).
+const COMMIT_IDLE: Duration = Duration::from_millis(100);
+
+/// The consumer's settings; `-X` settings given in the config override them.
+///
+/// `fetch.wait.max.ms`: how long the broker holds a fetch with no new data.
+/// It bounds how late a record that arrives just after an empty fetch is
+/// seen; measured in BENCHMARKS.md (issue 14).
+const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
+    ("enable.auto.commit", "false"),
+    ("isolation.level", "read_committed"),
+    ("fetch.wait.max.ms", "5"),
+];
+
 /// The loop, on its own thread, until `stop`.
+///
+/// Two threads: this one reads, applies and tells the readers; a committer
+/// writes what changed (with the input offsets) in one transaction at a
+/// time, taking everything applied since its last transaction. A slow
+/// commit so delays only the next commit, never the pushes: when the
+/// committer is busy the applied changes wait in the boards (dirty) and go
+/// out together in its next transaction.
 pub fn run_blocking(
     config: Config,
     handle: Leaderboards,
@@ -212,21 +246,55 @@ pub fn run_blocking(
         );
         applied
     });
-    let consumer: BaseConsumer<LagContext> = client(&config)
+    let mut consumer_config = ClientConfig::new();
+    consumer_config
+        .set("bootstrap.servers", &config.brokers)
         .set("group.id", format!("{}-input", config.transactional_id))
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .set("fetch.wait.max.ms", "5")
-        .set("statistics.interval.ms", ops::metrics::STATS_INTERVAL_MS)
-        .create_with_context(LagContext::new("leaderboards", lag))?;
+        .set("statistics.interval.ms", ops::metrics::STATS_INTERVAL_MS);
+    for (k, v) in CONSUMER_DEFAULTS {
+        consumer_config.set(*k, *v);
+    }
+    for (k, v) in &config.extra {
+        consumer_config.set(k, v);
+    }
+    let consumer: BaseConsumer<LagContext> =
+        consumer_config.create_with_context(LagContext::new("leaderboards", lag))?;
     let mut sources = handle.read().sources();
     assign(&consumer, &handle, &sources)?;
     handle.ready.store(true, Ordering::Relaxed);
+    // One pending wake-up is enough: the committer takes every change.
+    let (wake, woken) = std::sync::mpsc::sync_channel::<()>(1);
+    std::thread::scope(|scope| {
+        let committer = scope.spawn(|| {
+            let result = commit_loop(&config, &producer, &handle, woken);
+            if result.is_err() {
+                // The reader stops too: the role fails as one.
+                stop.store(true, Ordering::Relaxed);
+            }
+            result
+        });
+        let read = read_loop(&consumer, &handle, &stop, &mut sources, &applied, &wake);
+        // Closing the channel lets the committer write what is left and end.
+        drop(wake);
+        let committed = committer.join().map_err(|_| Error::Panicked)?;
+        read.and(committed)
+    })
+}
+
+/// Reads, applies and tells the readers, until `stop`.
+fn read_loop(
+    consumer: &BaseConsumer<LagContext>,
+    handle: &Leaderboards,
+    stop: &AtomicBool,
+    sources: &mut BTreeSet<String>,
+    applied: &prometheus_client::metrics::counter::Counter<u64>,
+    wake: &std::sync::mpsc::SyncSender<()>,
+) -> Result<(), Error> {
     while !stop.load(Ordering::Relaxed) {
         let now_sources = handle.read().sources();
-        if now_sources != sources {
-            sources = now_sources;
-            assign(&consumer, &handle, &sources)?;
+        if now_sources != *sources {
+            *sources = now_sources;
+            assign(consumer, handle, sources)?;
         }
         // A batch: the first record (waiting up to 100 ms), then whatever is
         // already fetched, at most 2,000 records: low latency when quiet,
@@ -241,34 +309,69 @@ pub fn run_blocking(
             }
             wait = Duration::ZERO;
         }
-        applied.inc_by(batch.len() as u64);
-        let records = {
-            let mut boards = handle.write();
-            for msg in &batch {
-                if let Some(value) = msg.payload() {
-                    boards.apply_record(msg.topic(), msg.partition(), msg.offset(), value);
-                } else {
-                    boards.apply_record(msg.topic(), msg.partition(), msg.offset(), b"");
-                }
-            }
-            boards.take_state()
-        };
-        if records.is_empty() {
+        if batch.is_empty() {
             continue;
         }
+        applied.inc_by(batch.len() as u64);
+        let changed = {
+            let mut boards = handle.write();
+            let mut changed = false;
+            for msg in &batch {
+                let value = msg.payload().unwrap_or(b"");
+                changed |= !boards
+                    .apply_record(msg.topic(), msg.partition(), msg.offset(), value)
+                    .is_empty();
+            }
+            changed
+        };
         // Readers already see the applied boards (HTTP reads the same
-        // memory), so the pushes go now, not after the commit. If the commit
+        // memory), so the pushes go now, not after the commit. If a commit
         // fails the role stops, and the next one rebuilds from the committed
         // state and applies the same records again with the same result.
-        handle.notify();
-        producer.begin_transaction()?;
-        let sent = send_all(&producer, &config.state_topic, &records)
-            .and_then(|()| wait_delivered(&producer))
-            .and_then(|()| Ok(producer.commit_transaction(Duration::from_secs(30))?));
-        if let Err(e) = sent {
-            let _ = producer.abort_transaction(Duration::from_secs(10));
-            return Err(e);
+        if changed {
+            handle.notify();
         }
+        let _ = wake.try_send(());
     }
     Ok(())
+}
+
+/// Writes the changed state and the offsets, one transaction at a time,
+/// until the reader closes `woken` (then once more, so a clean stop leaves
+/// every applied record committed).
+fn commit_loop(
+    config: &Config,
+    producer: &BaseProducer,
+    handle: &Leaderboards,
+    woken: std::sync::mpsc::Receiver<()>,
+) -> Result<(), Error> {
+    let mut next_start = Instant::now();
+    loop {
+        let last = match woken.recv_timeout(COMMIT_IDLE) {
+            Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Timeout) => false,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => true,
+        };
+        if !last {
+            // Changes arriving meanwhile join this transaction.
+            let now = Instant::now();
+            if now < next_start {
+                std::thread::sleep(next_start - now);
+            }
+        }
+        next_start = Instant::now() + config.commit_interval;
+        let records = handle.write().take_state();
+        if !records.is_empty() {
+            producer.begin_transaction()?;
+            let sent = send_all(producer, &config.state_topic, &records)
+                .and_then(|()| wait_delivered(producer))
+                .and_then(|()| Ok(producer.commit_transaction(Duration::from_secs(30))?));
+            if let Err(e) = sent {
+                let _ = producer.abort_transaction(Duration::from_secs(10));
+                return Err(e);
+            }
+        }
+        if last {
+            return Ok(());
+        }
+    }
 }

@@ -2,7 +2,8 @@
 //! -m 0 -x 1`) feeds the role; the campaign's top 10 (over HTTP and pushed
 //! over the WebSocket) equals the ranking computed here from the produced
 //! events; duplicated spins do not change an `incr` board; a restarted role
-//! rebuilds the same boards from the compacted topic alone.
+//! rebuilds the same boards from the compacted topic alone; a spin produced
+//! again after a restart (or to a second instance) is not counted twice.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -280,5 +281,120 @@ async fn seed_producer_feeds_the_campaign_exactly_once_and_a_restart_rebuilds_it
         .collect();
     assert_eq!(resumed, offsets);
     again.stop().await;
+    let _ = std::fs::remove_file(file);
+}
+
+/// Produces `spins` to `topic` (seed 004's key and value), each delivered.
+async fn produce(brokers: &str, topic: &str, spins: &[Spin]) {
+    let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("producer");
+    for s in spins {
+        let (key, value) = (s.key(), s.to_json());
+        producer
+            .send(
+                rdkafka::producer::FutureRecord::to(topic)
+                    .key(&key)
+                    .payload(&value),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("delivered");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spin_produced_again_after_a_restart_is_not_counted_twice() {
+    use rand::SeedableRng;
+    let brokers = tests::broker().to_string();
+    let gameplay = tests::unique("gameplay");
+    tests::create_topics(&brokers, &[(&gameplay, 4, false)])
+        .await
+        .expect("topics");
+    // Every spin counts on `total-win` (incr) and `spins` (incr, 1 each);
+    // a grace of ten minutes, so a duplicate is refused as a duplicate, not
+    // as late, however long the restart takes.
+    let mut total = seed_campaign(&gameplay)[0].clone();
+    total.id = "total-win".into();
+    total.metric = Metric::Win;
+    total.rules.operator = Operator::Incr;
+    total.rules.grace_ms = 600_000;
+    let mut count = total.clone();
+    count.id = "spins".into();
+    count.metric = Metric::Spins;
+    let file = std::env::temp_dir().join(format!("{}.json", tests::unique("campaigns")));
+    std::fs::write(&file, serde_json::to_vec(&[total, count]).expect("json")).expect("write");
+    let mut config = Config::for_brokers(brokers.clone());
+    config.state_topic = tests::unique("leaderboards");
+    config.campaigns_file = Some(file.clone());
+    config.transactional_id = tests::unique("leaderboards");
+
+    let mut rng = rand::rngs::StdRng::seed_from_u64(14);
+    let start_ms = chrono::Utc::now();
+    let spins: Vec<Spin> = (0..40)
+        .map(|i| loadgen::spin::generate(&mut rng, start_ms + chrono::Duration::milliseconds(i)))
+        .collect();
+    let role = start(config.clone()).await;
+    produce(&brokers, &gameplay, &spins).await;
+    caught_up(&role.handle, &gameplay).await;
+    let want_totals = totals(&spins);
+    let board = |base: String, id: &'static str| async move {
+        rows(&top(&base, id, 100).await)
+            .into_iter()
+            .collect::<HashMap<String, f64>>()
+    };
+    assert_eq!(board(role.base.clone(), "total-win").await, want_totals);
+    role.stop().await;
+
+    // A new instance (same transactional id: a restart) rebuilds from the
+    // compacted topic alone; then the first ten spins are produced again
+    // (new offsets, as a producer's retry would): the boards do not move; a
+    // new spin after them still counts.
+    let again = start(config.clone()).await;
+    assert_eq!(board(again.base.clone(), "total-win").await, want_totals);
+    let before_spins = board(again.base.clone(), "spins").await;
+    let version = |h: &Leaderboards| h.read().board("total-win").expect("board").version;
+    let before_version = version(&again.handle);
+    produce(&brokers, &gameplay, &spins[..10]).await;
+    caught_up(&again.handle, &gameplay).await;
+    assert_eq!(
+        board(again.base.clone(), "total-win").await,
+        want_totals,
+        "a spin produced again after the restart counted twice"
+    );
+    assert_eq!(board(again.base.clone(), "spins").await, before_spins);
+    assert_eq!(version(&again.handle), before_version, "the board changed");
+    let listing: Value = reqwest::get(format!("{}/api/leaderboards", again.base))
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    let late = listing["boards"]
+        .as_array()
+        .expect("boards")
+        .iter()
+        .map(|b| b["late"].as_u64().expect("late"))
+        .sum::<u64>();
+    assert_eq!(late, 0, "refused as late, not as duplicates");
+    let marker = loadgen::spin::generate(&mut rng, chrono::Utc::now());
+    produce(&brokers, &gameplay, std::slice::from_ref(&marker)).await;
+    caught_up(&again.handle, &gameplay).await;
+    let mut with_marker = want_totals.clone();
+    *with_marker
+        .entry(marker.player_id.to_string())
+        .or_insert(0.0) += marker.win as f64;
+    assert_eq!(board(again.base.clone(), "total-win").await, with_marker);
+    again.stop().await;
+
+    // A second instance (its own transactional id) rebuilding after the
+    // duplicates refuses them too.
+    config.transactional_id = tests::unique("leaderboards");
+    let third = start(config).await;
+    produce(&brokers, &gameplay, &spins[10..20]).await;
+    caught_up(&third.handle, &gameplay).await;
+    assert_eq!(board(third.base.clone(), "total-win").await, with_marker);
+    third.stop().await;
     let _ = std::fs::remove_file(file);
 }
