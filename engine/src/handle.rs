@@ -212,6 +212,7 @@ pub fn handle_keeping<M: Message>(
                 event_id: action.event_id,
                 player_id: action.player_id,
                 reason,
+                action: Some(action.event_type),
             });
             Handled::Rejected { game_id }
         }

@@ -681,6 +681,7 @@ mod tests {
                 event_id: "m1".into(),
                 player_id: "me".into(),
                 reason: Rejection::TooFast { wait_ms: 10 },
+                action: Some(ActionType::MoveDown),
             }],
             ..GameDelta::default()
         }));

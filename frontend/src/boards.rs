@@ -1,18 +1,26 @@
 //! The global boards beside the game (issue 14): nation power across every
-//! game, and seed 004's campaign, read from the leaderboards role
-//! (`GET /api/leaderboards/{board}`), refreshed every few seconds. The
-//! player's own place is shown highlighted even when far below the top: the
-//! top rows, a gap, then the rows around the player (`?around=`).
+//! game, and seed 004's campaign, from the leaderboards role. Each board's
+//! top N arrives live on `/ws/leaderboards/{board}` (pushed whenever the
+//! board changes); when the player is not among the pushed rows, their
+//! neighbourhood is asked for (`GET /api/leaderboards/{board}?around=`), so
+//! their own place is shown highlighted even far below the top: the top
+//! rows, a gap, then the rows around the player.
 //!
-//! [`shown`] decides what a board lists; it is plain data, tested natively.
+//! [`BoardState`] (what the page knows of a board, and when to ask for the
+//! neighbourhood) and [`shown`] (what a board lists) are plain data, tested
+//! natively; [`watch`] is the network; [`GlobalBoards`] only reads.
 
+use std::cell::RefCell;
 use std::time::Duration;
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use serde::Deserialize;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
 
 use crate::ctrl::Ctrl;
+use crate::model::backoff_ms;
 use crate::net;
 
 /// One row of a board, as the leaderboards role answers it.
@@ -24,7 +32,7 @@ pub struct Row {
     pub score: f64,
 }
 
-/// A page of a board.
+/// A page of a board (`GET`), or a frame of its WebSocket (the top N).
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 pub struct Page {
     /// Players on the board.
@@ -77,9 +85,6 @@ pub fn score_text(score: f64) -> String {
     }
 }
 
-/// A board on screen: its id, title, players on it, and lines.
-type Shown = (&'static str, &'static str, usize, Vec<Line>);
-
 /// The boards shown, by id, with their titles.
 const BOARDS: [(&str, &str); 2] = [
     ("nation-power", "Power, every game"),
@@ -87,83 +92,250 @@ const BOARDS: [(&str, &str); 2] = [
 ];
 
 /// How many places from the top each board lists.
-const TOP: usize = 5;
+pub const TOP: usize = 5;
 
-/// Fetches a page; `None` when the board is not there (no leaderboards
-/// role, or no such board).
-async fn page(path: &str) -> Option<Page> {
-    let answer = net::request("GET", path, None, None).await.ok()?;
-    (answer.status == 200)
-        .then(|| serde_json::from_str(&answer.body).ok())
-        .flatten()
+/// Rows either side of the player in their neighbourhood.
+pub const RADIUS: usize = 1;
+
+/// What the page knows of one board: the latest pushed top N and the
+/// player's neighbourhood, and whether asking for it is under way.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BoardState {
+    /// Players on the board.
+    pub total: usize,
+    /// The top N as last pushed (more rows than [`TOP`]).
+    pub top: Vec<Row>,
+    /// The player's neighbourhood, when the push leaves them out.
+    pub around: Vec<Row>,
+    /// A neighbourhood request is under way.
+    asking: bool,
+    /// The board changed while it was: ask again when it answers.
+    stale: bool,
 }
 
-/// The global and campaign boards, refreshed every 5 s.
+impl BoardState {
+    /// Takes a pushed top N; true when the player's neighbourhood should
+    /// be asked for now (see [`BoardState::want_around`]).
+    pub fn on_top(&mut self, frame: Page, me: Option<&str>) -> bool {
+        self.total = frame.total;
+        self.top = frame.entries;
+        self.want_around(me)
+    }
+
+    /// True when a neighbourhood request should start now: the player is
+    /// not in the pushed rows and none is under way (then it is asked for
+    /// again once that one answers, since the board moved meanwhile).
+    pub fn want_around(&mut self, me: Option<&str>) -> bool {
+        let Some(me) = me else { return false };
+        if self.top.iter().any(|r| r.player_id == me) {
+            return false;
+        }
+        if self.asking {
+            self.stale = true;
+            return false;
+        }
+        self.asking = true;
+        true
+    }
+
+    /// Takes a neighbourhood answer (empty when the player is not on the
+    /// board); true when another request should follow.
+    pub fn on_around(&mut self, rows: Vec<Row>, me: Option<&str>) -> bool {
+        self.around = rows;
+        self.asking = false;
+        std::mem::take(&mut self.stale) && self.want_around(me)
+    }
+
+    /// The lines on screen: the top [`TOP`], then the player's neighbourhood
+    /// (from the pushed rows when they hold the player, else as asked for).
+    pub fn lines(&self, me: Option<&str>) -> Vec<Line> {
+        let top = &self.top[..self.top.len().min(TOP)];
+        let mine = me.and_then(|m| self.top.iter().position(|r| r.player_id == m));
+        let around = match mine {
+            Some(i) => &self.top[i.saturating_sub(RADIUS)..(i + RADIUS + 1).min(self.top.len())],
+            None if me.is_some() => &self.around[..],
+            None => &[],
+        };
+        shown(top, around, me)
+    }
+}
+
+/// A board's socket and its handlers (kept alive as long as it).
+type Socket = (web_sys::WebSocket, Vec<Closure<dyn FnMut(web_sys::Event)>>);
+
+thread_local! {
+    /// One socket per entry of [`BOARDS`].
+    static SOCKETS: RefCell<Vec<Option<Socket>>> = RefCell::new(BOARDS.iter().map(|_| None).collect());
+}
+
+/// Asks for the player's neighbourhood on board `id` until the answers
+/// catch up with the pushes (a second apart at most once per answer).
+fn ask_around(id: &'static str, board: RwSignal<Option<BoardState>>, me: String) {
+    spawn_local(async move {
+        let path = format!("/api/leaderboards/{id}?around={me}&radius={RADIUS}");
+        let rows = match net::request("GET", &path, None, None).await {
+            Ok(a) if a.status == 200 => serde_json::from_str::<Page>(&a.body)
+                .map(|p| p.entries)
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        let mut again = false;
+        board.update(|b| {
+            if let Some(b) = b {
+                again = b.on_around(rows, Some(&me));
+            }
+        });
+        if again {
+            set_timeout(move || ask_around(id, board, me), Duration::from_secs(1));
+        }
+    });
+}
+
+/// Keeps board `BOARDS[index]` live: opens its WebSocket, takes each push,
+/// asks for the player's neighbourhood when a push leaves them out, and
+/// reconnects with backoff when the socket closes (no leaderboards role
+/// answers it: the board stays hidden).
+fn watch(index: usize, board: RwSignal<Option<BoardState>>, ctrl: Ctrl, attempt: u32) {
+    let id = BOARDS[index].0;
+    let retry = move || {
+        let wait = backoff_ms(attempt, net::jitter());
+        set_timeout(
+            move || watch(index, board, ctrl, attempt + 1),
+            Duration::from_millis(wait as u64),
+        );
+    };
+    let Ok(ws) = web_sys::WebSocket::new(&net::ws_url(&format!("/ws/leaderboards/{id}"))) else {
+        return retry();
+    };
+    let on_message = Closure::<dyn FnMut(web_sys::Event)>::new(move |e: web_sys::Event| {
+        let Some(frame) = e
+            .dyn_ref::<web_sys::MessageEvent>()
+            .and_then(|m| m.data().as_string())
+            .and_then(|text| serde_json::from_str::<Page>(&text).ok())
+        else {
+            return;
+        };
+        let me = ctrl.session.with_untracked(|s| s.player_id.clone());
+        let mut ask = false;
+        board.update(|b| {
+            ask = b
+                .get_or_insert_with(BoardState::default)
+                .on_top(frame, me.as_deref())
+        });
+        if let (true, Some(me)) = (ask, me) {
+            ask_around(id, board, me);
+        }
+    });
+    // Replaced from a timeout, never from inside its own handler.
+    let on_close = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
+        retry();
+    });
+    ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+    SOCKETS.with(|s| s.borrow_mut()[index] = Some((ws, vec![on_message, on_close])));
+}
+
+/// The global and campaign boards, live; each shows once its first push
+/// arrived.
 #[component]
 pub fn GlobalBoards(
     /// The app's state (for the player's id).
     ctrl: Ctrl,
 ) -> impl IntoView {
-    let boards: RwSignal<Vec<Shown>> = RwSignal::new(Vec::new());
-    let refresh = move || {
-        let me = ctrl.session.with_untracked(|s| s.player_id.clone());
-        spawn_local(async move {
-            let mut fresh = Vec::new();
-            for (id, title) in BOARDS {
-                let Some(top) = page(&format!("/api/leaderboards/{id}?limit={TOP}")).await else {
-                    continue;
-                };
-                let around = match &me {
-                    Some(me) => page(&format!("/api/leaderboards/{id}?around={me}&radius=1"))
-                        .await
-                        .map(|p| p.entries)
-                        .unwrap_or_default(),
-                    None => Vec::new(),
-                };
-                fresh.push((
-                    id,
-                    title,
-                    top.total,
-                    shown(&top.entries, &around, me.as_deref()),
-                ));
+    let boards: Vec<RwSignal<Option<BoardState>>> =
+        BOARDS.iter().map(|_| RwSignal::new(None)).collect();
+    for (index, board) in boards.iter().enumerate() {
+        watch(index, *board, ctrl, 0);
+    }
+    // The player's id alone, so that game updates do not re-run what
+    // depends on it.
+    let me = Memo::new(move |_| ctrl.session.with(|s| s.player_id.clone()));
+    // A player who joins after the first push: their place is asked for
+    // at once, not at the board's next change.
+    let watched = boards.clone();
+    Effect::new(move |_| {
+        let me = me.get();
+        for (index, board) in watched.iter().enumerate() {
+            let mut ask = false;
+            board.update_untracked(|b| {
+                if let Some(b) = b {
+                    ask = b.want_around(me.as_deref());
+                }
+            });
+            if let (true, Some(me)) = (ask, me.clone()) {
+                ask_around(BOARDS[index].0, *board, me);
             }
-            boards.set(fresh);
-        });
+        }
+    });
+    boards
+        .into_iter()
+        .zip(BOARDS)
+        .map(|(board, (id, title))| view! { <BoardCard id=id title=title board=board me=me /> })
+        .collect_view()
+}
+
+/// One board: its title, how many players, and its lines, the player's own
+/// row highlighted.
+#[component]
+fn BoardCard(
+    /// The board's id (`data-board`).
+    id: &'static str,
+    /// What the board ranks, in words.
+    title: &'static str,
+    /// What the page knows of it (`None` before its first push).
+    board: RwSignal<Option<BoardState>>,
+    /// The player's id, once they joined.
+    me: Memo<Option<String>>,
+) -> impl IntoView {
+    let lines = move || {
+        me.with(|me| {
+            board.with(|b| {
+                b.as_ref()
+                    .map(|b| b.lines(me.as_deref()))
+                    .unwrap_or_default()
+            })
+        })
     };
-    refresh();
-    set_interval(refresh, Duration::from_secs(5));
     view! {
-        <For each=move || boards.get() key=|(id, _, total, lines)| (*id, *total, format!("{lines:?}")) let:board>
-            <section class="card board" data-test="global-board" data-board=board.0>
-                <h2>{board.1}</h2>
-                <p class="place">{format!("{} players", board.2)}</p>
+        <Show when=move || board.with(Option::is_some)>
+            <section class="card board" data-test="global-board" data-board=id>
+                <h2>{title}</h2>
+                <p class="place">
+                    {move || format!("{} players", board.with(|b| b.as_ref().map_or(0, |b| b.total)))}
+                </p>
                 <ol>
-                    {board
-                        .3
-                        .into_iter()
-                        .map(|line| match line {
-                            Line::Row { row, me } => {
-                                view! {
-                                    <li class:me=me data-test="global-row" data-me=me.to_string()>
-                                        <span class="rank">{row.rank}</span>
-                                        <span class="who">
-                                            {if me {
-                                                "you".to_string()
-                                            } else {
-                                                row.player_id.chars().take(8).collect::<String>()
-                                            }}
-                                        </span>
-                                        <span class="pow">{score_text(row.score)}</span>
-                                    </li>
+                    {move || {
+                        lines()
+                            .into_iter()
+                            .map(|line| match line {
+                                Line::Row { row, me } => {
+                                    view! {
+                                        <li
+                                            class:me=me
+                                            data-test="global-row"
+                                            data-me=me.to_string()
+                                            aria-current=me.then_some("true")
+                                        >
+                                            <span class="rank">{row.rank}</span>
+                                            <span class="who">
+                                                {if me {
+                                                    "you".to_string()
+                                                } else {
+                                                    row.player_id.chars().take(8).collect::<String>()
+                                                }}
+                                            </span>
+                                            <span class="pow">{score_text(row.score)}</span>
+                                        </li>
+                                    }
+                                        .into_any()
                                 }
-                                    .into_any()
-                            }
-                            Line::Gap => view! { <li class="gap" aria-hidden="true">"…"</li> }.into_any(),
-                        })
-                        .collect_view()}
+                                Line::Gap => view! { <li class="gap" aria-hidden="true">"…"</li> }.into_any(),
+                            })
+                            .collect_view()
+                    }}
                 </ol>
             </section>
-        </For>
+        </Show>
     }
 }
 
@@ -211,6 +383,58 @@ mod tests {
         let lines = shown(&top, &around, Some("me"));
         assert!(!lines.contains(&Line::Gap));
         assert_eq!(lines.len(), 4);
+    }
+
+    fn page(rows: Vec<Row>) -> Page {
+        Page {
+            total: 50,
+            entries: rows,
+        }
+    }
+
+    #[test]
+    fn a_push_without_the_player_asks_for_their_neighbourhood_once() {
+        let mut b = BoardState::default();
+        let top: Vec<Row> = (1..=10).map(|r| row(r, &format!("p{r}"))).collect();
+        assert!(b.on_top(page(top.clone()), Some("me")));
+        // Pushes while it is asked for: one more request, after the answer.
+        assert!(!b.on_top(page(top.clone()), Some("me")));
+        assert!(!b.on_top(page(top), Some("me")));
+        let around = vec![row(40, "x"), row(41, "me"), row(42, "y")];
+        assert!(b.on_around(around.clone(), Some("me")));
+        assert!(!b.on_around(around, Some("me")));
+        let lines = b.lines(Some("me"));
+        assert_eq!(lines.len(), TOP + 1 + 3);
+        assert_eq!(lines[TOP], Line::Gap);
+        assert!(matches!(&lines[TOP + 2], Line::Row { me: true, row } if row.rank == 41));
+    }
+
+    #[test]
+    fn a_player_in_the_pushed_rows_needs_no_request() {
+        let mut b = BoardState::default();
+        let top: Vec<Row> = (1..=10)
+            .map(|r| row(r, if r == 8 { "me" } else { "p" }))
+            .collect();
+        assert!(!b.on_top(page(top), Some("me")));
+        // Below the top five: a gap, then ranks 7 to 9 from the push.
+        let lines = b.lines(Some("me"));
+        assert_eq!(lines[TOP], Line::Gap);
+        let ranks: Vec<usize> = lines[TOP + 1..]
+            .iter()
+            .map(|l| match l {
+                Line::Row { row, .. } => row.rank,
+                Line::Gap => 0,
+            })
+            .collect();
+        assert_eq!(ranks, vec![7, 8, 9]);
+    }
+
+    #[test]
+    fn without_a_player_the_board_shows_its_top_only() {
+        let mut b = BoardState::default();
+        let top: Vec<Row> = (1..=10).map(|r| row(r, "p")).collect();
+        assert!(!b.on_top(page(top), None));
+        assert_eq!(b.lines(None).len(), TOP);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 
-use shared::{ActionType, Game, Item, RejectedAction};
+use shared::{ActionType, Game, Item, RejectedAction, Rejection};
 
 /// How many lines the feed keeps.
 pub const FEED_CAP: usize = 12;
@@ -74,19 +74,41 @@ pub fn changes(
             .get(&r.player_id)
             .or_else(|| old.state.players.get(&r.player_id))
             .map_or_else(|| "A newcomer".to_string(), |n| n.name.clone());
-        let what = own
-            .iter()
-            .find(|(id, _)| *id == r.event_id)
-            .map(|(_, a)| what_was_refused(*a))
-            .unwrap_or_else(|| "action".to_string());
-        let who = if mine {
-            format!("Your ({name})")
+        // The update names the action (engines since issue 19); older
+        // records leave it out, and then only the page that sent it knows.
+        let what = r
+            .action
+            .or_else(|| {
+                own.iter()
+                    .find(|(id, _)| *id == r.event_id)
+                    .map(|(_, a)| *a)
+            })
+            .map_or_else(|| "action".to_string(), what_was_refused);
+        let line = if mine {
+            format!("Your ({name}) {what} refused: {}", r.reason)
         } else {
-            format!("{name}'s")
+            format!("{name}'s {what} refused: {}", rival_reason(&r.reason))
         };
-        lines.push((format!("{who} {what} refused: {}", r.reason), mine, true));
+        lines.push((line, mine, true));
     }
     lines
+}
+
+/// A rival's refusal in the third person: the reasons' own words speak to
+/// the player who sent the action ("you have 3").
+fn rival_reason(reason: &Rejection) -> String {
+    match reason {
+        Rejection::NotEnoughGold { need, have } => {
+            format!("not enough gold: it costs {need}, they have {have}")
+        }
+        Rejection::ItemMissing { item } => format!("they need a {item} first"),
+        Rejection::MaxLevel { item, max } => {
+            format!("their {item} is already at the maximum level ({max})")
+        }
+        Rejection::AlreadyOwned { item } => format!("they already own a {item}"),
+        Rejection::AlreadyJoined => "already in this game".to_string(),
+        other => other.to_string(),
+    }
 }
 
 /// "sword purchase", "shield upgrade", "visit".
@@ -138,7 +160,7 @@ impl Feed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::{Nation, Rejection};
+    use shared::Nation;
 
     fn game(nations: &[(&str, &str, [u8; 4])]) -> Game {
         let mut g = Game::new(1);
@@ -223,11 +245,13 @@ mod tests {
                 event_id: "x".into(),
                 player_id: "c".into(),
                 reason: Rejection::NotEnoughGold { need: 40, have: 3 },
+                action: Some(ActionType::PurchaseShield),
             },
             RejectedAction {
                 event_id: "mine".into(),
                 player_id: "me".into(),
                 reason: Rejection::NotEnoughGold { need: 50, have: 20 },
+                action: None,
             },
         ];
         let own = vec![("mine".to_string(), ActionType::PurchaseSword)];
@@ -236,7 +260,8 @@ mod tests {
             lines,
             vec![
                 (
-                    "Cy's action refused: not enough gold: it costs 40, you have 3".into(),
+                    "Cy's shield purchase refused: not enough gold: it costs 40, they have 3"
+                        .into(),
                     false,
                     true
                 ),
@@ -247,6 +272,21 @@ mod tests {
                     true
                 ),
             ]
+        );
+    }
+
+    #[test]
+    fn a_rivals_refusal_from_an_older_engine_still_reads() {
+        let g = game(&[("c", "Cy", [1, 0, 0, 0])]);
+        let rejected = vec![RejectedAction {
+            event_id: "x".into(),
+            player_id: "c".into(),
+            reason: Rejection::AlreadyOwned { item: Item::Sword },
+            action: None,
+        }];
+        assert_eq!(
+            texts(&changes(Some(&g), &g, &rejected, &[], Some("me"))),
+            vec!["Cy's action refused: they already own a sword"]
         );
     }
 

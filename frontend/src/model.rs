@@ -733,6 +733,7 @@ mod tests {
                     event_id: "a1".into(),
                     player_id: "p".into(),
                     reason: Rejection::NotEnoughGold { need: 50, have: 20 },
+                    action: Some(ActionType::PurchaseSword),
                 }],
             ),
             5.0,

@@ -271,6 +271,11 @@ pub struct RejectedAction {
     pub event_id: String,
     pub player_id: String,
     pub reason: Rejection,
+    /// What was refused, so every watcher can say it ("Cy's shield purchase
+    /// refused"), not only the player who sent it. Absent in records
+    /// written before it existed, which still decode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<ActionType>,
 }
 
 /// Version of the `games` record layout ([`GamesRecord`]). 2: a record per
@@ -704,6 +709,37 @@ mod tests {
         assert_eq!(check_name(&"x".repeat(33)), Err(NameError::TooLong));
         assert_eq!(check_name(&"é".repeat(32)), Ok("é".repeat(32).as_str()));
         assert_eq!(check_name("Ro\u{7}me"), Err(NameError::Control));
+    }
+
+    #[test]
+    fn a_rejection_names_its_action_and_older_records_still_decode() {
+        let reason = Rejection::NotEnoughGold { need: 40, have: 3 };
+        let named = RejectedAction {
+            event_id: "e".into(),
+            player_id: "c".into(),
+            reason: reason.clone(),
+            action: Some(ActionType::PurchaseShield),
+        };
+        let json = serde_json::to_value(&named).unwrap();
+        assert_eq!(json["action"], "purchase_shield");
+        assert_eq!(
+            serde_json::from_value::<RejectedAction>(json).unwrap(),
+            named
+        );
+        // As engines before the field wrote it: no `action`.
+        let old = r#"{"event_id":"e","player_id":"c","reason":{"code":"not_enough_gold","need":40,"have":3}}"#;
+        let decoded: RejectedAction = serde_json::from_str(old).unwrap();
+        assert_eq!(decoded.action, None);
+        assert_eq!(decoded.reason, reason);
+        // And a record without one is written as before.
+        let unnamed = RejectedAction {
+            action: None,
+            ..decoded
+        };
+        assert!(serde_json::to_value(&unnamed)
+            .unwrap()
+            .get("action")
+            .is_none());
     }
 
     fn nation(gold: u64) -> Nation {

@@ -471,7 +471,14 @@ async fn pictures_feed_and_refusals_in_the_players_and_a_rivals_page() {
         true,
     )
     .await;
-    wait_feed(&rival, &format!("Rome's action refused: {why}"), false).await;
+    // The rival's page names the refused action too: the update carries it
+    // (the rival never sent it), and its reason in the third person.
+    wait_feed(
+        &rival,
+        "Rome's knife purchase refused: they already own a knife",
+        false,
+    )
+    .await;
     // Rolled back to the server's truth: one knife, paid once.
     assert_eq!(art_level(&rome, "knife").await, json!(["1", "1"]));
     wait_settled(&rome).await;
@@ -676,25 +683,132 @@ async fn joins_and_buys_a_sword_with_the_keyboard_only() {
     game.stop().await;
 }
 
-/// Issue 14: the global board of nation power beside the game, the player's
-/// own row highlighted, from the leaderboards role in the same process.
+/// Issue 14: the global and campaign boards beside the game, live from the
+/// leaderboards role in the same process. Twelve rivals out-power the
+/// player, so their place (13th or lower) is below the pushed top 10: the power
+/// board shows its top five, a gap, and the player's neighbourhood with
+/// their own row highlighted; the campaign board shows the spins produced
+/// to its `gameplay` topic. Both pass axe.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_global_board_shows_the_players_place() {
-    let game = TestGame::start_with(Some(dist_dir()), |c| {
+async fn the_global_boards_show_the_players_place_far_below_the_top() {
+    let gameplay = tests::unique("gameplay");
+    let brokers = tests::broker().to_string();
+    tests::create_topics(&brokers, &[(&gameplay, 1, false)])
+        .await
+        .expect("the gameplay topic");
+    let topic = gameplay.clone();
+    let game = TestGame::start_with(Some(dist_dir()), move |c| {
         c.engine.with_leaderboards = true;
+        c.engine.gameplay_topic = topic;
     })
     .await;
+    // Seed 004's spins: players 101 to 103, best ratios 5, 3 and 1 (event
+    // times in order: none is late).
+    let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .expect("producer");
+    // Seed 004's event shape (loadgen::spin::Spin), keyed by player id.
+    let produce = |player: u32, win: u32, stake: u32, micros: usize| {
+        let producer = producer.clone();
+        let topic = gameplay.clone();
+        async move {
+            let spin = json!({
+                "playerId": player,
+                "gameId": 10,
+                "win": win,
+                "stake": stake,
+                "eventTime": format!("2026-12-01 08:40:00.{micros:06}"),
+            });
+            producer
+                .send(
+                    rdkafka::producer::FutureRecord::to(&topic)
+                        .key(&player.to_string())
+                        .payload(&spin.to_string()),
+                    Duration::from_secs(10),
+                )
+                .await
+                .expect("a spin produced");
+        }
+    };
+    for (i, (player, win)) in [(101, 500), (102, 300), (103, 100)].into_iter().enumerate() {
+        produce(player, win, 100, i + 1).await;
+    }
+    // Twelve rivals with a sword each (power above a bare nation's).
+    for i in 0..12 {
+        let (_, token) = game.join(game.game_id_default, &format!("Rival {i}")).await;
+        let (status, _) = game
+            .act(game.game_id_default, &token, "purchase_sword", None)
+            .await;
+        assert_eq!(status, 202);
+    }
     let driver = Chromedriver::start().await;
     let browser = Browser::open(&driver, Viewport::Desktop).await;
     join_through_the_form(&browser, &game, "Carthage").await;
-    browser.click("action-purchase_sword").await;
-    browser.wait_text("item-sword", "Lv 1").await;
-    browser
+    let power = "[data-test=\"global-board\"][data-board=\"nation-power\"]";
+    let seen = browser
         .wait_for(
-            "the player's row on the global power board",
-            "const row = document.querySelector('[data-test=\"global-board\"][data-board=\"nation-power\"] [data-test=\"global-row\"][data-me=\"true\"]'); return !!row && row.textContent.includes('you');",
+            "the player's row, last, after the top five and a gap",
+            &format!(
+                "const rows = [...document.querySelectorAll('{power} li')]; \
+                 const me = rows.find(r => r.dataset.me === 'true'); \
+                 if (!me || rows.length < 7) return null; \
+                 return [rows.slice(0, 5).every(r => r.dataset.me === 'false'), rows[5].classList.contains('gap'), \
+                         me.classList.contains('me'), me.getAttribute('aria-current'), \
+                         me.querySelector('.rank').textContent, me.querySelector('.who').textContent, \
+                         document.querySelector('{power} .place').textContent];"
+            ),
         )
         .await;
+    // Last, below every rival (the game may hold other nations too).
+    let rank: usize = seen[4]
+        .as_str()
+        .and_then(|r| r.parse().ok())
+        .expect("a rank");
+    assert!(rank > 12, "the player is below the twelve rivals: {seen}");
+    assert_eq!(
+        seen,
+        json!([
+            true,
+            true,
+            true,
+            "true",
+            rank.to_string(),
+            "you",
+            format!("{rank} players")
+        ]),
+        "top five, a gap, the player's own row highlighted, last"
+    );
+    // The campaign board, pushed live: its three spinners, best first.
+    let campaign = "[data-test=\"global-board\"][data-board=\"spins-best-ratio\"]";
+    let rows = browser
+        .wait_for(
+            "the campaign board's three players",
+            &format!(
+                "const rows = [...document.querySelectorAll('{campaign} [data-test=\"global-row\"]')]; \
+                 return rows.length === 3 ? rows.map(r => r.querySelector('.who').textContent + ' ' + r.querySelector('.pow').textContent) : null;"
+            ),
+        )
+        .await;
+    assert_eq!(rows, json!(["101 5", "102 3", "103 1"]));
+    // Live: a spin that beats the top is pushed without a reload.
+    produce(104, 450, 50, 4).await;
+    browser
+        .wait_for(
+            "the new leader pushed to the campaign board",
+            &format!(
+                "const r = document.querySelector('{campaign} [data-test=\"global-row\"]'); return !!r && r.textContent.includes('104');"
+            ),
+        )
+        .await;
+    for dark in [false, true] {
+        browser.emulate_theme(dark, false).await;
+        assert_eq!(
+            browser.axe_violations().await,
+            json!([]),
+            "axe on the nation page with both boards (dark: {dark})"
+        );
+    }
     browser.quit().await;
     game.stop().await;
 }
