@@ -3,7 +3,8 @@
 # schemathesis generates requests from the served /openapi.json (generated from the types) and fails on
 # any 5xx, undocumented status code, answer that breaks its schema, or
 # schema-valid request that is refused. Runs a `nation` (bridge + engine)
-# against $KAFKA_BROKERS (make test: inside `localkafka run`).
+# against $KAFKA_BROKERS (make test: inside `localkafka run`), with the
+# leaderboards role on (its routes are in the same document).
 #
 # Usage: scripts/schemathesis.sh [examples per operation (default 25)]
 # The WebSocket route is left out: a WebSocket handshake is not an HTTP
@@ -22,7 +23,7 @@ PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); 
 RUN="st-$(date +%s)-$$"
 LOG="$(mktemp)"
 BIND="127.0.0.1:$PORT" TOKEN_SECRET=schemathesis ACTIONS_TOPIC="$RUN-actions" GAMES_TOPIC="$RUN-games" \
-  ENGINE_GROUP_ID="$RUN-engine" WITH_LEADERBOARDS=false RUST_LOG=warn BAN_AFTER=0 \
+  ENGINE_GROUP_ID="$RUN-engine" WITH_LEADERBOARDS="${WITH_LEADERBOARDS:-true}" ADMIN_TOKEN="${ADMIN_TOKEN:-}" RUST_LOG=warn BAN_AFTER=0 \
   "$TARGET/debug/nation" >"$LOG" 2>&1 &
 PID=$!
 trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -f "$LOG"' EXIT
@@ -38,6 +39,7 @@ TOKEN="$(curl -sf -X POST -H 'Content-Type: application/json' -d '{"name":"Schem
   --checks all \
   --max-examples "$EXAMPLES" \
   --exclude-path '/ws/games/{game_id}' \
+  --exclude-path '/ws/leaderboards/{board}' \
   --header "Authorization: Bearer $TOKEN" \
   --seed 20261201 \
   --no-color

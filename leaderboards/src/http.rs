@@ -279,6 +279,24 @@ async fn push(h: Leaderboards, id: String, mut socket: WebSocket) {
 }
 
 fn authorised(h: &Leaderboards, headers: &HeaderMap) -> Result<(), ApiError> {
+    let unauthorised = || {
+        ApiError(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            json!("send Authorization: Bearer <ADMIN_TOKEN>"),
+        )
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    // No credentials is 401 whether or not the routes are on (as the
+    // bridge's own admin routes answer); credentials for routes that are
+    // off is 403.
+    let Some(given) = given else {
+        return Err(unauthorised());
+    };
     let Some(expected) = &h.admin_token else {
         return Err(ApiError(
             StatusCode::FORBIDDEN,
@@ -286,27 +304,17 @@ fn authorised(h: &Leaderboards, headers: &HeaderMap) -> Result<(), ApiError> {
             json!("set ADMIN_TOKEN to use the admin routes"),
         ));
     };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
     // Compared in constant time: the token's length is not secret.
-    let ok = given.is_some_and(|g| {
-        g.len() == expected.len()
-            && g.bytes()
-                .zip(expected.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
-    });
+    let ok = given.len() == expected.len()
+        && given
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
     if ok {
         Ok(())
     } else {
-        Err(ApiError(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            json!("send Authorization: Bearer <ADMIN_TOKEN>"),
-        ))
+        Err(unauthorised())
     }
 }
 
@@ -436,6 +444,22 @@ mod tests {
         };
         let r = app.clone().oneshot(post("wrong")).await.expect("answer");
         assert_eq!(r.status(), 401);
+        let bare = || {
+            Request::post("/api/admin/leaderboards")
+                .body(Body::from(body.clone()))
+                .expect("request")
+        };
+        let r = app.clone().oneshot(bare()).await.expect("answer");
+        assert_eq!(r.status(), 401, "no credentials");
+        // With the routes off: 401 without credentials, 403 with them.
+        let off = router(Leaderboards::new(
+            Boards::new(seed_campaign("gameplay"), None).expect("boards"),
+            None,
+        ));
+        let r = off.clone().oneshot(bare()).await.expect("answer");
+        assert_eq!(r.status(), 401);
+        let r = off.oneshot(post("secret")).await.expect("answer");
+        assert_eq!(r.status(), 403);
         let r = app.clone().oneshot(post("secret")).await.expect("answer");
         assert_eq!(r.status(), 201);
         assert!(h.read().board("weekly").is_some());
