@@ -13,7 +13,7 @@
 //! separate runs lose in their spread. The goal is on / off ≤ 1.05.
 //!
 //! `cargo build --release -p nation && cargo bench -p tests --bench observability`
-//! Env: `BENCH_RATE` (actions/s per process, default 1000), `BENCH_SECS`
+//! Env: `BENCH_RATE` (actions/s per process, default 500), `BENCH_SECS`
 //! (default 10), `BENCH_ROUNDS` (default 6), `KAFKA_BROKERS` (else an Apache
 //! Kafka is started for the run).
 
@@ -74,7 +74,7 @@ fn line(r: &Report) -> String {
 
 #[tokio::main]
 async fn main() {
-    let rate = common::env("BENCH_RATE", 1000) as f64;
+    let rate = common::env("BENCH_RATE", 500) as f64;
     let secs = common::env("BENCH_SECS", 10) as f64;
     let rounds = common::env("BENCH_ROUNDS", 6);
     let brokers = tests::broker().to_string();

@@ -52,6 +52,8 @@ impl BridgeProcess {
             .env("ACTIONS_TOPIC", &actions_topic)
             .env("GAMES_TOPIC", &games_topic)
             .env("ENGINE_GROUP_ID", tests::unique("engine"))
+            // Two processes in one bench must not fence each other.
+            .env("ENGINE_TRANSACTIONAL_ID", tests::unique("engine-txn"))
             .env("TOKEN_SECRET", "bench")
             // Every bench client comes from 127.0.0.1: the per-address
             // connection limit (slowloris protection) would refuse the
