@@ -3,10 +3,11 @@
 //! One loop per source topic (`actions`, and `games` for outcomes), each on
 //! its own thread with its own consumer: assigned partitions (no consumer
 //! group offsets), positioned from the lake's batch log
-//! ([`crate::store::partition_state`]). Records are held per partition as
-//! [`RawRecord`]s until the batch is cut by the [`crate::RollPolicy`], the
-//! shared byte cap, the end of the partition (`--once`) or a stop; then the
-//! batch becomes files ([`crate::tables::build`]) and is written
+//! ([`crate::store::partition_state`]). Each record is decoded as it is
+//! consumed into its partition's open [`BatchBuilder`] (columns, not
+//! records, are held) until the batch is cut by the [`crate::RollPolicy`],
+//! the shared byte cap, the end of the partition (`--once`) or a stop; then
+//! the batch becomes files ([`BatchBuilder::finish`]) and is written
 //! ([`crate::store::write_batch`]) before the partition's next batch can be.
 
 use std::collections::HashMap;
@@ -22,9 +23,9 @@ use tracing::{info, warn};
 
 use crate::config::{ExportConfig, Mode};
 use crate::location::Location;
-use crate::records::RawRecord;
+use crate::records::RecordRef;
 use crate::store::{partition_state, write_batch, Manifest};
-use crate::tables::{build, Source};
+use crate::tables::{BatchBuilder, Source};
 use crate::LakeError;
 
 /// What an export did.
@@ -127,7 +128,8 @@ impl ConsumerContext for LakeContext {}
 /// One partition's open batch.
 struct OpenBatch {
     partition: i32,
-    records: Vec<RawRecord>,
+    batch: BatchBuilder,
+    /// Bytes of the records taken in (as [`RecordRef::size`] counts them).
     bytes: usize,
     opened: Option<Instant>,
     started_ms: i64,
@@ -142,12 +144,18 @@ struct OpenBatch {
 
 /// The export of one topic.
 struct TopicExport<'a> {
+    consumer: BaseConsumer<LakeContext>,
+    /// Apart from the consumer, so a message borrowed from it can be pushed.
+    batches: Batches<'a>,
+}
+
+/// One topic's open batches and what writing them needs.
+struct Batches<'a> {
     config: &'a ExportConfig,
     lake: &'a Location,
     topic: String,
     source: Source,
     cap: usize,
-    consumer: BaseConsumer<LakeContext>,
     runtime: tokio::runtime::Runtime,
     parts: Vec<OpenBatch>,
     index: HashMap<i32, usize>,
@@ -213,7 +221,7 @@ impl<'a> TopicExport<'a> {
             index.insert(p, parts.len());
             parts.push(OpenBatch {
                 partition: p,
-                records: Vec::new(),
+                batch: BatchBuilder::new(source, topic, p),
                 bytes: 0,
                 opened: None,
                 started_ms: 0,
@@ -225,83 +233,97 @@ impl<'a> TopicExport<'a> {
         consumer.assign(&tpl)?;
         info!(topic, partitions = parts.len(), lake = %lake.display, "exporting");
         Ok(Some(TopicExport {
-            config,
-            lake,
-            topic: topic.to_string(),
-            source,
-            cap,
             consumer,
-            runtime,
-            parts,
-            index,
-            held: 0,
-            summary: ExportSummary::default(),
+            batches: Batches {
+                config,
+                lake,
+                topic: topic.to_string(),
+                source,
+                cap,
+                runtime,
+                parts,
+                index,
+                held: 0,
+                summary: ExportSummary::default(),
+            },
         }))
     }
 
     fn run(&mut self, stop: &AtomicBool) -> crate::Result<ExportSummary> {
-        let once = self.config.mode == Mode::Once;
+        let b = &mut self.batches;
+        let once = b.config.mode == Mode::Once;
         let mut last_age_check = Instant::now();
         let mut last_progress = (Instant::now(), 0u64);
+        // The clock is read every so many records, not for each one (it
+        // was 5% of the export's time, BENCHMARKS.md).
+        let mut unclocked = 0u32;
         loop {
             if stop.load(Ordering::SeqCst) {
                 // A clean stop writes what it holds; a redo batch still short
                 // of its range is left for the next start.
-                for i in 0..self.parts.len() {
-                    if self.parts[i].redo.is_none() {
-                        self.cut(i)?;
+                for i in 0..b.parts.len() {
+                    if b.parts[i].redo.is_none() {
+                        b.cut(i)?;
                     }
                 }
                 break;
             }
-            if once && self.parts.iter().all(|p| p.done) {
+            if once && b.parts.iter().all(|p| p.done) {
                 break;
             }
             match self.consumer.poll(Duration::from_millis(100)) {
                 Some(Ok(msg)) => {
-                    let Some(&i) = self.index.get(&msg.partition()) else {
+                    unclocked += 1;
+                    let Some(&i) = b.index.get(&msg.partition()) else {
                         continue;
                     };
-                    let record = RawRecord::from_message(&msg);
-                    self.push(i, record)?;
+                    b.push(i, &RecordRef::from_message(&msg))?;
                 }
                 Some(Err(KafkaError::PartitionEOF(p))) => {
-                    if let Some(&i) = self.index.get(&p) {
-                        if once && !self.parts[i].done {
-                            if self.parts[i].redo.is_some() && !self.parts[i].records.is_empty() {
-                                warn!(topic = %self.topic, partition = p,
+                    unclocked = u32::MAX;
+                    if let Some(&i) = b.index.get(&p) {
+                        if once && !b.parts[i].done {
+                            if b.parts[i].redo.is_some() && !b.parts[i].batch.is_empty() {
+                                warn!(topic = %b.topic, partition = p,
                                     "the end came before the redone batch's last offset");
                             }
-                            self.cut(i)?;
-                            self.parts[i].done = true;
+                            b.cut(i)?;
+                            b.parts[i].done = true;
                         }
                     }
                 }
-                Some(Err(e)) => warn!(topic = %self.topic, "consumer: {e}"),
-                None => {}
+                Some(Err(e)) => warn!(topic = %b.topic, "consumer: {e}"),
+                None => unclocked = u32::MAX,
             }
+            if unclocked < 256 {
+                continue;
+            }
+            unclocked = 0;
             if last_age_check.elapsed() >= Duration::from_millis(50) {
                 last_age_check = Instant::now();
-                for i in 0..self.parts.len() {
-                    let p = &self.parts[i];
+                for i in 0..b.parts.len() {
+                    let p = &b.parts[i];
                     let age = p.opened.map_or(Duration::ZERO, |t| t.elapsed());
-                    if p.redo.is_none() && self.config.roll.due(p.records.len(), p.bytes, age) {
-                        self.cut(i)?;
+                    if p.redo.is_none() && b.config.roll.due(p.batch.len(), p.bytes, age) {
+                        b.cut(i)?;
                     }
                 }
             }
-            if last_progress.0.elapsed() >= self.config.progress_every {
-                self.progress(last_progress);
-                last_progress = (Instant::now(), self.summary.records);
+            if last_progress.0.elapsed() >= b.config.progress_every {
+                b.progress(&self.consumer, last_progress);
+                last_progress = (Instant::now(), b.summary.records);
             }
         }
-        info!(topic = %self.topic, records = self.summary.records, batches = self.summary.batches,
-            bytes = self.summary.bytes, "export finished");
-        Ok(self.summary.clone())
+        info!(topic = %b.topic, records = b.summary.records, batches = b.summary.batches,
+            bytes = b.summary.bytes, "export finished");
+        Ok(b.summary.clone())
     }
+}
 
+impl Batches<'_> {
     /// Adds a record to its partition's batch, cutting as the rules say.
-    fn push(&mut self, i: usize, record: RawRecord) -> crate::Result<()> {
+    /// The age limit is checked by the caller's clock, not per record.
+    fn push(&mut self, i: usize, record: &RecordRef<'_>) -> crate::Result<()> {
         let p = &self.parts[i];
         if p.done || p.next.is_some_and(|next| record.offset < next) {
             return Ok(());
@@ -312,7 +334,7 @@ impl<'a> TopicExport<'a> {
             }
         }
         let p = &mut self.parts[i];
-        if p.records.is_empty() {
+        if p.batch.is_empty() {
             p.opened = Some(Instant::now());
             p.started_ms = now_ms();
         }
@@ -320,13 +342,10 @@ impl<'a> TopicExport<'a> {
         p.bytes += size;
         self.held += size;
         let offset = record.offset;
-        p.records.push(record);
+        p.batch.push(record);
         let due = match &p.redo {
             Some(m) => offset >= m.last_offset,
-            None => {
-                let age = p.opened.map_or(Duration::ZERO, |t| t.elapsed());
-                self.config.roll.due(p.records.len(), p.bytes, age)
-            }
+            None => self.config.roll.due(p.batch.len(), p.bytes, Duration::ZERO),
         };
         if due {
             self.cut(i)?;
@@ -347,18 +366,18 @@ impl<'a> TopicExport<'a> {
     /// Writes partition `i`'s open batch, if any.
     fn cut(&mut self, i: usize) -> crate::Result<()> {
         let p = &mut self.parts[i];
-        if p.records.is_empty() {
+        let Some((first, last)) = p.batch.range() else {
             return Ok(());
-        }
-        let records = std::mem::take(&mut p.records);
+        };
+        let fresh = BatchBuilder::new(self.source, &self.topic, p.partition);
+        let batch = std::mem::replace(&mut p.batch, fresh);
+        let records = batch.len();
         self.held -= p.bytes;
         p.bytes = 0;
         p.opened = None;
-        let first = records[0].offset;
-        let last = records[records.len() - 1].offset;
         let (manifest, files) = match p.redo.take() {
             Some(m) => {
-                let files = build(&m.info(self.source), &records)?;
+                let files = batch.finish(&m.info(self.source))?;
                 let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
                 if paths != m.files {
                     warn!(topic = %self.topic, partition = p.partition,
@@ -373,13 +392,13 @@ impl<'a> TopicExport<'a> {
                     partition: p.partition,
                     first_offset: first,
                     last_offset: last,
-                    records: records.len() as u64,
+                    records: records as u64,
                     mode: self.config.mode.as_str().to_string(),
                     timestamp_start_ms: p.started_ms,
                     timestamp_end_ms: now_ms(),
                     files: Vec::new(),
                 };
-                let files = build(&m.info(self.source), &records)?;
+                let files = batch.finish(&m.info(self.source))?;
                 m.files = files.iter().map(|f| f.path.clone()).collect();
                 (m, files)
             }
@@ -388,26 +407,34 @@ impl<'a> TopicExport<'a> {
             .runtime
             .block_on(write_batch(self.lake, &manifest, &files))?;
         p.next = Some(manifest.last_offset.max(last) + 1);
-        self.summary.records += records.len() as u64;
+        self.summary.records += records as u64;
         self.summary.batches += 1;
         self.summary.bytes += bytes;
         Ok(())
     }
 
     /// Logs records per second and the lag of each partition.
-    fn progress(&self, (since, records_then): (Instant, u64)) {
+    fn progress(
+        &self,
+        consumer: &BaseConsumer<LakeContext>,
+        (since, records_then): (Instant, u64),
+    ) {
         let secs = since.elapsed().as_secs_f64().max(1e-3);
         let rate = (self.summary.records - records_then) as f64 / secs;
         let lags: Vec<String> = self
             .parts
             .iter()
             .map(|p| {
-                let high = self
-                    .consumer
+                let high = consumer
                     .fetch_watermarks(&self.topic, p.partition, Duration::from_millis(500))
                     .map(|(_, h)| h)
                     .unwrap_or(-1);
-                let position = p.records.first().map(|r| r.offset).or(p.next).unwrap_or(0);
+                let position = p
+                    .batch
+                    .range()
+                    .map(|(first, _)| first)
+                    .or(p.next)
+                    .unwrap_or(0);
                 format!("{}:{}", p.partition, (high - position).max(0))
             })
             .collect();

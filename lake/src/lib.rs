@@ -32,9 +32,11 @@
 //! - [`location`]: `--to`/`--from` (a folder, `s3://`, `gs://` or `az://`) to an
 //!   [`object_store::ObjectStore`].
 //! - [`naming`]: file, folder and manifest names, and parsing them back.
-//! - [`records`]: [`records::RawRecord`] (a Kafka record, owned) and the
-//!   lenient views of `actions` and `games` values.
-//! - [`tables`]: a batch of records to the tables' Arrow batches (pure).
+//! - [`records`]: [`records::RecordRef`] (a Kafka record, borrowed),
+//!   [`records::RawRecord`] (owned) and the lenient views of `actions` and
+//!   `games` values.
+//! - [`tables`]: a batch of records to the tables' Arrow batches (pure),
+//!   built a record at a time ([`tables::BatchBuilder`]).
 //! - [`store`]: Parquet encoding, create-if-absent puts, manifests.
 //! - [`local`]: create-if-absent on a folder, with fsyncs.
 //! - [`export`]: the consume, cut, write loop and recovery.

@@ -1,4 +1,4 @@
-//! Kafka records as the lake holds them, and lenient views of their values.
+//! Kafka records as the lake reads them, and lenient views of their values.
 //!
 //! The views borrow from the record's bytes and read only what the tables
 //! need: an `actions` value as the bridge writes [`shared::ActionEnvelope`],
@@ -11,8 +11,8 @@ use std::borrow::Cow;
 use rdkafka::message::{Headers, Message, Timestamp};
 use serde::Deserialize;
 
-/// One Kafka record, owned: what a batch holds until it is written, and all
-/// that is needed to write it again identically after a crash.
+/// One Kafka record, owned: what a test or a report check holds, and what
+/// `bad_records` keeps of a record it could not decode.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RawRecord {
     pub offset: i64,
@@ -29,12 +29,54 @@ pub struct RawRecord {
 impl RawRecord {
     /// Copies what the lake needs out of any rdkafka message.
     pub fn from_message<M: Message>(msg: &M) -> RawRecord {
+        RecordRef::from_message(msg).to_owned()
+    }
+
+    /// This record, borrowed, as a batch takes it in.
+    pub fn as_ref(&self) -> RecordRef<'_> {
+        RecordRef {
+            offset: self.offset,
+            timestamp_ms: self.timestamp_ms,
+            timestamp_type: self.timestamp_type,
+            key: self.key.as_deref(),
+            value: self.value.as_deref(),
+            headers: Cow::Borrowed(&self.headers),
+        }
+    }
+
+    /// Bytes this record holds in memory (for the buffer cap).
+    pub fn size(&self) -> usize {
+        self.as_ref().size()
+    }
+}
+
+/// One Kafka record, borrowed from the message librdkafka holds: the
+/// exporter decodes it into its batch's columns at once, while its bytes
+/// are still in the cache, instead of copying every record out and keeping
+/// it until the batch is cut (BENCHMARKS.md, "Lake").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordRef<'a> {
+    pub offset: i64,
+    /// Kafka timestamp in ms, if the record has one.
+    pub timestamp_ms: Option<i64>,
+    /// 0 create time, 1 log-append time, -1 none.
+    pub timestamp_type: i8,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    /// Header `(name, value)` pairs; values as lossy UTF-8. Owned when read
+    /// from a message (most records have none: no allocation then).
+    pub headers: Cow<'a, [(String, String)]>,
+}
+
+impl<'a> RecordRef<'a> {
+    /// Borrows what the lake needs from any rdkafka message.
+    pub fn from_message<M: Message>(msg: &'a M) -> RecordRef<'a> {
         let (timestamp_ms, timestamp_type) = match msg.timestamp() {
             Timestamp::NotAvailable => (None, -1),
             Timestamp::CreateTime(t) => (Some(t), 0),
             Timestamp::LogAppendTime(t) => (Some(t), 1),
         };
-        let headers = msg
+        let headers: Vec<(String, String)> = msg
             .headers()
             .map(|hs| {
                 hs.iter()
@@ -48,21 +90,34 @@ impl RawRecord {
                     .collect()
             })
             .unwrap_or_default();
-        RawRecord {
+        RecordRef {
             offset: msg.offset(),
             timestamp_ms,
             timestamp_type,
-            key: msg.key().map(<[u8]>::to_vec),
-            value: msg.payload().map(<[u8]>::to_vec),
-            headers,
+            key: msg.key(),
+            value: msg.payload(),
+            headers: Cow::Owned(headers),
         }
     }
 
-    /// Bytes this record holds in memory (for the buffer cap).
+    /// An owned copy.
+    pub fn to_owned(&self) -> RawRecord {
+        RawRecord {
+            offset: self.offset,
+            timestamp_ms: self.timestamp_ms,
+            timestamp_type: self.timestamp_type,
+            key: self.key.map(<[u8]>::to_vec),
+            value: self.value.map(<[u8]>::to_vec),
+            headers: self.headers.to_vec(),
+        }
+    }
+
+    /// Bytes the record would hold in memory as a [`RawRecord`]: what the
+    /// roll policy's and the buffer cap's byte limits count.
     pub fn size(&self) -> usize {
         std::mem::size_of::<RawRecord>()
-            + self.key.as_ref().map_or(0, Vec::len)
-            + self.value.as_ref().map_or(0, Vec::len)
+            + self.key.map_or(0, <[u8]>::len)
+            + self.value.map_or(0, <[u8]>::len)
             + self
                 .headers
                 .iter()
@@ -219,6 +274,7 @@ mod tests {
                 event_id: "r1".into(),
                 player_id: "p".into(),
                 reason: shared::Rejection::UnknownPlayer,
+                action: None,
             }],
             ..Default::default()
         });

@@ -1,6 +1,8 @@
 //! A batch of records to the lake's tables, as Arrow record batches. Pure:
 //! no I/O, no clock (the batch's times come in [`BatchInfo`]), so a redone
-//! batch gives the same rows and the same file names.
+//! batch gives the same rows and the same file names. [`BatchBuilder`]
+//! takes the records one at a time as they are consumed; [`build`] does the
+//! same over records in memory.
 //!
 //! | table | rows | Hive folders |
 //! |---|---|---|
@@ -14,19 +16,19 @@
 //! The Hive columns (`date`, `event_type`) live in folder names only, as
 //! Spark writes them; pyarrow, DuckDB and Spark add them back when reading.
 
-use std::borrow::Cow;
-use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
 use arrow_array::builder::{
-    Int32Builder, Int64Builder, Int8Builder, ListBuilder, StringBuilder,
+    ArrayBuilder, Int32Builder, Int64Builder, Int8Builder, ListBuilder, StringBuilder,
     TimestampMillisecondBuilder, UInt32Builder, UInt64Builder,
 };
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::{ArrayRef, Int32Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
-use crate::naming::{date_of_day, date_of_ms, day_of_ms, file_name};
-use crate::records::{decode_action, decode_outcome, ActionView, RawRecord};
+use crate::naming::{date_of_day, day_of_ms, file_name};
+use crate::records::{
+    decode_action, decode_outcome, ActionView, OutcomeView, RawRecord, RecordRef,
+};
 
 /// Which topic a batch comes from decides the tables it feeds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -181,139 +183,386 @@ pub fn bad_records_schema() -> SchemaRef {
 /// Builds every file of a batch, in a fixed order; the `etl_meta` file comes
 /// last, so its presence marks a batch whose files were all written.
 pub fn build(info: &BatchInfo, records: &[RawRecord]) -> crate::Result<Vec<TableFile>> {
-    let name = file_name(&info.topic, info.partition, info.first, info.last);
-    let mut files = Vec::new();
-    let mut bad: Vec<(&RawRecord, String)> = Vec::new();
-    let mut msg_ids: Vec<Option<Cow<'_, str>>> = Vec::with_capacity(records.len());
-    // Decoded once; rows are grouped by (day, event_type) without copying.
-    let views: Vec<Result<ActionView<'_>, String>> = match info.source {
-        Source::Actions => records
-            .iter()
-            .map(|r| decode_action(r.value.as_deref()))
-            .collect(),
-        Source::Games => Vec::new(),
-    };
-    match info.source {
-        Source::Actions => {
-            let mut groups: BTreeMap<(i64, &str), Vec<usize>> = BTreeMap::new();
-            for (i, view) in views.iter().enumerate() {
-                match view {
-                    Ok(view) => {
-                        msg_ids.push(Some(Cow::Borrowed(view.event_id.as_ref())));
-                        groups
-                            .entry((
-                                day_of_ms(view.received_at_ms as i64),
-                                view.event_type.as_ref(),
-                            ))
-                            .or_default()
-                            .push(i);
-                    }
-                    Err(e) => {
-                        msg_ids.push(None);
-                        bad.push((&records[i], e.clone()));
-                    }
-                }
-            }
-            for ((day, event_type), rows) in &groups {
-                let folder = format!("date={}/event_type={event_type}", date_of_day(*day));
-                let batch = events_batch(info, records, &views, rows)?;
-                if views[rows[0]].as_ref().is_ok_and(|v| v.is_purchase()) {
-                    files.push(TableFile {
-                        path: format!("events/{folder}/{name}"),
-                        batch: batch.clone(),
-                    });
-                    files.push(TableFile {
-                        path: format!("purchases/{folder}/{name}"),
-                        batch,
-                    });
-                } else {
-                    files.push(TableFile {
-                        path: format!("events/{folder}/{name}"),
-                        batch,
-                    });
-                }
-            }
-        }
-        Source::Games => {
-            let mut groups: BTreeMap<String, Vec<&RawRecord>> = BTreeMap::new();
-            for r in records {
-                match decode_outcome(r.value.as_deref()) {
-                    Ok(Some(view)) => {
-                        msg_ids.push(Some(Cow::Owned(format!(
-                            "{}@{}",
-                            view.game_id, view.version
-                        ))));
-                        groups
-                            .entry(date_of_ms(r.timestamp_ms.unwrap_or(0)))
-                            .or_default()
-                            .push(r);
-                    }
-                    Ok(None) => msg_ids.push(None),
-                    Err(e) => {
-                        msg_ids.push(None);
-                        bad.push((r, e));
-                    }
-                }
-            }
-            for (date, rows) in &groups {
-                let batch = outcomes_batch(info, rows)?;
-                if batch.num_rows() > 0 {
-                    files.push(TableFile {
-                        path: format!("outcomes/date={date}/{name}"),
-                        batch,
-                    });
-                }
-            }
-        }
+    let mut batch = BatchBuilder::new(info.source, &info.topic, info.partition);
+    for r in records {
+        batch.push(&r.as_ref());
     }
-    if !bad.is_empty() {
-        files.push(TableFile {
-            path: format!("bad_records/{name}"),
-            batch: bad_batch(info, &bad)?,
-        });
-    }
-    files.push(TableFile {
-        path: format!("buffer_meta/{name}"),
-        batch: buffer_meta_batch(info, records, &msg_ids)?,
-    });
-    files.push(TableFile {
-        path: format!("etl_meta/{name}"),
-        batch: etl_meta_batch(info, records.len())?,
-    });
-    Ok(files)
+    batch.finish(info)
 }
 
-/// The Kafka columns shared by several tables.
-struct KafkaColumns {
-    topic: StringBuilder,
-    partition: Int32Builder,
+/// A batch being built, a record at a time: each record is decoded once,
+/// as it arrives, into the columns of its table files; nothing else of it
+/// is kept (but for undecodable records, kept whole for `bad_records`).
+/// [`BatchBuilder::finish`] gives the same files as [`build`] over the same
+/// records.
+pub struct BatchBuilder {
+    source: Source,
+    topic: String,
+    partition: i32,
+    records: usize,
+    first: i64,
+    last: i64,
+    /// `actions`: one group per (day, event_type), in arrival order.
+    events: Vec<EventGroup>,
+    /// `games`: one group per day of the record's Kafka timestamp.
+    outcomes: Vec<OutcomeGroup>,
+    bad: Vec<(RawRecord, String)>,
+    meta: MetaColumns,
+}
+
+impl BatchBuilder {
+    /// An empty batch of `topic`/`partition`, feeding `source`'s tables.
+    pub fn new(source: Source, topic: &str, partition: i32) -> BatchBuilder {
+        BatchBuilder {
+            source,
+            topic: topic.to_string(),
+            partition,
+            records: 0,
+            first: 0,
+            last: 0,
+            events: Vec::new(),
+            outcomes: Vec::new(),
+            bad: Vec::new(),
+            meta: MetaColumns::default(),
+        }
+    }
+
+    /// Records taken in.
+    pub fn len(&self) -> usize {
+        self.records
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records == 0
+    }
+
+    /// The first and last offsets taken in, if any.
+    pub fn range(&self) -> Option<(i64, i64)> {
+        (self.records > 0).then_some((self.first, self.last))
+    }
+
+    /// Decodes `r` into the batch's columns.
+    pub fn push(&mut self, r: &RecordRef<'_>) {
+        if self.records == 0 {
+            self.first = r.offset;
+        }
+        self.last = r.offset;
+        self.records += 1;
+        match self.source {
+            Source::Actions => match decode_action(r.value) {
+                Ok(view) => {
+                    let day = day_of_ms(view.received_at_ms as i64);
+                    let group = match self
+                        .events
+                        .iter()
+                        .position(|g| g.day == day && g.event_type == view.event_type)
+                    {
+                        Some(i) => i,
+                        None => {
+                            self.events.push(EventGroup {
+                                day,
+                                event_type: view.event_type.to_string(),
+                                purchase: view.is_purchase(),
+                                columns: EventColumns::default(),
+                            });
+                            self.events.len() - 1
+                        }
+                    };
+                    self.events[group].columns.push(&view, r);
+                    self.meta
+                        .push(r, Some(&view.event_id), &self.topic, self.partition);
+                }
+                Err(e) => {
+                    self.meta.push(r, None, &self.topic, self.partition);
+                    self.bad.push((r.to_owned(), e));
+                }
+            },
+            Source::Games => match decode_outcome(r.value) {
+                Ok(Some(view)) => {
+                    let id = format!("{}@{}", view.game_id, view.version);
+                    self.meta.push(r, Some(&id), &self.topic, self.partition);
+                    let day = day_of_ms(r.timestamp_ms.unwrap_or(0));
+                    let group = match self.outcomes.iter().position(|g| g.day == day) {
+                        Some(i) => i,
+                        None => {
+                            self.outcomes.push(OutcomeGroup {
+                                day,
+                                columns: OutcomeColumns::default(),
+                            });
+                            self.outcomes.len() - 1
+                        }
+                    };
+                    self.outcomes[group].columns.push(&view, r);
+                }
+                Ok(None) => self.meta.push(r, None, &self.topic, self.partition),
+                Err(e) => {
+                    self.meta.push(r, None, &self.topic, self.partition);
+                    self.bad.push((r.to_owned(), e));
+                }
+            },
+        }
+    }
+
+    /// Every file of the batch, in a fixed order (folders sorted); the
+    /// `etl_meta` file comes last, so its presence marks a batch whose files
+    /// were all written. `info` names the files and fills the constant
+    /// columns (etl id, topic, partition).
+    pub fn finish(self, info: &BatchInfo) -> crate::Result<Vec<TableFile>> {
+        let name = file_name(&info.topic, info.partition, info.first, info.last);
+        let mut files = Vec::new();
+        let mut events = self.events;
+        events.sort_by(|a, b| (a.day, &a.event_type).cmp(&(b.day, &b.event_type)));
+        for group in events {
+            let folder = format!(
+                "date={}/event_type={}",
+                date_of_day(group.day),
+                group.event_type
+            );
+            let batch = group.columns.finish(info)?;
+            if group.purchase {
+                files.push(TableFile {
+                    path: format!("events/{folder}/{name}"),
+                    batch: batch.clone(),
+                });
+                files.push(TableFile {
+                    path: format!("purchases/{folder}/{name}"),
+                    batch,
+                });
+            } else {
+                files.push(TableFile {
+                    path: format!("events/{folder}/{name}"),
+                    batch,
+                });
+            }
+        }
+        let mut outcomes = self.outcomes;
+        outcomes.sort_by_key(|g| g.day);
+        for group in outcomes {
+            if group.columns.rows > 0 {
+                files.push(TableFile {
+                    path: format!("outcomes/date={}/{name}", date_of_day(group.day)),
+                    batch: group.columns.finish(info)?,
+                });
+            }
+        }
+        if !self.bad.is_empty() {
+            files.push(TableFile {
+                path: format!("bad_records/{name}"),
+                batch: bad_batch(info, &self.bad)?,
+            });
+        }
+        files.push(TableFile {
+            path: format!("buffer_meta/{name}"),
+            batch: self.meta.finish(info, self.records)?,
+        });
+        files.push(TableFile {
+            path: format!("etl_meta/{name}"),
+            batch: etl_meta_batch(info, self.records)?,
+        });
+        Ok(files)
+    }
+}
+
+/// The `events` (and `purchases`) rows of one (day, event_type).
+struct EventGroup {
+    day: i64,
+    event_type: String,
+    purchase: bool,
+    columns: EventColumns,
+}
+
+/// `events` columns but the constant ones (topic, partition, etl id), which
+/// [`EventColumns::finish`] adds.
+#[derive(Default)]
+struct EventColumns {
+    event_id: StringBuilder,
+    game_id: UInt64Builder,
+    player_id: StringBuilder,
+    name: StringBuilder,
+    host: StringBuilder,
+    user_agent: StringBuilder,
+    accept: StringBuilder,
+    client_addr: StringBuilder,
+    received_at: TimestampMillisecondBuilder,
+    schema_version: UInt32Builder,
+    kind: StringBuilder,
     offset: Int64Builder,
     timestamp: TimestampMillisecondBuilder,
 }
 
-impl KafkaColumns {
-    fn new(rows: usize, topic: &str) -> Self {
-        KafkaColumns {
-            topic: StringBuilder::with_capacity(rows, rows * topic.len()),
-            partition: Int32Builder::with_capacity(rows),
-            offset: Int64Builder::with_capacity(rows),
-            timestamp: TimestampMillisecondBuilder::with_capacity(rows).with_timezone("UTC"),
-        }
-    }
-    fn push(&mut self, info: &BatchInfo, r: &RawRecord) {
-        self.topic.append_value(&info.topic);
-        self.partition.append_value(info.partition);
+impl EventColumns {
+    fn push(&mut self, v: &ActionView<'_>, r: &RecordRef<'_>) {
+        self.event_id.append_value(&v.event_id);
+        self.game_id.append_value(v.game_id);
+        self.player_id.append_value(&v.player_id);
+        self.name.append_option(v.name.as_deref());
+        self.host.append_value(&v.host);
+        self.user_agent.append_value(&v.user_agent);
+        self.accept.append_value(&v.accept);
+        self.client_addr.append_value(&v.client_addr);
+        self.received_at.append_value(v.received_at_ms as i64);
+        self.schema_version.append_value(v.schema_version);
+        self.kind
+            .append_value(shared::GameKind::of(v.game_id).as_str());
         self.offset.append_value(r.offset);
         self.timestamp.append_option(r.timestamp_ms);
     }
-    fn finish(mut self, into: &mut Vec<ArrayRef>) {
-        into.push(Arc::new(self.topic.finish()));
-        into.push(Arc::new(self.partition.finish()));
-        into.push(Arc::new(self.offset.finish()));
-        into.push(Arc::new(self.timestamp.finish()));
+
+    fn finish(mut self, info: &BatchInfo) -> crate::Result<RecordBatch> {
+        let n = self.offset.len();
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.event_id.finish()),
+            Arc::new(self.game_id.finish()),
+            Arc::new(self.player_id.finish()),
+            Arc::new(self.name.finish()),
+            Arc::new(self.host.finish()),
+            Arc::new(self.user_agent.finish()),
+            Arc::new(self.accept.finish()),
+            Arc::new(self.client_addr.finish()),
+            Arc::new(self.received_at.finish().with_timezone("UTC")),
+            Arc::new(self.schema_version.finish()),
+            Arc::new(self.kind.finish()),
+            constant(&info.topic, n),
+            Arc::new(Int32Array::from_value(info.partition, n)),
+            Arc::new(self.offset.finish()),
+            Arc::new(self.timestamp.finish().with_timezone("UTC")),
+            constant(&info.etl_id, n),
+        ];
+        Ok(RecordBatch::try_new(events_schema(), columns)?)
     }
 }
 
+/// The `outcomes` rows of one day.
+struct OutcomeGroup {
+    day: i64,
+    columns: OutcomeColumns,
+}
+
+/// `outcomes` columns but the constant ones.
+#[derive(Default)]
+struct OutcomeColumns {
+    rows: usize,
+    event_id: StringBuilder,
+    game_id: UInt64Builder,
+    version: UInt64Builder,
+    outcome: StringBuilder,
+    player_id: StringBuilder,
+    reason_code: StringBuilder,
+    reason: StringBuilder,
+    offset: Int64Builder,
+    timestamp: TimestampMillisecondBuilder,
+}
+
+impl OutcomeColumns {
+    /// One row per applied and per rejected action of the update.
+    fn push(&mut self, view: &OutcomeView<'_>, r: &RecordRef<'_>) {
+        for id in &view.applied {
+            self.event_id.append_value(id);
+            self.game_id.append_value(view.game_id);
+            self.version.append_value(view.version);
+            self.outcome.append_value("applied");
+            self.player_id.append_null();
+            self.reason_code.append_null();
+            self.reason.append_null();
+            self.offset.append_value(r.offset);
+            self.timestamp.append_option(r.timestamp_ms);
+            self.rows += 1;
+        }
+        for rej in &view.rejected {
+            self.event_id.append_value(&rej.event_id);
+            self.game_id.append_value(view.game_id);
+            self.version.append_value(view.version);
+            self.outcome.append_value("rejected");
+            self.player_id.append_value(&rej.player_id);
+            self.reason_code
+                .append_option(rej.reason.get("code").and_then(|c| c.as_str()));
+            self.reason.append_value(rej.reason.to_string());
+            self.offset.append_value(r.offset);
+            self.timestamp.append_option(r.timestamp_ms);
+            self.rows += 1;
+        }
+    }
+
+    fn finish(mut self, info: &BatchInfo) -> crate::Result<RecordBatch> {
+        let n = self.rows;
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.event_id.finish()),
+            Arc::new(self.game_id.finish()),
+            Arc::new(self.version.finish()),
+            Arc::new(self.outcome.finish()),
+            Arc::new(self.player_id.finish()),
+            Arc::new(self.reason_code.finish()),
+            Arc::new(self.reason.finish()),
+            constant(&info.topic, n),
+            Arc::new(Int32Array::from_value(info.partition, n)),
+            Arc::new(self.offset.finish()),
+            Arc::new(self.timestamp.finish().with_timezone("UTC")),
+            constant(&info.etl_id, n),
+        ];
+        Ok(RecordBatch::try_new(outcomes_schema(), columns)?)
+    }
+}
+
+/// `buffer_meta` columns but the constant ones, a row per record.
+#[derive(Default)]
+struct MetaColumns {
+    msg_id: StringBuilder,
+    checksum: StringBuilder,
+    headers: ListBuilder<StringBuilder>,
+    key: StringBuilder,
+    offset: Int64Builder,
+    key_size: Int32Builder,
+    value_size: Int32Builder,
+    timestamp: TimestampMillisecondBuilder,
+    timestamp_type: Int8Builder,
+}
+
+impl MetaColumns {
+    /// `msg_id`: the event id, or `topic+partition+offset` for a record
+    /// without one.
+    fn push(&mut self, r: &RecordRef<'_>, msg_id: Option<&str>, topic: &str, partition: i32) {
+        match msg_id {
+            Some(id) => self.msg_id.append_value(id),
+            None => self
+                .msg_id
+                .append_value(format!("{topic}+{partition}+{}", r.offset)),
+        }
+        self.checksum
+            .append_value(hex32(crc32fast::hash(r.value.unwrap_or_default())));
+        for (k, v) in r.headers.iter() {
+            self.headers.values().append_value(format!("{k}={v}"));
+        }
+        self.headers.append(true);
+        self.key.append_option(r.key.map(String::from_utf8_lossy));
+        self.offset.append_value(r.offset);
+        self.key_size
+            .append_value(r.key.map_or(-1, |k| k.len() as i32));
+        self.value_size
+            .append_value(r.value.map_or(-1, |v| v.len() as i32));
+        self.timestamp.append_option(r.timestamp_ms);
+        self.timestamp_type.append_value(r.timestamp_type);
+    }
+
+    fn finish(mut self, info: &BatchInfo, n: usize) -> crate::Result<RecordBatch> {
+        let columns: Vec<ArrayRef> = vec![
+            constant(&info.etl_id, n),
+            Arc::new(self.msg_id.finish()),
+            Arc::new(self.checksum.finish()),
+            Arc::new(self.headers.finish()),
+            Arc::new(self.key.finish()),
+            Arc::new(self.offset.finish()),
+            Arc::new(Int32Array::from_value(info.partition, n)),
+            Arc::new(self.key_size.finish()),
+            Arc::new(self.value_size.finish()),
+            Arc::new(self.timestamp.finish().with_timezone("UTC")),
+            Arc::new(self.timestamp_type.finish()),
+            constant(&info.topic, n),
+        ];
+        Ok(RecordBatch::try_new(buffer_meta_schema(), columns)?)
+    }
+}
+
+/// `n` copies of `value`, built at once.
 fn constant(value: &str, n: usize) -> ArrayRef {
     let mut b = StringBuilder::with_capacity(n, n * value.len());
     for _ in 0..n {
@@ -322,183 +571,28 @@ fn constant(value: &str, n: usize) -> ArrayRef {
     Arc::new(b.finish())
 }
 
-fn events_batch(
-    info: &BatchInfo,
-    records: &[RawRecord],
-    views: &[Result<ActionView<'_>, String>],
-    rows: &[usize],
-) -> crate::Result<RecordBatch> {
-    let n = rows.len();
-    // Sized from the first row, so the builders rarely grow.
-    let first = rows.first().and_then(|&i| views[i].as_ref().ok());
-    let text = |f: fn(&ActionView<'_>) -> usize| {
-        StringBuilder::with_capacity(n, n * first.map_or(16, f).max(1) + 64)
-    };
-    let mut event_id = text(|v| v.event_id.len());
-    let mut game_id = UInt64Builder::with_capacity(n);
-    let mut player_id = text(|v| v.player_id.len() + 4);
-    let mut name = StringBuilder::with_capacity(n, 0);
-    let mut host = text(|v| v.host.len() + 4);
-    let mut user_agent = text(|v| v.user_agent.len());
-    let mut accept = text(|v| v.accept.len());
-    let mut client_addr = text(|v| v.client_addr.len() + 4);
-    let mut received_at = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
-    let mut schema_version = UInt32Builder::with_capacity(n);
-    let mut kind = StringBuilder::with_capacity(n, n * 6);
-    let mut kafka = KafkaColumns::new(n, &info.topic);
-    for (r, v) in rows
-        .iter()
-        .filter_map(|&i| Some((&records[i], views[i].as_ref().ok()?)))
-    {
-        event_id.append_value(&v.event_id);
-        game_id.append_value(v.game_id);
-        player_id.append_value(&v.player_id);
-        name.append_option(v.name.as_deref());
-        host.append_value(&v.host);
-        user_agent.append_value(&v.user_agent);
-        accept.append_value(&v.accept);
-        client_addr.append_value(&v.client_addr);
-        received_at.append_value(v.received_at_ms as i64);
-        schema_version.append_value(v.schema_version);
-        kind.append_value(shared::GameKind::of(v.game_id).as_str());
-        kafka.push(info, r);
-    }
-    let mut columns: Vec<ArrayRef> = vec![
-        Arc::new(event_id.finish()),
-        Arc::new(game_id.finish()),
-        Arc::new(player_id.finish()),
-        Arc::new(name.finish()),
-        Arc::new(host.finish()),
-        Arc::new(user_agent.finish()),
-        Arc::new(accept.finish()),
-        Arc::new(client_addr.finish()),
-        Arc::new(received_at.finish()),
-        Arc::new(schema_version.finish()),
-        Arc::new(kind.finish()),
-    ];
-    kafka.finish(&mut columns);
-    columns.push(constant(&info.etl_id, n));
-    Ok(RecordBatch::try_new(events_schema(), columns)?)
-}
-
-fn outcomes_batch(info: &BatchInfo, rows: &[&RawRecord]) -> crate::Result<RecordBatch> {
-    let mut event_id = StringBuilder::new();
-    let mut game_id = UInt64Builder::new();
-    let mut version = UInt64Builder::new();
-    let mut outcome = StringBuilder::new();
-    let mut player_id = StringBuilder::new();
-    let mut reason_code = StringBuilder::new();
-    let mut reason = StringBuilder::new();
-    let mut kafka = KafkaColumns::new(0, "");
-    let mut n = 0;
-    for r in rows {
-        // Decoded once already to sort it into its folder: cannot fail here.
-        let Ok(Some(view)) = decode_outcome(r.value.as_deref()) else {
-            continue;
-        };
-        for id in &view.applied {
-            event_id.append_value(id);
-            game_id.append_value(view.game_id);
-            version.append_value(view.version);
-            outcome.append_value("applied");
-            player_id.append_null();
-            reason_code.append_null();
-            reason.append_null();
-            kafka.push(info, r);
-            n += 1;
-        }
-        for rej in &view.rejected {
-            event_id.append_value(&rej.event_id);
-            game_id.append_value(view.game_id);
-            version.append_value(view.version);
-            outcome.append_value("rejected");
-            player_id.append_value(&rej.player_id);
-            reason_code.append_option(rej.reason.get("code").and_then(|c| c.as_str()));
-            reason.append_value(rej.reason.to_string());
-            kafka.push(info, r);
-            n += 1;
-        }
-    }
-    let mut columns: Vec<ArrayRef> = vec![
-        Arc::new(event_id.finish()),
-        Arc::new(game_id.finish()),
-        Arc::new(version.finish()),
-        Arc::new(outcome.finish()),
-        Arc::new(player_id.finish()),
-        Arc::new(reason_code.finish()),
-        Arc::new(reason.finish()),
-    ];
-    kafka.finish(&mut columns);
-    columns.push(constant(&info.etl_id, n));
-    Ok(RecordBatch::try_new(outcomes_schema(), columns)?)
-}
-
-fn bad_batch(info: &BatchInfo, bad: &[(&RawRecord, String)]) -> crate::Result<RecordBatch> {
+fn bad_batch(info: &BatchInfo, bad: &[(RawRecord, String)]) -> crate::Result<RecordBatch> {
     let mut error = StringBuilder::new();
     let mut value = StringBuilder::new();
-    let mut kafka = KafkaColumns::new(0, "");
+    let mut offset = Int64Builder::new();
+    let mut timestamp = TimestampMillisecondBuilder::new();
     for (r, e) in bad {
         error.append_value(e);
         value.append_option(r.value.as_deref().map(String::from_utf8_lossy));
-        kafka.push(info, r);
-    }
-    let mut columns: Vec<ArrayRef> = vec![Arc::new(error.finish()), Arc::new(value.finish())];
-    kafka.finish(&mut columns);
-    columns.push(constant(&info.etl_id, bad.len()));
-    Ok(RecordBatch::try_new(bad_records_schema(), columns)?)
-}
-
-fn buffer_meta_batch(
-    info: &BatchInfo,
-    records: &[RawRecord],
-    msg_ids: &[Option<Cow<'_, str>>],
-) -> crate::Result<RecordBatch> {
-    let n = records.len();
-    let mut msg_id = StringBuilder::with_capacity(n, n * 36);
-    let mut checksum = StringBuilder::with_capacity(n, n * 8);
-    let mut headers = ListBuilder::with_capacity(StringBuilder::new(), n);
-    let mut key = StringBuilder::with_capacity(n, n * 4);
-    let mut offset = Int64Builder::with_capacity(n);
-    let mut partition = Int32Builder::with_capacity(n);
-    let mut key_size = Int32Builder::with_capacity(n);
-    let mut value_size = Int32Builder::with_capacity(n);
-    let mut timestamp = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
-    let mut timestamp_type = Int8Builder::with_capacity(n);
-    for (r, id) in records.iter().zip(msg_ids) {
-        match id {
-            Some(id) => msg_id.append_value(id),
-            None => msg_id.append_value(format!("{}+{}+{}", info.topic, info.partition, r.offset)),
-        }
-        checksum.append_value(hex32(crc32fast::hash(
-            r.value.as_deref().unwrap_or_default(),
-        )));
-        for (k, v) in &r.headers {
-            headers.values().append_value(format!("{k}={v}"));
-        }
-        headers.append(true);
-        key.append_option(r.key.as_deref().map(String::from_utf8_lossy));
         offset.append_value(r.offset);
-        partition.append_value(info.partition);
-        key_size.append_value(r.key.as_ref().map_or(-1, |k| k.len() as i32));
-        value_size.append_value(r.value.as_ref().map_or(-1, |v| v.len() as i32));
         timestamp.append_option(r.timestamp_ms);
-        timestamp_type.append_value(r.timestamp_type);
     }
+    let n = bad.len();
     let columns: Vec<ArrayRef> = vec![
-        constant(&info.etl_id, n),
-        Arc::new(msg_id.finish()),
-        Arc::new(checksum.finish()),
-        Arc::new(headers.finish()),
-        Arc::new(key.finish()),
-        Arc::new(offset.finish()),
-        Arc::new(partition.finish()),
-        Arc::new(key_size.finish()),
-        Arc::new(value_size.finish()),
-        Arc::new(timestamp.finish()),
-        Arc::new(timestamp_type.finish()),
+        Arc::new(error.finish()),
+        Arc::new(value.finish()),
         constant(&info.topic, n),
+        Arc::new(Int32Array::from_value(info.partition, n)),
+        Arc::new(offset.finish()),
+        Arc::new(timestamp.finish().with_timezone("UTC")),
+        constant(&info.etl_id, n),
     ];
-    Ok(RecordBatch::try_new(buffer_meta_schema(), columns)?)
+    Ok(RecordBatch::try_new(bad_records_schema(), columns)?)
 }
 
 /// `n` as 8 lower-case hex digits, without allocating.
@@ -681,6 +775,7 @@ mod tests {
                 event_id: "r1".into(),
                 player_id: "p".into(),
                 reason: shared::Rejection::NotEnoughGold { need: 50, have: 10 },
+                action: None,
             }],
             ..Default::default()
         });
