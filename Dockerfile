@@ -9,6 +9,7 @@ RUN rustup target add wasm32-unknown-unknown \
     && (cargo install wasm-bindgen-cli --locked --version 0.2.130 || cargo install wasm-bindgen-cli --version 0.2.130) \
     && npm install --prefix /opt/tools binaryen@132.0.0 \
     && cargo fetch && PATH=/opt/tools/node_modules/.bin:$PATH trunk build --release \
+    && PATH=/opt/tools/node_modules/.bin:$PATH trunk build frontend/extra.html --release --dist dist/extra --public-url /extra/ \
     && cargo build --release -p bridge -p engine
 
 FROM debian:bookworm-slim

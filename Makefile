@@ -48,10 +48,13 @@ setup:
 setup-run:
 	@bash scripts/setup.sh run
 
-## The browser game, built offline by trunk into dist/.
+## The browser game, built offline by trunk into dist/; then the arena,
+## analytics and operator pages (a second wasm, so the game page's stays
+## small) into dist/extra/, after it: trunk empties dist/ on each build.
 frontend:
 	$(CARGO) fetch
 	PATH="$(CURDIR)/.tools/node_modules/.bin:$$PATH" trunk build --release
+	PATH="$(CURDIR)/.tools/node_modules/.bin:$$PATH" trunk build frontend/extra.html --release --dist dist/extra --public-url /extra/
 
 lint:
 	$(CARGO) fmt --all -- --check

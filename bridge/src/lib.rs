@@ -197,6 +197,17 @@ impl AppState {
     pub fn index_html(&self) -> Option<String> {
         std::fs::read_to_string(self.static_dir.join("index.html")).ok()
     }
+
+    /// The built page of `page`: the game's, or the second build's
+    /// (`extra/index.html`: arena, analytics, operator) so the game page's
+    /// wasm carries none of them.
+    pub fn page_html(&self, page: shared::Page) -> Option<String> {
+        if page.is_extra() {
+            std::fs::read_to_string(self.static_dir.join("extra").join("index.html")).ok()
+        } else {
+            self.index_html()
+        }
+    }
 }
 
 /// The router: every route of the public contract.

@@ -7,7 +7,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
@@ -390,18 +390,20 @@ pub async fn seed_action(
     })
 }
 
-/// `GET /`: the game page for browsers (recording the visit), the seed's
-/// `default` event for everything else.
+/// `GET /`: the game page for browsers (recording the visit), or the page
+/// the query names (`?arena=`, `?view=analytics`: the second build's); the
+/// seed's `default` event for everything else.
 pub async fn index(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     client: ClientAddr,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, AppError> {
     let wants_html = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("text/html"));
-    let page = state.index_html();
+    let page = state.page_html(shared::Page::of("/", query.as_deref().unwrap_or("")));
     if wants_html {
         if let Some(page) = page {
             if state.seed_endpoints {
@@ -437,9 +439,9 @@ pub async fn index(
 
 /// `GET /admin`: the operator page (the frontend routes on the path). The
 /// page is code, not data: what it shows comes from `/api/admin/...`, which
-/// need the admin token.
+/// need the admin token. It is the second build's page (`extra/`).
 pub async fn admin_page(State(state): State<Arc<AppState>>) -> Result<Response, AppError> {
-    match state.index_html() {
+    match state.page_html(shared::Page::Admin) {
         Some(page) => Ok(Html(page).into_response()),
         None => Err(AppError::NotFound(
             "the frontend is not built (run `make frontend`)".into(),

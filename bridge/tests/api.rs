@@ -429,6 +429,37 @@ async fn seed_endpoints_use_the_host_as_player_in_the_default_game() {
     }
 }
 
+/// Issue 19: the arena, analytics and operator pages are the second build's
+/// (`extra/index.html`), so the game page's wasm carries none of them.
+#[tokio::test]
+async fn each_page_gets_its_builds_html() {
+    let (mut state, _) = setup();
+    state.seed_endpoints = false;
+    let dist = std::env::temp_dir().join(format!("pages-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(dist.join("extra")).unwrap();
+    std::fs::write(dist.join("index.html"), "the game").unwrap();
+    std::fs::write(dist.join("extra").join("index.html"), "the extra pages").unwrap();
+    state.static_dir = dist.clone();
+    let arena = shared::arena::ARENA_IDS.start + 7;
+    for (uri, page) in [
+        ("/".to_string(), "the game"),
+        ("/?game=3".to_string(), "the game"),
+        ("/?arena=3".to_string(), "the game"),
+        (format!("/?arena={arena}"), "the extra pages"),
+        ("/?view=analytics".to_string(), "the extra pages"),
+        ("/admin".to_string(), "the extra pages"),
+    ] {
+        let request = Request::get(uri.as_str())
+            .header("accept", "text/html")
+            .body(Body::empty())
+            .unwrap();
+        let (status, _, body) = send(&state, request).await;
+        assert_eq!(status, StatusCode::OK, "{uri}");
+        assert_eq!(String::from_utf8(body).unwrap(), page, "{uri}");
+    }
+    std::fs::remove_dir_all(dist).unwrap();
+}
+
 #[tokio::test]
 async fn seed_endpoints_can_be_turned_off() {
     let (mut state, published) = setup();

@@ -196,13 +196,6 @@ fn save_token(token: &str) {
     }
 }
 
-/// Whether this page is the operator page.
-pub fn is_admin_path() -> bool {
-    web_sys::window()
-        .and_then(|w| w.location().pathname().ok())
-        .is_some_and(|p| p.trim_end_matches('/') == "/admin")
-}
-
 /// The operator page.
 #[component]
 pub fn AdminPage() -> impl IntoView {

@@ -166,19 +166,9 @@ pub fn bar_chart_svg(title: &str, rows: &[(String, u64)]) -> String {
     svg
 }
 
-/// Whether the page asked for is the analytics page (`?view=analytics`).
-pub fn is_analytics_page() -> bool {
-    web_sys::window()
-        .and_then(|w| w.location().search().ok())
-        .is_some_and(|q| wants_analytics(&q))
-}
-
 /// Whether a query string (`?a=b&view=analytics`) asks for this page.
 pub fn wants_analytics(search: &str) -> bool {
-    search
-        .trim_start_matches('?')
-        .split('&')
-        .any(|pair| pair == "view=analytics")
+    shared::Page::of("/", search) == shared::Page::Analytics
 }
 
 async fn fetch(path: &str) -> Status {

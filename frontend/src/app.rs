@@ -12,19 +12,16 @@ use crate::ctrl::{ButtonNote, Ctrl};
 use crate::invite;
 use crate::model::{validate_name, ActionButton, Connection};
 
-/// The whole page: header with the connection indicator, then the join form
-/// or the nation view; `/?view=analytics` is the analytics page instead.
+/// The game page: header with the connection indicator, then the join form
+/// or the nation view. The other pages are the second build's
+/// ([`ExtraApp`](crate::extra::ExtraApp)); the bridge serves its HTML for
+/// their URLs, and if this page is loaded for one anyway (a static server),
+/// it hands over to `/extra/` with the same query.
 #[component]
 pub fn App() -> impl IntoView {
-    if crate::analytics::is_analytics_page() {
-        return view! { <crate::analytics::AnalyticsPage /> }.into_any();
-    }
-    // `/?arena=<id>`: the arena's own page (issue 18).
-    if let Some(game_id) = crate::net::query_arena() {
-        return view! { <crate::arena::ArenaPage game_id=game_id /> }.into_any();
-    }
-    if crate::admin::is_admin_path() {
-        return view! { <crate::admin::AdminPage /> }.into_any();
+    if crate::net::page().is_extra() {
+        crate::net::replace_with(&format!("/extra/{}", crate::net::search()));
+        return ().into_any();
     }
     let ctrl = Ctrl::new();
     ctrl.start();

@@ -8,7 +8,7 @@
 //!
 //! [`BoardState`] (what the page knows of a board, and when to ask for the
 //! neighbourhood) and [`shown`] (what a board lists) are plain data, tested
-//! natively; [`watch`] is the network; [`GlobalBoards`] only reads.
+//! natively; `watch` is the network; [`GlobalBoards`] only reads.
 
 use std::cell::RefCell;
 use std::time::Duration;

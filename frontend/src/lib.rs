@@ -20,7 +20,11 @@
 //!   reports as SVG bar charts, polled.
 //! - [`arena`]: the 5v5 arena's page (`/?arena=<id>`): board, keys, pad,
 //!   prediction with the arena rules.
-//! - [`app`]: the components.
+//! - [`app`]: the components; [`App`] is the game page (`src/main.rs`).
+//! - [`extra`]: [`ExtraApp`], the arena, analytics and operator pages: a
+//!   second binary (`src/bin/frontend-extra.rs`, trunk build of
+//!   `frontend/extra.html` into `dist/extra/`), so the game page's wasm
+//!   carries none of them (issue 19's transfer budget).
 //! - [`admin`]: the operator page (`/admin`): live charts and the abuse table.
 
 pub mod admin;
@@ -30,9 +34,11 @@ pub mod arena;
 pub mod art;
 pub mod boards;
 pub mod ctrl;
+pub mod extra;
 pub mod feed;
 pub mod invite;
 pub mod model;
 pub mod net;
 
 pub use app::App;
+pub use extra::ExtraApp;

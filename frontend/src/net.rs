@@ -230,15 +230,20 @@ pub fn query_game() -> Option<u64> {
     crate::invite::game_from_query(&window().location().search().ok()?)
 }
 
-/// The arena the page shows (`/?arena=<id>`), if any.
-pub fn query_arena() -> Option<u64> {
-    let search = window().location().search().ok()?;
-    search
-        .trim_start_matches('?')
-        .split('&')
-        .find_map(|pair| pair.strip_prefix("arena="))
-        .and_then(|v| v.parse().ok())
-        .filter(|id| shared::GameKind::of(*id) == shared::GameKind::Arena)
+/// This page's query string (`?arena=7`), empty if none.
+pub fn search() -> String {
+    window().location().search().unwrap_or_default()
+}
+
+/// The page this URL asks for ([`shared::Page::of`]).
+pub fn page() -> shared::Page {
+    let path = window().location().pathname().unwrap_or_default();
+    shared::Page::of(&path, &search())
+}
+
+/// Loads `path` in place of this page (not kept in the history).
+pub fn replace_with(path: &str) {
+    let _ = window().location().replace(path);
 }
 
 /// Navigates to `path` on this origin.

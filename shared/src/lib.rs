@@ -18,6 +18,8 @@
 //!   the economy below; [`apply`] hands arena games to [`arena`].
 //! - [`arena`]: the 5v5 arena's rules (board, moves, grenades, rounds) and
 //!   [`GameKind`]: ids in [`arena::ARENA_IDS`] are arenas.
+//! - [`page`]: [`Page`], which page of the frontend a URL asks for (the
+//!   bridge serves that build's HTML; the build mounts that page).
 //! - [`schema`]: JSON Schemas generated from the types; checked in under
 //!   `shared/schema/` and compared by a test so they never drift.
 //!
@@ -45,12 +47,14 @@
 pub mod admin;
 pub mod arena;
 pub mod framing;
+pub mod page;
 pub mod rules;
 pub mod schema;
 pub mod state;
 pub mod wire;
 
 pub use arena::{ArenaMatch, ArenaState, Fighter, GameKind, Team};
+pub use page::Page;
 pub use rules::{apply, apply_changes, check, Effect, Outcome, Rejection};
 pub use state::{Game, GameState, Item, Items, Nation};
 pub use wire::{
