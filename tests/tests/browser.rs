@@ -802,7 +802,7 @@ async fn the_global_boards_show_the_players_place_far_below_the_top() {
         )
         .await;
     for dark in [false, true] {
-        browser.emulate_theme(dark, false).await;
+        browser.emulate_theme(dark, true).await;
         assert_eq!(
             browser.axe_violations().await,
             json!([]),

@@ -374,6 +374,13 @@ impl Browser {
                 axe.display()
             )
         });
+        // Colours are checked once settled: a theme switched a moment ago
+        // may still be fading its backgrounds (CSS transitions).
+        self.wait_for(
+            "CSS transitions to settle before axe",
+            "return document.getAnimations().every(a => !(a instanceof CSSTransition) || a.playState !== 'running')",
+        )
+        .await;
         self.js(&format!("{source}\n;return typeof axe")).await;
         self.cmd(
             reqwest::Method::POST,
