@@ -6,7 +6,9 @@
 //! - `loadgen play --url <bridge>`: simulated players that join games over
 //!   the bridge's HTTP API, watch them over WebSockets and act at a fixed
 //!   open-model rate; latencies are measured from each action's *intended*
-//!   start (coordinated omission corrected, as wrk2 does).
+//!   start (coordinated omission corrected, as wrk2 does); `--watchers N`
+//!   adds idle WebSocket clients whose deliveries are measured too (the
+//!   fan-out). The end-to-end benches in `tests/benches` call it as a library.
 //!
 //! # Layout
 //! - [`spin`]: the seed's event and its generator (pure: the random source
@@ -14,7 +16,7 @@
 //! - [`produce`], [`consume`]: the seed's two Kafka commands.
 //! - [`slo`]: `--slo p99=20ms` objectives, parsed and checked.
 //! - [`stats`]: HdrHistogram summaries and loadgen's own CPU time.
-//! - [`play`]: the simulated players and their report.
+//! - [`play`]: the simulated players, the idle watchers and their report.
 
 pub mod consume;
 pub mod play;

@@ -2,7 +2,8 @@
 //!
 //! A key is a percentile (`p50`, `p90`, `p99`, `p99.9`, `max`) of the
 //! end-to-end latency (intended start to the update on the WebSocket), or
-//! the same prefixed with `ack.` for the latency to the `202`. Several
+//! the same prefixed with `ack.` for the latency to the `202`, or with
+//! `watchers.` for the arrival at each idle watcher (`--watchers`). Several
 //! objectives may be given, comma-separated or with `--slo` repeated.
 
 use std::time::Duration;
@@ -17,6 +18,8 @@ pub enum Target {
     Ack,
     /// Intended start to the update (applied or rejected) on the WebSocket.
     Update,
+    /// Intended start to the update's arrival at each idle watcher.
+    Watchers,
 }
 
 /// One objective: `quantile` of `target` at most `limit`.
@@ -48,9 +51,13 @@ fn parse_one(spec: &str) -> Result<Slo, String> {
     let (key, value) = spec
         .split_once('=')
         .ok_or_else(|| format!("expected key=duration (p99=20ms), got {spec:?}"))?;
-    let (target, key) = match key.trim().strip_prefix("ack.") {
-        Some(rest) => (Target::Ack, rest),
-        None => (Target::Update, key.trim()),
+    let key = key.trim();
+    let (target, key) = if let Some(rest) = key.strip_prefix("ack.") {
+        (Target::Ack, rest)
+    } else if let Some(rest) = key.strip_prefix("watchers.") {
+        (Target::Watchers, rest)
+    } else {
+        (Target::Update, key)
     };
     let quantile = match key {
         "max" => 1.0,
@@ -95,8 +102,11 @@ mod tests {
 
     #[test]
     fn parses_percentiles_targets_and_units() {
-        let slos = parse("p99=20ms, ack.p50=500us,max=1.5s,p99.9=30ms").expect("parse");
-        assert_eq!(slos.len(), 4);
+        let slos =
+            parse("p99=20ms, ack.p50=500us,max=1.5s,p99.9=30ms,watchers.p99=50ms").expect("parse");
+        assert_eq!(slos.len(), 5);
+        assert_eq!(slos[4].target, Target::Watchers);
+        assert_eq!(slos[4].quantile, 0.99);
         assert_eq!(slos[0].target, Target::Update);
         assert_eq!(slos[0].quantile, 0.99);
         assert_eq!(slos[0].limit, Duration::from_millis(20));

@@ -1,6 +1,7 @@
 //! `loadgen play` against a real bridge and engine on Apache Kafka (the test
 //! harness's broker): every action is answered `202` and its update is found
-//! on the player's WebSocket; a missed objective exits with code 1.
+//! on the player's WebSocket and at every idle watcher of its game; a missed
+//! objective exits with code 1.
 
 use std::process::Command;
 
@@ -24,10 +25,22 @@ async fn loadgen(args: Vec<String>) -> (i32, String) {
 }
 
 fn args(url: &str, extra: &[&str]) -> Vec<String> {
-    let mut v: Vec<String> = ["play", "--url", url, "--games", "2", "--players", "6"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    // A long drain (it ends as soon as every update is in): a loaded CI
+    // machine once held an update back for seconds, which is not a miss.
+    let mut v: Vec<String> = [
+        "play",
+        "--url",
+        url,
+        "--games",
+        "2",
+        "--players",
+        "6",
+        "--drain",
+        "60",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     v.extend(extra.iter().map(|s| s.to_string()));
     v
 }
@@ -47,6 +60,10 @@ async fn play_counts_every_action_and_matches_its_update() {
             "--json",
             "--slo",
             "p99=5s",
+            "--watchers",
+            "8",
+            "--window",
+            "1",
         ],
     ))
     .await;
@@ -77,6 +94,22 @@ async fn play_counts_every_action_and_matches_its_update() {
     // produce: its median can't beat the ack's by much.
     assert!(p50 + 1.0 >= ack_p50 * 0.5, "{report:#}");
     assert_eq!(report["slo_met"], true, "{report:#}");
+    // 8 watchers over 2 games: each action reaches the 4 of its game.
+    let w = &report["watchers"];
+    assert_eq!(w["count"], 8, "{report:#}");
+    assert_eq!(w["expected"], 1200, "{report:#}");
+    assert_eq!(w["deliveries"], 1200, "{report:#}");
+    assert_eq!(w["missing"], 0, "{report:#}");
+    assert_eq!(w["answer_to_update"]["count"], 1200, "{report:#}");
+    assert_eq!(w["spread"]["count"], 300, "{report:#}");
+    // One window per second of the measured run.
+    let windows = report["windows"].as_array().expect("windows");
+    assert_eq!(windows.len(), 3, "{report:#}");
+    let per_window: u64 = windows
+        .iter()
+        .map(|w| w["update"]["count"].as_u64().expect("count"))
+        .sum();
+    assert_eq!(per_window, 300, "{report:#}");
 
     // The table, and an objective no real system meets: exit code 1.
     let (code, stdout) = loadgen(args(
@@ -123,6 +156,8 @@ async fn play_arena_fills_an_arena_and_every_player_sees_every_answer() {
             "3",
             "--warmup",
             "1",
+            "--drain",
+            "60",
             "--json",
         ]
         .iter()

@@ -1,20 +1,28 @@
-//! Fan-out (issue 5): many idle WebSocket clients on one bridge; memory per
-//! idle client, then update delivery latency to every watcher of a game.
+//! Fan-out (issue 5, P4): many idle WebSocket clients on one bridge; memory
+//! per idle client, then update delivery latency to every watcher of a game.
+//!
+//! The load and its measurement are `loadgen play` (issue 14) with
+//! `--watchers`: one player per game acts at an open-model rate, and the
+//! idle watchers, spread over the games, only receive; loadgen measures
+//! each action's arrival at every watcher of its game (from its `202`, the
+//! P4 figure, and from its intended start) and the spread from the first
+//! to the last watcher. The bridge's memory is read between loadgen's steps:
+//! once the players are in, and once the watchers are.
 //!
 //! `cargo build --release -p nation && cargo bench -p tests --bench fanout`
-//! Env: `BENCH_CLIENTS` (default 10000), `BENCH_GAMES` (default 1000),
-//! `BENCH_RATE` (actions/s, default 1000, so 10,000 deliveries/s),
-//! `BENCH_SECS` (default 10), `BENCH_NATIONS` (nations added to game 1
-//! first, default 0: the popular-game run), `KAFKA_BROKERS` (else an Apache Kafka is
-//! started for the run).
+//! Env: `BENCH_CLIENTS` (idle watchers, default 10000), `BENCH_GAMES`
+//! (default 1000), `BENCH_RATE` (actions/s, default 1000, so 10,000
+//! deliveries/s), `BENCH_SECS` (default 10), `BENCH_NATIONS` (nations added
+//! to game 1 first, default 0: the popular-game run), `KAFKA_BROKERS` (else
+//! an Apache Kafka is started for the run).
 
 #[path = "common/mod.rs"]
 #[allow(dead_code)] // each bench uses part of it
 mod common;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use loadgen::play::{PlayArgs, Session};
 
 #[tokio::main]
 async fn main() {
@@ -26,12 +34,31 @@ async fn main() {
     let bridge = common::BridgeProcess::start(&brokers, 12);
     println!("broker: Apache Kafka at {brokers}");
     let client = reqwest::Client::new();
-    let mut tokens = Vec::new();
-    for g in 0..games {
-        tokens.push(common::join(&client, &bridge.addr, g + 1).await);
-    }
+    let ready = format!("http://{}/readyz", bridge.addr);
+    tests::eventually(Duration::from_secs(120), "the game ready", || {
+        let req = client.get(&ready).send();
+        async move { req.await.ok().filter(|r| r.status() == 200).map(|_| ()) }
+    })
+    .await;
+    let args = PlayArgs {
+        rate: rate as f64,
+        duration: secs as f64,
+        games,
+        // Games 1.. (BENCH_NATIONS fills game 1): the process is fresh.
+        first_game: Some(1),
+        // One player per game, as many as games: each watches its own game
+        // too, but only the idle watchers count as the fan-out.
+        players: games as usize,
+        watchers: clients as usize,
+        drain: 30.0,
+        quiet: true,
+        // For the same-run baseline below.
+        keep_actions: true,
+        ..PlayArgs::new(format!("http://{}", bridge.addr))
+    };
+    let mut session = Session::join(&args).await.expect("loadgen play: join");
     common::populate_from_env(&client, &brokers, &bridge, 12).await;
-    // Every game has state before the clients come.
+    // Every game has state before the watchers come.
     for g in 0..games {
         let url = format!("http://{}/api/games/{}", bridge.addr, g + 1);
         tests::eventually(Duration::from_secs(60), "game state", || {
@@ -41,101 +68,68 @@ async fn main() {
         .await;
     }
     let rss_before = bridge.rss_kib();
-    // Every (action id, arrival) any client sees in an update's `applied`.
-    let seen: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
-    let mut connected = 0u64;
     let t0 = Instant::now();
-    for c in 0..clients {
-        let game = c % games + 1;
-        let seen = seen.clone();
-        common::watch(&bridge.addr, game, move |v, now| {
-            if v["kind"] == "update" {
-                let mut seen = seen.lock().unwrap();
-                for id in v["applied"].as_array().into_iter().flatten() {
-                    seen.push((id.as_str().unwrap_or_default().to_string(), now));
-                }
-            }
-        })
-        .await;
-        connected += 1;
-    }
+    session
+        .connect_watchers()
+        .await
+        .expect("loadgen play: watchers");
+    let connect_s = t0.elapsed().as_secs_f64();
     // Wait until every snapshot is out and memory settles: a few metrics reads.
+    let open = session.sockets_open();
     tests::eventually(Duration::from_secs(60), "all clients connected", || {
         let url = format!("http://{}/metrics", bridge.addr);
         let req = client.get(url).send();
         async move {
             let text = req.await.ok()?.text().await.ok()?;
-            text.contains(&format!("bridge_ws_clients {connected}"))
+            text.contains(&format!("bridge_ws_clients {open}"))
                 .then_some(())
         }
     })
     .await;
     let rss_after = bridge.rss_kib();
-    println!("# fan-out: {connected} idle WebSocket clients over {games} games on one bridge (connect took {:.1} s)", t0.elapsed().as_secs_f64());
+    println!(
+        "# fan-out: {clients} idle WebSocket clients over {games} games on one bridge, loadgen play --watchers (connect took {connect_s:.1} s)"
+    );
     println!(
         "bridge RSS {rss_before} KiB -> {rss_after} KiB: {:.1} KiB per idle client",
-        (rss_after.saturating_sub(rss_before)) as f64 / connected as f64
+        (rss_after.saturating_sub(rss_before)) as f64 / clients as f64
     );
-    // Delivery: a steady `rate` of actions, round-robin over the games; the
-    // time from each HTTP answer to the update reaching each watcher.
     // The baseline, same run: one plain consumer of `games` beside the
     // bridge (the engine's path without the fan-out).
     let direct = common::DirectReader::start(&brokers, &bridge.games_topic);
-    let total = rate * secs;
-    let answers: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
-    let mut handles = Vec::new();
-    for i in 0..total {
-        tick.tick().await;
-        let g = i % games;
-        let id = format!("f{i}");
-        let req = common::action_request(&client, &bridge.addr, g + 1, &tokens[g as usize], &id);
-        let answers = answers.clone();
-        handles.push(tokio::spawn(async move {
-            if req.send().await.is_ok_and(|r| r.status().as_u16() == 202) {
-                answers.lock().unwrap().insert(id, Instant::now());
-            }
-        }));
-    }
-    for h in handles {
-        h.await.unwrap();
-    }
-    let watchers_per_game = clients / games;
-    let expected = answers.lock().unwrap().len() as u64 * watchers_per_game;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while (seen.lock().unwrap().len() as u64) < expected && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let seen = seen.lock().unwrap();
-    let answers = answers.lock().unwrap();
-    let mut lat = Vec::new();
-    let mut by_action: HashMap<&str, (Instant, Instant)> = HashMap::new();
-    for (id, at) in seen.iter() {
-        if let Some(answered) = answers.get(id) {
-            lat.push(at.saturating_duration_since(*answered));
-        }
-        let e = by_action.entry(id.as_str()).or_insert((*at, *at));
-        e.0 = e.0.min(*at);
-        e.1 = e.1.max(*at);
-    }
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let report = session.play().await.expect("loadgen play");
     let direct = direct.finish();
-    let baseline: Vec<Duration> = answers
+    println!(
+        "load average before the load: {}",
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    println!();
+    loadgen::play::print_table(&report, &mut std::io::stdout()).expect("stdout");
+    let baseline: Vec<Duration> = report
+        .actions
         .iter()
-        .filter_map(|(id, a)| direct.get(id).map(|d| d.saturating_duration_since(*a)))
+        .filter_map(|a| Some(direct.get(&a.id)?.saturating_duration_since(a.answered?)))
         .collect();
+    let w = &report.watchers;
     println!(
         "baseline, answer -> record on games (one consumer, no fan-out):  {}",
         common::summary(baseline)
     );
     println!(
-        "update delivery at {rate} actions/s to {watchers_per_game} watchers each (answer -> arrival): {}",
-        common::summary(lat)
+        "P4 update delivery at {rate} actions/s to {} watchers each (answer -> arrival): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (n={})",
+        clients / games,
+        w.answer_to_update.p50_ms,
+        w.answer_to_update.p99_ms,
+        w.answer_to_update.max_ms,
+        w.answer_to_update.count
     );
-    // The bridge's own share: for each action, first to last watcher.
-    let spread: Vec<Duration> = by_action.values().map(|(a, b)| *b - *a).collect();
     println!(
-        "fan-out spread, first to last watcher of an update:   {}",
-        common::summary(spread)
+        "fan-out spread, first to last watcher of an update: p50 {:.2} ms, p99 {:.2} ms",
+        w.spread.p50_ms, w.spread.p99_ms
     );
-    println!("deliveries {} of {} expected", seen.len(), expected);
+    println!("deliveries {} of {} expected", w.deliveries, w.expected);
 }

@@ -1,23 +1,30 @@
-//! End to end (issue 5): from `POST /api/games/{id}/actions` being answered to
-//! the update arriving on a connected WebSocket, at a steady rate; and, in the
-//! same run, the broker's own produce-to-consume time as the floor.
+//! End to end (issue 5, P2): from `POST /api/games/{id}/actions` being
+//! answered to the update arriving on the player's WebSocket, at a steady
+//! rate; and, in the same run, the broker's own produce-to-consume time as
+//! the floor.
+//!
+//! The load and its measurement are `loadgen play` (issue 14): simulated
+//! players, an open-model rate, latencies from each action's intended start
+//! (coordinated omission corrected) to its `202` and to its update, and
+//! `202 -> update`, the P2 figure. This prints loadgen's table, then the
+//! floor.
 //!
 //! `cargo build --release -p nation && cargo bench -p tests --bench latency`
 //! Env: `BENCH_RATE` (actions/s, default 2000), `BENCH_SECS` (default 30),
-//! `BENCH_GAMES` (default 20), `BENCH_NATIONS` (nations added to game 1
-//! first, default 0: the popular-game run), `KAFKA_BROKERS` (else an Apache Kafka is
-//! started for the run), `BENCH_DIRECT=1` (also read `games` directly, to split engine from
-//! bridge), `BENCH_DUMP=file` (id, answer time, latency in µs per action),
-//! `BENCH_FLOOR_ONLY=1`.
+//! `BENCH_GAMES` (default 20), `BENCH_PLAYERS` (default one per game),
+//! `BENCH_NATIONS` (nations added to game 1 first, default 0: the
+//! popular-game run), `KAFKA_BROKERS` (else an Apache Kafka is started for
+//! the run), `BENCH_DIRECT=1` (also read `games` directly, to split engine
+//! from bridge), `BENCH_DUMP=file` (id, answer time, latency in µs per
+//! action), `BENCH_FLOOR_ONLY=1`.
 
 #[path = "common/mod.rs"]
 #[allow(dead_code)] // each bench uses part of it
 mod common;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use loadgen::play::{PlayArgs, Report};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
@@ -97,16 +104,40 @@ async fn broker_floor(brokers: &str, rate: u64, secs: u64, topic: Option<&str>) 
         .collect()
 }
 
+/// `BENCH_DUMP`: one line per measured action answered `202`: its id, when
+/// the answer came (µs after the first intended start) and answer ->
+/// update (µs; empty when no update came).
+fn dump(path: &str, report: &Report) {
+    use std::io::Write;
+    let Some(start) = report.actions.iter().map(|a| a.intended).min() else {
+        return;
+    };
+    let mut w = std::io::BufWriter::new(std::fs::File::create(path).expect("BENCH_DUMP file"));
+    for a in &report.actions {
+        let Some(answered) = a.answered else { continue };
+        let latency = a
+            .update
+            .map(|u| {
+                u.saturating_duration_since(answered)
+                    .as_micros()
+                    .to_string()
+            })
+            .unwrap_or_default();
+        let _ = writeln!(w, "{} {} {latency}", a.id, (answered - start).as_micros());
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let rate = common::env("BENCH_RATE", 2000);
     let secs = common::env("BENCH_SECS", 30);
     let games = common::env("BENCH_GAMES", 20);
+    let players = common::env("BENCH_PLAYERS", games) as usize;
     let brokers = tests::broker().to_string();
     let bridge = common::BridgeProcess::start(&brokers, 12);
     let floor_topic: Option<&str> = None;
     println!(
-        "# end-to-end latency at {rate} actions/s for {secs} s over {games} games ({} cores)",
+        "# end-to-end latency at {rate} actions/s for {secs} s over {games} games, {players} players, loadgen play ({} cores)",
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(0)
@@ -122,149 +153,68 @@ async fn main() {
     // As long as the game's run: both test brokers slow down as a
     // partition's log grows (BENCHMARKS.md).
     let floor = broker_floor(&brokers, rate, secs, floor_topic).await;
-    println!(
-        "broker floor (produce -> consume):            {}",
-        common::summary(floor)
-    );
+    let floor = common::summary(floor);
+    println!("broker floor (produce -> consume):            {floor}");
     if std::env::var_os("BENCH_FLOOR_ONLY").is_some() {
         return;
     }
 
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(256)
-        .build()
-        .unwrap();
-    let mut tokens = Vec::new();
-    for g in 0..games {
-        tokens.push(common::join(&client, &bridge.addr, g + 1).await);
-    }
+    // The engine assigned and restored before anything is timed.
+    let client = reqwest::Client::new();
+    let ready = format!("http://{}/readyz", bridge.addr);
+    tests::eventually(Duration::from_secs(120), "the game ready", || {
+        let req = client.get(&ready).send();
+        async move { req.await.ok().filter(|r| r.status() == 200).map(|_| ()) }
+    })
+    .await;
     common::populate_from_env(&client, &brokers, &bridge, 12).await;
-    // When each action id's answer came, and when its update arrived.
-    let answered: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-    let arrived: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-    for g in 0..games {
-        let arrived = arrived.clone();
-        common::watch(&bridge.addr, g + 1, move |v, now| {
-            let mut arrived = arrived.lock().unwrap();
-            for id in v["applied"].as_array().into_iter().flatten() {
-                arrived
-                    .entry(id.as_str().unwrap().to_string())
-                    .or_insert(now);
-            }
-        })
-        .await;
-    }
     // BENCH_DIRECT=1: also read `games` straight from the broker, as the
     // bridge does, to split the time into engine and bridge.
     let direct = std::env::var_os("BENCH_DIRECT")
         .map(|_| common::DirectReader::start(&brokers, &bridge.games_topic));
-    // Warm-up, then the steady run.
-    let total = rate * secs;
-    let warmup = rate * 2;
-    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let started = Instant::now();
-    let mut inflight = Vec::new();
-    for i in 0..(total + warmup) {
-        tick.tick().await;
-        let g = i % games;
-        let id = format!("a{i}");
-        let req = common::action_request(&client, &bridge.addr, g + 1, &tokens[g as usize], &id);
-        let answered = answered.clone();
-        let measure = i >= warmup;
-        inflight.push(tokio::spawn(async move {
-            let ok = req
-                .send()
-                .await
-                .map(|r| r.status().as_u16() == 202)
-                .unwrap_or(false);
-            if ok && measure {
-                answered.lock().unwrap().insert(id, Instant::now());
-            }
-            ok
-        }));
-    }
-    let mut failed = 0;
-    for t in inflight {
-        if !t.await.unwrap_or(false) {
-            failed += 1;
-        }
-    }
-    let offered = (total + warmup) as f64 / started.elapsed().as_secs_f64();
-    // Let the last updates arrive (poll with a deadline).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let done = {
-            let a = answered.lock().unwrap();
-            let r = arrived.lock().unwrap();
-            a.keys().all(|k| r.contains_key(k))
-        };
-        if done || Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let answered = answered.lock().unwrap();
-    let arrived = arrived.lock().unwrap();
-    let mut lat = Vec::new();
-    let mut before_answer = 0;
-    let mut missing = 0;
-    let mut dump = std::env::var("BENCH_DUMP")
-        .ok()
-        .map(|p| std::io::BufWriter::new(std::fs::File::create(p).expect("BENCH_DUMP file")));
-    for (id, a) in answered.iter() {
-        if let (Some(w), Some(r)) = (dump.as_mut(), arrived.get(id)) {
-            use std::io::Write;
-            let _ = writeln!(
-                w,
-                "{} {} {}",
-                id,
-                (*a - started).as_micros(),
-                r.saturating_duration_since(*a).as_micros()
-            );
-        }
-        match arrived.get(id) {
-            Some(r) if r >= a => lat.push(*r - *a),
-            Some(_) => {
-                before_answer += 1;
-                lat.push(Duration::ZERO)
-            }
-            None => missing += 1,
-        }
-    }
-    // The same, by when the answer came: shows a broker slowing down.
-    let mut windows: std::collections::BTreeMap<u64, Vec<Duration>> = Default::default();
-    for (id, a) in answered.iter() {
-        if let Some(r) = arrived.get(id) {
-            let window = (*a - started).as_secs() / 10 * 10;
-            windows
-                .entry(window)
-                .or_default()
-                .push(r.saturating_duration_since(*a));
-        }
-    }
+    let dump_to = std::env::var("BENCH_DUMP").ok();
+    let args = PlayArgs {
+        rate: rate as f64,
+        duration: secs as f64,
+        games,
+        // Games 1.. (BENCH_NATIONS fills game 1): the process is fresh.
+        first_game: Some(1),
+        players,
+        drain: 10.0,
+        quiet: true,
+        keep_actions: direct.is_some() || dump_to.is_some(),
+        ..PlayArgs::new(format!("http://{}", bridge.addr))
+    };
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let report = loadgen::play::run(&args).await.expect("loadgen play");
     println!(
-        "answer -> WebSocket update (bridge+engine):   {}",
-        common::summary(lat)
+        "load average before the load: {}",
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     );
-    for (window, lat) in windows {
-        println!(
-            "  answered {window:>3}-{:<3} s: {}",
-            window + 10,
-            common::summary(lat)
-        );
-    }
+    println!();
+    loadgen::play::print_table(&report, &mut std::io::stdout()).expect("stdout");
+    let a = &report.answer_to_update;
+    println!(
+        "P2 answer -> WebSocket update (bridge+engine): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (n={})",
+        a.p50_ms, a.p99_ms, a.max_ms, a.count
+    );
+    println!("broker floor, same run (produce -> consume):  {floor}");
     if let Some(direct) = direct {
         let direct = direct.finish();
-        let engine: Vec<Duration> = answered
-            .iter()
-            .filter_map(|(id, a)| direct.get(id).map(|d| d.saturating_duration_since(*a)))
-            .collect();
-        let bridge_part: Vec<Duration> = arrived
-            .iter()
-            .filter(|(id, _)| answered.contains_key(*id))
-            .filter_map(|(id, r)| direct.get(id).map(|d| r.saturating_duration_since(*d)))
-            .collect();
+        let mut engine = Vec::new();
+        let mut bridge_part = Vec::new();
+        for action in &report.actions {
+            let (Some(answered), Some(on_games)) = (action.answered, direct.get(&action.id)) else {
+                continue;
+            };
+            engine.push(on_games.saturating_duration_since(answered));
+            if let Some(update) = action.update {
+                bridge_part.push(update.saturating_duration_since(*on_games));
+            }
+        }
         println!(
             "  of which answer -> record on games (engine): {}",
             common::summary(engine)
@@ -274,5 +224,7 @@ async fn main() {
             common::summary(bridge_part)
         );
     }
-    println!("offered {offered:.0} actions/s; failed {failed}; updates before the HTTP answer {before_answer}; never seen {missing}");
+    if let Some(path) = dump_to {
+        dump(&path, &report);
+    }
 }

@@ -26,21 +26,11 @@ use loadgen::play::{PlayArgs, Report};
 /// `loadgen play` against one process, quietly, on games from `first_game`.
 fn args(url: String, rate: f64, secs: f64, first_game: u64) -> PlayArgs {
     PlayArgs {
-        url,
         rate,
         duration: secs,
-        warmup: 2.0,
-        games: 4,
         first_game: Some(first_game),
-        players: 40,
-        json: false,
-        slo: Vec::new(),
-        max_in_flight: 10_000,
-        late_ms: 5,
-        drain: 5.0,
-        request_timeout: 10.0,
         quiet: true,
-        arena: false,
+        ..PlayArgs::new(url)
     }
 }
 

@@ -2,6 +2,11 @@
 //! latency without, with, and again without an attack of slowloris HTTP
 //! connections and idle WebSockets held open against the same bridge.
 //!
+//! The players are `loadgen play` (issue 14), one run per phase on the same
+//! games: an open-model rate, `202 -> update` on the player's WebSocket. The
+//! attack is this bench's own (sockets from many loopback source addresses,
+//! slowloris heads): an attack is not a load generator's job.
+//!
 //! `scripts/slow-clients.sh` (raises `ulimit -n`, builds, runs under a local
 //! Apache Kafka). Env: `BENCH_RATE` (players' actions/s, default 500),
 //! `BENCH_SECS` (per phase, default 20), `BENCH_WARMUP_SECS` (default 15),
@@ -23,13 +28,13 @@
 #[allow(dead_code)] // each bench uses part of it
 mod common;
 
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use loadgen::play::{PlayArgs, Report};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -193,69 +198,22 @@ fn start_attack(
     handle
 }
 
-/// One phase of real play: `rate` actions/s for `secs` over the players'
-/// games; answer -> update latencies of the actions answered 202.
-async fn play(
-    client: &reqwest::Client,
-    addr: &str,
-    tokens: &[String],
-    arrived: &Arc<Mutex<HashMap<String, Instant>>>,
-    phase: &str,
-    rate: u64,
-    secs: u64,
-) -> (Vec<Duration>, u64, u64) {
-    let games = tokens.len() as u64;
-    let answered: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let mut inflight = Vec::new();
-    for i in 0..rate * secs {
-        tick.tick().await;
-        let g = i % games;
-        let id = format!("{phase}-{i}");
-        let req = common::action_request(client, addr, g + 1, &tokens[g as usize], &id);
-        let answered = answered.clone();
-        inflight.push(tokio::spawn(async move {
-            let ok = req
-                .send()
-                .await
-                .map(|r| r.status().as_u16() == 202)
-                .unwrap_or(false);
-            if ok {
-                answered.lock().unwrap().insert(id, Instant::now());
-            }
-            ok
-        }));
-    }
-    let mut failed = 0;
-    for t in inflight {
-        if !t.await.unwrap_or(false) {
-            failed += 1;
-        }
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let done = {
-            let a = answered.lock().unwrap();
-            let r = arrived.lock().unwrap();
-            a.keys().all(|k| r.contains_key(k))
-        };
-        if done || Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let answered = answered.lock().unwrap();
-    let arrived = arrived.lock().unwrap();
-    let mut lat = Vec::new();
-    let mut missing = 0;
-    for (id, a) in answered.iter() {
-        match arrived.get(id) {
-            Some(r) => lat.push(r.saturating_duration_since(*a)),
-            None => missing += 1,
-        }
-    }
-    (lat, failed, missing)
+/// One phase of real play: `loadgen play` at `rate` actions/s for `secs`
+/// over games 1..=`games` (one new player per game each phase).
+async fn play(addr: &str, games: u64, rate: u64, secs: u64) -> Report {
+    let args = PlayArgs {
+        rate: rate as f64,
+        duration: secs as f64,
+        // The warm-up is a phase of its own.
+        warmup: 0.0,
+        games,
+        first_game: Some(1),
+        players: games as usize,
+        drain: 10.0,
+        quiet: true,
+        ..PlayArgs::new(format!("http://{addr}"))
+    };
+    loadgen::play::run(&args).await.expect("loadgen play")
 }
 
 #[tokio::main]
@@ -267,7 +225,12 @@ async fn main() {
     let slow = common::env("ATTACK_SLOWLORIS", 1_200) as usize;
     let per_addr = common::env("ATTACK_WS_PER_ADDR", 1_000) as usize;
     let brokers = tests::broker().to_string();
-    let bridge = common::BridgeProcess::start(&brokers, 12);
+    // The bridge's own per-address limit (the harness lifts it for the
+    // fan-out bench): the slowloris connections are to run into it.
+    let limit = std::env::var("MAX_CONNECTIONS_PER_ADDR")
+        .unwrap_or_else(|_| bridge::serve::DEFAULT_MAX_CONNECTIONS_PER_ADDR.to_string());
+    let bridge =
+        common::BridgeProcess::start_with(&brokers, 12, &[("MAX_CONNECTIONS_PER_ADDR", &limit)]);
     let to: SocketAddr = bridge.addr.parse().expect("bridge address");
     println!(
         "# slow and idle clients: players at {rate} actions/s over {games} games, {secs} s per phase ({} cores)",
@@ -276,61 +239,37 @@ async fn main() {
             .unwrap_or(0)
     );
     println!("# attack: {idle} idle WebSockets ({per_addr} per source address), {slow} slowloris connections from one address");
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(256)
-        .build()
-        .unwrap();
-    let mut tokens = Vec::new();
-    for g in 0..games {
-        tokens.push(common::join(&client, &bridge.addr, g + 1).await);
-    }
-    let arrived: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-    for g in 0..games {
-        let arrived = arrived.clone();
-        common::watch(&bridge.addr, g + 1, move |v, now| {
-            let mut arrived = arrived.lock().unwrap();
-            for id in v["applied"].as_array().into_iter().flatten() {
-                arrived
-                    .entry(id.as_str().unwrap_or_default().to_string())
-                    .or_insert(now);
-            }
-        })
-        .await;
-    }
+    let client = reqwest::Client::new();
+    let ready = format!("http://{}/readyz", bridge.addr);
+    tests::eventually(Duration::from_secs(120), "the game ready", || {
+        let req = client.get(&ready).send();
+        async move { req.await.ok().filter(|r| r.status() == 200).map(|_| ()) }
+    })
+    .await;
     // Warm-up (not counted): the first seconds on a fresh broker are slow
     // (its JIT, the first segments), which made the first phase look worst.
     let warmup = common::env("BENCH_WARMUP_SECS", 15);
-    play(
-        &client,
-        &bridge.addr,
-        &tokens,
-        &arrived,
-        "warm",
-        rate,
-        warmup,
-    )
-    .await;
+    play(&bridge.addr, games, rate, warmup).await;
     // The machine is shared: the load average says how much a phase's
     // figures are worth.
-    let report = |name: &str, (lat, failed, missing): (Vec<Duration>, u64, u64), rss: u64| {
+    let report = |name: &str, r: Report, rss: u64| {
         let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        let a = &r.answer_to_update;
         println!(
-            "{name:<24} {}; not 202: {failed}, no update: {missing}; bridge RSS {} MiB; load {}",
-            common::summary(lat),
+            "{name:<24} n={} p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (202 p99 {:.2} ms); not 202: {}, no update: {}, late: {}; bridge RSS {} MiB; load {}",
+            a.count,
+            a.p50_ms,
+            a.p99_ms,
+            a.max_ms,
+            r.ack.p99_ms,
+            r.errors,
+            r.unmatched,
+            r.late,
             rss / 1024,
             load.split_whitespace().next().unwrap_or("?")
         );
     };
-    let quiet = play(
-        &client,
-        &bridge.addr,
-        &tokens,
-        &arrived,
-        "before",
-        rate,
-        secs,
-    )
-    .await;
+    let quiet = play(&bridge.addr, games, rate, secs).await;
     report("without attack", quiet, bridge.rss_kib());
 
     let stats = Arc::new(AttackStats::default());
@@ -344,16 +283,7 @@ async fn main() {
         stats.ws_failed.load(Ordering::Relaxed),
         stats.slow_open.load(Ordering::Relaxed),
     );
-    let attacked = play(
-        &client,
-        &bridge.addr,
-        &tokens,
-        &arrived,
-        "attack",
-        rate,
-        secs,
-    )
-    .await;
+    let attacked = play(&bridge.addr, games, rate, secs).await;
     let rss = bridge.rss_kib();
     report("with attack", attacked, rss);
     println!(
@@ -366,16 +296,7 @@ async fn main() {
     );
     stop.store(true, Ordering::Relaxed);
     let _ = attack.join();
-    let after = play(
-        &client,
-        &bridge.addr,
-        &tokens,
-        &arrived,
-        "after",
-        rate,
-        secs,
-    )
-    .await;
+    let after = play(&bridge.addr, games, rate, secs).await;
     report("without attack, again", after, bridge.rss_kib());
     if let Ok(metrics) = client
         .get(format!("http://{}/metrics", bridge.addr))

@@ -232,7 +232,7 @@ pub async fn watch(
 
 /// A consumer of `games` beside the bridge, reading as the bridge does
 /// (fetch wait 1 ms, `read_uncommitted`): when each action id first appears
-/// in an update's `applied` on the broker. The baseline for what the bridge
+/// in an update's `applied` or `rejected[].event_id` on the broker. The baseline for what the bridge
 /// adds on top of the engine.
 pub struct DirectReader {
     seen: Arc<Mutex<HashMap<String, Instant>>>,
@@ -272,9 +272,14 @@ impl DirectReader {
                             serde_json::from_slice(m.payload().unwrap_or_default())
                                 .expect("JSON update");
                         let mut seen = seen.lock().unwrap();
-                        for id in v["applied"].as_array().into_iter().flatten() {
-                            seen.entry(id.as_str().unwrap_or_default().to_string())
-                                .or_insert(now);
+                        let applied = v["applied"].as_array().into_iter().flatten();
+                        let rejected = v["rejected"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .map(|r| &r["event_id"]);
+                        for id in applied.chain(rejected).filter_map(|id| id.as_str()) {
+                            seen.entry(id.to_string()).or_insert(now);
                         }
                     }
                 }
