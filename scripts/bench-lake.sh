@@ -24,8 +24,13 @@ BENCH="$TARGET/release/examples/lake_bench"
 TOPIC="lake-bench-$(date +%s)-$$"
 OUT="$(mktemp -d)"
 trap 'rm -rf "$OUT"' EXIT
-# One core for the consumer/exporter and librdkafka's threads alike.
+# One core for the consumer/exporter and librdkafka's threads alike; with
+# GNU time, CPU time (user + sys) and page faults too: steadier than wall
+# time on a shared machine.
 ONE_CORE=(taskset -c 0)
+if [[ -x /usr/bin/time ]]; then
+  ONE_CORE=(/usr/bin/time -f "cpu: %U s user, %S s sys, %R page faults, %M KiB peak" taskset -c 0)
+fi
 
 echo "== producing $N actions to $TOPIC ($PARTITIONS partitions)"
 "$BENCH" produce --topic "$TOPIC" --partitions "$PARTITIONS" --n "$N"

@@ -10,7 +10,9 @@
 //!
 //! - `lake_bench cpu --n N [--batch B]`: no Kafka: where the exporter's own
 //!   time goes (decode, building the tables, Parquet encoding) for N records
-//!   in memory, cut into batches of B (default: N/12, as 12 partitions give).
+//!   in memory, cut into batches of B (default: N/12, as 12 partitions give);
+//!   then the same batches built as the exporter builds them (encoded a
+//!   chunk at a time as the records come).
 //!
 //! Each prints its figures on one line.
 
@@ -98,6 +100,7 @@ fn cpu(n: u64, batch: usize) -> anyhow::Result<()> {
         .count();
     let decode = t.elapsed();
     let (mut build, mut encode, mut bytes) = (Duration::ZERO, Duration::ZERO, 0);
+    let (mut streamed, mut streamed_bytes) = (Duration::ZERO, 0);
     for chunk in records.chunks(batch.max(1)) {
         let info = lake::tables::BatchInfo {
             etl_id: uuid::Uuid::new_v4().to_string(),
@@ -110,6 +113,7 @@ fn cpu(n: u64, batch: usize) -> anyhow::Result<()> {
             started_ms: 0,
             ended_ms: 0,
         };
+        // As Arrow, then encoded file by file.
         let t = Instant::now();
         let files = lake::tables::build(&info, chunk)?;
         build += t.elapsed();
@@ -117,13 +121,40 @@ fn cpu(n: u64, batch: usize) -> anyhow::Result<()> {
         // As `lake::store::write_batch` does: a `purchases` file is its
         // `events` file's bytes again.
         for f in files.iter().filter(|f| !f.path.starts_with("purchases/")) {
-            bytes += lake::store::encode(&f.batch)?.len();
+            if let Some(b) = f.arrow() {
+                bytes += lake::store::encode(b)?.len();
+            }
         }
         encode += t.elapsed();
+        drop(files);
+        // As `lake export` does: encoded a chunk at a time as records come.
+        let t = Instant::now();
+        let mut builder = lake::tables::BatchBuilder::new(
+            info.source,
+            &info.topic,
+            info.partition,
+            &info.etl_id,
+            lake::tables::Output::Parquet(None),
+        );
+        for r in chunk {
+            builder.push(&r.as_ref())?;
+        }
+        for f in builder.finish(&info)? {
+            if f.path.starts_with("purchases/") {
+                continue;
+            }
+            streamed_bytes += match &f.content {
+                lake::tables::FileContent::Parquet(b) => b.len(),
+                lake::tables::FileContent::Arrow(b) => lake::store::encode(b)?.len(),
+            };
+        }
+        streamed += t.elapsed();
     }
     println!(
         "{n} records in batches of {batch}: decode {decode:?} ({decoded} ok), \
-         build tables {build:?} (decoding included), encode {encode:?} ({bytes} B)"
+         build tables {build:?} (decoding included), encode {encode:?} ({bytes} B); \
+         as the exporter does (decode, build and encode a chunk at a time): \
+         {streamed:?} ({streamed_bytes} B)"
     );
     Ok(())
 }

@@ -7,8 +7,10 @@
 //! consumed into its partition's open [`BatchBuilder`] (columns, not
 //! records, are held) until the batch is cut by the [`crate::RollPolicy`],
 //! the shared byte cap, the end of the partition (`--once`) or a stop; then
-//! the batch becomes files ([`BatchBuilder::finish`]) and is written
-//! ([`crate::store::write_batch`]) before the partition's next batch can be.
+//! the batch is handed to the topic's [`Writer`] thread, which finishes its
+//! files ([`BatchBuilder::finish`]) and writes them
+//! ([`crate::store::write_batch`]) while the loop goes on consuming; a
+//! partition's next batch is written only after the one before it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,9 +26,14 @@ use tracing::{info, warn};
 use crate::config::{ExportConfig, Mode};
 use crate::location::Location;
 use crate::records::RecordRef;
-use crate::store::{partition_state, write_batch, Manifest};
-use crate::tables::{BatchBuilder, Source};
+use crate::store::{partition_state, Manifest};
+use crate::tables::{BatchBuilder, Encoder, Output, Source};
+use crate::writer::{WriteJob, Writer, Written};
 use crate::LakeError;
+
+/// Chunks ([`crate::tables::CHUNK_ROWS`] rows of a file) that may wait for
+/// the encoder thread before the consume loop waits for it.
+const ENCODER_QUEUE: usize = 32;
 
 /// What an export did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -152,14 +159,18 @@ struct TopicExport<'a> {
 /// One topic's open batches and what writing them needs.
 struct Batches<'a> {
     config: &'a ExportConfig,
-    lake: &'a Location,
     topic: String,
     source: Source,
     cap: usize,
-    runtime: tokio::runtime::Runtime,
     parts: Vec<OpenBatch>,
     index: HashMap<i32, usize>,
+    /// Bytes of the open batches and of the batches the writer has not
+    /// written yet: what the cap bounds.
     held: usize,
+    /// Encodes the open batches' Parquet chunks (as [`Output::Parquet`]).
+    output: Output,
+    writer: Writer,
+    /// Batches written (the writer's reports).
     summary: ExportSummary,
 }
 
@@ -202,6 +213,7 @@ impl<'a> TopicExport<'a> {
         let Some(partitions) = wait_for_topic(&consumer, topic, config.mode, source, stop)? else {
             return Ok(None);
         };
+        let output = Output::Parquet(Some(Encoder::start(ENCODER_QUEUE)?));
         let mut tpl = TopicPartitionList::new();
         let mut parts = Vec::new();
         let mut index = HashMap::new();
@@ -219,9 +231,14 @@ impl<'a> TopicExport<'a> {
             }
             tpl.add_partition_offset(topic, p, offset)?;
             index.insert(p, parts.len());
+            // A redone batch keeps its etl id (its rows are the same).
+            let etl_id = state
+                .redo
+                .as_ref()
+                .map_or_else(|| uuid::Uuid::new_v4().to_string(), |m| m.etl_id.clone());
             parts.push(OpenBatch {
                 partition: p,
-                batch: BatchBuilder::new(source, topic, p),
+                batch: BatchBuilder::new(source, topic, p, &etl_id, output.clone()),
                 bytes: 0,
                 opened: None,
                 started_ms: 0,
@@ -236,14 +253,14 @@ impl<'a> TopicExport<'a> {
             consumer,
             batches: Batches {
                 config,
-                lake,
                 topic: topic.to_string(),
                 source,
                 cap,
-                runtime,
                 parts,
                 index,
                 held: 0,
+                output,
+                writer: Writer::start(lake.clone(), source)?,
                 summary: ExportSummary::default(),
             },
         }))
@@ -271,6 +288,7 @@ impl<'a> TopicExport<'a> {
             if once && b.parts.iter().all(|p| p.done) {
                 break;
             }
+            b.collect()?;
             match self.consumer.poll(Duration::from_millis(100)) {
                 Some(Ok(msg)) => {
                     unclocked += 1;
@@ -314,6 +332,10 @@ impl<'a> TopicExport<'a> {
                 last_progress = (Instant::now(), b.summary.records);
             }
         }
+        // Every batch handed over is written before the export says done.
+        while let Some(written) = b.writer.wait_written() {
+            b.account(written?);
+        }
         info!(topic = %b.topic, records = b.summary.records, batches = b.summary.batches,
             bytes = b.summary.bytes, "export finished");
         Ok(b.summary.clone())
@@ -342,7 +364,7 @@ impl Batches<'_> {
         p.bytes += size;
         self.held += size;
         let offset = record.offset;
-        p.batch.push(record);
+        p.batch.push(record)?;
         let due = match &p.redo {
             Some(m) => offset >= m.last_offset,
             None => self.config.roll.due(p.batch.len(), p.bytes, Duration::ZERO),
@@ -350,67 +372,83 @@ impl Batches<'_> {
         if due {
             self.cut(i)?;
         }
-        if self.held > self.cap {
-            // Memory stays bounded whatever the partition count: the largest
-            // batch is written early.
-            if let Some(largest) = (0..self.parts.len())
-                .filter(|&j| self.parts[j].redo.is_none())
+        // Memory stays bounded whatever the partition count: past the cap
+        // the loop waits for the writer, or, with nothing in flight, cuts
+        // the largest open batch early.
+        while self.held > self.cap {
+            if let Some(written) = self.writer.wait_written() {
+                self.account(written?);
+            } else if let Some(largest) = (0..self.parts.len())
+                .filter(|&j| self.parts[j].redo.is_none() && self.parts[j].bytes > 0)
                 .max_by_key(|&j| self.parts[j].bytes)
             {
                 self.cut(largest)?;
+            } else {
+                break;
             }
         }
         Ok(())
     }
 
-    /// Writes partition `i`'s open batch, if any.
+    /// Takes in the writer's reports so far, without waiting; a failed
+    /// write fails the export.
+    fn collect(&mut self) -> crate::Result<()> {
+        while let Some(written) = self.writer.try_written() {
+            self.account(written?);
+        }
+        Ok(())
+    }
+
+    /// A batch is in the lake: its records count, its bytes are free.
+    fn account(&mut self, w: Written) {
+        self.held -= w.held;
+        self.summary.records += w.records;
+        self.summary.batches += 1;
+        self.summary.bytes += w.bytes;
+    }
+
+    /// Hands partition `i`'s open batch, if any, to the writer.
     fn cut(&mut self, i: usize) -> crate::Result<()> {
         let p = &mut self.parts[i];
         let Some((first, last)) = p.batch.range() else {
             return Ok(());
         };
-        let fresh = BatchBuilder::new(self.source, &self.topic, p.partition);
+        let fresh = BatchBuilder::new(
+            self.source,
+            &self.topic,
+            p.partition,
+            &uuid::Uuid::new_v4().to_string(),
+            self.output.clone(),
+        );
         let batch = std::mem::replace(&mut p.batch, fresh);
-        let records = batch.len();
-        self.held -= p.bytes;
-        p.bytes = 0;
+        let held = std::mem::take(&mut p.bytes);
         p.opened = None;
-        let (manifest, files) = match p.redo.take() {
-            Some(m) => {
-                let files = batch.finish(&m.info(self.source))?;
-                let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
-                if paths != m.files {
-                    warn!(topic = %self.topic, partition = p.partition,
-                        "a redone batch's files differ from its manifest's (records gone since?)");
-                }
-                (m, files)
-            }
-            None => {
-                let mut m = Manifest {
-                    etl_id: uuid::Uuid::new_v4().to_string(),
+        let (manifest, redo) = match p.redo.take() {
+            Some(m) => (m, true),
+            None => (
+                Manifest {
+                    etl_id: batch.etl_id().to_string(),
                     topic: self.topic.clone(),
                     partition: p.partition,
                     first_offset: first,
                     last_offset: last,
-                    records: records as u64,
+                    records: batch.len() as u64,
                     mode: self.config.mode.as_str().to_string(),
                     timestamp_start_ms: p.started_ms,
                     timestamp_end_ms: now_ms(),
+                    // Filled in by the writer from the finished batch.
                     files: Vec::new(),
-                };
-                let files = batch.finish(&m.info(self.source))?;
-                m.files = files.iter().map(|f| f.path.clone()).collect();
-                (m, files)
-            }
+                },
+                false,
+            ),
         };
-        let bytes = self
-            .runtime
-            .block_on(write_batch(self.lake, &manifest, &files))?;
         p.next = Some(manifest.last_offset.max(last) + 1);
-        self.summary.records += records as u64;
-        self.summary.batches += 1;
-        self.summary.bytes += bytes;
-        Ok(())
+        self.writer.send(WriteJob {
+            batch,
+            manifest,
+            redo,
+            held,
+        })
     }
 
     /// Logs records per second and the lag of each partition.

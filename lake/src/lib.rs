@@ -35,11 +35,13 @@
 //! - [`records`]: [`records::RecordRef`] (a Kafka record, borrowed),
 //!   [`records::RawRecord`] (owned) and the lenient views of `actions` and
 //!   `games` values.
-//! - [`tables`]: a batch of records to the tables' Arrow batches (pure),
-//!   built a record at a time ([`tables::BatchBuilder`]).
+//! - [`tables`]: a batch of records to the tables' Arrow batches or Parquet
+//!   files (pure), built a record at a time ([`tables::BatchBuilder`]).
 //! - [`store`]: Parquet encoding, create-if-absent puts, manifests.
 //! - [`local`]: create-if-absent on a folder, with fsyncs.
 //! - [`export`]: the consume, cut, write loop and recovery.
+//! - [`writer`]: the thread that finishes and writes the batches the loop
+//!   cuts, a partition's in order.
 //! - [`report`]: reads the tables back: seed 002's reports (incrementally,
 //!   [`report::ReportCache`]), offsets for checks.
 //! - [`analytics`]: `GET /api/analytics/{report}` (an axum router a host
@@ -59,6 +61,7 @@ pub mod records;
 pub mod report;
 pub mod store;
 pub mod tables;
+pub mod writer;
 
 pub use analytics::Analytics;
 pub use config::{ExportConfig, Mode, RollPolicy};

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::location::{Location, Target};
 use crate::naming::{log_dir, manifest_path, parse_manifest_name};
-use crate::tables::{BatchInfo, Source, TableFile};
+use crate::tables::{BatchInfo, FileContent, Source, TableFile};
 use crate::LakeError;
 
 /// A batch's manifest: written before its files, so a restart knows exactly
@@ -51,34 +51,53 @@ impl Manifest {
     }
 }
 
-/// Encodes a record batch as one Parquet file (zstd).
+/// The lake's Parquet settings (zstd level 1, dictionaries for repeated
+/// text, deltas for offsets and times), built once.
+pub fn writer_properties() -> WriterProperties {
+    static PROPS: OnceLock<WriterProperties> = OnceLock::new();
+    PROPS
+        .get_or_init(|| {
+            let mut props = WriterProperties::builder()
+                .set_compression(Compression::ZSTD(ZstdLevel::default()))
+                .set_max_row_group_row_count(Some(128 * 1024))
+                // A page per chunk of rows (tables::CHUNK_ROWS): an open
+                // batch holds its rows encoded and compressed, not as
+                // pending dictionary indices (8 bytes per value) until a
+                // page of 20,000 rows (BENCHMARKS.md, "Lake").
+                .set_data_page_row_count_limit(crate::tables::CHUNK_ROWS)
+                .set_created_by("build-a-nation lake".into());
+            // Unique per row: a dictionary is built only to be thrown away,
+            // and the min/max of random ids prunes nothing (two comparisons
+            // per value).
+            for column in ["event_id", "msg_id", "checksum"] {
+                props = props
+                    .set_column_dictionary_enabled(ColumnPath::from(column), false)
+                    .set_column_statistics_enabled(
+                        ColumnPath::from(column),
+                        EnabledStatistics::None,
+                    );
+            }
+            // Offsets and times climb: deltas pack them in a few bits each.
+            for column in [
+                "kafka_offset",
+                "offset",
+                "received_at",
+                "kafka_timestamp",
+                "timestamp",
+            ] {
+                props = props
+                    .set_column_dictionary_enabled(ColumnPath::from(column), false)
+                    .set_column_encoding(ColumnPath::from(column), Encoding::DELTA_BINARY_PACKED);
+            }
+            props.build()
+        })
+        .clone()
+}
+
+/// Encodes a record batch as one Parquet file ([`writer_properties`]).
 pub fn encode(batch: &RecordBatch) -> crate::Result<Vec<u8>> {
-    let mut props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        .set_max_row_group_row_count(Some(128 * 1024))
-        .set_created_by("build-a-nation lake".into());
-    // Unique per row: a dictionary is built only to be thrown away, and the
-    // min/max of random ids prunes nothing (two comparisons per value).
-    for column in ["event_id", "msg_id", "checksum"] {
-        props = props
-            .set_column_dictionary_enabled(ColumnPath::from(column), false)
-            .set_column_statistics_enabled(ColumnPath::from(column), EnabledStatistics::None);
-    }
-    // Offsets and times climb: deltas pack them in a few bits each.
-    for column in [
-        "kafka_offset",
-        "offset",
-        "received_at",
-        "kafka_timestamp",
-        "timestamp",
-    ] {
-        props = props
-            .set_column_dictionary_enabled(ColumnPath::from(column), false)
-            .set_column_encoding(ColumnPath::from(column), Encoding::DELTA_BINARY_PACKED);
-    }
-    let props = props.build();
     let mut out = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(props))?;
+    let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(writer_properties()))?;
     writer.write(batch)?;
     writer.close()?;
     Ok(out)
@@ -181,21 +200,31 @@ pub async fn write_batch(
     let mut puts = Vec::with_capacity(data.len());
     let mut previous: Option<(&RecordBatch, bytes::Bytes)> = None;
     for file in data {
-        // `purchases` shares the arrays of the `events` file before it:
-        // encoded once.
-        let encoded = match &previous {
-            Some((batch, encoded)) if same_arrays(batch, &file.batch) => encoded.clone(),
-            _ => bytes::Bytes::from(encode(&file.batch)?),
+        let encoded = match &file.content {
+            // Encoded while the batch was open (the exporter).
+            FileContent::Parquet(encoded) => encoded.clone(),
+            // `purchases` shares the arrays of the `events` file before it:
+            // encoded once.
+            FileContent::Arrow(batch) => {
+                let encoded = match &previous {
+                    Some((p, encoded)) if same_arrays(p, batch) => encoded.clone(),
+                    _ => bytes::Bytes::from(encode(batch)?),
+                };
+                previous = Some((batch, encoded.clone()));
+                encoded
+            }
         };
         bytes += encoded.len() as u64;
-        puts.push(start_put(lake, &file.path, encoded.clone()));
-        previous = Some((&file.batch, encoded));
+        puts.push(start_put(lake, &file.path, encoded));
     }
     for put in puts {
         put.await?;
         fault_check();
     }
-    let encoded = encode(&last.batch)?;
+    let encoded = match &last.content {
+        FileContent::Parquet(encoded) => encoded.clone(),
+        FileContent::Arrow(batch) => bytes::Bytes::from(encode(batch)?),
+    };
     bytes += encoded.len() as u64;
     put_if_absent(lake, &last.path, encoded).await?;
     Ok(bytes)

@@ -16,7 +16,7 @@
 //! The Hive columns (`date`, `event_type`) live in folder names only, as
 //! Spark writes them; pyarrow, DuckDB and Spark add them back when reading.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{mpsc, Arc, Mutex, OnceLock, PoisonError};
 
 use arrow_array::builder::{
     ArrayBuilder, Int32Builder, Int64Builder, Int8Builder, ListBuilder, StringBuilder,
@@ -24,6 +24,7 @@ use arrow_array::builder::{
 };
 use arrow_array::{ArrayRef, Int32Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use parquet::arrow::ArrowWriter;
 
 use crate::naming::{date_of_day, day_of_ms, file_name};
 use crate::records::{
@@ -50,13 +51,6 @@ pub struct BatchInfo {
     /// When the batch's first record was consumed and when it was cut (ms).
     pub started_ms: i64,
     pub ended_ms: i64,
-}
-
-/// One Parquet file to write: its path under the lake's root and its rows.
-#[derive(Debug)]
-pub struct TableFile {
-    pub path: String,
-    pub batch: RecordBatch,
 }
 
 fn utc_ms() -> DataType {
@@ -181,50 +175,314 @@ pub fn bad_records_schema() -> SchemaRef {
 }
 
 /// Builds every file of a batch, in a fixed order; the `etl_meta` file comes
-/// last, so its presence marks a batch whose files were all written.
+/// last, so its presence marks a batch whose files were all written. The
+/// files hold Arrow batches ([`Output::Arrow`]).
 pub fn build(info: &BatchInfo, records: &[RawRecord]) -> crate::Result<Vec<TableFile>> {
-    let mut batch = BatchBuilder::new(info.source, &info.topic, info.partition);
+    let mut batch = BatchBuilder::new(
+        info.source,
+        &info.topic,
+        info.partition,
+        &info.etl_id,
+        Output::Arrow,
+    );
     for r in records {
-        batch.push(&r.as_ref());
+        batch.push(&r.as_ref())?;
     }
     batch.finish(info)
 }
 
+/// Rows a file's columns gather before they become one Arrow chunk (and,
+/// with [`Output::Parquet`], Parquet pages). Each chunk's builders are
+/// sized once, from the chunks before, instead of growing by doubling
+/// (`realloc` copies and fresh pages were 15% of the export), and an open
+/// batch holds encoded pages rather than a whole batch of columns
+/// (BENCHMARKS.md, "Lake").
+pub const CHUNK_ROWS: usize = 8192;
+
+/// Rows of a file's first chunk: most (day, event_type) groups are small
+/// in a small batch, so a group's builders start at this and only a group
+/// that fills a chunk gets [`CHUNK_ROWS`] next.
+const FIRST_CHUNK_ROWS: usize = 1024;
+
+/// What [`BatchBuilder::finish`] gives the files of a batch as.
+#[derive(Clone, Debug)]
+pub enum Output {
+    /// Arrow record batches: for readers in memory and tests ([`build`]).
+    Arrow,
+    /// Parquet, encoded a chunk at a time while the batch is open, so
+    /// cutting a batch has little left to encode: on the caller's thread
+    /// (`None`) or on an [`Encoder`]'s (the exporter).
+    Parquet(Option<Encoder>),
+}
+
+/// A thread that encodes the Parquet chunks of every batch handed to it,
+/// in order, so the consume loop only decodes and builds Arrow chunks: on
+/// one core it encodes while the loop waits for Kafka, on two it encodes
+/// alongside. Its queue is bounded: a loop ahead of it waits. The thread
+/// ends when the last handle is dropped.
+#[derive(Clone)]
+pub struct Encoder {
+    tasks: mpsc::SyncSender<Box<dyn FnOnce() + Send>>,
+}
+
+impl std::fmt::Debug for Encoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Encoder")
+    }
+}
+
+impl Encoder {
+    /// Starts the thread; at most `queue` chunks wait for it.
+    pub fn start(queue: usize) -> crate::Result<Encoder> {
+        let (tasks, incoming) = mpsc::sync_channel::<Box<dyn FnOnce() + Send>>(queue);
+        std::thread::Builder::new()
+            .name("lake-encoder".into())
+            .spawn(move || {
+                for task in incoming {
+                    task();
+                }
+            })
+            .map_err(|e| crate::LakeError::Other(format!("encoder thread: {e}")))?;
+        Ok(Encoder { tasks })
+    }
+
+    fn run(&self, task: impl FnOnce() + Send + 'static) -> crate::Result<()> {
+        self.tasks
+            .send(Box::new(task))
+            .map_err(|_| crate::LakeError::Other("the encoder thread is gone".into()))
+    }
+}
+
+/// A file being encoded on an [`Encoder`]'s thread.
+enum Encoding {
+    Writing(Box<ArrowWriter<Vec<u8>>>),
+    Failed(String),
+    Finished,
+}
+
+/// A file's content: rows, or rows already encoded.
+#[derive(Clone, Debug)]
+pub enum FileContent {
+    Arrow(RecordBatch),
+    /// A whole Parquet file ([`crate::store::encode`]'s settings).
+    Parquet(bytes::Bytes),
+}
+
+/// One file to write: its path under the lake's root and its content.
+#[derive(Clone, Debug)]
+pub struct TableFile {
+    pub path: String,
+    pub content: FileContent,
+}
+
+impl TableFile {
+    /// The rows, when the file was built as Arrow ([`Output::Arrow`]).
+    pub fn arrow(&self) -> Option<&RecordBatch> {
+        match &self.content {
+            FileContent::Arrow(batch) => Some(batch),
+            FileContent::Parquet(_) => None,
+        }
+    }
+}
+
+/// Where one file's chunks go as they are cut.
+enum FileSink {
+    Arrow(SchemaRef, Vec<RecordBatch>),
+    Parquet(Box<ArrowWriter<Vec<u8>>>),
+    Encoder(Encoder, Arc<Mutex<Encoding>>),
+}
+
+impl FileSink {
+    fn new(output: &Output, schema: SchemaRef) -> crate::Result<FileSink> {
+        let parquet = |schema| -> crate::Result<Box<ArrowWriter<Vec<u8>>>> {
+            Ok(Box::new(ArrowWriter::try_new(
+                Vec::new(),
+                schema,
+                Some(crate::store::writer_properties()),
+            )?))
+        };
+        Ok(match output {
+            Output::Arrow => FileSink::Arrow(schema, Vec::new()),
+            Output::Parquet(None) => FileSink::Parquet(parquet(schema)?),
+            Output::Parquet(Some(encoder)) => FileSink::Encoder(
+                encoder.clone(),
+                Arc::new(Mutex::new(Encoding::Writing(parquet(schema)?))),
+            ),
+        })
+    }
+
+    fn write(&mut self, chunk: RecordBatch) -> crate::Result<()> {
+        match self {
+            FileSink::Arrow(_, chunks) => chunks.push(chunk),
+            FileSink::Parquet(writer) => writer.write(&chunk)?,
+            FileSink::Encoder(encoder, file) => {
+                let file = file.clone();
+                encoder.run(move || {
+                    let mut file = file.lock().unwrap_or_else(PoisonError::into_inner);
+                    if let Encoding::Writing(writer) = &mut *file {
+                        if let Err(e) = writer.write(&chunk) {
+                            *file = Encoding::Failed(e.to_string());
+                        }
+                    }
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> crate::Result<FileContent> {
+        Ok(match self {
+            FileSink::Arrow(schema, mut chunks) => FileContent::Arrow(match chunks.len() {
+                0 => RecordBatch::new_empty(schema),
+                1 => chunks.remove(0),
+                _ => arrow_select::concat::concat_batches(&schema, &chunks)?,
+            }),
+            FileSink::Parquet(writer) => {
+                FileContent::Parquet(bytes::Bytes::from(writer.into_inner()?))
+            }
+            FileSink::Encoder(encoder, file) => {
+                // After the file's chunks, in the encoder's order.
+                let (done, result) = mpsc::sync_channel(1);
+                encoder.run(move || {
+                    let mut file = file.lock().unwrap_or_else(PoisonError::into_inner);
+                    let bytes = match std::mem::replace(&mut *file, Encoding::Finished) {
+                        Encoding::Writing(writer) => writer
+                            .into_inner()
+                            .map(bytes::Bytes::from)
+                            .map_err(|e| e.to_string()),
+                        Encoding::Failed(e) => Err(e),
+                        Encoding::Finished => Err("finished twice".into()),
+                    };
+                    let _ = done.send(bytes);
+                })?;
+                let bytes = result
+                    .recv()
+                    .map_err(|_| crate::LakeError::Other("the encoder thread is gone".into()))?
+                    .map_err(|e| crate::LakeError::Other(format!("parquet: {e}")))?;
+                FileContent::Parquet(bytes)
+            }
+        })
+    }
+}
+
+/// A batch's constant columns (etl id, topic, partition), built once at
+/// the longest length a chunk asked for; a chunk takes a slice (no copy).
+struct Constants {
+    etl_id: String,
+    topic: String,
+    partition: i32,
+    built: Option<(ArrayRef, ArrayRef, ArrayRef)>,
+}
+
+impl Constants {
+    fn new(etl_id: &str, topic: &str, partition: i32) -> Constants {
+        Constants {
+            etl_id: etl_id.to_string(),
+            topic: topic.to_string(),
+            partition,
+            built: None,
+        }
+    }
+
+    /// `(etl_id, topic, partition)` for `n` rows.
+    fn take(&mut self, n: usize) -> (ArrayRef, ArrayRef, ArrayRef) {
+        let (etl_id, topic, partition) = match &self.built {
+            Some(built) if built.0.len() >= n => built,
+            _ => self.built.insert((
+                constant(&self.etl_id, n),
+                constant(&self.topic, n),
+                Arc::new(Int32Array::from_value(self.partition, n)),
+            )),
+        };
+        (etl_id.slice(0, n), topic.slice(0, n), partition.slice(0, n))
+    }
+}
+
+/// Bytes per row each string column of a table took in the chunks so far
+/// (the largest seen), to size the next chunk's builders.
+#[derive(Clone, Copy, Debug)]
+struct StringSizes<const N: usize>([usize; N]);
+
+impl<const N: usize> Default for StringSizes<N> {
+    fn default() -> Self {
+        // A guess for the first chunk: a UUID and a host name fit.
+        StringSizes([40; N])
+    }
+}
+
+impl<const N: usize> StringSizes<N> {
+    fn builder(&self, column: usize, rows: usize) -> StringBuilder {
+        StringBuilder::with_capacity(rows, rows * self.0[column])
+    }
+
+    fn learn(&mut self, column: usize, b: &StringBuilder) {
+        let rows = b.len().max(1);
+        self.0[column] = self.0[column].max(b.values_slice().len().div_ceil(rows));
+    }
+}
+
 /// A batch being built, a record at a time: each record is decoded once,
-/// as it arrives, into the columns of its table files; nothing else of it
-/// is kept (but for undecodable records, kept whole for `bad_records`).
-/// [`BatchBuilder::finish`] gives the same files as [`build`] over the same
-/// records.
+/// as it arrives, into the columns of its table files, which become Arrow
+/// chunks every [`CHUNK_ROWS`] rows (and, with [`Output::Parquet`], Parquet
+/// pages at once); nothing else of a record is kept (but for undecodable
+/// records, kept whole for `bad_records`). [`BatchBuilder::finish`] gives
+/// the same rows as [`build`] over the same records.
 pub struct BatchBuilder {
     source: Source,
     topic: String,
     partition: i32,
+    etl_id: String,
+    output: Output,
     records: usize,
     first: i64,
     last: i64,
+    constants: Constants,
     /// `actions`: one group per (day, event_type), in arrival order.
     events: Vec<EventGroup>,
+    event_sizes: StringSizes<EVENT_STRINGS>,
     /// `games`: one group per day of the record's Kafka timestamp.
     outcomes: Vec<OutcomeGroup>,
     bad: Vec<(RawRecord, String)>,
     meta: MetaColumns,
+    meta_sizes: StringSizes<META_STRINGS>,
+    meta_sink: Option<FileSink>,
 }
 
 impl BatchBuilder {
     /// An empty batch of `topic`/`partition`, feeding `source`'s tables.
-    pub fn new(source: Source, topic: &str, partition: i32) -> BatchBuilder {
+    /// `etl_id` fills the files' `etl_id` column as the rows come (a redone
+    /// batch passes its manifest's).
+    pub fn new(
+        source: Source,
+        topic: &str,
+        partition: i32,
+        etl_id: &str,
+        output: Output,
+    ) -> BatchBuilder {
+        let meta_sizes = StringSizes::default();
         BatchBuilder {
             source,
             topic: topic.to_string(),
             partition,
+            etl_id: etl_id.to_string(),
+            output,
             records: 0,
             first: 0,
             last: 0,
+            constants: Constants::new(etl_id, topic, partition),
             events: Vec::new(),
+            event_sizes: StringSizes::default(),
             outcomes: Vec::new(),
             bad: Vec::new(),
-            meta: MetaColumns::default(),
+            meta: MetaColumns::with_capacity(FIRST_CHUNK_ROWS, &meta_sizes),
+            meta_sizes,
+            meta_sink: None,
         }
+    }
+
+    /// The etl id its files carry.
+    pub fn etl_id(&self) -> &str {
+        &self.etl_id
     }
 
     /// Records taken in.
@@ -241,8 +499,9 @@ impl BatchBuilder {
         (self.records > 0).then_some((self.first, self.last))
     }
 
-    /// Decodes `r` into the batch's columns.
-    pub fn push(&mut self, r: &RecordRef<'_>) {
+    /// Decodes `r` into the batch's columns. An error is an encoding one
+    /// (with [`Output::Parquet`]), never a bad record.
+    pub fn push(&mut self, r: &RecordRef<'_>) -> crate::Result<()> {
         if self.records == 0 {
             self.first = r.offset;
         }
@@ -263,12 +522,20 @@ impl BatchBuilder {
                                 day,
                                 event_type: view.event_type.to_string(),
                                 purchase: view.is_purchase(),
-                                columns: EventColumns::default(),
+                                columns: EventColumns::with_capacity(
+                                    FIRST_CHUNK_ROWS,
+                                    &self.event_sizes,
+                                ),
+                                sink: FileSink::new(&self.output, events_schema())?,
                             });
                             self.events.len() - 1
                         }
                     };
-                    self.events[group].columns.push(&view, r);
+                    let g = &mut self.events[group];
+                    g.columns.push(&view, r);
+                    if g.columns.len() >= CHUNK_ROWS {
+                        g.flush(&mut self.constants, &mut self.event_sizes, true)?;
+                    }
                     self.meta
                         .push(r, Some(&view.event_id), &self.topic, self.partition);
                 }
@@ -287,12 +554,18 @@ impl BatchBuilder {
                         None => {
                             self.outcomes.push(OutcomeGroup {
                                 day,
+                                rows: 0,
                                 columns: OutcomeColumns::default(),
+                                sink: FileSink::new(&self.output, outcomes_schema())?,
                             });
                             self.outcomes.len() - 1
                         }
                     };
-                    self.outcomes[group].columns.push(&view, r);
+                    let g = &mut self.outcomes[group];
+                    g.columns.push(&view, r);
+                    if g.columns.rows >= CHUNK_ROWS {
+                        g.flush(&mut self.constants)?;
+                    }
                 }
                 Ok(None) => self.meta.push(r, None, &self.topic, self.partition),
                 Err(e) => {
@@ -301,63 +574,103 @@ impl BatchBuilder {
                 }
             },
         }
+        if self.meta.len() >= CHUNK_ROWS {
+            self.flush_meta(true)?;
+        }
+        Ok(())
+    }
+
+    /// Cuts the `buffer_meta` rows gathered so far into a chunk.
+    fn flush_meta(&mut self, refill: bool) -> crate::Result<()> {
+        if self.meta.len() == 0 {
+            return Ok(());
+        }
+        let chunk = self
+            .meta
+            .finish(&mut self.constants, &mut self.meta_sizes)?;
+        if refill {
+            self.meta = MetaColumns::with_capacity(CHUNK_ROWS, &self.meta_sizes);
+        }
+        let sink = match &mut self.meta_sink {
+            Some(sink) => sink,
+            None => self
+                .meta_sink
+                .insert(FileSink::new(&self.output, buffer_meta_schema())?),
+        };
+        sink.write(chunk)
     }
 
     /// Every file of the batch, in a fixed order (folders sorted); the
     /// `etl_meta` file comes last, so its presence marks a batch whose files
-    /// were all written. `info` names the files and fills the constant
-    /// columns (etl id, topic, partition).
-    pub fn finish(self, info: &BatchInfo) -> crate::Result<Vec<TableFile>> {
+    /// were all written. `info` names the files and gives the batch's range
+    /// and times; its etl id must be the one the batch was opened with.
+    pub fn finish(mut self, info: &BatchInfo) -> crate::Result<Vec<TableFile>> {
+        if info.etl_id != self.etl_id
+            || info.topic != self.topic
+            || info.partition != self.partition
+        {
+            return Err(crate::LakeError::Other(format!(
+                "batch {}/{} opened as etl {} finished as {}/{} etl {}",
+                self.topic, self.partition, self.etl_id, info.topic, info.partition, info.etl_id
+            )));
+        }
         let name = file_name(&info.topic, info.partition, info.first, info.last);
         let mut files = Vec::new();
-        let mut events = self.events;
+        let mut events = std::mem::take(&mut self.events);
         events.sort_by(|a, b| (a.day, &a.event_type).cmp(&(b.day, &b.event_type)));
-        for group in events {
+        for mut group in events {
+            group.flush(&mut self.constants, &mut self.event_sizes, false)?;
             let folder = format!(
                 "date={}/event_type={}",
                 date_of_day(group.day),
                 group.event_type
             );
-            let batch = group.columns.finish(info)?;
+            let content = group.sink.finish()?;
             if group.purchase {
                 files.push(TableFile {
                     path: format!("events/{folder}/{name}"),
-                    batch: batch.clone(),
+                    content: content.clone(),
                 });
                 files.push(TableFile {
                     path: format!("purchases/{folder}/{name}"),
-                    batch,
+                    content,
                 });
             } else {
                 files.push(TableFile {
                     path: format!("events/{folder}/{name}"),
-                    batch,
+                    content,
                 });
             }
         }
-        let mut outcomes = self.outcomes;
+        let mut outcomes = std::mem::take(&mut self.outcomes);
         outcomes.sort_by_key(|g| g.day);
-        for group in outcomes {
-            if group.columns.rows > 0 {
+        for mut group in outcomes {
+            group.flush(&mut self.constants)?;
+            if group.rows > 0 {
                 files.push(TableFile {
                     path: format!("outcomes/date={}/{name}", date_of_day(group.day)),
-                    batch: group.columns.finish(info)?,
+                    content: group.sink.finish()?,
                 });
             }
         }
         if !self.bad.is_empty() {
             files.push(TableFile {
                 path: format!("bad_records/{name}"),
-                batch: bad_batch(info, &self.bad)?,
+                content: FileContent::Arrow(bad_batch(info, &self.bad)?),
             });
         }
+        self.flush_meta(false)?;
+        let meta = match self.meta_sink.take() {
+            Some(sink) => sink.finish()?,
+            None => FileContent::Arrow(RecordBatch::new_empty(buffer_meta_schema())),
+        };
         files.push(TableFile {
             path: format!("buffer_meta/{name}"),
-            batch: self.meta.finish(info, self.records)?,
+            content: meta,
         });
         files.push(TableFile {
             path: format!("etl_meta/{name}"),
-            batch: etl_meta_batch(info, self.records)?,
+            content: FileContent::Arrow(etl_meta_batch(info, self.records)?),
         });
         Ok(files)
     }
@@ -368,12 +681,36 @@ struct EventGroup {
     day: i64,
     event_type: String,
     purchase: bool,
+    /// The chunk being gathered.
     columns: EventColumns,
+    sink: FileSink,
 }
+
+impl EventGroup {
+    /// Cuts the rows gathered so far into a chunk; `refill` sizes the
+    /// builders for the next one.
+    fn flush(
+        &mut self,
+        constants: &mut Constants,
+        sizes: &mut StringSizes<EVENT_STRINGS>,
+        refill: bool,
+    ) -> crate::Result<()> {
+        if self.columns.len() == 0 {
+            return Ok(());
+        }
+        let chunk = self.columns.finish(constants, sizes)?;
+        if refill {
+            self.columns = EventColumns::with_capacity(CHUNK_ROWS, sizes);
+        }
+        self.sink.write(chunk)
+    }
+}
+
+/// The string columns of [`EventColumns`], in [`StringSizes`] order.
+const EVENT_STRINGS: usize = 8;
 
 /// `events` columns but the constant ones (topic, partition, etl id), which
 /// [`EventColumns::finish`] adds.
-#[derive(Default)]
 struct EventColumns {
     event_id: StringBuilder,
     game_id: UInt64Builder,
@@ -391,6 +728,28 @@ struct EventColumns {
 }
 
 impl EventColumns {
+    fn with_capacity(rows: usize, s: &StringSizes<EVENT_STRINGS>) -> EventColumns {
+        EventColumns {
+            event_id: s.builder(0, rows),
+            game_id: UInt64Builder::with_capacity(rows),
+            player_id: s.builder(1, rows),
+            name: s.builder(2, rows),
+            host: s.builder(3, rows),
+            user_agent: s.builder(4, rows),
+            accept: s.builder(5, rows),
+            client_addr: s.builder(6, rows),
+            received_at: TimestampMillisecondBuilder::with_capacity(rows),
+            schema_version: UInt32Builder::with_capacity(rows),
+            kind: s.builder(7, rows),
+            offset: Int64Builder::with_capacity(rows),
+            timestamp: TimestampMillisecondBuilder::with_capacity(rows),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.offset.len()
+    }
+
     fn push(&mut self, v: &ActionView<'_>, r: &RecordRef<'_>) {
         self.event_id.append_value(&v.event_id);
         self.game_id.append_value(v.game_id);
@@ -408,8 +767,29 @@ impl EventColumns {
         self.timestamp.append_option(r.timestamp_ms);
     }
 
-    fn finish(mut self, info: &BatchInfo) -> crate::Result<RecordBatch> {
-        let n = self.offset.len();
+    /// The rows so far as an `events` chunk; the builders are left empty.
+    fn finish(
+        &mut self,
+        constants: &mut Constants,
+        s: &mut StringSizes<EVENT_STRINGS>,
+    ) -> crate::Result<RecordBatch> {
+        let n = self.len();
+        for (i, b) in [
+            &self.event_id,
+            &self.player_id,
+            &self.name,
+            &self.host,
+            &self.user_agent,
+            &self.accept,
+            &self.client_addr,
+            &self.kind,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            s.learn(i, b);
+        }
+        let (etl_id, topic, partition) = constants.take(n);
         let columns: Vec<ArrayRef> = vec![
             Arc::new(self.event_id.finish()),
             Arc::new(self.game_id.finish()),
@@ -422,11 +802,11 @@ impl EventColumns {
             Arc::new(self.received_at.finish().with_timezone("UTC")),
             Arc::new(self.schema_version.finish()),
             Arc::new(self.kind.finish()),
-            constant(&info.topic, n),
-            Arc::new(Int32Array::from_value(info.partition, n)),
+            topic,
+            partition,
             Arc::new(self.offset.finish()),
             Arc::new(self.timestamp.finish().with_timezone("UTC")),
-            constant(&info.etl_id, n),
+            etl_id,
         ];
         Ok(RecordBatch::try_new(events_schema(), columns)?)
     }
@@ -435,7 +815,21 @@ impl EventColumns {
 /// The `outcomes` rows of one day.
 struct OutcomeGroup {
     day: i64,
+    /// Rows in all chunks.
+    rows: usize,
     columns: OutcomeColumns,
+    sink: FileSink,
+}
+
+impl OutcomeGroup {
+    fn flush(&mut self, constants: &mut Constants) -> crate::Result<()> {
+        if self.columns.rows == 0 {
+            return Ok(());
+        }
+        self.rows += self.columns.rows;
+        let chunk = std::mem::take(&mut self.columns).finish(constants)?;
+        self.sink.write(chunk)
+    }
 }
 
 /// `outcomes` columns but the constant ones.
@@ -483,8 +877,8 @@ impl OutcomeColumns {
         }
     }
 
-    fn finish(mut self, info: &BatchInfo) -> crate::Result<RecordBatch> {
-        let n = self.rows;
+    fn finish(mut self, constants: &mut Constants) -> crate::Result<RecordBatch> {
+        let (etl_id, topic, partition) = constants.take(self.rows);
         let columns: Vec<ArrayRef> = vec![
             Arc::new(self.event_id.finish()),
             Arc::new(self.game_id.finish()),
@@ -493,18 +887,20 @@ impl OutcomeColumns {
             Arc::new(self.player_id.finish()),
             Arc::new(self.reason_code.finish()),
             Arc::new(self.reason.finish()),
-            constant(&info.topic, n),
-            Arc::new(Int32Array::from_value(info.partition, n)),
+            topic,
+            partition,
             Arc::new(self.offset.finish()),
             Arc::new(self.timestamp.finish().with_timezone("UTC")),
-            constant(&info.etl_id, n),
+            etl_id,
         ];
         Ok(RecordBatch::try_new(outcomes_schema(), columns)?)
     }
 }
 
+/// The string columns of [`MetaColumns`], in [`StringSizes`] order.
+const META_STRINGS: usize = 3;
+
 /// `buffer_meta` columns but the constant ones, a row per record.
-#[derive(Default)]
 struct MetaColumns {
     msg_id: StringBuilder,
     checksum: StringBuilder,
@@ -518,6 +914,24 @@ struct MetaColumns {
 }
 
 impl MetaColumns {
+    fn with_capacity(rows: usize, s: &StringSizes<META_STRINGS>) -> MetaColumns {
+        MetaColumns {
+            msg_id: s.builder(0, rows),
+            checksum: StringBuilder::with_capacity(rows, rows * 8),
+            headers: ListBuilder::with_capacity(StringBuilder::new(), rows),
+            key: s.builder(1, rows),
+            offset: Int64Builder::with_capacity(rows),
+            key_size: Int32Builder::with_capacity(rows),
+            value_size: Int32Builder::with_capacity(rows),
+            timestamp: TimestampMillisecondBuilder::with_capacity(rows),
+            timestamp_type: Int8Builder::with_capacity(rows),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.offset.len()
+    }
+
     /// `msg_id`: the event id, or `topic+partition+offset` for a record
     /// without one.
     fn push(&mut self, r: &RecordRef<'_>, msg_id: Option<&str>, topic: &str, partition: i32) {
@@ -543,20 +957,28 @@ impl MetaColumns {
         self.timestamp_type.append_value(r.timestamp_type);
     }
 
-    fn finish(mut self, info: &BatchInfo, n: usize) -> crate::Result<RecordBatch> {
+    /// The rows so far as a `buffer_meta` chunk; the builders are left empty.
+    fn finish(
+        &mut self,
+        constants: &mut Constants,
+        s: &mut StringSizes<META_STRINGS>,
+    ) -> crate::Result<RecordBatch> {
+        s.learn(0, &self.msg_id);
+        s.learn(1, &self.key);
+        let (etl_id, topic, partition) = constants.take(self.len());
         let columns: Vec<ArrayRef> = vec![
-            constant(&info.etl_id, n),
+            etl_id,
             Arc::new(self.msg_id.finish()),
             Arc::new(self.checksum.finish()),
             Arc::new(self.headers.finish()),
             Arc::new(self.key.finish()),
             Arc::new(self.offset.finish()),
-            Arc::new(Int32Array::from_value(info.partition, n)),
+            partition,
             Arc::new(self.key_size.finish()),
             Arc::new(self.value_size.finish()),
             Arc::new(self.timestamp.finish().with_timezone("UTC")),
             Arc::new(self.timestamp_type.finish()),
-            constant(&info.topic, n),
+            topic,
         ];
         Ok(RecordBatch::try_new(buffer_meta_schema(), columns)?)
     }
@@ -708,15 +1130,22 @@ mod tests {
                 format!("etl_meta/{name}"),
             ]
         );
-        assert_eq!(offsets(&files[0].batch, "kafka_offset"), vec![10, 12]);
-        assert_eq!(offsets(&files[5].batch, "offset"), vec![10, 11, 12, 13]);
+        assert_eq!(
+            offsets(files[0].arrow().unwrap(), "kafka_offset"),
+            vec![10, 12]
+        );
+        assert_eq!(
+            offsets(files[5].arrow().unwrap(), "offset"),
+            vec![10, 11, 12, 13]
+        );
         let hosts = files[0]
-            .batch
+            .arrow()
+            .unwrap()
             .column_by_name("Host")
             .unwrap()
             .as_string::<i32>();
         assert_eq!(hosts.value(1), "b");
-        assert_eq!(files.last().unwrap().batch.num_rows(), 1);
+        assert_eq!(files.last().unwrap().arrow().unwrap().num_rows(), 1);
     }
 
     #[test]
@@ -732,7 +1161,12 @@ mod tests {
             .iter()
             .filter(|f| f.path.starts_with("events/"))
             .map(|f| {
-                let kind = f.batch.column_by_name("kind").unwrap().as_string::<i32>();
+                let kind = f
+                    .arrow()
+                    .unwrap()
+                    .column_by_name("kind")
+                    .unwrap()
+                    .as_string::<i32>();
                 (f.path.clone(), kind.value(0).to_string())
             })
             .collect();
@@ -750,14 +1184,15 @@ mod tests {
             .iter()
             .find(|f| f.path.starts_with("bad_records/"))
             .unwrap();
-        assert_eq!(offsets(&bad.batch, "kafka_offset"), vec![5]);
+        assert_eq!(offsets(bad.arrow().unwrap(), "kafka_offset"), vec![5]);
         let meta = files
             .iter()
             .find(|f| f.path.starts_with("buffer_meta/"))
             .unwrap();
-        assert_eq!(offsets(&meta.batch, "offset"), vec![4, 5]);
+        assert_eq!(offsets(meta.arrow().unwrap(), "offset"), vec![4, 5]);
         let ids = meta
-            .batch
+            .arrow()
+            .unwrap()
             .column_by_name("msg_id")
             .unwrap()
             .as_string::<i32>();
@@ -790,7 +1225,7 @@ mod tests {
         let files = build(&info(Source::Games, 3, 3), &[record]).unwrap();
         let outcomes = &files[0];
         assert!(outcomes.path.starts_with("outcomes/date=2026-12-01/"));
-        let b = &outcomes.batch;
+        let b = outcomes.arrow().unwrap();
         let col = |name| b.column_by_name(name).unwrap().as_string::<i32>().clone();
         assert_eq!(col("event_id").value(0), "a1");
         assert_eq!(col("outcome").value(0), "applied");
@@ -809,6 +1244,64 @@ mod tests {
         );
     }
 
+    /// Reads a Parquet file back into one batch.
+    fn read(content: &FileContent) -> RecordBatch {
+        let FileContent::Parquet(bytes) = content else {
+            panic!("not Parquet");
+        };
+        let reader =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
+                .unwrap()
+                .build()
+                .unwrap();
+        let batches: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
+        arrow_select::concat::concat_batches(&batches[0].schema(), &batches).unwrap()
+    }
+
+    #[test]
+    fn files_encoded_chunk_by_chunk_hold_the_rows_built_as_arrow() {
+        use shared::ActionType::*;
+        // Several chunks per group, a partial last one, and a purchase group.
+        let n = 2 * CHUNK_ROWS as i64 + 300;
+        let records: Vec<RawRecord> = (0..n)
+            .map(|i| {
+                let t = if i % 3 == 0 { PurchaseSword } else { Default };
+                action(i, t, ["a", "bb", "ccc"][(i % 3) as usize])
+            })
+            .collect();
+        let info = info(Source::Actions, 0, n - 1);
+        let arrow = build(&info, &records).unwrap();
+        let mut batch = BatchBuilder::new(
+            info.source,
+            &info.topic,
+            info.partition,
+            &info.etl_id,
+            Output::Parquet(None),
+        );
+        for r in &records {
+            batch.push(&r.as_ref()).unwrap();
+        }
+        let parquet = batch.finish(&info).unwrap();
+        assert_eq!(arrow.len(), parquet.len());
+        for (a, p) in arrow.iter().zip(&parquet) {
+            assert_eq!(a.path, p.path);
+            let rows = match &p.content {
+                FileContent::Parquet(_) => read(&p.content),
+                FileContent::Arrow(b) => b.clone(),
+            };
+            assert_eq!(a.arrow().unwrap(), &rows, "{}", a.path);
+        }
+    }
+
+    #[test]
+    fn a_batch_finished_under_another_etl_id_is_an_error() {
+        let mut batch = BatchBuilder::new(Source::Actions, "actions", 1, "etl-0", Output::Arrow);
+        batch
+            .push(&action(0, shared::ActionType::Default, "a").as_ref())
+            .unwrap();
+        assert!(batch.finish(&info(Source::Actions, 0, 0)).is_err());
+    }
+
     #[test]
     fn the_same_records_give_the_same_files() {
         let records = vec![action(0, shared::ActionType::PurchaseKnife, "a")];
@@ -817,7 +1310,7 @@ mod tests {
         assert_eq!(a.len(), b.len());
         for (x, y) in a.iter().zip(&b) {
             assert_eq!(x.path, y.path);
-            assert_eq!(x.batch, y.batch);
+            assert_eq!(x.arrow(), y.arrow());
         }
     }
 }
