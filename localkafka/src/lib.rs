@@ -197,6 +197,32 @@ impl Spec {
     }
 }
 
+/// The G1 settings Apache Kafka's own start scripts use.
+const DEFAULT_GC_OPTS: &str = "-XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+    -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent";
+
+/// The JVM's options. As with Kafka's own scripts, `KAFKA_HEAP_OPTS`
+/// replaces the heap settings and `KAFKA_JVM_PERFORMANCE_OPTS` the collector
+/// settings (e.g. `-XX:+UseZGC`). The collector logs its pauses (and the
+/// safepoints) to `gc.log` in the data folder, three files of 10 MB at most:
+/// the first place to look when a produce or a fetch stalls.
+fn jvm_opts(spec: &Spec, log4j: &Path) -> String {
+    let heap = std::env::var("KAFKA_HEAP_OPTS")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| format!("-Xms256m -Xmx{}m", spec.heap_mb));
+    let gc = std::env::var("KAFKA_JVM_PERFORMANCE_OPTS")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_GC_OPTS.to_string());
+    format!(
+        "{heap} {gc} -Djava.awt.headless=true -Dlog4j2.configurationFile={} \
+         -Xlog:gc*,safepoint:file={}:time,uptime,level,tags:filecount=3,filesize=10M",
+        log4j.display(),
+        spec.dir.join("gc.log").display()
+    )
+}
+
 /// A running broker (one node). Stopped cleanly on drop.
 pub struct LocalKafka {
     spec: Spec,
@@ -297,12 +323,7 @@ echo $j > "$PIDFILE"
 trap 'kill -TERM $j 2>/dev/null; wait $j; exit 0' USR1
 while kill -0 "$OWNER" 2>/dev/null && kill -0 $j 2>/dev/null; do sleep 0.5 & wait $!; done
 kill -TERM $j 2>/dev/null; wait $j"#;
-        let jvm_opts = format!(
-            "-Xms256m -Xmx{}m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
-             -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true -Dlog4j2.configurationFile={}",
-            spec.heap_mb,
-            log4j.display()
-        );
+        let jvm_opts = jvm_opts(&spec, &log4j);
         let watchdog = Command::new("sh")
             .arg("-c")
             .arg(script)
