@@ -113,9 +113,11 @@ pub struct Config {
     /// 503 (the record may still land later: clients retry with the same id).
     #[arg(long, env = "PRODUCE_TIMEOUT_MS", default_value_t = 1500)]
     pub produce_timeout_ms: u64,
-    /// `fetch.wait.max.ms` of the `games` reader: low, because the test
-    /// broker and the embedded one answer a waiting fetch only when it expires.
-    #[arg(long, env = "FETCH_WAIT_MAX_MS", default_value_t = 1)]
+    /// `fetch.wait.max.ms` of the `games` reader (and, in `nation`, of the
+    /// in-process engine's and leaderboards' consumers): Apache Kafka answers
+    /// a parked fetch as soon as a record is appended, so this bounds only an
+    /// idle wait (see `ops::FETCH_WAIT_MAX_MS`).
+    #[arg(long, env = "FETCH_WAIT_MAX_MS", default_value_t = ops::FETCH_WAIT_MAX_MS)]
     pub fetch_wait_max_ms: u32,
     /// Token of the admin routes (`/api/admin/...`, the operator page's
     /// data, campaign changes): `Authorization: Bearer <ADMIN_TOKEN>`.

@@ -125,10 +125,8 @@ pub use replay::{replay, ReplayReport};
 /// starts, or after `transaction.timeout.ms` (10 s).
 pub const DEFAULT_COMMIT_INTERVAL_MS: u64 = 100;
 
-/// The actions consumer's `fetch.wait.max.ms`: Apache Kafka answers a waiting
-/// fetch as soon as a record arrives, so this only bounds an idle wait
-/// (BENCHMARKS.md, "Settings").
-pub const DEFAULT_FETCH_WAIT_MAX_MS: u32 = 1;
+/// The actions consumer's `fetch.wait.max.ms`: see [`ops::FETCH_WAIT_MAX_MS`].
+pub const DEFAULT_FETCH_WAIT_MAX_MS: u32 = ops::FETCH_WAIT_MAX_MS;
 
 /// Most records per batch (and per streaming transaction): BENCHMARKS.md, P3.
 pub const DEFAULT_MAX_BATCH: usize = 100_000;

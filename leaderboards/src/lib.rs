@@ -76,6 +76,12 @@ pub struct Config {
     /// Replication of the state topic when created.
     #[arg(long, env = "LEADERBOARDS_REPLICATION", default_value_t = 1)]
     pub replication: i32,
+    /// `fetch.wait.max.ms` of the input consumer. Apache Kafka answers a
+    /// parked fetch as soon as a record is appended, so this bounds only an
+    /// idle wait; a short one costs the broker a fetch per wait while idle
+    /// (BENCHMARKS.md, "FETCH_WAIT_MAX_MS").
+    #[arg(long, env = "FETCH_WAIT_MAX_MS", default_value_t = role::DEFAULT_FETCH_WAIT_MAX_MS)]
+    pub fetch_wait_max_ms: u32,
     /// Extra librdkafka settings: `-X key=value`.
     #[arg(short = 'X', value_parser = parse_key_value)]
     pub extra: Vec<(String, String)>,
@@ -102,6 +108,7 @@ impl Config {
             transactional_id: "leaderboards".into(),
             admin_token: None,
             replication: 1,
+            fetch_wait_max_ms: role::DEFAULT_FETCH_WAIT_MAX_MS,
             extra: Vec::new(),
             registry: ops::metrics::Registry::default(),
             commit_interval: role::COMMIT_INTERVAL,

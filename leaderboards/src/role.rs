@@ -202,16 +202,16 @@ pub const COMMIT_INTERVAL: Duration = Duration::from_millis(50);
 /// changes to campaigns arrive without a record to wake it).
 const COMMIT_IDLE: Duration = Duration::from_millis(100);
 
-/// The consumer's settings; `-X` settings given in the config override them.
-///
-/// `fetch.wait.max.ms`: how long the broker holds a fetch with no new data.
-/// It bounds how late a record that arrives just after an empty fetch is
-/// seen; measured in BENCHMARKS.md (issue 14).
+/// The consumer's settings; `fetch.wait.max.ms` comes from the config and
+/// `-X` settings given in the config override them all.
 const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     ("enable.auto.commit", "false"),
     ("isolation.level", "read_committed"),
-    ("fetch.wait.max.ms", "5"),
 ];
+
+/// The input consumer's default `fetch.wait.max.ms`: see
+/// [`crate::Config::fetch_wait_max_ms`].
+pub const DEFAULT_FETCH_WAIT_MAX_MS: u32 = ops::FETCH_WAIT_MAX_MS;
 
 /// The loop, on its own thread, until `stop`.
 ///
@@ -254,6 +254,7 @@ pub fn run_blocking(
     for (k, v) in CONSUMER_DEFAULTS {
         consumer_config.set(*k, *v);
     }
+    consumer_config.set("fetch.wait.max.ms", config.fetch_wait_max_ms.to_string());
     for (k, v) in &config.extra {
         consumer_config.set(k, v);
     }

@@ -103,6 +103,9 @@ impl Config {
         }
         config.eager_flush = e.engine_eager_flush;
         config.commit_interval_ms = e.engine_commit_interval_ms;
+        // One `FETCH_WAIT_MAX_MS` for the game's consumers (the engine's of
+        // `actions`, the bridge's of `games`, the leaderboards').
+        config.fetch_wait_max_ms = b.fetch_wait_max_ms;
         config.extra = b.extra.clone();
         config.schema_registry_url = b.schema_registry_url.clone();
         config
@@ -121,6 +124,7 @@ impl Config {
         config.gameplay_topic = e.gameplay_topic.clone();
         config.campaigns_file = e.campaigns_file.clone();
         config.admin_token = b.admin_token.clone();
+        config.fetch_wait_max_ms = b.fetch_wait_max_ms;
         config.extra = b.extra.clone();
         config
     }

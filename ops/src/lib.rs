@@ -19,6 +19,16 @@ pub mod registry;
 
 pub use tokio_util::sync::CancellationToken;
 
+/// The default `fetch.wait.max.ms` (`FETCH_WAIT_MAX_MS`) of every role's
+/// real-time consumers: the engine's of `actions`, the bridge's of `games`,
+/// the leaderboards'. Apache Kafka parks a fetch that finds nothing new and
+/// answers it as soon as a record is appended, so the wait costs no latency
+/// and bounds only an idle fetch; a 1 ms wait (chosen for the stand-in
+/// brokers, which answered only when the wait expired) made each idle
+/// consumer send about 700 fetches a second, ten times the broker's CPU of
+/// an idle game (BENCHMARKS.md, "FETCH_WAIT_MAX_MS").
+pub const FETCH_WAIT_MAX_MS: u32 = 100;
+
 /// Resolves on ctrl-c or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = async {
