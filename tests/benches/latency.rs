@@ -16,7 +16,10 @@
 //! popular-game run), `KAFKA_BROKERS` (else an Apache Kafka is started for
 //! the run), `BENCH_DIRECT=1` (also read `games` directly, to split engine
 //! from bridge), `BENCH_DUMP=file` (id, answer time, latency in µs per
-//! action), `BENCH_FLOOR_ONLY=1`.
+//! action), `BENCH_FLOOR_ONLY=1`, `BENCH_WARMUP_SECS` (default 30: the
+//! same load on other games before anything is measured; a fresh broker's
+//! JVM compiles its hot paths in its first minute, and a floor measured cold
+//! had p99s of 170-430 ms against 7 ms warm, BENCHMARKS.md P2).
 
 #[path = "common/mod.rs"]
 #[allow(dead_code)] // each bench uses part of it
@@ -150,6 +153,35 @@ async fn main() {
         std::env::var("ENGINE_EAGER_FLUSH").unwrap_or_else(|_| "default".into()),
         std::env::var("GAMES_ISOLATION").unwrap_or_else(|_| "default".into()),
     );
+    // The engine assigned and restored before anything is timed.
+    let client = reqwest::Client::new();
+    let ready = format!("http://{}/readyz", bridge.addr);
+    tests::eventually(Duration::from_secs(120), "the game ready", || {
+        let req = client.get(&ready).send();
+        async move { req.await.ok().filter(|r| r.status() == 200).map(|_| ()) }
+    })
+    .await;
+    // Warm-up, not measured: the broker's JVM and the game at the rate, on
+    // games of their own.
+    let warmup_secs = common::env("BENCH_WARMUP_SECS", 30);
+    if warmup_secs > 0 {
+        let warm = PlayArgs {
+            rate: rate as f64,
+            duration: warmup_secs as f64,
+            games,
+            first_game: Some(1_000_000),
+            players,
+            quiet: true,
+            ..PlayArgs::new(format!("http://{}", bridge.addr))
+        };
+        let r = loadgen::play::run(&warm)
+            .await
+            .expect("loadgen play (warm-up)");
+        println!(
+            "warm-up: {warmup_secs} s at {rate}/s, not measured (202 -> update p50 {:.2} / p99 {:.2} ms)",
+            r.answer_to_update.p50_ms, r.answer_to_update.p99_ms
+        );
+    }
     // As long as the game's run: both test brokers slow down as a
     // partition's log grows (BENCHMARKS.md).
     let floor = broker_floor(&brokers, rate, secs, floor_topic).await;
@@ -159,14 +191,6 @@ async fn main() {
         return;
     }
 
-    // The engine assigned and restored before anything is timed.
-    let client = reqwest::Client::new();
-    let ready = format!("http://{}/readyz", bridge.addr);
-    tests::eventually(Duration::from_secs(120), "the game ready", || {
-        let req = client.get(&ready).send();
-        async move { req.await.ok().filter(|r| r.status() == 200).map(|_| ()) }
-    })
-    .await;
     common::populate_from_env(&client, &brokers, &bridge, 12).await;
     // BENCH_DIRECT=1: also read `games` straight from the broker, as the
     // bridge does, to split the time into engine and bridge.
