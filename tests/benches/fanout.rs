@@ -34,12 +34,7 @@ async fn main() {
     let bridge = common::BridgeProcess::start(&brokers, 12);
     println!("broker: Apache Kafka at {brokers}");
     let client = reqwest::Client::new();
-    let ready = format!("http://{}/readyz", bridge.addr);
-    tests::eventually(Duration::from_secs(120), "the game ready", || {
-        let req = client.get(&ready).send();
-        async move { req.await.ok().filter(|r| r.status() == 200).map(|_| ()) }
-    })
-    .await;
+    bridge.wait_ready().await;
     let args = PlayArgs {
         rate: rate as f64,
         duration: secs as f64,

@@ -74,15 +74,6 @@ fn cpu_time(pid: u32) -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
 /// One round's figures for one wait.
 #[derive(Default)]
 struct Figures {
@@ -124,7 +115,6 @@ async fn main() {
             .unwrap_or(0)
     );
     println!("broker: Apache Kafka at {brokers} (pid {broker_pid})");
-    let client = reqwest::Client::new();
     let mut figures: BTreeMap<usize, Figures> = BTreeMap::new();
     let mut next_game = 1;
     for round in 0..=rounds {
@@ -135,12 +125,7 @@ async fn main() {
                 &[("FETCH_WAIT_MAX_MS", wait.as_str())],
             );
             let url = format!("http://{}", game.addr);
-            let ready = format!("{url}/readyz");
-            tests::eventually(Duration::from_secs(120), "the game ready", || {
-                let req = client.get(&ready).send();
-                async move { req.await.ok().filter(|r| r.status() == 200).map(|_| ()) }
-            })
-            .await;
+            game.wait_ready().await;
             // Idle: nothing but the game's own consumers and timers.
             let (t0, c0) = (Instant::now(), cpu_time(broker_pid));
             tokio::time::sleep(Duration::from_secs(idle_secs)).await;
@@ -191,12 +176,12 @@ async fn main() {
         println!(
             "| {} | {:.1} | {:.2} / {:.2} | {:.2} / {:.2} | {:.0} |",
             waits[i],
-            median(f.idle_cpu_ms_per_s),
-            median(f.low_p50),
-            median(f.low_p99),
-            median(f.load_p50),
-            median(f.load_p99),
-            median(f.load_cpu_ms_per_1000),
+            common::median(f.idle_cpu_ms_per_s),
+            common::median(f.low_p50),
+            common::median(f.low_p99),
+            common::median(f.load_p50),
+            common::median(f.load_p99),
+            common::median(f.load_cpu_ms_per_1000),
         );
     }
     println!("(medians over {rounds} rounds)");

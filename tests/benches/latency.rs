@@ -155,12 +155,7 @@ async fn main() {
     );
     // The engine assigned and restored before anything is timed.
     let client = reqwest::Client::new();
-    let ready = format!("http://{}/readyz", bridge.addr);
-    tests::eventually(Duration::from_secs(120), "the game ready", || {
-        let req = client.get(&ready).send();
-        async move { req.await.ok().filter(|r| r.status() == 200).map(|_| ()) }
-    })
-    .await;
+    bridge.wait_ready().await;
     // Warm-up, not measured: the broker's JVM and the game at the rate, on
     // games of their own.
     let warmup_secs = common::env("BENCH_WARMUP_SECS", 30);

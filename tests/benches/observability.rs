@@ -34,16 +34,6 @@ fn args(url: String, rate: f64, secs: f64, first_game: u64) -> PlayArgs {
     }
 }
 
-/// The median of `v` (sorted here).
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
 /// The geometric mean of ratios.
 fn geomean(v: &[f64]) -> f64 {
     (v.iter().map(|x| x.ln()).sum::<f64>() / v.len() as f64).exp()
@@ -86,19 +76,8 @@ async fn main() {
         on.addr, off.addr
     );
     // Both engines assigned and restored before anything is timed.
-    let client = reqwest::Client::new();
-    for p in [&on, &off] {
-        let url = format!("http://{}/readyz", p.addr);
-        tests::eventually(
-            std::time::Duration::from_secs(120),
-            "the game ready",
-            || {
-                let req = client.get(&url).send();
-                async move { req.await.ok().filter(|r| r.status() == 200).map(|_| ()) }
-            },
-        )
-        .await;
-    }
+    on.wait_ready().await;
+    off.wait_ready().await;
     let (mut p50, mut p99) = (Vec::new(), Vec::new());
     // Round 0 warms both up (connections, JIT-free but cold caches, the
     // first transactions) and is not counted.
@@ -135,11 +114,11 @@ async fn main() {
     println!(
         "on / off over {} rounds: p50 median {:.3} (geometric mean {:.3}, range {:.3}-{:.3}); p99 median {:.3} (geometric mean {:.3}, range {:.3}-{:.3}); goal <= 1.05",
         p50.len(),
-        median(p50.clone()),
+        common::median(p50.clone()),
         geomean(&p50),
         p50.iter().copied().fold(f64::INFINITY, f64::min),
         p50.iter().copied().fold(0.0, f64::max),
-        median(p99.clone()),
+        common::median(p99.clone()),
         geomean(&p99),
         p99.iter().copied().fold(f64::INFINITY, f64::min),
         p99.iter().copied().fold(0.0, f64::max),

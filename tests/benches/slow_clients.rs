@@ -240,12 +240,7 @@ async fn main() {
     );
     println!("# attack: {idle} idle WebSockets ({per_addr} per source address), {slow} slowloris connections from one address");
     let client = reqwest::Client::new();
-    let ready = format!("http://{}/readyz", bridge.addr);
-    tests::eventually(Duration::from_secs(120), "the game ready", || {
-        let req = client.get(&ready).send();
-        async move { req.await.ok().filter(|r| r.status() == 200).map(|_| ()) }
-    })
-    .await;
+    bridge.wait_ready().await;
     // Warm-up (not counted): the first seconds on a fresh broker are slow
     // (its JIT, the first segments), which made the first phase look worst.
     let warmup = common::env("BENCH_WARMUP_SECS", 15);

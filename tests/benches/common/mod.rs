@@ -23,6 +23,22 @@ pub struct BridgeProcess {
 }
 
 impl BridgeProcess {
+    /// Waits (up to 120 s) until `/readyz` answers 200: the engine assigned
+    /// and restored, so nothing is timed before the game is ready.
+    pub async fn wait_ready(&self) {
+        let client = reqwest::Client::new();
+        let ready = format!("http://{}/readyz", self.addr);
+        tests::eventually(
+            std::time::Duration::from_secs(120),
+            "the game ready",
+            || {
+                let req = client.get(&ready).send();
+                async move { req.await.ok().filter(|r| r.status() == 200).map(|_| ()) }
+            },
+        )
+        .await;
+    }
+
     /// Builds nothing: expects `target/release/nation` (the bench scripts
     /// build it). Starts it (bridge and engine), waits for `/healthz`.
     pub fn start(brokers: &str, partitions: i32) -> BridgeProcess {
@@ -293,5 +309,15 @@ impl DirectReader {
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.thread.join();
         std::mem::take(&mut *self.seen.lock().unwrap())
+    }
+}
+
+/// The median of `v`.
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
     }
 }
