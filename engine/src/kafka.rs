@@ -9,6 +9,14 @@
 //!   (the bridge) see an update a few ms after its action; `read_committed`
 //!   readers see it at the commit.
 //!
+//! Transactions take turns between two producers (`Config::txn_producers`):
+//! after a commit the coordinator still writes the commit markers, and
+//! until it is done it refuses the same producer's next
+//! `AddPartitionsToTxn`, which held the next transaction's first outputs
+//! back by 20 ms retries. Only one transaction is open at a time, and each
+//! commits after the one before it, so the order of commits (and of the
+//! offsets they carry) is the order of the batches.
+//!
 //! ## Where a transaction begins, commits and aborts
 //! All in `EngineContext`: `begin` (the first batch after a commit),
 //! `commit` (every `commit_interval_ms`, before an orderly revocation, at a
@@ -30,7 +38,7 @@
 //! again).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -119,7 +127,11 @@ impl ProducerContext for Outputs {
 /// a poll can commit or abort it; records rebalances for the loop to act on
 /// after the poll returns.
 struct EngineContext {
-    producer: BaseProducer<Outputs>,
+    /// Transactional producers taking turns, one transaction each
+    /// ([`Config::txn_producers`]): `turn` is the one of the open (or next)
+    /// transaction; each commit or abort passes the turn on.
+    producers: Vec<BaseProducer<Outputs>>,
+    turn: AtomicUsize,
     actions_topic: String,
     eager_flush: bool,
     txn: Mutex<Option<OpenTxn>>,
@@ -182,6 +194,22 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl EngineContext {
+    /// The producer of the open transaction, or of the next one.
+    fn producer(&self) -> &BaseProducer<Outputs> {
+        &self.producers[self.turn.load(Ordering::Relaxed)]
+    }
+
+    /// Passes the turn to the next producer, after a transaction ended:
+    /// its coordinator is still writing that transaction's markers, and
+    /// refuses the same producer's next `AddPartitionsToTxn` until it is
+    /// done (`CONCURRENT_TRANSACTIONS`, retried by librdkafka every 20 ms),
+    /// which held the next transaction's first outputs back (measured:
+    /// `engine/examples/txn_stream.rs`, BENCHMARKS.md P2).
+    fn pass_turn(&self) {
+        let next = (self.turn.load(Ordering::Relaxed) + 1) % self.producers.len();
+        self.turn.store(next, Ordering::Relaxed);
+    }
+
     fn push(&self, event: Event) {
         tracing::info!(?event, "rebalance");
         lock(&self.events).push(event);
@@ -196,7 +224,7 @@ impl EngineContext {
     fn begin(&self) -> Result<(), EngineError> {
         let mut txn = lock(&self.txn);
         if txn.is_none() {
-            self.producer
+            self.producer()
                 .begin_transaction()
                 .map_err(EngineError::kafka("begin transaction"))?;
             *txn = Some(OpenTxn {
@@ -229,11 +257,11 @@ impl EngineContext {
         let group = consumer
             .group_metadata()
             .ok_or(EngineError::NoGroupMetadata)?;
-        self.producer
+        self.producer()
             .send_offsets_to_transaction(&tpl, &group, TXN_TIMEOUT)
             .map_err(EngineError::kafka("send offsets to transaction"))?;
         let t1 = Instant::now();
-        self.producer
+        self.producer()
             .commit_transaction(TXN_TIMEOUT)
             .map_err(EngineError::kafka("commit transaction"))?;
         self.metrics.transaction("committed");
@@ -246,6 +274,7 @@ impl EngineContext {
             "transaction committed"
         );
         *slot = None;
+        self.pass_turn();
         Ok(())
     }
 
@@ -260,27 +289,29 @@ impl EngineContext {
             // Drop what is queued or in flight, and serve the delivery
             // reports while the abort waits for them (a BaseProducer's
             // reports are served only by polling it).
-            self.producer
+            self.producer()
                 .purge(PurgeConfig::default().queue().inflight());
             let deadline = Instant::now() + TXN_TIMEOUT;
             loop {
-                self.producer.poll(Duration::ZERO);
-                match self.producer.abort_transaction(Duration::from_millis(50)) {
+                self.producer().poll(Duration::ZERO);
+                match self.producer().abort_transaction(Duration::from_millis(50)) {
                     Ok(()) => break,
                     Err(KafkaError::Transaction(e))
                         if e.is_retriable() && Instant::now() < deadline => {}
                     Err(source) => return Err(EngineError::AbortFailed { source }),
                 }
             }
+            lock(&self.producer().context().failed).take();
+            self.pass_turn();
         }
-        lock(&self.producer.context().failed).take();
+        lock(&self.producer().context().failed).take();
         Ok(())
     }
 
     /// The first output the broker refused in the open transaction, as an
     /// error (the transaction must abort).
     fn delivered(&self) -> Result<(), EngineError> {
-        match lock(&self.producer.context().failed).clone() {
+        match lock(&self.producer().context().failed).clone() {
             Some(why) => Err(EngineError::Delivery(why)),
             None => Ok(()),
         }
@@ -297,7 +328,7 @@ impl EngineContext {
         let deadline = Instant::now() + TXN_TIMEOUT;
         loop {
             self.wake();
-            if self.producer.in_flight_count() == 0 {
+            if self.producer().in_flight_count() == 0 {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -314,8 +345,8 @@ impl EngineContext {
     /// without waiting, and serves delivery reports.
     fn wake(&self) {
         // A zero-timeout flush is one rd_kafka_flush(rk, 0): a wake-up.
-        let _ = self.producer.flush(Duration::ZERO);
-        self.producer.poll(Duration::ZERO);
+        let _ = self.producer().flush(Duration::ZERO);
+        self.producer().poll(Duration::ZERO);
     }
 }
 
@@ -475,28 +506,34 @@ impl<'a> Engine<'a> {
         health: &'a Health,
         store: Arc<Store>,
     ) -> Result<Engine<'a>, EngineError> {
-        let producer: BaseProducer<Outputs> = config
-            .client_with(&[
-                ("transactional.id", &config.transactional_id),
-                ("enable.idempotence", "true"),
-                ("linger.ms", "0"),
-                (
-                    "transaction.timeout.ms",
-                    &TRANSACTION_TIMEOUT_MS.to_string(),
-                ),
-                // A batch of records that each fit must fit too: librdkafka
-                // does not split a batch the broker refuses as too large.
-                ("batch.size", &limits.games.min(limits.dlq).to_string()),
-            ])
-            .create_with_context(Outputs::default())
-            .map_err(EngineError::kafka("producer"))?;
-        // Fences a predecessor with the same transactional id and aborts the
-        // transaction it left open.
-        producer
-            .init_transactions(TXN_TIMEOUT)
-            .map_err(EngineError::kafka("init transactions"))?;
+        let mut producers = Vec::new();
+        for transactional_id in transactional_ids(config) {
+            let producer: BaseProducer<Outputs> = config
+                .client_with(&[
+                    ("transactional.id", &transactional_id),
+                    ("enable.idempotence", "true"),
+                    ("linger.ms", "0"),
+                    (
+                        "transaction.timeout.ms",
+                        &TRANSACTION_TIMEOUT_MS.to_string(),
+                    ),
+                    // A batch of records that each fit must fit too:
+                    // librdkafka does not split a batch the broker refuses
+                    // as too large.
+                    ("batch.size", &limits.games.min(limits.dlq).to_string()),
+                ])
+                .create_with_context(Outputs::default())
+                .map_err(EngineError::kafka("producer"))?;
+            // Fences a predecessor with the same transactional id and aborts
+            // the transaction it left open.
+            producer
+                .init_transactions(TXN_TIMEOUT)
+                .map_err(EngineError::kafka("init transactions"))?;
+            producers.push(producer);
+        }
         let context = EngineContext {
-            producer,
+            producers,
+            turn: AtomicUsize::new(0),
             actions_topic: config.actions_topic.clone(),
             // Streaming flushes every batch anyway.
             eager_flush: config.eager_flush || config.commit_interval_ms > 0,
@@ -573,7 +610,7 @@ impl<'a> Engine<'a> {
     }
 
     fn producer(&self) -> &BaseProducer<Outputs> {
-        &self.consumer.context().producer
+        self.consumer.context().producer()
     }
 
     /// One turn of the loop: poll a batch, restore what was assigned, handle
@@ -1213,6 +1250,25 @@ fn dead_letter(
     }
     send(producer, record)
 }
+
+/// The transactional ids of an engine's producers ([`Config::txn_producers`]):
+/// its own, then `<id>.1`. Each start initialises them all, which fences
+/// the previous instance's producers and ends the transactions they left.
+pub fn transactional_ids(config: &Config) -> Vec<String> {
+    let id = &config.transactional_id;
+    (0..config.txn_producers.clamp(1, MAX_TXN_PRODUCERS))
+        .map(|i| {
+            if i == 0 {
+                id.clone()
+            } else {
+                format!("{id}.{i}")
+            }
+        })
+        .collect()
+}
+
+/// The most transactional producers an engine takes turns with.
+pub const MAX_TXN_PRODUCERS: usize = 2;
 
 /// Sends one record, waiting while librdkafka's queue is full.
 fn send<K, P>(

@@ -125,6 +125,12 @@ pub use replay::{replay, ReplayReport};
 /// starts, or after `transaction.timeout.ms` (10 s).
 pub const DEFAULT_COMMIT_INTERVAL_MS: u64 = 100;
 
+/// Two transactional producers taking turns ([`Config::txn_producers`]):
+/// measured with `engine/examples/txn_stream.rs` on Apache Kafka 4.4, 500
+/// records/s committed every 100 ms, a record's wait for its delivery
+/// report at p99 went from 26-150 ms with one producer to 8-12 ms with two.
+pub const DEFAULT_TXN_PRODUCERS: usize = 2;
+
 /// The actions consumer's `fetch.wait.max.ms`: see [`ops::FETCH_WAIT_MAX_MS`].
 pub const DEFAULT_FETCH_WAIT_MAX_MS: u32 = ops::FETCH_WAIT_MAX_MS;
 
@@ -205,6 +211,15 @@ pub struct Config {
     /// commit. Implies `eager_flush`. Default [`DEFAULT_COMMIT_INTERVAL_MS`].
     #[arg(long, env = "ENGINE_COMMIT_INTERVAL_MS", default_value_t = DEFAULT_COMMIT_INTERVAL_MS)]
     pub commit_interval_ms: u64,
+    /// How many transactional producers take turns, one transaction each
+    /// (1 or 2; the second's transactional id is `<id>.1`). With two, the
+    /// transaction after a commit does not wait for the coordinator to
+    /// finish the commit's markers: on Apache Kafka 4.4 its first outputs
+    /// waited in `CONCURRENT_TRANSACTIONS` retries (BENCHMARKS.md, P2).
+    /// Default [`DEFAULT_TXN_PRODUCERS`].
+    #[arg(long, env = "ENGINE_TXN_PRODUCERS", default_value_t = DEFAULT_TXN_PRODUCERS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=kafka::MAX_TXN_PRODUCERS as u64))]
+    pub txn_producers: usize,
     /// How long a restore of assigned partitions from `games` may go without
     /// progress before it is abandoned and retried (the partitions are not
     /// taken meanwhile, and the host is not ready). A restore is never
@@ -300,6 +315,7 @@ impl Config {
             registry: ops::metrics::Registry::default(),
             eager_flush: false,
             commit_interval_ms: DEFAULT_COMMIT_INTERVAL_MS,
+            txn_producers: DEFAULT_TXN_PRODUCERS,
             restore_stall_ms: DEFAULT_RESTORE_STALL_MS,
             dedup_window_ms: seen::DEFAULT_WINDOW_MS,
             seen_topic: None,
@@ -875,6 +891,7 @@ mod tests {
         assert_eq!(flags.create_topics, new.create_topics);
         assert_eq!(flags.eager_flush, new.eager_flush);
         assert_eq!(flags.commit_interval_ms, new.commit_interval_ms);
+        assert_eq!(flags.txn_producers, new.txn_producers);
         assert_eq!(flags.restore_stall_ms, new.restore_stall_ms);
         assert_eq!(flags.dedup_window_ms, new.dedup_window_ms);
         assert_eq!(flags.extra, vec![("a".to_string(), "b".to_string())]);

@@ -46,6 +46,11 @@ pub struct EngineFlags {
     /// per batch, N for streaming transactions committed every N ms.
     #[arg(long, env = "ENGINE_COMMIT_INTERVAL_MS", default_value_t = engine::DEFAULT_COMMIT_INTERVAL_MS)]
     pub engine_commit_interval_ms: u64,
+    /// The in-process engine's `txn_producers`: transactional producers
+    /// taking turns (1 or 2).
+    #[arg(long, env = "ENGINE_TXN_PRODUCERS", default_value_t = engine::DEFAULT_TXN_PRODUCERS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=engine::kafka::MAX_TXN_PRODUCERS as u64))]
+    pub engine_txn_producers: usize,
     /// Create missing topics at start-up (the engine's rules: see
     /// `engine::create_topics`).
     #[arg(long, env = "CREATE_TOPICS", default_value_t = true, action = ArgAction::Set)]
@@ -103,6 +108,7 @@ impl Config {
         }
         config.eager_flush = e.engine_eager_flush;
         config.commit_interval_ms = e.engine_commit_interval_ms;
+        config.txn_producers = e.engine_txn_producers;
         // One `FETCH_WAIT_MAX_MS` for the game's consumers (the engine's of
         // `actions`, the bridge's of `games`, the leaderboards').
         config.fetch_wait_max_ms = b.fetch_wait_max_ms;

@@ -26,6 +26,7 @@ pub mod load;
 pub mod process;
 pub mod registry;
 
+use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -175,14 +176,76 @@ pub fn consume_at(
         }
         if Instant::now() > deadline {
             bail!(
-                "timed out after {timeout:?} reading {topic}: saw {} records",
-                seen.len()
+                "timed out after {timeout:?} reading {topic}: saw {} records; {}",
+                seen.len(),
+                where_reading(&consumer, brokers, topic, &tpl, &seen)
             );
         }
         if let Some(msg) = consumer.poll(Duration::from_millis(100)) {
             seen.push(msg.context("consume")?.detach());
         }
     }
+}
+
+/// Why a read may have stopped short, per partition: the records seen, the
+/// reader's position, the end a `read_uncommitted` reader sees (the high
+/// watermark) and the one a `read_committed` reader sees (the last stable
+/// offset), and the leader in a fresh client's metadata. Tells a reader
+/// that is stuck from data that was never written or a transaction left
+/// open.
+fn where_reading(
+    consumer: &BaseConsumer,
+    brokers: &str,
+    topic: &str,
+    tpl: &TopicPartitionList,
+    seen: &[OwnedMessage],
+) -> String {
+    let ends = |isolation: &str| -> Option<BaseConsumer> {
+        ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("isolation.level", isolation)
+            .create()
+            .ok()
+    };
+    let (uncommitted, committed) = (ends("read_uncommitted"), ends("read_committed"));
+    let leaders: HashMap<i32, i32> = committed
+        .as_ref()
+        .and_then(|c| c.fetch_metadata(Some(topic), Duration::from_secs(5)).ok())
+        .map(|m| {
+            m.topics()
+                .iter()
+                .flat_map(|t| t.partitions().iter().map(|p| (p.id(), p.leader())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let positions = consumer.position().ok();
+    let mut parts = Vec::new();
+    for e in tpl.elements() {
+        let p = e.partition();
+        let count = seen.iter().filter(|m| m.partition() == p).count();
+        let at = positions
+            .as_ref()
+            .and_then(|l| l.find_partition(topic, p))
+            .map(|e| format!("{:?}", e.offset()))
+            .unwrap_or_else(|| "?".into());
+        let end = |c: &Option<BaseConsumer>| {
+            c.as_ref()
+                .map(
+                    |c| match c.fetch_watermarks(topic, p, Duration::from_secs(5)) {
+                        Ok((_, high)) => high.to_string(),
+                        Err(e) => format!("({e})"),
+                    },
+                )
+                .unwrap_or_else(|| "?".into())
+        };
+        parts.push(format!(
+            "partition {p}: {count} seen, position {at}, high watermark {}, last stable {}, leader {}",
+            end(&uncommitted),
+            end(&committed),
+            leaders.get(&p).map_or("?".into(), |l| l.to_string())
+        ));
+    }
+    parts.join("; ")
 }
 
 /// The record's value as JSON.
