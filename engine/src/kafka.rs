@@ -773,6 +773,27 @@ impl<'a> Engine<'a> {
                 }
             }
         }
+        if let stall::Membership::NoCoordinator(why) = &membership {
+            // Counted only when the cluster answers: with no partition to
+            // ask about, ask it about one.
+            if ends.is_empty()
+                && self
+                    .restorer
+                    .fetch_watermarks(&self.config.actions_topic, 0, STALL_QUERY_TIMEOUT)
+                    .is_err()
+            {
+                watch.unknown(now);
+                return Ok(());
+            }
+            if watch.coordinator_lost() {
+                tracing::error!(%why, "the consumer still has no group coordinator while the cluster answers");
+                return Err(EngineError::Unsettled {
+                    why: why.clone(),
+                    secs: (stall::CHECK_EVERY * (stall::MEMBERSHIP_STRIKES - 1)).as_secs(),
+                });
+            }
+            tracing::warn!(%why, "the consumer has no group coordinator while the cluster answers");
+        }
         let stalled = watch.observe(now, &at, &ends);
         if stalled.is_empty() {
             return Ok(());

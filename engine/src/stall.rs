@@ -28,6 +28,13 @@
 //! row, longer than the engine's rebalance timeout, ends the clients too
 //! (once per episode: it is watched again once it settles);
 //! each waiting check is logged with librdkafka's view of the group.
+//!
+//! A consumer that has lost its group coordinator (librdkafka's group state
+//! other than `up`) while the cluster answers the same check's offset
+//! queries is waiting too: on a three-node cluster the coordinator moves
+//! within seconds of its node dying, so [`MEMBERSHIP_STRIKES`] such checks
+//! in a row end the clients as well (once per episode). Each such check is
+//! logged. A check whose queries fail counts for nothing, as before.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -51,8 +58,10 @@ pub(crate) enum Membership {
     Settled,
     /// The coordinator answers, yet the consumer is not settled: why.
     Waiting(String),
-    /// The coordinator is unreachable or nothing is known yet: a check that
-    /// counts for nothing either way.
+    /// No group coordinator known or connected: why. Counted only when the
+    /// cluster answers the same check ([`StallWatch::coordinator_lost`]).
+    NoCoordinator(String),
+    /// Nothing is known yet: a check that counts for nothing either way.
     Unknown,
 }
 
@@ -83,7 +92,10 @@ pub(crate) fn membership(group: Option<&GroupStats>, unstarted: &[i32], error: &
         return Membership::Unknown;
     };
     if group.state != "up" {
-        return Membership::Unknown;
+        return Membership::NoCoordinator(format!(
+            "group state {} for {} ms ({} partitions assigned)",
+            group.state, group.stateage, group.assignment_size
+        ));
     }
     if group.join_state != "steady" {
         return Membership::Waiting(format!(
@@ -114,6 +126,12 @@ pub(crate) struct StallWatch {
     /// not counted again (another producer's open transaction holding our
     /// offsets, say, is not mended by more restarts).
     waiting_forgiven: bool,
+    /// Checks in a row without a group coordinator while the cluster
+    /// answered.
+    no_coordinator: u32,
+    /// New clients came for a lost coordinator: until one is found again,
+    /// not counted again.
+    coordinator_forgiven: bool,
 }
 
 impl StallWatch {
@@ -124,6 +142,8 @@ impl StallWatch {
             forgiven: BTreeMap::new(),
             waiting: 0,
             waiting_forgiven: false,
+            no_coordinator: 0,
+            coordinator_forgiven: false,
         }
     }
 
@@ -140,6 +160,10 @@ impl StallWatch {
             self.waiting_forgiven = true;
         }
         self.waiting = 0;
+        if self.no_coordinator >= MEMBERSHIP_STRIKES {
+            self.coordinator_forgiven = true;
+        }
+        self.no_coordinator = 0;
         for (partition, (at, strikes)) in std::mem::take(&mut self.behind) {
             if strikes >= STRIKES {
                 self.forgiven.insert(partition, at);
@@ -160,11 +184,25 @@ impl StallWatch {
             Membership::Settled => {
                 self.waiting = 0;
                 self.waiting_forgiven = false;
+                self.no_coordinator = 0;
+                self.coordinator_forgiven = false;
             }
-            Membership::Waiting(_) => self.waiting += 1,
-            Membership::Unknown => {}
+            Membership::Waiting(_) => {
+                self.waiting += 1;
+                self.no_coordinator = 0;
+                self.coordinator_forgiven = false;
+            }
+            Membership::NoCoordinator(_) | Membership::Unknown => {}
         }
         !self.waiting_forgiven && self.waiting >= MEMBERSHIP_STRIKES
+    }
+
+    /// Records a check without a group coordinator at which the cluster
+    /// answered; true once that has held for [`MEMBERSHIP_STRIKES`] checks
+    /// in a row (and new clients have not been tried for it yet).
+    pub(crate) fn coordinator_lost(&mut self) -> bool {
+        self.no_coordinator += 1;
+        !self.coordinator_forgiven && self.no_coordinator >= MEMBERSHIP_STRIKES
     }
 
     /// Records a check: `positions` where the engine has consumed to, and
@@ -269,9 +307,9 @@ mod tests {
         for _ in 1..MEMBERSHIP_STRIKES {
             assert!(!watch.membership(&held));
         }
-        // An unreachable coordinator neither counts nor forgives.
+        // An unreachable coordinator neither counts nor forgives here.
         let down = membership(Some(&group("query-coord", "init")), &[], "");
-        assert_eq!(down, Membership::Unknown);
+        assert!(matches!(down, Membership::NoCoordinator(ref why) if why.contains("query-coord")));
         assert!(!watch.membership(&down));
         assert!(watch.membership(&held));
         // New clients that find it still waiting do not start again: once
@@ -286,6 +324,34 @@ mod tests {
             assert!(!watch.membership(&held));
         }
         assert!(watch.membership(&held));
+    }
+
+    /// A coordinator lost while the cluster answers ends the clients after
+    /// the same number of checks as a held join, once per episode.
+    #[test]
+    fn a_coordinator_lost_while_the_cluster_answers_ends_the_clients_once() {
+        let t = Instant::now();
+        let mut watch = StallWatch::new(t);
+        for _ in 1..MEMBERSHIP_STRIKES {
+            assert!(!watch.coordinator_lost());
+        }
+        assert!(watch.coordinator_lost());
+        // New clients without a coordinator either: not again.
+        watch.restarted(t);
+        for _ in 0..2 * MEMBERSHIP_STRIKES {
+            assert!(!watch.coordinator_lost());
+        }
+        // Found again, then lost: watched again.
+        assert!(!watch.membership(&Membership::Settled));
+        for _ in 1..MEMBERSHIP_STRIKES {
+            assert!(!watch.coordinator_lost());
+        }
+        // A check with the coordinator back starts the count afresh.
+        assert!(!watch.membership(&membership(Some(&group("up", "wait-join")), &[], "")));
+        for _ in 1..MEMBERSHIP_STRIKES {
+            assert!(!watch.coordinator_lost());
+        }
+        assert!(watch.coordinator_lost());
     }
 
     #[test]
