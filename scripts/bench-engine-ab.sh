@@ -7,7 +7,7 @@
 # per run; asserts nothing.
 #
 #   scripts/bench-engine-ab.sh ENGINE_TXN_PRODUCERS=1 ENGINE_TXN_PRODUCERS=2
-#   RATE=2000 SECS=60 ROUNDS=3 scripts/bench-engine-ab.sh A_ENV B_ENV
+#   RATE=2000 SECS=60 ROUNDS=3 PLAYERS=20 scripts/bench-engine-ab.sh A_ENV B_ENV
 #
 # A and B are one `NAME=value` each (several with commas:
 # `ENGINE_COMMIT_INTERVAL_MS=0,ENGINE_EAGER_FLUSH=true`). Without
@@ -20,6 +20,9 @@ B=${2:?usage: bench-engine-ab.sh A_ENV B_ENV}
 RATE=${RATE:-500}
 SECS=${SECS:-30}
 ROUNDS=${ROUNDS:-2}
+# 20 games; 200 players is 10 per game (each update goes to 10 sockets),
+# 20 is the P2 bench's one per game.
+PLAYERS=${PLAYERS:-200}
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 
 if [[ -z "${KAFKA_BROKERS:-}" ]]; then
@@ -50,7 +53,7 @@ run() {
     sleep 0.5
   done
   "$TARGET/release/loadgen" play --url "http://127.0.0.1:$port" --rate "$RATE" --duration "$secs" \
-    --warmup 3 --games 20 --players 200 --quiet --json > "$work/play-$tag.json"
+    --warmup 3 --games 20 --players "$PLAYERS" --quiet --json > "$work/play-$tag.json"
   kill "$pid"
   wait "$pid" 2> /dev/null || true
   python3 - "$work/play-$tag.json" "$label" <<'PY'
@@ -62,7 +65,7 @@ print(f"{sys.argv[2]:<48} 202 -> update p50 {u['p50_ms']:.2f}  p90 {u['p90_ms']:
 PY
 }
 
-echo "loadgen play --rate $RATE --duration $SECS --games 20 --players 200; broker $KAFKA_BROKERS"
+echo "loadgen play --rate $RATE --duration $SECS --games 20 --players $PLAYERS; broker $KAFKA_BROKERS"
 run "warm-up ($B)" 40 "$B" > /dev/null
 for round in $(seq 1 "$ROUNDS"); do
   run "A $A" "$SECS" "$A"

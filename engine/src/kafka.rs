@@ -776,14 +776,18 @@ impl<'a> Engine<'a> {
         if let stall::Membership::NoCoordinator(why) = &membership {
             // Counted only when the cluster answers: with no partition to
             // ask about, ask it about one.
-            if ends.is_empty()
-                && self
-                    .restorer
-                    .fetch_watermarks(&self.config.actions_topic, 0, STALL_QUERY_TIMEOUT)
-                    .is_err()
-            {
-                watch.unknown(now);
-                return Ok(());
+            if ends.is_empty() {
+                if let Err(e) = self.restorer.fetch_watermarks(
+                    &self.config.actions_topic,
+                    0,
+                    STALL_QUERY_TIMEOUT,
+                ) {
+                    tracing::warn!(%why, "stall check: no group coordinator, and the cluster does not answer either: {e}");
+                    // The next check asks with a new reader (see above).
+                    self.restorer = restorer(self.config)?;
+                    watch.unknown(now);
+                    return Ok(());
+                }
             }
             if watch.coordinator_lost() {
                 tracing::error!(%why, "the consumer still has no group coordinator while the cluster answers");

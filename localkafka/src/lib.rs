@@ -393,6 +393,11 @@ kill -TERM $j 2>/dev/null; wait $j"#;
         &self.bootstrap
     }
 
+    /// The node's `node.id`, as metadata names it.
+    pub fn node_id(&self) -> i32 {
+        self.spec.node_id as i32
+    }
+
     /// The node's data folder.
     pub fn dir(&self) -> &Path {
         &self.spec.dir
