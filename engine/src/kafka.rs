@@ -130,7 +130,7 @@ struct EngineContext {
     /// Transactional producers taking turns, one transaction each
     /// ([`Config::txn_producers`]): `turn` is the one of the open (or next)
     /// transaction; each commit or abort passes the turn on.
-    producers: Vec<BaseProducer<Outputs>>,
+    producers: Vec<Arc<BaseProducer<Outputs>>>,
     turn: AtomicUsize,
     actions_topic: String,
     eager_flush: bool,
@@ -257,9 +257,7 @@ impl EngineContext {
         let group = consumer
             .group_metadata()
             .ok_or(EngineError::NoGroupMetadata)?;
-        self.producer()
-            .send_offsets_to_transaction(&tpl, &group, TXN_TIMEOUT)
-            .map_err(EngineError::kafka("send offsets to transaction"))?;
+        self.send_offsets(tpl, group)?;
         let t1 = Instant::now();
         self.producer()
             .commit_transaction(TXN_TIMEOUT)
@@ -278,6 +276,39 @@ impl EngineContext {
         Ok(())
     }
 
+    /// `send_offsets_to_transaction` on a thread of its own, waited for at
+    /// most the transaction timeout (after which the broker aborts the
+    /// transaction anyway). The offsets go to the group coordinator through
+    /// librdkafka's coordinator request, which, when the coordinator's node
+    /// has died, can wait for its connection forever (measured: fault 4
+    /// with the coordinator killed, the loop blocked for the whole test;
+    /// RELIABILITY.md). Past the bound the engine starts again in place
+    /// with new clients ([`EngineError::Hung`]); the call left behind keeps
+    /// its producer alive until it returns, fenced by the new one.
+    fn send_offsets(
+        &self,
+        offsets: TopicPartitionList,
+        group: rdkafka::consumer::ConsumerGroupMetadata,
+    ) -> Result<(), EngineError> {
+        let producer = self.producers[self.turn.load(Ordering::Relaxed)].clone();
+        let (done, result) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("engine-offsets".into())
+            .spawn(move || {
+                let _ =
+                    done.send(producer.send_offsets_to_transaction(&offsets, &group, TXN_TIMEOUT));
+            })
+            .map_err(|e| EngineError::Config(format!("a thread for the offsets: {e}")))?;
+        let bound = Duration::from_millis(TRANSACTION_TIMEOUT_MS);
+        match result.recv_timeout(bound) {
+            Ok(sent) => sent.map_err(EngineError::kafka("send offsets to transaction")),
+            Err(_) => Err(EngineError::Hung {
+                call: "send_offsets_to_transaction",
+                secs: bound.as_secs(),
+            }),
+        }
+    }
+
     /// Aborts the open transaction, if any: none of its outputs nor offsets
     /// will ever be visible to `read_committed` readers. A failed abort is
     /// fatal: the producer cannot be trusted with another transaction.
@@ -293,7 +324,10 @@ impl EngineContext {
                 .purge(PurgeConfig::default().queue().inflight());
             let deadline = Instant::now() + TXN_TIMEOUT;
             loop {
-                self.producer().poll(Duration::ZERO);
+                // Serve every queued event (a zero-timeout poll serves one,
+                // and the abort waits for the queue to empty: measured, the
+                // queue grew faster than it was served).
+                self.producer().poll(Duration::from_millis(5));
                 match self.producer().abort_transaction(Duration::from_millis(50)) {
                     Ok(()) => break,
                     Err(KafkaError::Transaction(e))
@@ -529,7 +563,7 @@ impl<'a> Engine<'a> {
             producer
                 .init_transactions(TXN_TIMEOUT)
                 .map_err(EngineError::kafka("init transactions"))?;
-            producers.push(producer);
+            producers.push(Arc::new(producer));
         }
         let context = EngineContext {
             producers,

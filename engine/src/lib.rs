@@ -409,6 +409,10 @@ pub enum EngineError {
     Stalled { partitions: Vec<i32>, secs: u64 },
     #[error("the consumer waited on its group for {secs} s: {why}")]
     Unsettled { why: String, secs: u64 },
+    /// A librdkafka call that did not return in time (the engine's loop
+    /// leaves it behind with its clients: see `kafka::EngineContext::commit`).
+    #[error("librdkafka's {call} did not return within {secs} s")]
+    Hung { call: &'static str, secs: u64 },
     #[error("{0}")]
     Registry(#[from] ops::registry::RegistryError),
 }
@@ -433,6 +437,7 @@ impl EngineError {
             | EngineError::RewindFailed(_)
             | EngineError::Stalled { .. }
             | EngineError::Unsettled { .. }
+            | EngineError::Hung { .. }
             | EngineError::Registry(_) => true,
             EngineError::Encode(_)
             | EngineError::NoGroupMetadata
@@ -464,7 +469,8 @@ impl EngineError {
             }
             EngineError::RewindFailed(_)
             | EngineError::Stalled { .. }
-            | EngineError::Unsettled { .. } => true,
+            | EngineError::Unsettled { .. }
+            | EngineError::Hung { .. } => true,
             // A registry that is down may be back; one that refuses the
             // schema (incompatible, invalid) will refuse it again.
             EngineError::Registry(e) => e.is_transient(),
