@@ -201,14 +201,8 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(200_000);
-    let (_broker, brokers) = match std::env::var("KAFKA_BROKERS") {
-        Ok(b) if !b.is_empty() => (None, b),
-        _ => {
-            let broker = LocalKafka::temporary().unwrap_or_else(|e| panic!("no broker: {e}"));
-            let addr = broker.bootstrap().to_string();
-            (Some(broker), addr)
-        }
-    };
+    let (_broker, brokers) =
+        LocalKafka::from_env_or_temporary().unwrap_or_else(|e| panic!("no broker: {e}"));
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let id = uuid::Uuid::new_v4().simple().to_string();
     let mut results = Vec::new();

@@ -436,14 +436,8 @@ fn main() {
     }
     let n: u64 = env_parse("BENCH_ACTIONS").unwrap_or(1_000_000);
     let classpath = build_peer();
-    let (broker, brokers) = match std::env::var("KAFKA_BROKERS") {
-        Ok(b) if !b.is_empty() => (None, b),
-        _ => {
-            let broker = LocalKafka::temporary().unwrap_or_else(|e| panic!("no broker: {e}"));
-            let addr = broker.bootstrap().to_string();
-            (Some(broker), addr)
-        }
-    };
+    let (broker, brokers) =
+        LocalKafka::from_env_or_temporary().unwrap_or_else(|e| panic!("no broker: {e}"));
     let broker_pid = broker.as_ref().and_then(LocalKafka::pid);
     let id = uuid::Uuid::new_v4().simple().to_string();
     let mut config = engine::Config::new(&brokers);

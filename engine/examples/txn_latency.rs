@@ -8,14 +8,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
 
 fn main() -> anyhow::Result<()> {
-    let local;
-    let brokers = match std::env::var("KAFKA_BROKERS") {
-        Ok(b) => b,
-        Err(_) => {
-            local = localkafka::LocalKafka::temporary()?;
-            local.bootstrap().to_string()
-        }
-    };
+    let (_local, brokers) = localkafka::LocalKafka::from_env_or_temporary()?;
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", &brokers)

@@ -62,14 +62,7 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
 }
 
 fn main() -> anyhow::Result<()> {
-    let local;
-    let brokers = match std::env::var("KAFKA_BROKERS") {
-        Ok(b) => b,
-        Err(_) => {
-            local = localkafka::LocalKafka::temporary()?;
-            local.bootstrap().to_string()
-        }
-    };
+    let (_local, brokers) = localkafka::LocalKafka::from_env_or_temporary()?;
     let producers = env("PRODUCERS", 1).clamp(1, 2) as usize;
     let rate = env("RATE", 500);
     let secs = env("SECS", 20);

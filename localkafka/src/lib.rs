@@ -236,6 +236,20 @@ pub struct LocalKafka {
 }
 
 impl LocalKafka {
+    /// The broker a bench or example measures against: `KAFKA_BROKERS` when
+    /// set and not empty (no broker started: `None`), else a
+    /// [`LocalKafka::temporary`], returned so the caller keeps it alive.
+    pub fn from_env_or_temporary() -> Result<(Option<LocalKafka>, String), Error> {
+        match std::env::var("KAFKA_BROKERS") {
+            Ok(brokers) if !brokers.trim().is_empty() => Ok((None, brokers)),
+            _ => {
+                let local = LocalKafka::temporary()?;
+                let brokers = local.bootstrap().to_string();
+                Ok((Some(local), brokers))
+            }
+        }
+    }
+
     /// A single-node broker in a new temporary folder on free ports, deleted
     /// when it is dropped: what tests and benches use.
     pub fn temporary() -> Result<LocalKafka, Error> {
