@@ -244,11 +244,11 @@ impl EngineContext {
         let Some(txn) = slot.as_ref() else {
             return Ok(());
         };
+        let t0 = Instant::now();
         if self.eager_flush {
             self.wait_delivered()?;
         }
         self.delivered()?;
-        let t0 = Instant::now();
         let mut tpl = TopicPartitionList::new();
         for (&partition, &next) in &txn.offsets {
             tpl.add_partition_offset(&self.actions_topic, partition, Offset::Offset(next))
@@ -1018,6 +1018,18 @@ impl<'a> Engine<'a> {
         let games = &mut held.games;
         let n = self.config.partitions;
         let mut dead = Vec::new();
+        // How old each action is when handled (from the bridge's produce):
+        // what a player waits for before the engine even starts on it.
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        for msg in &self.batch {
+            if let Some(at) = msg.timestamp().to_millis() {
+                metrics
+                    .record_age
+                    .observe((now_ms - at).max(0) as f64 / 1000.0);
+            }
+        }
         for (i, msg) in self.batch.iter().enumerate() {
             let handled = handle_keeping(
                 games,

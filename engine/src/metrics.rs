@@ -31,8 +31,12 @@ pub struct EngineMetrics {
     pub batch_size: Histogram,
     /// Handling a batch and producing its outputs.
     pub apply: Histogram,
-    /// Sending the offsets and committing a transaction.
+    /// Ending a transaction: its outputs acknowledged, the offsets sent,
+    /// the commit.
     pub commit: Histogram,
+    /// Age of each action when the engine handles it: now minus the
+    /// record's Kafka timestamp (Kafka Streams' `record-e2e-latency`).
+    pub record_age: Histogram,
     /// Transactions by outcome (`committed`, `aborted`).
     pub transactions: Family<OutcomeLabels, Counter>,
     /// Actions by outcome (`applied`, `rejected`, `duplicate`,
@@ -60,6 +64,7 @@ impl EngineMetrics {
                 batch_size: ops::metrics::size_histogram(),
                 apply: ops::metrics::seconds_histogram(),
                 commit: ops::metrics::seconds_histogram(),
+                record_age: ops::metrics::seconds_histogram(),
                 transactions: Family::default(),
                 actions: Family::default(),
                 rejections: Family::default(),
@@ -81,9 +86,15 @@ impl EngineMetrics {
             );
             r.register_with_unit(
                 "engine_commit",
-                "Sending the offsets and committing a transaction",
+                "Ending a transaction: its outputs acknowledged, the offsets sent, the commit",
                 Unit::Seconds,
                 m.commit.clone(),
+            );
+            r.register_with_unit(
+                "engine_record_age",
+                "Age of each action when the engine handles it (now minus its Kafka timestamp)",
+                Unit::Seconds,
+                m.record_age.clone(),
             );
             r.register(
                 "engine_transactions",

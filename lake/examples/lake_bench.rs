@@ -5,8 +5,10 @@
 //!   them.
 //! - `lake_bench consume --topic T`: the baseline: reads every partition to
 //!   its end and decodes each value exactly as `lake export` does (borrowed
-//!   from librdkafka, not copied), writing nothing. Tuned for itself: large
-//!   fetches, no group, no commits.
+//!   from librdkafka, not copied), writing nothing. Tuned for itself: the
+//!   fetch sizes it does best with, a 10 ms fetch backoff, no group, no
+//!   commits; more librdkafka
+//!   settings to try with `LAKE_BENCH_X="key=value,key=value"`.
 //!
 //! - `lake_bench cpu --n N [--batch B]`: no Kafka: where the exporter's own
 //!   time goes (decode, building the tables, Parquet encoding) for N records
@@ -197,15 +199,29 @@ fn produce(brokers: &str, topic: &str, partitions: i32, n: u64) -> anyhow::Resul
 }
 
 fn consume(brokers: &str, topic: &str) -> anyhow::Result<()> {
-    let consumer: BaseConsumer = ClientConfig::new()
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", brokers)
         .set("group.id", "lake-bench-baseline")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
         .set("fetch.wait.max.ms", "100")
-        .set("max.partition.fetch.bytes", "8388608")
-        .set("fetch.max.bytes", "67108864")
-        .create()?;
+        // Tuned at its best (BENCHMARKS.md, "Lake", ninth session): with
+        // librdkafka's 1 s fetch backoff the baseline waited for fetches a
+        // third of its time (1.80 s against 1.20 s); small fetches and a
+        // small queue are as fast and fault in a quarter of the pages.
+        .set("max.partition.fetch.bytes", "2097152")
+        .set("fetch.max.bytes", "8388608")
+        .set("queued.max.messages.kbytes", "4096")
+        .set("fetch.queue.backoff.ms", "10");
+    // LAKE_BENCH_X="key=value,key=value": librdkafka settings to try on
+    // the baseline (as `lake export -X key=value` takes them).
+    for kv in std::env::var("LAKE_BENCH_X").unwrap_or_default().split(',') {
+        if let Some((k, v)) = kv.split_once('=') {
+            config.set(k.trim(), v.trim());
+        }
+    }
+    let consumer: BaseConsumer = config.create()?;
     let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
     let mut tpl = TopicPartitionList::new();
     for t in metadata.topics() {
