@@ -13,6 +13,9 @@
 #
 #   RATE=2000 GAMES=20 PLAYERS=200 SECS=15 scripts/bench-engine-pickup.sh
 #
+# With KAFKA_BROKERS set, the game and the probes use that broker (e.g.
+# `localkafka run -X num.io.threads=2 -- scripts/bench-engine-pickup.sh` to
+# try a broker setting); otherwise the game starts its own.
 # Needs the release `nation` and `loadgen` (built here unless SKIP_BUILD=1)
 # and the registry's Python venv (`scripts/registry/registry.sh` makes it).
 set -euo pipefail
@@ -40,8 +43,8 @@ for _ in $(seq 1 120); do
   sleep 1
 done
 curl -fs "http://127.0.0.1:$PORT/readyz" >/dev/null || { echo "nation did not get ready"; tail -20 "$work/nation.log"; exit 1; }
-brokers="127.0.0.1:$((PORT + 1000))"
-broker_pid=$(ss -Hltnp "sport = :$((PORT + 1000))" | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2)
+brokers="${KAFKA_BROKERS:-127.0.0.1:$((PORT + 1000))}"
+broker_pid=$(ss -Hltnp "sport = :${brokers##*:}" | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2)
 
 cat >"$work/age.py" <<'PY'
 import sys, time
