@@ -249,6 +249,7 @@ impl EngineContext {
             self.wait_delivered()?;
         }
         self.delivered()?;
+        let delivered = Instant::now();
         let mut tpl = TopicPartitionList::new();
         for (&partition, &next) in &txn.offsets {
             tpl.add_partition_offset(&self.actions_topic, partition, Offset::Offset(next))
@@ -267,7 +268,8 @@ impl EngineContext {
         tracing::debug!(
             records = txn.records,
             open_us = (t0 - txn.started).as_micros() as u64,
-            send_offsets_us = (t1 - t0).as_micros() as u64,
+            delivered_us = (delivered - t0).as_micros() as u64,
+            send_offsets_us = (t1 - delivered).as_micros() as u64,
             commit_us = t1.elapsed().as_micros() as u64,
             "transaction committed"
         );
