@@ -30,12 +30,29 @@ echo "== move -> all players' WebSockets (loadgen play --arena, ${DURATION} s ea
 for arenas in $LOADS; do
   players=$((arenas * 10))
   rate=$((players * 5))
+  curl -fs "http://127.0.0.1:$PORT/metrics" >"$DATA/metrics-before-$arenas" || true
   "$TARGET/release/loadgen" play --url "http://127.0.0.1:$PORT" --arena --games "$arenas" \
     --players "$players" --rate "$rate" --duration "$DURATION" --warmup 3 --quiet --json \
     --slo p99=50ms >"$DATA/play-$arenas.json" || true
-  python3 - "$DATA/play-$arenas.json" "$arenas" <<'PY'
+  curl -fs "http://127.0.0.1:$PORT/metrics" >"$DATA/metrics-after-$arenas" || true
+  python3 - "$DATA/play-$arenas.json" "$arenas" "$DATA/metrics-before-$arenas" "$DATA/metrics-after-$arenas" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
+def sums(path):
+    out = {}
+    try:
+        for line in open(path):
+            parts = line.split()
+            if len(parts) == 2 and parts[0].startswith(("engine_commit_seconds_", "engine_apply_seconds_")):
+                out[parts[0]] = float(parts[1])
+    except OSError:
+        pass
+    return out
+before, after = sums(sys.argv[3]), sums(sys.argv[4])
+def mean_ms(name):
+    n = after.get(name + "_count", 0) - before.get(name + "_count", 0)
+    s = after.get(name + "_sum", 0) - before.get(name + "_sum", 0)
+    return n, (s / n * 1000 if n else float("nan"))
 u, a = r["update"], r["ack"]
 print(f"{sys.argv[2]} arenas x 10 bots, {r['rate']:.0f} actions/s intended, {r['achieved_rate']:.0f} sent/s: "
       f"all players' update p50 {u['p50_ms']:.1f} ms p99 {u['p99_ms']:.1f} ms (max {u['max_ms']:.1f}); "
@@ -43,6 +60,10 @@ print(f"{sys.argv[2]} arenas x 10 bots, {r['rate']:.0f} actions/s intended, {r['
       f"{r['matched']} matched ({r['applied']} applied, {r['rejected']} rejected), {r['unmatched']} unmatched, "
       f"{r['errors']} errors, {r['dropped']} dropped; {r['ws_bytes'] / max(r['ws_messages'], 1):.0f} bytes per WebSocket message; "
       f"SLO p99<=50ms {'met' if r['slo_met'] else 'missed'}")
+commits, commit_ms = mean_ms("engine_commit_seconds")
+batches, apply_ms = mean_ms("engine_apply_seconds")
+print(f"  engine: {commits:.0f} commits, {commit_ms:.1f} ms each on average (the wait for the outputs included); "
+      f"{batches:.0f} batches, {apply_ms:.2f} ms each")
 PY
 done
 cleanup
