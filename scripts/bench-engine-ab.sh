@@ -10,7 +10,9 @@
 #   RATE=2000 SECS=60 ROUNDS=3 PLAYERS=20 scripts/bench-engine-ab.sh A_ENV B_ENV
 #
 # A and B are one `NAME=value` each (several with commas:
-# `ENGINE_COMMIT_INTERVAL_MS=0,ENGINE_EAGER_FLUSH=true`). Without
+# `ENGINE_COMMIT_INTERVAL_MS=0,ENGINE_EAGER_FLUSH=true`); `NATION_BIN=path`
+# runs another build of `nation` (two builds side by side:
+# `scripts/bench-engine-ab.sh NATION_BIN=/tmp/nation.old NATION_BIN=/tmp/nation.new`). Without
 # KAFKA_BROKERS a local Apache Kafka is started for the comparison.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -43,10 +45,14 @@ run() {
   port=$((20000 + RANDOM % 20000))
   local -a envs=()
   IFS=',' read -r -a envs <<< "$setting"
+  local bin="$TARGET/release/nation" e
+  for e in "${envs[@]}"; do
+    [[ $e == NATION_BIN=* ]] && bin=${e#NATION_BIN=}
+  done
   env "${envs[@]}" BIND="127.0.0.1:$port" ACTIONS_TOPIC="actions-$tag" GAMES_TOPIC="games-$tag" \
     ENGINE_GROUP_ID="engine-$tag" ENGINE_TRANSACTIONAL_ID="engine-$tag" \
     NATION_DATA="$work/$tag" LAKE_DIR="$work/$tag/lake" STATIC_DIR=/nonexistent RUST_LOG=warn \
-    "$TARGET/release/nation" > "$work/nation-$tag.log" 2>&1 &
+    "$bin" > "$work/nation-$tag.log" 2>&1 &
   pid=$!
   for _ in $(seq 1 240); do
     curl -sf "http://127.0.0.1:$port/readyz" > /dev/null && break

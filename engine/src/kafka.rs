@@ -7,7 +7,11 @@
 //!   polls; each polled batch's outputs are produced (and flushed) at once,
 //!   and the transaction commits every N ms. Readers at `read_uncommitted`
 //!   (the bridge) see an update a few ms after its action; `read_committed`
-//!   readers see it at the commit.
+//!   readers see it at the commit. A commit needs every output of its
+//!   transaction acknowledged first: once a transaction is due, the loop
+//!   goes on handling actions (their outputs join it) and commits at the
+//!   first turn where none is in flight, so the loop does not stand still
+//!   while they land; only past [`COMMIT_GRACE`] more does it wait for them.
 //!
 //! Transactions take turns between two producers (`Config::txn_producers`):
 //! after a commit the coordinator still writes the commit markers, and
@@ -67,6 +71,12 @@ const STALL_QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 /// transaction stay open before it aborts it (what a crashed engine's
 /// readers wait at most when no engine with its id comes back).
 pub const TRANSACTION_TIMEOUT_MS: u64 = 10_000;
+
+/// How long a due streaming transaction may wait for a turn with none of
+/// its outputs in flight ([`Engine::commit_due`]), at most: past its
+/// interval plus the smaller of the interval and this, it commits anyway,
+/// waiting for them (under a load that never lets them all land).
+const COMMIT_GRACE: Duration = Duration::from_secs(1);
 
 /// The first wait after an abortable error; doubled on each error in a row,
 /// up to [`MAX_BACKOFF`].
@@ -382,7 +392,20 @@ impl EngineContext {
     fn wake(&self) {
         // A zero-timeout flush is one rd_kafka_flush(rk, 0): a wake-up.
         let _ = self.producer().flush(Duration::ZERO);
-        self.producer().poll(Duration::ZERO);
+        // Serve every delivery report queued, not one: a zero-timeout poll
+        // serves one event, the reports of one partition's batch, and a
+        // produce response over the transaction's partitions queues one per
+        // partition (up to 24 here); the rest counted as in flight until
+        // later turns served them. Stops when a poll serves nothing.
+        let mut left = self.producer().in_flight_count();
+        while left > 0 {
+            self.producer().poll(Duration::ZERO);
+            let now = self.producer().in_flight_count();
+            if now == left {
+                break;
+            }
+            left = now;
+        }
     }
 }
 
@@ -883,7 +906,14 @@ impl<'a> Engine<'a> {
         match &*lock(&self.consumer.context().txn) {
             Some(txn) => {
                 let interval = Duration::from_millis(self.config.commit_interval_ms);
-                interval.saturating_sub(txn.started.elapsed()).min(idle)
+                let left = interval.saturating_sub(txn.started.elapsed());
+                if streaming && left.is_zero() {
+                    // Due, waiting for its outputs to land (`commit_due`):
+                    // look again in a ms, or as soon as a record comes.
+                    Duration::from_millis(1)
+                } else {
+                    left.min(idle)
+                }
             }
             None => idle,
         }
@@ -951,14 +981,25 @@ impl<'a> Engine<'a> {
 
     /// Whether the open transaction should commit now: always when cutting
     /// per batch; when streaming, once it is `commit_interval_ms` old or
-    /// holds `max_batch` records.
+    /// holds `max_batch` records, and then at the first turn where none of
+    /// its outputs is in flight. The commit waits for every output to be
+    /// acknowledged, and the loop handles no action meanwhile: under load
+    /// that wait was 25-50 ms at p50 (BENCHMARKS.md, P2), while the outputs
+    /// sent between two batches land in a few ms. Past the interval plus
+    /// [`COMMIT_GRACE`] (at most the interval again) it commits anyway.
     fn commit_due(&self) -> bool {
-        lock(&self.consumer.context().txn)
-            .as_ref()
-            .is_some_and(|txn| {
-                txn.started.elapsed() >= Duration::from_millis(self.config.commit_interval_ms)
-                    || txn.records >= self.config.max_batch
-            })
+        let txn = lock(&self.consumer.context().txn);
+        let Some(txn) = txn.as_ref() else {
+            return false;
+        };
+        let interval = Duration::from_millis(self.config.commit_interval_ms);
+        let age = txn.started.elapsed();
+        if txn.records >= self.config.max_batch || interval.is_zero() {
+            return true;
+        }
+        age >= interval
+            && (self.producer().in_flight_count() == 0
+                || age >= interval + interval.min(COMMIT_GRACE))
     }
 
     fn commit(&self) -> Result<(), EngineError> {

@@ -204,8 +204,9 @@ pub struct Config {
     #[arg(long, env = "ENGINE_EAGER_FLUSH", default_value_t = false, action = clap::ArgAction::Set)]
     pub eager_flush: bool,
     /// 0: one transaction per polled batch. N > 0: streaming transactions,
-    /// open across polls and committed every N ms (and before partitions are
-    /// revoked), whose outputs are sent as each batch is handled, so
+    /// open across polls and committed every N ms (at the first turn after
+    /// N ms with none of their outputs in flight, at the latest after
+    /// N + min(N, 1 s); and before partitions are revoked), whose outputs are sent as each batch is handled, so
     /// `read_uncommitted` readers (the bridge with `GAMES_ISOLATION`) see an
     /// update within a few ms while `read_committed` ones see it at the
     /// commit. Implies `eager_flush`. Default [`DEFAULT_COMMIT_INTERVAL_MS`].

@@ -19,7 +19,11 @@
 //! action), `BENCH_FLOOR_ONLY=1`, `BENCH_WARMUP_SECS` (default 30: the
 //! same load on other games before anything is measured; a fresh broker's
 //! JVM compiles its hot paths in its first minute, and a floor measured cold
-//! had p99s of 170-430 ms against 7 ms warm, BENCHMARKS.md P2).
+//! had p99s of 170-430 ms against 7 ms warm, BENCHMARKS.md P2),
+//! `BENCH_LOADED_FLOOR_RATE` (default 200 records/s; 0: none): a second
+//! floor, measured during the game's load at that rate on a topic of its
+//! own, for what a bare produce -> consume gets from the same broker and
+//! cores while the game runs (on 2 cores the game's load alone moves it).
 
 #[path = "common/mod.rs"]
 #[allow(dead_code)] // each bench uses part of it
@@ -205,7 +209,16 @@ async fn main() {
         ..PlayArgs::new(format!("http://{}", bridge.addr))
     };
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let report = loadgen::play::run(&args).await.expect("loadgen play");
+    let loaded_rate = common::env("BENCH_LOADED_FLOOR_RATE", 200);
+    let (report, loaded_floor) = tokio::join!(loadgen::play::run(&args), async {
+        if loaded_rate == 0 {
+            return None;
+        }
+        Some(common::summary(
+            broker_floor(&brokers, loaded_rate, secs, None).await,
+        ))
+    });
+    let report = report.expect("loadgen play");
     println!(
         "load average before the load: {}",
         load.split_whitespace()
@@ -221,6 +234,9 @@ async fn main() {
         a.p50_ms, a.p99_ms, a.max_ms, a.count
     );
     println!("broker floor, same run (produce -> consume):  {floor}");
+    if let Some(loaded) = loaded_floor {
+        println!("broker floor during the load ({loaded_rate}/s):     {loaded}");
+    }
     if let Some(direct) = direct {
         let direct = direct.finish();
         let mut engine = Vec::new();
