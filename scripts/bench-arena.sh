@@ -7,6 +7,8 @@
 # 2. bytes of a move's WebSocket frame (the arena test prints it);
 # 3. the engine's apply rate, arena vs nation, same run (cargo bench).
 # Usage: bash scripts/bench-arena.sh  (LOADS="10 20 40" DURATION=20 by default)
+# MOVES_ONLY=1: figure 1 only; NATION_BIN=path: another build of `nation` for
+# it (two builds side by side, one series each).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -17,7 +19,7 @@ PORT="${PORT:-18090}"
 cargo build --release -q -p nation -p loadgen -p localkafka
 DATA="$(mktemp -d)"
 NATION_DATA="$DATA" BIND="127.0.0.1:$PORT" KAFKA_PORT="$((PORT + 1000))" STATIC_DIR=/nonexistent \
-  "$TARGET/release/nation" >"$DATA/nation.log" 2>&1 &
+  "${NATION_BIN:-$TARGET/release/nation}" >"$DATA/nation.log" 2>&1 &
 NATION=$!
 cleanup() { kill "$NATION" 2>/dev/null || true; wait "$NATION" 2>/dev/null || true; rm -rf "$DATA"; }
 trap cleanup EXIT
@@ -68,6 +70,7 @@ PY
 done
 cleanup
 trap - EXIT
+[[ "${MOVES_ONLY:-0}" == 1 ]] && exit 0
 echo "== bytes of one move's WebSocket frame"
 "$TARGET/debug/localkafka" run -- cargo test -q -p tests --test arena a_match_played -- --nocapture 2>&1 | grep "WebSocket frame" || true
 echo "== engine apply rate, arena vs nation (exactly once, same run)"

@@ -14,7 +14,9 @@
 //! (default 1000), `BENCH_RATE` (actions/s, default 1000, so 10,000
 //! deliveries/s), `BENCH_SECS` (default 10), `BENCH_NATIONS` (nations added
 //! to game 1 first, default 0: the popular-game run), `KAFKA_BROKERS` (else
-//! an Apache Kafka is started for the run).
+//! an Apache Kafka is started for the run), `BENCH_WARMUP_SECS` (default 30:
+//! the same rate on 100 games of their own first, not measured; a fresh
+//! broker's JVM is still compiling its hot paths, as in the latency bench).
 
 #[path = "common/mod.rs"]
 #[allow(dead_code)] // each bench uses part of it
@@ -35,6 +37,25 @@ async fn main() {
     println!("broker: Apache Kafka at {brokers}");
     let client = reqwest::Client::new();
     bridge.wait_ready().await;
+    let warmup_secs = common::env("BENCH_WARMUP_SECS", 30);
+    if warmup_secs > 0 {
+        let warm = PlayArgs {
+            rate: rate as f64,
+            duration: warmup_secs as f64,
+            games: 100,
+            first_game: Some(1_000_000),
+            players: 100,
+            quiet: true,
+            ..PlayArgs::new(format!("http://{}", bridge.addr))
+        };
+        let r = loadgen::play::run(&warm)
+            .await
+            .expect("loadgen play (warm-up)");
+        println!(
+            "warm-up: {warmup_secs} s at {rate}/s on 100 other games, not measured (202 -> update p50 {:.2} / p99 {:.2} ms)",
+            r.answer_to_update.p50_ms, r.answer_to_update.p99_ms
+        );
+    }
     let args = PlayArgs {
         rate: rate as f64,
         duration: secs as f64,
