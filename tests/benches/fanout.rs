@@ -37,25 +37,7 @@ async fn main() {
     println!("broker: Apache Kafka at {brokers}");
     let client = reqwest::Client::new();
     bridge.wait_ready().await;
-    let warmup_secs = common::env("BENCH_WARMUP_SECS", 30);
-    if warmup_secs > 0 {
-        let warm = PlayArgs {
-            rate: rate as f64,
-            duration: warmup_secs as f64,
-            games: 100,
-            first_game: Some(1_000_000),
-            players: 100,
-            quiet: true,
-            ..PlayArgs::new(format!("http://{}", bridge.addr))
-        };
-        let r = loadgen::play::run(&warm)
-            .await
-            .expect("loadgen play (warm-up)");
-        println!(
-            "warm-up: {warmup_secs} s at {rate}/s on 100 other games, not measured (202 -> update p50 {:.2} / p99 {:.2} ms)",
-            r.answer_to_update.p50_ms, r.answer_to_update.p99_ms
-        );
-    }
+    common::warm_up(&bridge.addr, rate, 100, 100).await;
     let args = PlayArgs {
         rate: rate as f64,
         duration: secs as f64,

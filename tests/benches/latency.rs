@@ -162,25 +162,7 @@ async fn main() {
     bridge.wait_ready().await;
     // Warm-up, not measured: the broker's JVM and the game at the rate, on
     // games of their own.
-    let warmup_secs = common::env("BENCH_WARMUP_SECS", 30);
-    if warmup_secs > 0 {
-        let warm = PlayArgs {
-            rate: rate as f64,
-            duration: warmup_secs as f64,
-            games,
-            first_game: Some(1_000_000),
-            players,
-            quiet: true,
-            ..PlayArgs::new(format!("http://{}", bridge.addr))
-        };
-        let r = loadgen::play::run(&warm)
-            .await
-            .expect("loadgen play (warm-up)");
-        println!(
-            "warm-up: {warmup_secs} s at {rate}/s, not measured (202 -> update p50 {:.2} / p99 {:.2} ms)",
-            r.answer_to_update.p50_ms, r.answer_to_update.p99_ms
-        );
-    }
+    common::warm_up(&bridge.addr, rate, games, players).await;
     // As long as the game's run: both test brokers slow down as a
     // partition's log grows (BENCHMARKS.md).
     let floor = broker_floor(&brokers, rate, secs, floor_topic).await;

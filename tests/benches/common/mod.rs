@@ -217,6 +217,33 @@ pub async fn populate_from_env(
     );
 }
 
+/// `BENCH_WARMUP_SECS` (default 30) of `loadgen play` at `rate` on
+/// `games` games of their own (from game 1,000,000), not measured: a fresh
+/// broker's JVM compiles its hot paths in its first minute (BENCHMARKS.md,
+/// P2 and P4).
+pub async fn warm_up(addr: &str, rate: u64, games: u64, players: usize) {
+    let secs = env("BENCH_WARMUP_SECS", 30);
+    if secs == 0 {
+        return;
+    }
+    let warm = loadgen::play::PlayArgs {
+        rate: rate as f64,
+        duration: secs as f64,
+        games,
+        first_game: Some(1_000_000),
+        players,
+        quiet: true,
+        ..loadgen::play::PlayArgs::new(format!("http://{addr}"))
+    };
+    let r = loadgen::play::run(&warm)
+        .await
+        .expect("loadgen play (warm-up)");
+    println!(
+        "warm-up: {secs} s at {rate}/s on {games} other games, not measured (202 -> update p50 {:.2} / p99 {:.2} ms)",
+        r.answer_to_update.p50_ms, r.answer_to_update.p99_ms
+    );
+}
+
 /// A numeric knob from the environment.
 pub fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
