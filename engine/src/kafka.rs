@@ -11,7 +11,8 @@
 //!   transaction acknowledged first: once a transaction is due, the loop
 //!   goes on handling actions (their outputs join it) and commits at the
 //!   first turn where none is in flight, so the loop does not stand still
-//!   while they land; only past [`COMMIT_GRACE`] more does it wait for them.
+//!   while they land; only past min(interval, [`COMMIT_GRACE`]) more does it
+//!   wait for them.
 //!
 //! Transactions take turns between two producers (`Config::txn_producers`):
 //! after a commit the coordinator still writes the commit markers, and
