@@ -1,5 +1,7 @@
 //! [`AppError`]: every way a request can fail, as `{"error", "detail"}` JSON.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -8,7 +10,8 @@ use shared::wire::ErrorBody;
 use shared::ActionType;
 
 /// A request that failed. User mistakes are 4xx with a detail; internal
-/// failures are 5xx and leak nothing. Logging is the trace layer's job.
+/// failures are 5xx and leak nothing to the client: their cause goes to the
+/// log instead ([`log_cause`]). Logging refusals is the trace layer's job.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error("bad request: {0}")]
@@ -103,9 +106,43 @@ impl AppError {
     }
 }
 
+/// When a 5xx cause was last logged (ms since the epoch), and how many were
+/// left out since: during an outage every request fails the same way, so
+/// the log gets one line a second with the count of those skipped, not one
+/// per request.
+static LAST_CAUSE_LOGGED_MS: AtomicU64 = AtomicU64::new(0);
+static CAUSES_LEFT_OUT: AtomicU64 = AtomicU64::new(0);
+
+/// Logs why a request got a 5xx (the client only sees a generic detail), at
+/// most once a second.
+fn log_cause(status: StatusCode, error: &AppError) {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let last = LAST_CAUSE_LOGGED_MS.load(Ordering::Relaxed);
+    if now_ms < last.saturating_add(1_000)
+        || LAST_CAUSE_LOGGED_MS
+            .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+    {
+        CAUSES_LEFT_OUT.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    let left_out = CAUSES_LEFT_OUT.swap(0, Ordering::Relaxed);
+    tracing::warn!(
+        status = status.as_u16(),
+        cause = %error,
+        skipped = left_out,
+        "answered with a server error"
+    );
+}
+
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let (status, error, detail) = self.parts();
+        if status.is_server_error() {
+            log_cause(status, &self);
+        }
         let mut response = (
             status,
             Json(ErrorBody {

@@ -9,7 +9,7 @@ use std::collections::{BTreeSet, HashMap};
 use rdkafka::Message;
 use shared::{
     apply_changes, partition_for, ActionEnvelope, FighterRecord, Game, GameHead, GameSnapshot,
-    GamesRecord, MatchRecord, NationRecord, Outcome, RejectedAction, Rejection,
+    GamesRecord, MatchRecord, Nation, NationRecord, Outcome, RejectedAction, Rejection,
     GAMES_SCHEMA_VERSION, SCHEMA_VERSION,
 };
 
@@ -134,12 +134,61 @@ pub fn handle<M: Message>(
     handle_keeping(games, None, record, partitions, DEFAULT_WINDOW_MS)
 }
 
-/// [`handle`], keeping in `undo` each game's slot as it was before the
-/// current batch first touched it (so an update that cannot be written can
-/// be redone action by action).
+/// How to get back a game's slot as the current batch found it, at a cost
+/// that does not grow with the game: the slot without its nations (the
+/// remembered ids are a persistent map, so that copy is O(1)), and the
+/// former value of each nation the batch touched. The rules change only the
+/// acting player's nation ([`shared::apply_changes`]), so that is all that
+/// needs keeping.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Undo {
+    /// The slot as the batch found it, with no nations.
+    base: GameSlot,
+    /// Each nation the batch touched, as it was (`None`: it did not exist).
+    nations: HashMap<String, Option<Nation>>,
+}
+
+impl Undo {
+    /// Keeps what is needed to bring `slot` back to where it is now.
+    fn of(slot: &mut GameSlot) -> Undo {
+        let players = std::mem::take(&mut slot.game.state.players);
+        let base = slot.clone();
+        slot.game.state.players = players;
+        Undo {
+            base,
+            nations: HashMap::new(),
+        }
+    }
+
+    /// Notes `player`'s nation in `slot` before an action of theirs.
+    fn keep(&mut self, slot: &GameSlot, player: &str) {
+        if !self.nations.contains_key(player) {
+            let nation = slot.game.state.players.get(player).cloned();
+            self.nations.insert(player.to_string(), nation);
+        }
+    }
+
+    /// The slot as the batch found it, built from `current` (the slot now).
+    pub fn restore(self, current: GameSlot) -> GameSlot {
+        let mut players = current.game.state.players;
+        for (player, nation) in self.nations {
+            match nation {
+                Some(nation) => players.insert(player, nation),
+                None => players.remove(&player),
+            };
+        }
+        let mut slot = self.base;
+        slot.game.state.players = players;
+        slot
+    }
+}
+
+/// [`handle`], keeping in `undo` how to bring back each game's slot as it
+/// was before the current batch first touched it (so an update that cannot
+/// be written can be redone action by action).
 pub fn handle_keeping<M: Message>(
     games: &mut HashMap<u64, GameSlot>,
-    undo: Option<&mut HashMap<u64, GameSlot>>,
+    mut undo: Option<&mut HashMap<u64, Undo>>,
     record: &M,
     partitions: i32,
     window_ms: u64,
@@ -168,9 +217,9 @@ pub fn handle_keeping<M: Message>(
     if slot.actions_offset.is_some_and(|stored| offset <= stored) {
         return Handled::AlreadyIncluded { game_id };
     }
-    if let Some(undo) = undo {
+    if let Some(undo) = undo.as_deref_mut() {
         if !slot.dirty {
-            undo.entry(game_id).or_insert_with(|| slot.clone());
+            undo.entry(game_id).or_insert_with(|| Undo::of(slot));
         }
     }
     slot.actions_offset = Some(offset);
@@ -189,6 +238,9 @@ pub fn handle_keeping<M: Message>(
             Some(Outcome::Rejected(Rejection::Expired))
         }
         Verdict::New(at) => {
+            if let Some(kept) = undo.and_then(|undo| undo.get_mut(&game_id)) {
+                kept.keep(slot, &action.player_id);
+            }
             let effect = apply_changes(&mut slot.game, &action);
             slot.changed.extend(effect.fighters);
             slot.match_changed |= effect.match_changed;
@@ -395,10 +447,49 @@ mod tests {
             N,
             DEFAULT_WINDOW_MS,
         );
-        assert_eq!(undo[&1].game.version, 1, "as the batch found it");
-        assert_eq!(undo[&1].actions_offset, Some(0));
         assert_eq!(games[&1].game.version, 3);
         assert_eq!(pending_step(&games[&1]).head.applied, vec!["a2", "a3"]);
+        let found = undo.remove(&1).unwrap().restore(games[&1].clone());
+        assert_eq!(found.game.version, 1, "as the batch found it");
+        assert_eq!(found.actions_offset, Some(0));
+        assert_eq!(found.game.state.players["p"].items.knife, 0);
+        assert_eq!(found.game.state.players["p"].gold, 100);
+    }
+
+    #[test]
+    fn brings_back_a_big_game_from_the_nations_a_batch_touched() {
+        let mut games = HashMap::new();
+        let mut offset = 0;
+        let mut next = |games: &mut HashMap<u64, GameSlot>,
+                        undo: Option<&mut HashMap<u64, Undo>>,
+                        a: &ActionEnvelope| {
+            offset += 1;
+            super::handle_keeping(games, undo, &rec(a, offset), N, DEFAULT_WINDOW_MS)
+        };
+        for i in 0..50 {
+            let join = action(&format!("j{i}"), 1, &format!("p{i}"), ActionType::Join);
+            next(&mut games, None, &join);
+        }
+        flush(&mut games);
+        let before = games[&1].clone();
+        let mut undo = HashMap::new();
+        let batch = [
+            action("b1", 1, "p3", ActionType::PurchaseKnife),
+            action("b2", 1, "new", ActionType::Join),
+            action("b3", 1, "p3", ActionType::UpgradeSword),
+            action("b4", 1, "p7", ActionType::Default),
+            action("b5", 1, "nobody", ActionType::PurchaseSword),
+            action("b1", 1, "p3", ActionType::PurchaseKnife),
+        ];
+        for a in &batch {
+            next(&mut games, Some(&mut undo), a);
+        }
+        assert_ne!(games[&1], before, "the batch changed the game");
+        let found = undo.remove(&1).unwrap().restore(games[&1].clone());
+        assert_eq!(
+            found, before,
+            "every nation, id and mark as the batch found them"
+        );
     }
 
     #[test]

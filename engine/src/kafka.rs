@@ -55,7 +55,9 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use shared::{partition_for, GameSnapshot, GamesFold, GamesRecord};
 
-use crate::handle::{flush, handle_keeping, pending_step, take_step, GameSlot, Handled, Step};
+use crate::handle::{
+    flush, handle_keeping, pending_step, take_step, GameSlot, Handled, Step, Undo,
+};
 use crate::metrics::EngineMetrics;
 use crate::query::Store;
 use crate::seen::{Seen, SeenKey, SeenValue};
@@ -422,7 +424,7 @@ struct Engine<'a> {
     /// locked while a batch is handled, shared with interactive queries.
     store: Arc<Store>,
     /// Each game touched by the current batch as the batch found it.
-    undo: HashMap<u64, GameSlot>,
+    undo: HashMap<u64, Undo>,
     /// Restore the loading partitions without waiting for a record (after a
     /// recovery, or when a query asks for one of their games).
     restore_now: bool,
@@ -1148,10 +1150,14 @@ impl<'a> Engine<'a> {
             limit,
             "update too large: redoing the batch action by action"
         );
-        let start = self.undo.remove(&game_id).unwrap_or_else(|| GameSlot {
-            game: shared::Game::new(game_id),
-            ..GameSlot::default()
-        });
+        let current = games.remove(&game_id).unwrap_or_default();
+        let start = match self.undo.remove(&game_id) {
+            Some(undo) => undo.restore(current),
+            None => GameSlot {
+                game: shared::Game::new(game_id),
+                ..GameSlot::default()
+            },
+        };
         games.insert(game_id, start);
         let n = self.config.partitions;
         let window = self.config.dedup_window_ms;

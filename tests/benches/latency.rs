@@ -12,6 +12,7 @@
 //! `cargo build --release -p nation && cargo bench -p tests --bench latency`
 //! Env: `BENCH_RATE` (actions/s, default 2000), `BENCH_SECS` (default 30),
 //! `BENCH_GAMES` (default 20), `BENCH_PLAYERS` (default one per game),
+//! `NATION_BIN` (another build of `nation`, for two builds side by side),
 //! `BENCH_NATIONS` (nations added to game 1 first, default 0: the
 //! popular-game run), `KAFKA_BROKERS` (else an Apache Kafka is started for
 //! the run), `BENCH_DIRECT=1` (also read `games` directly, to split engine

@@ -40,7 +40,7 @@ impl BridgeProcess {
     }
 
     /// Builds nothing: expects `target/release/nation` (the bench scripts
-    /// build it). Starts it (bridge and engine), waits for `/healthz`.
+    /// build it), or the build named by `NATION_BIN`. Starts it (bridge and engine), waits for `/healthz`.
     pub fn start(brokers: &str, partitions: i32) -> BridgeProcess {
         BridgeProcess::start_with(brokers, partitions, &[])
     }
@@ -52,10 +52,13 @@ impl BridgeProcess {
         let target = std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| root.join("target"));
-        let bin = root.join(target).join("release/nation");
+        // `NATION_BIN`: another build (two builds side by side).
+        let bin = std::env::var_os("NATION_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join(target).join("release/nation"));
         assert!(
             bin.exists(),
-            "build it first: cargo build --release -p nation"
+            "build it first: cargo build --release -p nation (or set NATION_BIN to a build)"
         );
         let port = tests::free_port();
         let addr = format!("127.0.0.1:{port}");
