@@ -3,6 +3,7 @@
 # against a same-run baseline that only consumes and decodes the same records,
 # bytes per event on disk, and `lake report` time.
 #   bash scripts/bench-lake.sh [events, default 1000000] [partitions, default 12]
+#   CODECS="zstd snappy lz4 none" bash scripts/bench-lake.sh   (one export each)
 # Starts its own Apache Kafka (localkafka) unless KAFKA_BROKERS is set.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -53,20 +54,27 @@ end=$(date +%s%N)
 base_ns=$((end - start))
 awk -v ns=$base_ns -v n="$N" 'BEGIN { s = ns / 1e9; printf "baseline wall time %.2f s (%.0f events/s, process start included)\n", s, n / s }'
 
-echo "== lake export --once (one core)"
-start=$(date +%s%N)
-"${ONE_CORE[@]}" "$LAKE" export --once --no-outcomes --actions-topic "$TOPIC" --to "$OUT/lake" --progress-secs 60
-end=$(date +%s%N)
-awk -v ns=$((end - start)) -v b=$base_ns -v n="$N" 'BEGIN { s = ns / 1e9; printf "export wall time %.2f s (%.0f events/s, process start included): %.2fx the baseline\n", s, n / s, ns / b }'
+# CODECS: the export is run once per codec, each against the same baseline
+# (`--compression`; default zstd only). The first codec's lake is reported.
+CODECS=(${CODECS:-zstd})
+i=0
+for codec in "${CODECS[@]}"; do
+  i=$((i + 1))
+  lake="$OUT/lake-$i-$codec"
+  echo "== lake export --once --compression $codec (one core)"
+  start=$(date +%s%N)
+  "${ONE_CORE[@]}" "$LAKE" export --once --no-outcomes --compression "$codec" --actions-topic "$TOPIC" --to "$lake" --progress-secs 60
+  end=$(date +%s%N)
+  awk -v ns=$((end - start)) -v b=$base_ns -v n="$N" -v c="$codec" 'BEGIN { s = ns / 1e9; printf "export (%s) wall time %.2f s (%.0f events/s, process start included): %.2fx the baseline\n", c, s, n / s, ns / b }'
 
-echo "== bytes on disk"
-events=$(du -sb "$OUT/lake/events" | cut -f1)
-all=$(du -sb "$OUT/lake" | cut -f1)
-awk -v e="$events" -v a="$all" -v n="$N" 'BEGIN { printf "events table: %d bytes, %.1f bytes/event; whole lake (events, purchases, buffer_meta, etl_meta, log): %d bytes, %.1f bytes/event\n", e, e / n, a, a / n }'
+  events=$(du -sb "$lake/events" | cut -f1)
+  all=$(du -sb "$lake" | cut -f1)
+  awk -v e="$events" -v a="$all" -v n="$N" -v c="$codec" 'BEGIN { printf "bytes on disk (%s): events table %d bytes, %.1f bytes/event; whole lake (events, purchases, buffer_meta, etl_meta, log): %d bytes, %.1f bytes/event\n", c, e, e / n, a, a / n }'
+done
 
 echo "== lake report"
 start=$(date +%s%N)
-"$LAKE" report --from "$OUT/lake" >"$OUT/report.txt"
+"$LAKE" report --from "$OUT/lake-1-${CODECS[0]}" >"$OUT/report.txt"
 end=$(date +%s%N)
 head -1 "$OUT/report.txt"
 awk -v ns=$((end - start)) -v n="$N" 'BEGIN { printf "lake report over %d events: %.2f s\n", n, ns / 1e9 }'

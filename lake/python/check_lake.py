@@ -8,6 +8,7 @@ import sys
 
 import duckdb
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 
 def ranked(pairs):
@@ -37,7 +38,24 @@ def with_pyarrow(root):
         ),
         "by_host": ranked(zip(by_host.column("Host").to_pylist(), by_host.column("Host_count").to_pylist())),
         "etl_batches": etl.num_rows,
+        "codecs": codecs(events_files(root)),
     }
+
+
+def events_files(root):
+    return ds.dataset(f"{root}/events", format="parquet", partitioning="hive").files
+
+
+def codecs(files):
+    """The compression codecs of every column chunk of `files`, sorted."""
+    found = set()
+    for path in files:
+        meta = pq.ParquetFile(path).metadata
+        for g in range(meta.num_row_groups):
+            group = meta.row_group(g)
+            for c in range(group.num_columns):
+                found.add(group.column(c).compression)
+    return sorted(found)
 
 
 def with_duckdb(root):

@@ -71,6 +71,9 @@ struct ExportArgs {
     /// Ship this process's JSON logs to this topic (created if missing).
     #[arg(long, env = "LOG_TOPIC")]
     log_topic: Option<String>,
+    /// The Parquet files' compression (BENCHMARKS.md, "Lake", compares them).
+    #[arg(long, env = "LAKE_COMPRESSION", value_enum, default_value_t = lake::store::Codec::Zstd)]
+    compression: lake::store::Codec,
 }
 
 #[derive(Args, Debug)]
@@ -115,6 +118,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn export(args: ExportArgs) -> anyhow::Result<()> {
+    lake::store::set_codec(args.compression);
     let mut config = ExportConfig::new(args.brokers);
     config.actions_topic = args.actions_topic;
     config.games_topic = (!args.no_outcomes).then_some(args.games_topic);

@@ -51,14 +51,51 @@ impl Manifest {
     }
 }
 
-/// The lake's Parquet settings (zstd level 1, dictionaries for repeated
-/// text, deltas for offsets and times), built once.
+/// The compression codec of the lake's Parquet files. Every one of them is
+/// read by Spark, DuckDB and pyarrow.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Codec {
+    /// zstd level 1: the smallest files.
+    #[default]
+    Zstd,
+    /// Snappy (Spark's default): larger files, less CPU.
+    Snappy,
+    /// LZ4 (the raw framing Parquet now names `LZ4_RAW`).
+    Lz4,
+    /// No compression.
+    None,
+}
+
+impl Codec {
+    fn compression(self) -> Compression {
+        match self {
+            Codec::Zstd => Compression::ZSTD(ZstdLevel::default()),
+            Codec::Snappy => Compression::SNAPPY,
+            Codec::Lz4 => Compression::LZ4_RAW,
+            Codec::None => Compression::UNCOMPRESSED,
+        }
+    }
+}
+
+static CODEC: OnceLock<Codec> = OnceLock::new();
+
+/// Chooses the codec for every file this process writes; only the first
+/// call counts, and it must come before the first file (else the default,
+/// [`Codec::Zstd`], is kept). Returns the codec in force.
+pub fn set_codec(codec: Codec) -> Codec {
+    *CODEC.get_or_init(|| codec)
+}
+
+/// The lake's Parquet settings (the codec of [`set_codec`], zstd level 1 by
+/// default; dictionaries for repeated text, deltas for offsets and times),
+/// built once.
 pub fn writer_properties() -> WriterProperties {
     static PROPS: OnceLock<WriterProperties> = OnceLock::new();
     PROPS
         .get_or_init(|| {
+            let codec = *CODEC.get_or_init(Codec::default);
             let mut props = WriterProperties::builder()
-                .set_compression(Compression::ZSTD(ZstdLevel::default()))
+                .set_compression(codec.compression())
                 .set_max_row_group_row_count(Some(128 * 1024))
                 // A page per chunk of rows (tables::CHUNK_ROWS): an open
                 // batch holds its rows encoded and compressed, not as

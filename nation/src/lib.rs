@@ -136,7 +136,8 @@ impl Config {
     }
 
     /// The in-process exporter's configuration: the game's topics, follow
-    /// mode, batches cut at `LAKE_MAX_AGE_MS`, progress every minute.
+    /// mode, batches cut at `LAKE_MAX_AGE_MS`, progress every minute, files
+    /// compressed with `LAKE_COMPRESSION`.
     pub fn lake_config(&self, brokers: &str) -> lake::ExportConfig {
         let b = &self.bridge;
         let mut config = lake::ExportConfig::new(brokers);
@@ -146,6 +147,7 @@ impl Config {
         config.roll.max_age = std::time::Duration::from_millis(self.lake.lake_max_age_ms.max(1));
         config.progress_every = std::time::Duration::from_secs(60);
         config.extra = b.extra.clone();
+        lake::store::set_codec(self.lake.lake_compression);
         config
     }
 }
