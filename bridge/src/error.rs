@@ -33,8 +33,9 @@ pub enum AppError {
     PayloadTooLarge,
     #[error("unsupported media type: {0}")]
     UnsupportedMediaType(String),
-    /// Kafka did not acknowledge in time, or the local queue is full.
-    #[error("broker unavailable: {0}")]
+    /// Kafka did not acknowledge in time, the local queue is full, or the
+    /// process is not ready (its engine starting, a state not loaded).
+    #[error("unavailable: {0}")]
     Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
