@@ -548,6 +548,11 @@ async fn a_restore_that_cannot_finish_takes_nothing_and_says_not_ready() {
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", broker())
         .set("linger.ms", "5")
+        // Queued in version order, written in that order: the last head on
+        // the partition must be the latest version (awaiting each step's
+        // records one by one, concurrently, let a step's head land after
+        // later ones, and the state to restore was then an old version).
+        .set("enable.idempotence", "true")
         .create()
         .unwrap();
     let mut game = Game::new(0);
@@ -556,7 +561,7 @@ async fn a_restore_that_cannot_finish_takes_nothing_and_says_not_ready() {
         ..action(0)
     };
     apply(&mut game, &join);
-    let mut sends = Vec::new();
+    let mut deliveries = Vec::new();
     for v in 0..3_000u64 {
         game.version = v + 1;
         // A step of the player's nation: its record, then the head.
@@ -581,25 +586,25 @@ async fn a_restore_that_cannot_finish_takes_nothing_and_says_not_ready() {
             ),
             ("0".to_string(), serde_json::to_vec(&head).unwrap()),
         ];
-        let producer = producer.clone();
-        let topic = names.games.clone();
-        sends.push(async move {
-            for (key, payload) in &records {
-                producer
-                    .send(
-                        FutureRecord::to(&topic)
-                            .key(key)
-                            .payload(payload)
-                            .partition(0),
-                        Duration::from_secs(10),
-                    )
-                    .await
-                    .map_err(|(e, _)| e)
-                    .expect("history written");
-            }
-        });
+        for (key, payload) in &records {
+            let delivery = producer
+                .send_result(
+                    FutureRecord::to(&names.games)
+                        .key(key)
+                        .payload(payload)
+                        .partition(0),
+                )
+                .map_err(|(e, _)| e)
+                .expect("history queued");
+            deliveries.push(delivery);
+        }
     }
-    futures_util::future::join_all(sends).await;
+    for delivery in futures_util::future::join_all(deliveries).await {
+        delivery
+            .expect("delivery reported")
+            .map_err(|(e, _)| e)
+            .expect("history written");
+    }
     let restorer = format!("{}-restore", names.group);
     quota(&restorer, Some(2_048));
     let health = format!("127.0.0.1:{}", localkafka::free_port());
