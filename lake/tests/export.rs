@@ -189,13 +189,7 @@ async fn pyarrow_and_duckdb_read_the_lake() {
             "export",
         );
 
-        let report = std::process::Command::new(lake_bin())
-            .args(["report", "--json", "--from"])
-            .arg(&dir)
-            .output()
-            .unwrap();
-        assert_ok(&report, "lake report");
-        let ours: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
+        let ours = report_json(&dir);
         assert_eq!(ours["events"], TOTAL, "{codec}");
 
         let started = Instant::now();

@@ -44,13 +44,7 @@ async fn sql_over_every_table_agrees_with_the_report() {
         "SELECT event_type, count(*) AS event_count FROM events \
          GROUP BY event_type ORDER BY event_count DESC, event_type",
     );
-    let report = Command::new(lake_bin())
-        .args(["report", "--json", "--from"])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert_ok(&report, "lake report");
-    let report: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
+    let report = report_json(&dir);
     let as_pairs: Vec<serde_json::Value> = by_type
         .iter()
         .map(|r| serde_json::json!([r["event_type"], r["event_count"]]))

@@ -83,13 +83,7 @@ async fn seed_002_ab_session_then_export_and_report() {
     assert_ok(&text, "lake report");
     let text = String::from_utf8_lossy(&text.stdout).to_string();
     eprintln!("{text}");
-    let json = Command::new(lake_bin())
-        .args(["report", "--json", "--from"])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert_ok(&json, "lake report --json");
-    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let report = report_json(&dir);
     assert_eq!(report["events"], 128, "{text}");
     assert_eq!(
         report["by_event_type"],

@@ -150,6 +150,17 @@ pub fn assert_ok(output: &Output, what: &str) {
     );
 }
 
+/// `lake report --json` over the lake at `dir`, asserted to succeed.
+pub fn report_json(dir: &Path) -> serde_json::Value {
+    let report = std::process::Command::new(lake_bin())
+        .args(["report", "--json", "--from"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert_ok(&report, "lake report --json");
+    serde_json::from_slice(&report.stdout).unwrap()
+}
+
 /// Every `(partition, offset)` of `table` in the lake at `dir`.
 pub async fn offsets(dir: &Path, table: &str) -> Vec<(i32, i64)> {
     let lake = lake::Location::open(dir.to_str().expect("utf-8 path")).expect("open lake");
