@@ -20,6 +20,7 @@ def with_pyarrow(root):
     events = ds.dataset(f"{root}/events", format="parquet", partitioning="hive").to_table()
     purchases = ds.dataset(f"{root}/purchases", format="parquet", partitioning="hive")
     etl = ds.dataset(f"{root}/etl_meta", format="parquet").to_table()
+    meta = ds.dataset(f"{root}/buffer_meta", format="parquet").to_table()
     by_type = events.group_by("event_type").aggregate([("event_type", "count")])
     by_host = events.group_by("Host").aggregate([("Host", "count")])
     offsets = {
@@ -39,7 +40,35 @@ def with_pyarrow(root):
         "by_host": ranked(zip(by_host.column("Host").to_pylist(), by_host.column("Host_count").to_pylist())),
         "etl_batches": etl.num_rows,
         "codecs": codecs(events_files(root)),
+        "distinct_event_ids": len(set(events.column("event_id").to_pylist())),
+        "distinct_msg_ids": len(set(meta.column("msg_id").to_pylist())),
+        "hex_checksums": sum(1 for c in meta.column("checksum").to_pylist() if is_hex8(c)),
+        "encodings": {
+            column: encodings(events_files(root) + meta_files(root), column)
+            for column in ["event_id", "msg_id", "checksum"]
+        },
     }
+
+
+def is_hex8(text):
+    return len(text) == 8 and all(c in "0123456789abcdef" for c in text)
+
+
+def meta_files(root):
+    return ds.dataset(f"{root}/buffer_meta", format="parquet").files
+
+
+def encodings(files, column):
+    """The encodings of `column`'s chunks in `files`, sorted."""
+    found = set()
+    for path in files:
+        meta = pq.ParquetFile(path).metadata
+        for g in range(meta.num_row_groups):
+            group = meta.row_group(g)
+            for c in range(group.num_columns):
+                if group.column(c).path_in_schema == column:
+                    found.update(group.column(c).encodings)
+    return sorted(found)
 
 
 def events_files(root):
@@ -62,6 +91,7 @@ def with_duckdb(root):
     con = duckdb.connect()
     events = f"read_parquet('{root}/events/*/*/*.parquet', hive_partitioning = true)"
     purchases = f"read_parquet('{root}/purchases/*/*/*.parquet', hive_partitioning = true)"
+    meta = f"read_parquet('{root}/buffer_meta/*.parquet')"
     one = lambda sql: con.execute(sql).fetchone()[0]
     return {
         "events": one(f"SELECT COUNT(*) FROM {events}"),
@@ -74,6 +104,11 @@ def with_duckdb(root):
         ),
         "by_host": ranked(con.execute(f'SELECT "Host", COUNT(*) FROM {events} GROUP BY "Host"').fetchall()),
         "etl_batches": one(f"SELECT COUNT(*) FROM read_parquet('{root}/etl_meta/*.parquet')"),
+        "distinct_event_ids": one(f"SELECT COUNT(DISTINCT event_id) FROM {events}"),
+        "distinct_msg_ids": one(f"SELECT COUNT(DISTINCT msg_id) FROM {meta}"),
+        "hex_checksums": one(
+            f"SELECT COUNT(*) FROM {meta} WHERE regexp_full_match(checksum, '[0-9a-f]{{8}}')"
+        ),
     }
 
 

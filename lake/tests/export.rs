@@ -211,6 +211,23 @@ async fn pyarrow_and_duckdb_read_the_lake() {
             );
             assert_eq!(r["by_host"], ours["by_host"], "{codec}, {reader}");
             assert_eq!(r["etl_batches"], theirs["pyarrow"]["etl_batches"]);
+            // The ids and checksums, in their delta encodings, read back.
+            assert_eq!(r["distinct_event_ids"], TOTAL, "{codec}, {reader}: {r}");
+            assert_eq!(r["distinct_msg_ids"], TOTAL, "{codec}, {reader}: {r}");
+            assert_eq!(r["hex_checksums"], TOTAL, "{codec}, {reader}: {r}");
+        }
+        let encodings = &theirs["pyarrow"]["encodings"];
+        for (column, encoding) in [
+            ("event_id", "DELTA_BYTE_ARRAY"),
+            ("msg_id", "DELTA_BYTE_ARRAY"),
+            ("checksum", "DELTA_LENGTH_BYTE_ARRAY"),
+        ] {
+            assert!(
+                encodings[column]
+                    .as_array()
+                    .is_some_and(|e| e.contains(&serde_json::json!(encoding))),
+                "{codec}: {column} written as {encoding}: {encodings}"
+            );
         }
         let want = match codec {
             // Parquet's LZ4_RAW, which pyarrow calls LZ4.
