@@ -118,17 +118,14 @@ pub fn writer_properties() -> WriterProperties {
             // within a partition, ids of the same second share their
             // leading time digits, which DELTA_BYTE_ARRAY stores once
             // (measured: half the encoding time of plain + zstd, 13 %
-            // fewer bytes). A checksum is 8 hex digits: with its lengths
-            // delta-packed, zstd sees the digits alone (less than half the
-            // time, 11 % fewer bytes). BENCHMARKS.md, "Lake".
+            // fewer bytes; BENCHMARKS.md, "Lake"). Spark reads it since
+            // 3.0. Checksums stay plain: a standalone
+            // DELTA_LENGTH_BYTE_ARRAY column fails Spark's vectorized
+            // reader before 3.4 (SPARK-40128).
             for column in ["event_id", "msg_id"] {
                 props =
                     props.set_column_encoding(ColumnPath::from(column), Encoding::DELTA_BYTE_ARRAY);
             }
-            props = props.set_column_encoding(
-                ColumnPath::from("checksum"),
-                Encoding::DELTA_LENGTH_BYTE_ARRAY,
-            );
             // Offsets and times climb: deltas pack them in a few bits each.
             for column in [
                 "kafka_offset",
