@@ -59,16 +59,41 @@ async fn topics_survive_the_loss_of_one_node_of_three() {
             );
         }
     }
-    let described = admin
-        .describe_configs(
-            &[
-                ResourceSpecifier::Topic("actions"),
-                ResourceSpecifier::Topic("games"),
-            ],
-            &AdminOptions::new(),
-        )
-        .await
-        .unwrap();
+    // A node can answer for a topic before the topic's configuration has
+    // reached it (seen once: `min.insync.replicas` read as ""): read until
+    // every key asked about is there, with a deadline.
+    let keys = [
+        (0, "min.insync.replicas"),
+        (0, "retention.ms"),
+        (1, "min.insync.replicas"),
+        (1, "cleanup.policy"),
+    ];
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let described = loop {
+        let described = admin
+            .describe_configs(
+                &[
+                    ResourceSpecifier::Topic("actions"),
+                    ResourceSpecifier::Topic("games"),
+                ],
+                &AdminOptions::new(),
+            )
+            .await
+            .unwrap();
+        let complete = keys.iter().all(|&(i, key)| {
+            described[i]
+                .as_ref()
+                .is_ok_and(|c| c.get(key).and_then(|e| e.value.as_ref()).is_some())
+        });
+        if complete {
+            break described;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the topics' configuration never showed: {described:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let value = |i: usize, key: &str| {
         described[i]
             .as_ref()
