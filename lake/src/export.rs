@@ -172,6 +172,8 @@ struct Batches<'a> {
     writer: Writer,
     /// Batches written (the writer's reports).
     summary: ExportSummary,
+    /// Records taken into batches in this run, written or not yet.
+    consumed: u64,
 }
 
 impl<'a> TopicExport<'a> {
@@ -269,6 +271,7 @@ impl<'a> TopicExport<'a> {
                 output,
                 writer: Writer::start(lake.clone(), source)?,
                 summary: ExportSummary::default(),
+                consumed: 0,
             },
         }))
     }
@@ -336,7 +339,7 @@ impl<'a> TopicExport<'a> {
             }
             if last_progress.0.elapsed() >= b.config.progress_every {
                 b.progress(&self.consumer, last_progress);
-                last_progress = (Instant::now(), b.summary.records);
+                last_progress = (Instant::now(), b.consumed);
             }
         }
         // Every batch handed over is written before the export says done.
@@ -367,6 +370,7 @@ impl Batches<'_> {
             p.opened = Some(Instant::now());
             p.started_ms = now_ms();
         }
+        self.consumed += 1;
         let size = record.size();
         p.bytes += size;
         self.held += size;
@@ -458,33 +462,40 @@ impl Batches<'_> {
         })
     }
 
-    /// Logs records per second and the lag of each partition.
+    /// Logs the records consumed (and per second since the last line),
+    /// those written to the lake, those consumed but not written yet (open
+    /// batches and the writer's queue), and each partition's lag: records
+    /// on the broker not consumed yet.
     fn progress(
         &self,
         consumer: &BaseConsumer<LakeContext>,
-        (since, records_then): (Instant, u64),
+        (since, consumed_then): (Instant, u64),
     ) {
         let secs = since.elapsed().as_secs_f64().max(1e-3);
-        let rate = (self.summary.records - records_then) as f64 / secs;
+        let rate = (self.consumed - consumed_then) as f64 / secs;
         let lags: Vec<String> = self
             .parts
             .iter()
             .map(|p| {
-                let high = consumer
+                let lag = consumer
                     .fetch_watermarks(&self.topic, p.partition, Duration::from_millis(500))
-                    .map(|(_, h)| h)
-                    .unwrap_or(-1);
-                let position = p
-                    .batch
-                    .range()
-                    .map(|(first, _)| first)
-                    .or(p.next)
-                    .unwrap_or(0);
-                format!("{}:{}", p.partition, (high - position).max(0))
+                    .map(|(low, high)| {
+                        let next = p
+                            .batch
+                            .range()
+                            .map(|(_, last)| last + 1)
+                            .or(p.next)
+                            .unwrap_or(low)
+                            .max(low);
+                        (high - next).max(0).to_string()
+                    })
+                    .unwrap_or_else(|_| "?".into());
+                format!("{}:{lag}", p.partition)
             })
             .collect();
-        info!(topic = %self.topic, records = self.summary.records,
-            per_second = rate as u64, lag = %lags.join(" "), "progress");
+        let unwritten = self.consumed.saturating_sub(self.summary.records);
+        info!(topic = %self.topic, consumed = self.consumed, per_second = rate as u64,
+            written = self.summary.records, unwritten, lag = %lags.join(" "), "progress");
     }
 }
 

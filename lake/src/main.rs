@@ -59,7 +59,8 @@ struct ExportArgs {
     /// Cap on bytes held by all open batches; past it the largest is cut.
     #[arg(long, env = "LAKE_MAX_BUFFERED_BYTES", default_value_t = 256 << 20)]
     max_buffered_bytes: usize,
-    /// Seconds between progress lines (records/s, lag per partition).
+    /// Seconds between progress lines (records consumed, per second and
+    /// written; lag per partition).
     #[arg(long, default_value_t = 5)]
     progress_secs: u64,
     /// Any librdkafka setting, as kcat takes it: -X key=value.
