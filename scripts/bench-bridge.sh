@@ -18,6 +18,7 @@
 #
 # Usage: scripts/bench-bridge.sh [seconds]          (default 10 s per run)
 #   BRIDGE_LINGERS="0 1 2 5"  BASELINE_LINGER_MS=1  BASELINE_X="k=v,k=v"  QUIET=1
+#   BRIDGE_X="k=v,k=v": librdkafka settings for the bridge (`nation -X k=v`)
 #   PERF=1: also `perf record` the bridge during one more (c) run per linger
 #           (perf-bridge-linger<N>.data in $PERF_DIR, default target/bench/).
 set -euo pipefail
@@ -76,11 +77,15 @@ KAFKA_VERSION=$(ls "${KAFKA_LIBS:-.tools/kafka/libs}" | sed -n 's/^kafka_2\.13-\
 
 start_bridge() { # linger -> BPORT, BRIDGE_PID
   BPORT=$(free_port)
+  # BRIDGE_X="k=v,k=v": librdkafka settings for the bridge (its -X).
+  local x=()
+  IFS=',' read -ra kvs <<<"${BRIDGE_X:-}"
+  for kv in "${kvs[@]}"; do [[ -n "$kv" ]] && x+=(-X "$kv"); done
   # `nation` without the engine: the bridge alone, creating the topics as
   # the engine would (the standalone `bridge` binary leaves that to it).
   BIND="127.0.0.1:$BPORT" LINGER_MS="$1" TOKEN_SECRET=bench PARTITIONS=12 \
     WITH_ENGINE=false WITH_LEADERBOARDS=false RUST_LOG=warn \
-    "${CARGO_TARGET_DIR:-target}"/release/nation >"$WORK/bridge.log" 2>&1 &
+    "${CARGO_TARGET_DIR:-target}"/release/nation "${x[@]}" >"$WORK/bridge.log" 2>&1 &
   BRIDGE_PID=$!
   wait_port "$BPORT" || { echo "the bridge did not start:" >&2; cat "$WORK/bridge.log" >&2; return 1; }
 }

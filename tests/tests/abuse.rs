@@ -87,25 +87,52 @@ async fn a_flood_of_forged_tokens_is_banned_shows_in_the_abuse_table_and_honest_
     );
 
     // Many fast valid requests from one address (as `wrk` sends them):
-    // never a 429.
+    // never a 429. A 503 (Kafka slower to ack than the produce timeout, on
+    // this shared machine) is retried with the same key, as clients do; it
+    // is not the limiter, and the retry is the same action.
     let loader = client_from("127.0.0.4");
-    let loaded: Vec<u16> = futures_util::stream::iter(0..2000)
-        .map(|_| {
-            let request = loader
-                .post(&actions)
-                .bearer_auth(&token)
-                .json(&serde_json::json!({"type": "default"}))
-                .send();
-            async move { request.await.map(|r| r.status().as_u16()).unwrap_or(0) }
+    let loaded: Vec<Vec<u16>> = futures_util::stream::iter(0..2000)
+        .map(|i| {
+            let loader = loader.clone();
+            let actions = actions.clone();
+            let token = token.clone();
+            async move {
+                let key = format!("abuse-load-{i}");
+                let deadline = Instant::now() + Duration::from_secs(30);
+                let mut answers = Vec::new();
+                loop {
+                    let status = loader
+                        .post(&actions)
+                        .bearer_auth(&token)
+                        .header("Idempotency-Key", &key)
+                        .json(&serde_json::json!({"type": "default"}))
+                        .send()
+                        .await
+                        .map(|r| r.status().as_u16())
+                        .unwrap_or(0);
+                    answers.push(status);
+                    if status != 503 || Instant::now() > deadline {
+                        break answers;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
         })
         .buffer_unordered(64)
         .collect()
         .await;
+    let slowed: Vec<&Vec<u16>> = loaded.iter().filter(|a| a.contains(&429)).collect();
     assert!(
-        loaded.iter().all(|s| *s == 202),
-        "valid requests from one address are never slowed: {:?}",
-        loaded.iter().filter(|s| **s != 202).collect::<Vec<_>>()
+        slowed.is_empty(),
+        "valid requests from one address are never slowed: {slowed:?}"
     );
+    let failed: Vec<&Vec<u16>> = loaded.iter().filter(|a| a.last() != Some(&202)).collect();
+    assert!(
+        failed.is_empty(),
+        "every valid request is taken: {failed:?}"
+    );
+    let retried = loaded.iter().filter(|a| a.len() > 1).count();
+    eprintln!("{retried} of 2000 valid requests were retried after a 503");
 
     // The flood shows in the abuse table (from the logs topic).
     let admin = reqwest::Client::new();
