@@ -101,8 +101,9 @@ fn envelope(i: u64) -> shared::ActionEnvelope {
     }
 }
 
-fn cpu(n: u64, batch: usize) -> anyhow::Result<()> {
-    let records: Vec<lake::records::RawRecord> = (0..n)
+/// N seed-like actions as the exporter takes them, offsets 0..N, no Kafka.
+fn records_in_memory(n: u64) -> Vec<lake::records::RawRecord> {
+    (0..n)
         .map(|i| lake::records::RawRecord {
             offset: i as i64,
             timestamp_ms: Some(1_796_083_200_000 + i as i64 / 100),
@@ -111,7 +112,11 @@ fn cpu(n: u64, batch: usize) -> anyhow::Result<()> {
             value: Some(serde_json::to_vec(&envelope(i)).expect("JSON")),
             headers: vec![],
         })
-        .collect();
+        .collect()
+}
+
+fn cpu(n: u64, batch: usize) -> anyhow::Result<()> {
+    let records = records_in_memory(n);
     let t = Instant::now();
     let decoded = records
         .iter()
@@ -181,16 +186,7 @@ fn cpu(n: u64, batch: usize) -> anyhow::Result<()> {
 /// Parquet encoding time of each column alone (the exporter's settings),
 /// over every `events` and `buffer_meta` file of N records in one batch.
 fn columns(n: u64) -> anyhow::Result<()> {
-    let records: Vec<lake::records::RawRecord> = (0..n)
-        .map(|i| lake::records::RawRecord {
-            offset: i as i64,
-            timestamp_ms: Some(1_796_083_200_000 + i as i64 / 100),
-            timestamp_type: 0,
-            key: Some((i % 1000).to_string().into_bytes()),
-            value: Some(serde_json::to_vec(&envelope(i)).expect("JSON")),
-            headers: vec![],
-        })
-        .collect();
+    let records = records_in_memory(n);
     let info = lake::tables::BatchInfo {
         etl_id: uuid::Uuid::new_v4().to_string(),
         topic: "actions".into(),

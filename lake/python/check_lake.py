@@ -60,15 +60,19 @@ def meta_files(root):
 
 def encodings(files, column):
     """The encodings of `column`'s chunks in `files`, sorted."""
-    found = set()
+    return sorted(
+        {e for chunk in column_chunks(files) if chunk.path_in_schema == column for e in chunk.encodings}
+    )
+
+
+def column_chunks(files):
+    """Every column chunk's metadata in `files`."""
     for path in files:
         meta = pq.ParquetFile(path).metadata
         for g in range(meta.num_row_groups):
             group = meta.row_group(g)
             for c in range(group.num_columns):
-                if group.column(c).path_in_schema == column:
-                    found.update(group.column(c).encodings)
-    return sorted(found)
+                yield group.column(c)
 
 
 def events_files(root):
@@ -77,14 +81,7 @@ def events_files(root):
 
 def codecs(files):
     """The compression codecs of every column chunk of `files`, sorted."""
-    found = set()
-    for path in files:
-        meta = pq.ParquetFile(path).metadata
-        for g in range(meta.num_row_groups):
-            group = meta.row_group(g)
-            for c in range(group.num_columns):
-                found.add(group.column(c).compression)
-    return sorted(found)
+    return sorted({chunk.compression for chunk in column_chunks(files)})
 
 
 def with_duckdb(root):
