@@ -90,6 +90,31 @@ impl Step {
         records.push(GamesRecord::Head(self.head));
         records
     }
+
+    /// The step as a WebSocket update: what a reader of `games` folds its
+    /// records into.
+    pub fn delta(&self) -> shared::GameDelta {
+        let head = &self.head;
+        shared::GameDelta {
+            game_id: head.game_id,
+            since: head.since,
+            version: head.version,
+            nations: self
+                .nations
+                .iter()
+                .map(|n| (n.player_id.clone(), n.nation.clone()))
+                .collect(),
+            fighters: self
+                .fighters
+                .iter()
+                .map(|f| (f.player_id.clone(), f.fighter.clone()))
+                .collect(),
+            arena_match: self.arena_match.as_ref().map(|m| m.arena_match.clone()),
+            applied: head.applied.clone(),
+            rejected: head.rejected.clone(),
+            actions_offset: head.actions_offset,
+        }
+    }
 }
 
 /// What [`handle`] did with one record.

@@ -1110,10 +1110,12 @@ impl<'a> Engine<'a> {
             }
             let game_id = step.head.game_id;
             touched.push(game_id);
+            let delta = self.config.on_step.as_ref().map(|_| step.delta());
             let records = encode(step)?;
             let largest = largest(&records);
             if largest <= self.limits.games {
                 self.send_records(game_id, &records)?;
+                self.tell(delta);
             } else {
                 self.redo_bounded(games, game_id, largest)?;
             }
@@ -1175,7 +1177,7 @@ impl<'a> Engine<'a> {
                     // What came before fits: write it, then try this one on
                     // its own.
                     let step = take_step(games.get_mut(&game_id).expect("present"));
-                    self.send_records(game_id, &encode(step)?)?;
+                    self.send_step(step)?;
                     let saved = games[&game_id].clone();
                     handle_keeping(games, None, msg, n, window);
                     let alone = encoded_len(&games[&game_id])?;
@@ -1190,7 +1192,7 @@ impl<'a> Engine<'a> {
             }
             if games[&game_id].dirty {
                 let step = take_step(games.get_mut(&game_id).expect("present"));
-                self.send_records(game_id, &encode(step)?)?;
+                self.send_step(step)?;
             }
             Ok(())
         })();
@@ -1237,6 +1239,22 @@ impl<'a> Engine<'a> {
             send(self.producer(), record)?;
         }
         Ok(())
+    }
+
+    /// Sends one step's records, then tells the step's listener.
+    fn send_step(&self, step: Step) -> Result<(), EngineError> {
+        let game_id = step.head.game_id;
+        let delta = self.config.on_step.as_ref().map(|_| step.delta());
+        self.send_records(game_id, &encode(step)?)?;
+        self.tell(delta);
+        Ok(())
+    }
+
+    /// Hands a step just sent to the listener in this process, if any.
+    fn tell(&self, delta: Option<shared::GameDelta>) {
+        if let (Some(listener), Some(delta)) = (&self.config.on_step, delta) {
+            (listener.0)(delta);
+        }
     }
 
     /// Sends one step's records (nations, then the head) on the game's

@@ -113,6 +113,26 @@ pub mod seen;
 mod stall;
 
 pub use handle::{flush, GameSlot, Handled, Step};
+
+/// Takes each step, as a [`shared::GameDelta`], right after the engine
+/// handed its records to the producer, on the engine's thread (so it must
+/// be quick: the bridge's hub serialises it once and queues it for its
+/// watchers).
+///
+/// What it sees is what a `read_uncommitted` reader of `games` reads a few
+/// milliseconds later, without the round trip through the broker: a step of
+/// a transaction that then aborts is seen too. That is safe for the same
+/// reason `read_uncommitted` is: the engine is deterministic and versions
+/// count actions, so whoever replays the aborted actions writes the same
+/// versions with the same states again.
+#[derive(Clone)]
+pub struct StepListener(pub Arc<dyn Fn(shared::GameDelta) + Send + Sync>);
+
+impl std::fmt::Debug for StepListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StepListener")
+    }
+}
 pub use query::{Answer, Store};
 pub use replay::{replay, ReplayReport};
 
@@ -197,6 +217,12 @@ pub struct Config {
     /// on `/metrics`).
     #[arg(skip)]
     pub registry: ops::metrics::Registry,
+    /// Who in this process takes each step as the engine hands it to Kafka
+    /// (the bridge's watcher hub, when the two share a process: see
+    /// [`StepListener`]). `None`: nobody; updates reach watchers only
+    /// through `games`.
+    #[arg(skip)]
+    pub on_step: Option<StepListener>,
     /// With one transaction per batch (`commit_interval_ms` 0): wake
     /// librdkafka's broker threads before committing, so a transaction takes
     /// a few ms instead of ~100 ms (librdkafka does not wake them after
@@ -314,6 +340,7 @@ impl Config {
             create_topics: true,
             extra: Vec::new(),
             registry: ops::metrics::Registry::default(),
+            on_step: None,
             eager_flush: false,
             commit_interval_ms: DEFAULT_COMMIT_INTERVAL_MS,
             txn_producers: DEFAULT_TXN_PRODUCERS,
