@@ -97,6 +97,9 @@ struct GameEntry {
     cached: Option<Arc<Snapshot>>,
     /// Deltas seen while the state was `None`, applied when it comes.
     pending: Vec<GameDelta>,
+    /// The highest version taken from either feed (the reader, the engine
+    /// in this process): a delta at or below it was taken already.
+    latest: u64,
     tx: broadcast::Sender<Arc<Frame>>,
     /// One snapshot load at a time per game.
     load: Arc<tokio::sync::Mutex<()>>,
@@ -108,6 +111,7 @@ impl GameEntry {
             state: None,
             cached: None,
             pending: Vec::new(),
+            latest: 0,
             tx: broadcast::channel(CHANNEL_CAPACITY).0,
             load: Arc::default(),
         }
@@ -317,9 +321,11 @@ impl GamesHub {
         self.source.snapshot(game_id).await
     }
 
-    /// Takes one delta from the reader: applies it to the state held and
-    /// sends it to the game's watchers. Deltas of games nobody here watches
-    /// are dropped.
+    /// Takes one delta, from the reader or from the engine in this process
+    /// (which hands each step over as it sends it, before the reader can
+    /// have it: see `engine::StepListener`): applies it to the state held
+    /// and sends it to the game's watchers. A delta taken already from the
+    /// other feed, and deltas of games nobody here watches, are dropped.
     pub fn ingest(&self, delta: GameDelta) {
         self.pending.seen(
             delta
@@ -333,6 +339,10 @@ impl GamesHub {
         let Some(entry) = inner.games.get_mut(&delta.game_id) else {
             return;
         };
+        if delta.version <= entry.latest {
+            return;
+        }
+        entry.latest = delta.version;
         if entry.state.is_none() {
             if entry.pending.len() >= PENDING_CAP {
                 entry.pending.clear();
@@ -363,6 +373,10 @@ impl GamesHub {
     pub fn ingest_gap(&self, game_id: u64, version: u64) {
         let mut inner = self.inner.lock().expect("hub lock");
         if let Some(entry) = inner.games.get_mut(&game_id) {
+            if version <= entry.latest {
+                // The engine in this process handed the step over whole.
+                return;
+            }
             entry.state = None;
             entry.cached = None;
             entry.pending.clear();
@@ -551,6 +565,28 @@ mod tests {
         let _w = hub.watch(3);
         let snap = hub.snapshot(3).await.unwrap();
         assert_eq!((snap.game.game_id, snap.version), (3, 0));
+    }
+
+    #[tokio::test]
+    async fn a_step_from_both_feeds_reaches_watchers_once() {
+        let hub = hub_with(&[(1, 0)]);
+        let mut w = hub.watch(1);
+        hub.snapshot(1).await.unwrap();
+        // The engine in this process hands the step over; the reader then
+        // reads the same step back from `games`, or only its end (a gap).
+        hub.ingest(delta(1, 0, 2, "p", 5));
+        hub.ingest(delta(1, 0, 2, "p", 5));
+        hub.ingest_gap(1, 2);
+        hub.ingest(delta(1, 1, 2, "p", 5));
+        hub.ingest(delta(1, 2, 3, "p", 6));
+        let first = w.updates.recv().await.unwrap();
+        let second = w.updates.recv().await.unwrap();
+        assert_eq!(
+            [(first.since, first.version), (second.since, second.version)],
+            [(0, 2), (2, 3)]
+        );
+        assert!(w.updates.try_recv().is_err(), "nothing twice");
+        assert_eq!(hub.held(1).unwrap().game.state.players["p"].gold, 6);
     }
 
     #[test]

@@ -143,6 +143,10 @@ pub struct Extras {
     /// `lake::analytics::openapi_paths`); empty: the bridge's own document,
     /// the checked-in `bridge/openapi.json`.
     pub openapi: Vec<openapi::HostPaths>,
+    /// Given the watcher hub once it exists, for a role of the same process
+    /// that feeds it (the in-process engine hands over each step as it
+    /// sends it: [`GamesHub::ingest`]).
+    pub hub: Option<Arc<std::sync::OnceLock<Arc<GamesHub>>>>,
 }
 
 impl AppState {
@@ -396,6 +400,9 @@ pub async fn run_with(
     let source = Arc::new(owners::EngineQueries::new(owners, config.partitions));
     let hub = GamesHub::detached(config.partitions, source);
     hub.pending.register(&registry);
+    if let Some(slot) = &extras.hub {
+        let _ = slot.set(hub.clone());
+    }
     let reader_consumer: BaseConsumer<LagContext> = kafka::client_config(&brokers, &[])
         .set("statistics.interval.ms", stats_interval)
         .set(
