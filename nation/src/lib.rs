@@ -51,6 +51,14 @@ pub struct EngineFlags {
     #[arg(long, env = "ENGINE_TXN_PRODUCERS", default_value_t = engine::DEFAULT_TXN_PRODUCERS,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=engine::kafka::MAX_TXN_PRODUCERS as u64))]
     pub engine_txn_producers: usize,
+    /// The in-process engine hands each step to this process's WebSocket
+    /// watchers as it sends it to `games`, instead of their waiting for the
+    /// bridge to read it back from the broker (what a `read_uncommitted`
+    /// reader sees a few ms later; `engine::StepListener` says why it is
+    /// safe). Games of partitions this engine does not own still come
+    /// through `games`, as do all of them with `false`.
+    #[arg(long, env = "LOCAL_UPDATES", default_value_t = true, action = ArgAction::Set)]
+    pub local_updates: bool,
     /// Create missing topics at start-up (the engine's rules: see
     /// `engine::create_topics`).
     #[arg(long, env = "CREATE_TOPICS", default_value_t = true, action = ArgAction::Set)]
@@ -206,6 +214,15 @@ pub async fn run(
     let mut engine_task = None;
     if let Some(mut engine_config) = engine_config.take() {
         engine_config.registry = registry.clone();
+        if config.engine.local_updates {
+            let hub: Arc<std::sync::OnceLock<Arc<bridge::games::GamesHub>>> = Arc::default();
+            extras.hub = Some(hub.clone());
+            engine_config.on_step = Some(engine::StepListener(Arc::new(move |delta| {
+                if let Some(hub) = hub.get() {
+                    hub.ingest(delta);
+                }
+            })));
+        }
         let health = engine::Health::default();
         engine_config.query_url = Some(query_url(listener.local_addr()?));
         extras.routes = Some(
@@ -334,6 +351,66 @@ fn hostname() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bridge::reader::{Assembled, Assembler};
+    use shared::{
+        ArenaMatch, Fighter, FighterRecord, GameHead, MatchRecord, Nation, NationRecord,
+        RejectedAction, Rejection,
+    };
+
+    /// What the engine hands to this process's watchers is exactly what the
+    /// bridge folds the step's `games` records into.
+    #[test]
+    fn a_step_handed_over_equals_its_records_read_back() {
+        let nation = |player: &str, gold| NationRecord {
+            game_id: 7,
+            player_id: player.into(),
+            version: 12,
+            nation: Nation {
+                gold,
+                ..Nation::default()
+            },
+        };
+        let fighter = |player: &str| FighterRecord {
+            game_id: 7,
+            player_id: player.into(),
+            version: 12,
+            fighter: Fighter::default(),
+        };
+        let step = engine::Step {
+            nations: vec![nation("a", 3), nation("b", 9)],
+            fighters: vec![fighter("c")],
+            arena_match: Some(MatchRecord {
+                game_id: 7,
+                version: 12,
+                arena_match: ArenaMatch::default(),
+            }),
+            head: GameHead {
+                game_id: 7,
+                since: 9,
+                version: 12,
+                changed: 4,
+                players: 3,
+                applied: vec!["e1".into(), "e2".into()],
+                rejected: vec![RejectedAction {
+                    event_id: "e3".into(),
+                    player_id: "a".into(),
+                    reason: Rejection::UnknownPlayer,
+                    action: None,
+                }],
+                actions_offset: Some(41),
+                ..GameHead::default()
+            },
+        };
+        let handed = step.delta();
+        let mut assembler = Assembler::default();
+        let mut read = None;
+        for record in step.records() {
+            if let Assembled::Delta(delta) = assembler.push(record) {
+                read = Some(delta);
+            }
+        }
+        assert_eq!(Some(handed), read);
+    }
 
     #[test]
     fn flags_parse_with_the_bridges() {
