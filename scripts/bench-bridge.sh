@@ -19,6 +19,8 @@
 # Usage: scripts/bench-bridge.sh [seconds]          (default 10 s per run)
 #   BRIDGE_LINGERS="0 1 2 5"  BASELINE_LINGER_MS=1  BASELINE_X="k=v,k=v"  QUIET=1
 #   BRIDGE_X="k=v,k=v": librdkafka settings for the bridge (`nation -X k=v`)
+#   NATION_BIN=path: another build of `nation` as the bridge under test
+#   WARMUP_SECS=20: the broker's warm-up under the baseline's load, first
 #   PERF=1: also `perf record` the bridge during one more (c) run per linger
 #           (perf-bridge-linger<N>.data in $PERF_DIR, default target/bench/).
 set -euo pipefail
@@ -85,7 +87,7 @@ start_bridge() { # linger -> BPORT, BRIDGE_PID
   # the engine would (the standalone `bridge` binary leaves that to it).
   BIND="127.0.0.1:$BPORT" LINGER_MS="$1" TOKEN_SECRET=bench PARTITIONS=12 \
     WITH_ENGINE=false WITH_LEADERBOARDS=false RUST_LOG=warn \
-    "${CARGO_TARGET_DIR:-target}"/release/nation "${x[@]}" >"$WORK/bridge.log" 2>&1 &
+    "${NATION_BIN:-${CARGO_TARGET_DIR:-target}/release/nation}" "${x[@]}" >"$WORK/bridge.log" 2>&1 &
   BRIDGE_PID=$!
   wait_port "$BPORT" || { echo "the bridge did not start:" >&2; cat "$WORK/bridge.log" >&2; return 1; }
 }
@@ -131,6 +133,11 @@ run() { # name server-pid url [wrk args...]: one row on stderr, req/s on stdout
 
 echo "broker: Apache Kafka ${KAFKA_VERSION:-?} (KRaft, 1 node, localkafka) at $BROKER" >&2
 echo "wrk -t1 -c256 -d${SECS}s on 127.0.0.1, $(nproc) cores; baseline: $BASELINE_SETTINGS" >&2
+# A fresh broker's JVM compiles its hot paths in its first tens of seconds:
+# the first baseline run measured 19k to 46k req/s against 36k to 66k for the
+# last in the same runs (fifteenth session). Warm it first, not measured.
+echo "warm-up: ${WARMUP_SECS:-20} s of the baseline's load, not measured" >&2
+wrk -t1 -c256 -d"${WARMUP_SECS:-20}s" "http://127.0.0.1:$APORT/produce" >/dev/null 2>&1 || true
 A1=$(run "(a) baseline produce+ack" "$BASELINE_PID" "http://127.0.0.1:$APORT/produce")
 
 declare -A B C
