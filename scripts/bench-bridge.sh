@@ -20,6 +20,7 @@
 #   BRIDGE_LINGERS="0 1 2 5"  BASELINE_LINGER_MS=1  BASELINE_X="k=v,k=v"  QUIET=1
 #   BRIDGE_X="k=v,k=v": librdkafka settings for the bridge (`nation -X k=v`)
 #   NATION_BIN=path: another build of `nation` as the bridge under test
+#   BASELINE_BIN=path: another build of the baseline
 #   WARMUP_SECS=20: the broker's warm-up under the baseline's load, first
 #   PERF=1: also `perf record` the bridge during one more (c) run per linger
 #           (perf-bridge-linger<N>.data in $PERF_DIR, default target/bench/).
@@ -97,7 +98,7 @@ stop "$BRIDGE_PID"
 
 APORT=$(free_port)
 env BIND="127.0.0.1:$APORT" TOPIC=actions PARTITION=1 ${BASELINE_LINGER_MS:+LINGER_MS=$BASELINE_LINGER_MS} \
-  PRODUCER_X="${BASELINE_X:-}" "${CARGO_TARGET_DIR:-target}"/release/examples/baseline >"$WORK/baseline.log" 2>&1 &
+  PRODUCER_X="${BASELINE_X:-}" "${BASELINE_BIN:-${CARGO_TARGET_DIR:-target}/release/examples/baseline}" >"$WORK/baseline.log" 2>&1 &
 BASELINE_PID=$!
 PIDS+=("$BASELINE_PID")
 wait_port "$APORT" || { echo "the baseline did not start:" >&2; cat "$WORK/baseline.log" >&2; exit 1; }
@@ -106,10 +107,11 @@ BASELINE_SETTINGS=$(sed -n 's/^baseline listening on [^ ]*: //p' "$WORK/baseline
 run() { # name server-pid url [wrk args...]: one row on stderr, req/s on stdout
   local name="$1" server="$2" url="$3"; shift 3
   wrk -t1 -c256 -d2s "$@" "$url" >/dev/null 2>&1 || true # warm-up (producer id, batches)
-  local try a0 b0 s0 m0 a1 b1 s1 m1 w wrk_cpu v other rps p99 non2xx
+  local try a0 b0 s0 m0 a1 b1 s1 m1 w wrk_cpu v other rps p99 non2xx r0 r1 k0 k1
   for try in 1 2 3 4 5; do
     [[ -n "${QUIET:-}" ]] && wait_quiet
     a0=$(cpu_all); b0=$(cpu_busy); s0=$(cpu_softirq); m0=$(cpu_of "$BROKER_JVM" "$server")
+    r0=$(cpu_of "$server"); k0=$(cpu_of "$BROKER_JVM")
     wrk -t1 -c256 -d"${SECS}s" --latency "$@" "$url" >"$WORK/wrk.out" &
     w=$!
     wrk_cpu=0
@@ -119,6 +121,7 @@ run() { # name server-pid url [wrk args...]: one row on stderr, req/s on stdout
     done
     wait "$w"
     a1=$(cpu_all); b1=$(cpu_busy); s1=$(cpu_softirq); m1=$(cpu_of "$BROKER_JVM" "$server")
+    r1=$(cpu_of "$server"); k1=$(cpu_of "$BROKER_JVM")
     other=$((100 * ((b1 - b0) - (m1 - m0) - wrk_cpu - (s1 - s0)) / (a1 - a0)))
     ((other < 0)) && other=0
     [[ -z "${QUIET:-}" ]] || ((other <= MAX_OTHER)) && break
@@ -127,7 +130,14 @@ run() { # name server-pid url [wrk args...]: one row on stderr, req/s on stdout
   rps=$(awk '/Requests\/sec/ {print $2}' "$WORK/wrk.out")
   p99=$(awk '$1=="99%" {print $2}' "$WORK/wrk.out")
   non2xx=$(awk '/Non-2xx/ {print $NF}' "$WORK/wrk.out")
-  printf '%-44s %8.0f req/s  p99 %-8s non-2xx %-3s other %2d%%\n' "$name" "$rps" "$p99" "${non2xx:-0}" "$other" >&2
+  # CPU per answered request, in µs (clock ticks are 1/CLK_TCK s): the
+  # server's own, and the broker's.
+  local tck per_srv per_broker
+  tck=$(getconf CLK_TCK)
+  per_srv=$(python3 -c "print(round(1e6 * ($r1 - $r0) / $tck / max(1.0, $rps * $SECS)))")
+  per_broker=$(python3 -c "print(round(1e6 * ($k1 - $k0) / $tck / max(1.0, $rps * $SECS)))")
+  printf '%-44s %8.0f req/s  p99 %-8s non-2xx %-3s other %2d%%  cpu/req: server %3s us, broker %3s us\n' \
+    "$name" "$rps" "$p99" "${non2xx:-0}" "$other" "$per_srv" "$per_broker" >&2
   echo "$rps"
 }
 

@@ -7,6 +7,11 @@ use clap::Parser;
 
 use bridge::Config;
 
+/// As `nation`'s: glibc's malloc cost the bridge a third more CPU per
+/// answered action (BENCHMARKS.md, P1).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     ops::init_tracing();

@@ -14,6 +14,13 @@
 //! up to date (unless `WITH_LAKE=false`) and serves its reports on
 //! `/api/analytics/{report}`.
 
+/// mimalloc, not glibc's malloc: under `wrk` glibc's took a fifth of the
+/// bridge's CPU, with its arena locks contended between the runtime's
+/// workers and librdkafka's threads; with mimalloc the bridge's CPU per
+/// answered action fell from 48-59 us to 34-37 us (BENCHMARKS.md, P1).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
