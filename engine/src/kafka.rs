@@ -67,6 +67,18 @@ use crate::{Config, EngineError, Health, Limits, RUNNING, STOP_ABANDON};
 /// How long a transaction step may take before the engine gives up.
 const TXN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long an abort may take before the engine gives up on its clients
+/// and starts again in place ([`EngineContext::abort`]): well below the
+/// consumer's `max.poll.interval.ms` (30 s), which the abort's loop does not
+/// serve. Measured (RELIABILITY.md, fifteenth session): after a 10 s broker
+/// outage the broker's own abort of the timed-out transaction held the
+/// epoch bump back past 30 s, the engine left the group on `MAXPOLL`, and
+/// its next consumer could not read its offsets while that abort was
+/// pending. A new producer's `init_transactions` ends the transaction as
+/// well, and a static member's new consumer takes its partitions back with
+/// no rebalance.
+const ABORT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How long a stall check waits for an offset ([`Engine::watch_for_stall`]).
 const STALL_QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -337,7 +349,7 @@ impl EngineContext {
             // reports are served only by polling it).
             self.producer()
                 .purge(PurgeConfig::default().queue().inflight());
-            let deadline = Instant::now() + TXN_TIMEOUT;
+            let deadline = Instant::now() + ABORT_TIMEOUT;
             loop {
                 // Serve every queued event (a zero-timeout poll serves one,
                 // and the abort waits for the queue to empty: measured, the

@@ -522,7 +522,13 @@ impl Drop for LocalKafka {
             eprintln!("{}", self.notable_log_lines(40));
         }
         if self.temporary {
-            let _ = std::fs::remove_dir_all(&self.spec.dir);
+            if std::thread::panicking() {
+                // Kept for the failure's post-mortem: the whole broker log
+                // and the transaction and group logs on disk.
+                eprintln!("broker folder kept: {}", self.spec.dir.display());
+            } else {
+                let _ = std::fs::remove_dir_all(&self.spec.dir);
+            }
         }
     }
 }
