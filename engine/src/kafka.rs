@@ -22,6 +22,20 @@
 //! commits after the one before it, so the order of commits (and of the
 //! offsets they carry) is the order of the batches.
 //!
+//! A due transaction commits in the background (`Config::background_commit`):
+//! once its outputs are acknowledged, its offsets and `EndTxn` go on a
+//! thread of their own while the loop handles the next actions in the next
+//! transaction, on the other producer (the loop used to stand still for
+//! those three round trips every interval). The next commit, a revocation,
+//! an abort and a clean stop first wait for it. If it fails, the
+//! transaction after it is aborted too, and the consumer rewinds to the
+//! offsets last committed: the next transaction's outputs were computed
+//! from games whose steps were never committed. A crash while it is on its
+//! way is a crash with two transactions open: `init_transactions` of both
+//! producers' ids at the next start, or the broker's transaction timeout,
+//! ends them, and the next owner's committed-offset fetch (stable offsets,
+//! KIP-447) waits for that.
+//!
 //! ## Where a transaction begins, commits and aborts
 //! All in `EngineContext`: `begin` (the first batch after a commit),
 //! `commit` (every `commit_interval_ms`, before an orderly revocation, at a
@@ -113,6 +127,66 @@ struct OpenTxn {
     records: usize,
 }
 
+/// How far a commit handed to its thread ([`EngineContext::commit`]) got.
+enum Progress {
+    OffsetsSent,
+    Done(Result<(), EngineError>),
+}
+
+/// A transaction whose commit runs on a thread of its own.
+struct Committing {
+    /// Its producer (an index into [`EngineContext::producers`]).
+    producer: usize,
+    /// `send_offsets_to_transaction` goes to the group coordinator through
+    /// librdkafka's coordinator request, which, when the coordinator's node
+    /// has died, can wait for its connection forever (measured: fault 4
+    /// with the coordinator killed, the loop blocked for the whole test;
+    /// RELIABILITY.md). Past this instant without the offsets sent, the
+    /// engine starts again in place with new clients ([`EngineError::Hung`]);
+    /// the call left behind keeps its producer alive until it returns,
+    /// fenced by the new one.
+    hung_at: Instant,
+    offsets_sent: bool,
+    progress: std::sync::mpsc::Receiver<Progress>,
+}
+
+impl Committing {
+    /// The commit's result, waiting at most `wait` for it (`None`: still on
+    /// its way).
+    fn wait(&mut self, wait: Duration) -> Option<Result<(), EngineError>> {
+        use std::sync::mpsc::RecvTimeoutError;
+        let deadline = Instant::now() + wait;
+        loop {
+            let now = Instant::now();
+            let mut left = deadline.saturating_duration_since(now);
+            if !self.offsets_sent {
+                left = left.min(self.hung_at.saturating_duration_since(now));
+            }
+            match self.progress.recv_timeout(left) {
+                Ok(Progress::OffsetsSent) => self.offsets_sent = true,
+                Ok(Progress::Done(result)) => return Some(result),
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Some(Err(EngineError::Config(
+                        "the commit's thread ended without a result".into(),
+                    )))
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    let now = Instant::now();
+                    if !self.offsets_sent && now >= self.hung_at {
+                        return Some(Err(EngineError::Hung {
+                            call: "send_offsets_to_transaction",
+                            secs: TRANSACTION_TIMEOUT_MS / 1000,
+                        }));
+                    }
+                    if now >= deadline {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The producer's delivery reports: the first record the broker refused in
 /// the open transaction (a transaction with a lost output must abort).
 #[derive(Default)]
@@ -159,7 +233,15 @@ struct EngineContext {
     turn: AtomicUsize,
     actions_topic: String,
     eager_flush: bool,
+    /// Commits due in the loop go on in the background
+    /// ([`Config::background_commit`]).
+    background: bool,
     txn: Mutex<Option<OpenTxn>>,
+    /// The transaction whose commit is on its way, on a thread of its own.
+    committing: Mutex<Option<Committing>>,
+    /// The producer of a transaction whose commit failed: [`Self::abort`]
+    /// aborts it.
+    uncommitted: Mutex<Option<usize>>,
     events: Mutex<Vec<Event>>,
     /// An error met inside a callback; the loop handles it after the poll.
     failed: Mutex<Option<EngineError>>,
@@ -192,7 +274,7 @@ impl ConsumerContext for EngineContext {
                 if let Err(e) = self.abort() {
                     *lock(&self.failed) = Some(e);
                 }
-            } else if let Err(e) = self.commit(consumer) {
+            } else if let Err(e) = self.commit(consumer, false) {
                 tracing::error!("commit before revocation: {e}");
                 let fatal = self.abort().err();
                 *lock(&self.failed) = Some(fatal.unwrap_or(e));
@@ -249,6 +331,15 @@ impl EngineContext {
     fn begin(&self) -> Result<(), EngineError> {
         let mut txn = lock(&self.txn);
         if txn.is_none() {
+            // One producer, one transaction at a time: its commit on its way
+            // (with a single producer) ends first.
+            let turn = self.turn.load(Ordering::Relaxed);
+            if lock(&self.committing)
+                .as_ref()
+                .is_some_and(|c| c.producer == turn)
+            {
+                self.settle()?;
+            }
             self.producer()
                 .begin_transaction()
                 .map_err(EngineError::kafka("begin transaction"))?;
@@ -262,9 +353,19 @@ impl EngineContext {
     }
 
     /// Commits the open transaction, if any: its outputs and the offsets of
-    /// the records it handled. On an error the transaction stays open for
-    /// [`Self::abort`].
-    fn commit(&self, consumer: &BaseConsumer<Self>) -> Result<(), EngineError> {
+    /// the records it handled. The commit on its way, if any, ends first,
+    /// so transactions commit in the order they were cut.
+    ///
+    /// Once every output is acknowledged, the rest (the offsets, then the
+    /// commit itself: three requests to the coordinators) runs on a thread
+    /// of its own. With `background`, the loop goes on meanwhile: the next
+    /// transaction, on the other producer, takes the next actions, and the
+    /// commit's result is collected by [`Self::poll_commit`] or
+    /// [`Self::settle`]. Otherwise this waits for it. Either way, a
+    /// transaction whose commit failed is left to [`Self::abort`], which
+    /// aborts it and whatever transaction came after it.
+    fn commit(&self, consumer: &BaseConsumer<Self>, background: bool) -> Result<(), EngineError> {
+        self.settle()?;
         let mut slot = lock(&self.txn);
         let Some(txn) = slot.as_ref() else {
             return Ok(());
@@ -274,98 +375,166 @@ impl EngineContext {
             self.wait_delivered()?;
         }
         self.delivered()?;
-        let delivered = Instant::now();
-        let mut tpl = TopicPartitionList::new();
+        let delivered = t0.elapsed();
+        let mut offsets = TopicPartitionList::new();
         for (&partition, &next) in &txn.offsets {
-            tpl.add_partition_offset(&self.actions_topic, partition, Offset::Offset(next))
+            offsets
+                .add_partition_offset(&self.actions_topic, partition, Offset::Offset(next))
                 .map_err(EngineError::kafka("offsets"))?;
         }
         let group = consumer
             .group_metadata()
             .ok_or(EngineError::NoGroupMetadata)?;
-        self.send_offsets(tpl, group)?;
-        let t1 = Instant::now();
-        self.producer()
-            .commit_transaction(TXN_TIMEOUT)
-            .map_err(EngineError::kafka("commit transaction"))?;
-        self.metrics.transaction("committed");
-        self.metrics.commit.observe(t0.elapsed().as_secs_f64());
-        tracing::debug!(
-            records = txn.records,
-            open_us = (t0 - txn.started).as_micros() as u64,
-            delivered_us = (delivered - t0).as_micros() as u64,
-            send_offsets_us = (t1 - delivered).as_micros() as u64,
-            commit_us = t1.elapsed().as_micros() as u64,
-            "transaction committed"
-        );
-        *slot = None;
-        self.pass_turn();
-        Ok(())
-    }
-
-    /// `send_offsets_to_transaction` on a thread of its own, waited for at
-    /// most the transaction timeout (after which the broker aborts the
-    /// transaction anyway). The offsets go to the group coordinator through
-    /// librdkafka's coordinator request, which, when the coordinator's node
-    /// has died, can wait for its connection forever (measured: fault 4
-    /// with the coordinator killed, the loop blocked for the whole test;
-    /// RELIABILITY.md). Past the bound the engine starts again in place
-    /// with new clients ([`EngineError::Hung`]); the call left behind keeps
-    /// its producer alive until it returns, fenced by the new one.
-    fn send_offsets(
-        &self,
-        offsets: TopicPartitionList,
-        group: rdkafka::consumer::ConsumerGroupMetadata,
-    ) -> Result<(), EngineError> {
-        let producer = self.producers[self.turn.load(Ordering::Relaxed)].clone();
-        let (done, result) = std::sync::mpsc::channel();
+        let turn = self.turn.load(Ordering::Relaxed);
+        let producer = self.producers[turn].clone();
+        let metrics = self.metrics.clone();
+        let (records, open) = (txn.records, t0 - txn.started);
+        let (progress, receiver) = std::sync::mpsc::channel();
+        let span = tracing::Span::current();
         std::thread::Builder::new()
-            .name("engine-offsets".into())
+            .name("engine-commit".into())
             .spawn(move || {
-                let _ =
-                    done.send(producer.send_offsets_to_transaction(&offsets, &group, TXN_TIMEOUT));
+                let _span = span.entered();
+                let finish = || {
+                    producer
+                        .send_offsets_to_transaction(&offsets, &group, TXN_TIMEOUT)
+                        .map_err(EngineError::kafka("send offsets to transaction"))?;
+                    let _ = progress.send(Progress::OffsetsSent);
+                    let t1 = Instant::now();
+                    producer
+                        .commit_transaction(TXN_TIMEOUT)
+                        .map_err(EngineError::kafka("commit transaction"))?;
+                    metrics.transaction("committed");
+                    metrics.commit.observe(t0.elapsed().as_secs_f64());
+                    tracing::debug!(
+                        records,
+                        open_us = open.as_micros() as u64,
+                        delivered_us = delivered.as_micros() as u64,
+                        send_offsets_us = (t1 - t0 - delivered).as_micros() as u64,
+                        commit_us = t1.elapsed().as_micros() as u64,
+                        "transaction committed"
+                    );
+                    Ok(())
+                };
+                let _ = progress.send(Progress::Done(finish()));
             })
-            .map_err(|e| EngineError::Config(format!("a thread for the offsets: {e}")))?;
-        let bound = Duration::from_millis(TRANSACTION_TIMEOUT_MS);
-        match result.recv_timeout(bound) {
-            Ok(sent) => sent.map_err(EngineError::kafka("send offsets to transaction")),
-            Err(_) => Err(EngineError::Hung {
-                call: "send_offsets_to_transaction",
-                secs: bound.as_secs(),
-            }),
+            .map_err(|e| EngineError::Config(format!("a thread for the commit: {e}")))?;
+        *slot = None;
+        drop(slot);
+        *lock(&self.committing) = Some(Committing {
+            producer: turn,
+            hung_at: Instant::now() + Duration::from_millis(TRANSACTION_TIMEOUT_MS),
+            offsets_sent: false,
+            progress: receiver,
+        });
+        self.pass_turn();
+        if background {
+            Ok(())
+        } else {
+            self.settle()
         }
     }
 
-    /// Aborts the open transaction, if any: none of its outputs nor offsets
-    /// will ever be visible to `read_committed` readers. A failed abort is
-    /// fatal: the producer cannot be trusted with another transaction.
+    /// Forgets the open transaction and the commit on its way, as a crash
+    /// would: closing the consumer (a revocation) then neither commits nor
+    /// waits for anything.
+    fn forget(&self) {
+        lock(&self.txn).take();
+        lock(&self.committing).take();
+        lock(&self.uncommitted).take();
+    }
+
+    /// Waits for the commit on its way, if any, to end; its error, if it
+    /// failed (its transaction is then left to [`Self::abort`]).
+    fn settle(&self) -> Result<(), EngineError> {
+        self.end_commit(TXN_TIMEOUT + Duration::from_secs(5))
+    }
+
+    /// Collects the result of the commit on its way, if it has ended,
+    /// without waiting.
+    fn poll_commit(&self) -> Result<(), EngineError> {
+        self.end_commit(Duration::ZERO)
+    }
+
+    /// Waits at most `wait` for the commit on its way to end.
+    fn end_commit(&self, wait: Duration) -> Result<(), EngineError> {
+        let mut slot = lock(&self.committing);
+        let Some(committing) = slot.as_mut() else {
+            return Ok(());
+        };
+        let Some(result) = committing.wait(wait) else {
+            if wait.is_zero() {
+                return Ok(());
+            }
+            // `commit_transaction` returns by itself within TXN_TIMEOUT.
+            *lock(&self.uncommitted) = Some(committing.producer);
+            *slot = None;
+            return Err(EngineError::Hung {
+                call: "commit_transaction",
+                secs: wait.as_secs(),
+            });
+        };
+        let producer = committing.producer;
+        *slot = None;
+        if result.is_err() {
+            *lock(&self.uncommitted) = Some(producer);
+        }
+        result
+    }
+
+    /// Aborts the open transaction, if any, and a transaction whose commit
+    /// failed: none of their outputs nor offsets will ever be visible to
+    /// `read_committed` readers. A commit still on its way ends first (if it
+    /// fails, its transaction is aborted too). A failed abort is fatal: the
+    /// producer cannot be trusted with another transaction.
     fn abort(&self) -> Result<(), EngineError> {
+        if let Err(e) = self.settle() {
+            if matches!(e, EngineError::Hung { .. }) {
+                // Its producer is still inside the call: a new set of
+                // clients ends that transaction (`init_transactions`).
+                return Err(e);
+            }
+            tracing::warn!("the commit on its way failed: {e}");
+        }
+        let uncommitted = lock(&self.uncommitted).take();
+        if let Some(producer) = uncommitted {
+            tracing::warn!("aborting the transaction whose commit failed");
+            self.metrics.transaction("aborted");
+            self.abort_on(producer)?;
+        }
         let open = lock(&self.txn).take();
+        let turn = self.turn.load(Ordering::Relaxed);
         if let Some(txn) = open {
             tracing::warn!(records = txn.records, "aborting the open transaction");
             self.metrics.transaction("aborted");
-            // Drop what is queued or in flight, and serve the delivery
-            // reports while the abort waits for them (a BaseProducer's
-            // reports are served only by polling it).
-            self.producer()
-                .purge(PurgeConfig::default().queue().inflight());
-            let deadline = Instant::now() + ABORT_TIMEOUT;
-            loop {
-                // Serve every queued event (a zero-timeout poll serves one,
-                // and the abort waits for the queue to empty: measured, the
-                // queue grew faster than it was served).
-                self.producer().poll(Duration::from_millis(5));
-                match self.producer().abort_transaction(Duration::from_millis(50)) {
-                    Ok(()) => break,
-                    Err(KafkaError::Transaction(e))
-                        if e.is_retriable() && Instant::now() < deadline => {}
-                    Err(source) => return Err(EngineError::AbortFailed { source }),
-                }
-            }
-            lock(&self.producer().context().failed).take();
+            self.abort_on(turn)?;
             self.pass_turn();
         }
-        lock(&self.producer().context().failed).take();
+        lock(&self.producers[turn].context().failed).take();
+        Ok(())
+    }
+
+    /// Aborts the transaction of producer `index`.
+    fn abort_on(&self, index: usize) -> Result<(), EngineError> {
+        let producer = &self.producers[index];
+        // Drop what is queued or in flight, and serve the delivery reports
+        // while the abort waits for them (a BaseProducer's reports are
+        // served only by polling it).
+        producer.purge(PurgeConfig::default().queue().inflight());
+        let deadline = Instant::now() + ABORT_TIMEOUT;
+        loop {
+            // Serve every queued event (a zero-timeout poll serves one, and
+            // the abort waits for the queue to empty: measured, the queue
+            // grew faster than it was served).
+            producer.poll(Duration::from_millis(5));
+            match producer.abort_transaction(Duration::from_millis(50)) {
+                Ok(()) => break,
+                Err(KafkaError::Transaction(e))
+                    if e.is_retriable() && Instant::now() < deadline => {}
+                Err(source) => return Err(EngineError::AbortFailed { source }),
+            }
+        }
+        lock(&producer.context().failed).take();
         Ok(())
     }
 
@@ -546,7 +715,7 @@ fn run_clients(
                 // Leave the transaction to the broker (or to the next
                 // producer's `init_transactions`): closing the consumer
                 // must not try to commit it with a producer beyond repair.
-                lock(&engine.consumer.context().txn).take();
+                engine.consumer.context().forget();
                 return Err(e);
             }
             Err(e) => {
@@ -561,11 +730,11 @@ fn run_clients(
     if abandoned() {
         // Leave the transaction open, as a crash would: forget it so that
         // closing the consumer (a revocation) does not commit it.
-        lock(&engine.consumer.context().txn).take();
+        engine.consumer.context().forget();
         tracing::warn!("engine abandoned");
         return Ok(());
     }
-    if let Err(e) = engine.commit() {
+    if let Err(e) = engine.commit(false) {
         engine.consumer.context().abort()?;
         return Err(e);
     }
@@ -611,7 +780,10 @@ impl<'a> Engine<'a> {
             actions_topic: config.actions_topic.clone(),
             // Streaming flushes every batch anyway.
             eager_flush: config.eager_flush || config.commit_interval_ms > 0,
+            background: config.background_commit,
             txn: Mutex::new(None),
+            committing: Mutex::new(None),
+            uncommitted: Mutex::new(None),
             events: Mutex::new(Vec::new()),
             failed: Mutex::new(None),
             metrics: EngineMetrics::register(&config.registry),
@@ -690,6 +862,8 @@ impl<'a> Engine<'a> {
     /// One turn of the loop: poll a batch, restore what was assigned, handle
     /// and produce, commit when due.
     fn step(&mut self, abandoned: &dyn Fn() -> bool) -> Result<(), EngineError> {
+        // A commit that failed on its way aborts what came after it too.
+        self.consumer.context().poll_commit()?;
         self.collect()?;
         if abandoned() {
             return Ok(());
@@ -713,7 +887,8 @@ impl<'a> Engine<'a> {
         }
         self.consumer.context().delivered()?;
         if self.commit_due() && !abandoned() {
-            self.commit()?;
+            let background = self.consumer.context().background;
+            self.commit(background)?;
         }
         if self.store.lock().loading.is_empty() {
             self.health.set_ready();
@@ -1017,8 +1192,10 @@ impl<'a> Engine<'a> {
                 || age >= interval + interval.min(COMMIT_GRACE))
     }
 
-    fn commit(&self) -> Result<(), EngineError> {
-        self.consumer.context().commit(&self.consumer)
+    /// Commits the open transaction; with `background`, the commit may
+    /// still be on its way on return ([`EngineContext::commit`]).
+    fn commit(&self, background: bool) -> Result<(), EngineError> {
+        self.consumer.context().commit(&self.consumer, background)
     }
 
     /// Loads the games of newly assigned partitions from `games`, completely

@@ -151,6 +151,10 @@ pub const DEFAULT_COMMIT_INTERVAL_MS: u64 = 100;
 /// report at p99 went from 26-150 ms with one producer to 8-12 ms with two.
 pub const DEFAULT_TXN_PRODUCERS: usize = 2;
 
+/// Commits in the background ([`Config::background_commit`]): measured in
+/// BENCHMARKS.md, P2 (seventeenth session).
+pub const DEFAULT_BACKGROUND_COMMIT: bool = true;
+
 /// The actions consumer's `fetch.wait.max.ms`: see [`ops::FETCH_WAIT_MAX_MS`].
 pub const DEFAULT_FETCH_WAIT_MAX_MS: u32 = ops::FETCH_WAIT_MAX_MS;
 
@@ -247,6 +251,14 @@ pub struct Config {
     #[arg(long, env = "ENGINE_TXN_PRODUCERS", default_value_t = DEFAULT_TXN_PRODUCERS,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=kafka::MAX_TXN_PRODUCERS as u64))]
     pub txn_producers: usize,
+    /// A due streaming transaction's commit (its offsets and `EndTxn`, once
+    /// its outputs are acknowledged) runs on a thread of its own while the
+    /// loop goes on with the next transaction on the other producer; the
+    /// next commit waits for it, so commits keep their order, and if it
+    /// fails, the transaction after it is aborted too. `false`: the loop
+    /// waits for each commit. Default [`DEFAULT_BACKGROUND_COMMIT`].
+    #[arg(long, env = "ENGINE_BACKGROUND_COMMIT", default_value_t = DEFAULT_BACKGROUND_COMMIT, action = clap::ArgAction::Set)]
+    pub background_commit: bool,
     /// How long a restore of assigned partitions from `games` may go without
     /// progress before it is abandoned and retried (the partitions are not
     /// taken meanwhile, and the host is not ready). A restore is never
@@ -344,6 +356,7 @@ impl Config {
             eager_flush: false,
             commit_interval_ms: DEFAULT_COMMIT_INTERVAL_MS,
             txn_producers: DEFAULT_TXN_PRODUCERS,
+            background_commit: DEFAULT_BACKGROUND_COMMIT,
             restore_stall_ms: DEFAULT_RESTORE_STALL_MS,
             dedup_window_ms: seen::DEFAULT_WINDOW_MS,
             seen_topic: None,

@@ -51,6 +51,10 @@ pub struct EngineFlags {
     #[arg(long, env = "ENGINE_TXN_PRODUCERS", default_value_t = engine::DEFAULT_TXN_PRODUCERS,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=engine::kafka::MAX_TXN_PRODUCERS as u64))]
     pub engine_txn_producers: usize,
+    /// The in-process engine's `background_commit`: a due transaction
+    /// commits on a thread of its own while the next one takes actions.
+    #[arg(long, env = "ENGINE_BACKGROUND_COMMIT", default_value_t = engine::DEFAULT_BACKGROUND_COMMIT, action = ArgAction::Set)]
+    pub engine_background_commit: bool,
     /// The in-process engine hands each step to this process's WebSocket
     /// watchers as it sends it to `games`, instead of their waiting for the
     /// bridge to read it back from the broker (what a `read_uncommitted`
@@ -117,6 +121,7 @@ impl Config {
         config.eager_flush = e.engine_eager_flush;
         config.commit_interval_ms = e.engine_commit_interval_ms;
         config.txn_producers = e.engine_txn_producers;
+        config.background_commit = e.engine_background_commit;
         // One `FETCH_WAIT_MAX_MS` for the game's consumers (the engine's of
         // `actions`, the bridge's of `games`, the leaderboards').
         config.fetch_wait_max_ms = b.fetch_wait_max_ms;

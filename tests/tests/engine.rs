@@ -1023,3 +1023,57 @@ async fn a_retry_after_1000_actions_and_a_restart_changes_nothing() {
     stop.send(()).unwrap();
     task.await.unwrap();
 }
+
+/// Every way a streaming transaction can commit (in the background while
+/// the next one takes actions, or waited for; with one producer or two)
+/// applies every action once, with many commits: a commit every 20 ms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_commit_mode_applies_every_action_once() {
+    for (producers, background) in [(1, true), (2, false), (2, true)] {
+        let s = Setup::new();
+        s.create().await;
+        let p = producer();
+        let stream = joins_then_visits(&format!("m{producers}{background}"), 800);
+        let mut expected = HashMap::new();
+        let mut config = s.config(20);
+        config.commit_interval_ms = 20;
+        config.txn_producers = producers;
+        config.background_commit = background;
+        let registry = config.registry.clone();
+        let (engine, stop) = start(config);
+        send_all(&p, &s.actions, &stream, &mut expected).await;
+        let updates = s.updates(
+            &format!("{producers} producer(s), background {background}: every action"),
+            |u| reached(u, &expected),
+        );
+        let l = latest(&updates);
+        for (id, game) in &expected {
+            assert_eq!(l[id].game(), *game, "game {id} has every action once");
+        }
+        stop.send(()).unwrap();
+        engine.await.unwrap();
+        let metrics = registry.render();
+        let committed: u64 = metrics
+            .lines()
+            .find(|l| l.starts_with("engine_transactions_total{") && l.contains("committed"))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no committed transactions counted: {metrics}"));
+        assert!(
+            committed >= 2,
+            "{producers} producer(s), background {background}: {committed} commits"
+        );
+        assert!(
+            !metrics.contains("outcome=\"aborted\""),
+            "nothing aborted: {metrics}"
+        );
+        let report = tokio::task::spawn_blocking({
+            let config = s.config(20);
+            move || engine::replay(&config)
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        assert!(report.ok(), "replay agrees with games: {report:?}");
+        assert_eq!(report.actions, 800);
+    }
+}
