@@ -80,7 +80,11 @@ pub fn render(spec: &Spec, data: &Path) -> String {
         settings.retain(|(key, _)| key != k);
         settings.push((k.clone(), v.clone()));
     }
-    if spec.voters.is_empty() && !settings.iter().any(|(k, _)| k == "controlled.shutdown.enable") {
+    if spec.voters.is_empty()
+        && !settings
+            .iter()
+            .any(|(k, _)| k == "controlled.shutdown.enable")
+    {
         settings.push(alone());
     }
     lines.extend(settings.into_iter().map(|(k, v)| format!("{k}={v}")));
@@ -167,7 +171,10 @@ mod tests {
     fn only_a_node_alone_skips_the_controlled_shutdown() {
         let mut spec = Spec::single("/tmp/x");
         let text = render(&spec, Path::new("/tmp/x/data"));
-        assert!(text.contains("controlled.shutdown.enable=false\n"), "{text}");
+        assert!(
+            text.contains("controlled.shutdown.enable=false\n"),
+            "{text}"
+        );
         spec.voters = "1@127.0.0.1:9093,2@127.0.0.1:9095".into();
         let text = render(&spec, Path::new("/tmp/x/data"));
         assert!(!text.contains("controlled.shutdown.enable"), "{text}");
