@@ -22,7 +22,7 @@
 //! commits after the one before it, so the order of commits (and of the
 //! offsets they carry) is the order of the batches.
 //!
-//! A due transaction commits in the background (`Config::background_commit`):
+//! A due transaction can commit in the background (`Config::background_commit`):
 //! once its outputs are acknowledged, its offsets and `EndTxn` go on a
 //! thread of their own while the loop handles the next actions in the next
 //! transaction, on the other producer (the loop used to stand still for
