@@ -56,6 +56,15 @@ impl Setup {
         c
     }
 
+    /// The engine's replay of this test's `actions` against its `games`.
+    async fn replay(&self) -> engine::ReplayReport {
+        let config = self.config(20);
+        tokio::task::spawn_blocking(move || engine::replay(&config))
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
     /// Creates the topics the way the engine would, so producers can start
     /// before the engine.
     async fn create(&self) {
@@ -348,13 +357,7 @@ async fn abandoned_engine_mid_stream_applies_every_action_exactly_once() {
     }
     stop.send(()).unwrap();
     second.await.unwrap();
-    let report = tokio::task::spawn_blocking({
-        let config = s.config(20);
-        move || engine::replay(&config)
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    let report = s.replay().await;
     assert!(report.ok(), "replay agrees with games: {report:?}");
     assert_eq!(report.agree, 8, "every game agrees");
     assert_eq!(report.actions, 1_600);
@@ -417,13 +420,7 @@ async fn a_fenced_engine_starts_again_in_place_and_applies_every_action_once() {
         .await
         .unwrap()
         .expect("the engine stops cleanly after its restart in place");
-    let report = tokio::task::spawn_blocking({
-        let config = s.config(20);
-        move || engine::replay(&config)
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    let report = s.replay().await;
     assert!(report.ok(), "replay agrees with games: {report:?}");
     assert_eq!(report.actions, 1_200);
 }
@@ -1066,13 +1063,7 @@ async fn every_commit_mode_applies_every_action_once() {
             !metrics.contains("outcome=\"aborted\""),
             "nothing aborted: {metrics}"
         );
-        let report = tokio::task::spawn_blocking({
-            let config = s.config(20);
-            move || engine::replay(&config)
-        })
-        .await
-        .unwrap()
-        .unwrap();
+        let report = s.replay().await;
         assert!(report.ok(), "replay agrees with games: {report:?}");
         assert_eq!(report.actions, 800);
     }
