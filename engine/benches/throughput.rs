@@ -551,7 +551,7 @@ fn main() {
         },
     );
     println!(
-        "streams peer (Kafka Streams 4.4.0, exactly_once_v2, {settings}; JVM {jvm_opts}): {}",
+        "streams peer (Kafka Streams 4.2.2, exactly_once_v2, {settings}; JVM {jvm_opts}): {}",
         streams.describe()
     );
     println!(

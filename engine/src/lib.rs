@@ -151,12 +151,14 @@ pub const DEFAULT_COMMIT_INTERVAL_MS: u64 = 100;
 /// report at p99 went from 26-150 ms with one producer to 8-12 ms with two.
 pub const DEFAULT_TXN_PRODUCERS: usize = 2;
 
-/// Commits in the background ([`Config::background_commit`]): off by
-/// default for now. It lowered P2's tail (BENCHMARKS.md, P2, seventeenth
-/// session), but a commit in flight more of the time also meets Apache
-/// Kafka 4.4's single-node marker skip more often (a hanging transaction
-/// after a restart; RELIABILITY.md, seventeenth session).
-pub const DEFAULT_BACKGROUND_COMMIT: bool = false;
+/// Commits in the background ([`Config::background_commit`]): it lowered
+/// P2's tail (BENCHMARKS.md, P2, seventeenth session). It was off while the
+/// broker was Apache Kafka 4.4, whose coordinator dropped the markers of a
+/// commit meeting a partition with no leader (a restart of a single node),
+/// which a commit in flight more of the time met more often; the broker is
+/// now pinned to 4.2.2, which keeps them (RELIABILITY.md, eighteenth
+/// session; `tests/tests/markers.rs`).
+pub const DEFAULT_BACKGROUND_COMMIT: bool = true;
 
 /// The actions consumer's `fetch.wait.max.ms`: see [`ops::FETCH_WAIT_MAX_MS`].
 pub const DEFAULT_FETCH_WAIT_MAX_MS: u32 = ops::FETCH_WAIT_MAX_MS;

@@ -80,33 +80,8 @@ pub fn render(spec: &Spec, data: &Path) -> String {
         settings.retain(|(key, _)| key != k);
         settings.push((k.clone(), v.clone()));
     }
-    if spec.voters.is_empty()
-        && !settings
-            .iter()
-            .any(|(k, _)| k == "controlled.shutdown.enable")
-    {
-        settings.push(alone());
-    }
     lines.extend(settings.into_iter().map(|(k, v)| format!("{k}={v}")));
     lines.join("\n") + "\n"
-}
-
-/// What a node alone in its cluster gets: no controlled shutdown. It has no
-/// other replica to hand its partitions' leadership to, so a controlled
-/// shutdown only leaves them without a leader while the node still serves
-/// its transaction coordinator. Apache Kafka 4.4's coordinator then takes
-/// the leaderless partitions for deleted ones and completes a transaction
-/// it was committing without writing its markers: a hanging transaction
-/// whose open records hold every `read_committed` reader of those
-/// partitions back for good (seen in `tests/tests/outage.rs`: "Couldn't find
-/// leader endpoint for partitions ... likely deleted already" in the broker
-/// log, then `kafka-transactions describe-producers` showing the
-/// transaction open while the coordinator lists its id `Empty`;
-/// RELIABILITY.md). Without it the node stops as it does after a crash, but
-/// still flushes and closes its logs; a transaction still being committed
-/// is completed from the transaction log at the next start.
-fn alone() -> (String, String) {
-    ("controlled.shutdown.enable".into(), "false".into())
 }
 
 /// The client and controller ports a folder's last start used, so a node
@@ -165,19 +140,6 @@ mod tests {
         assert!(text.contains("num.partitions=3\n"));
         assert!(!text.contains("num.partitions=1\n"));
         assert!(text.contains("controller.quorum.voters=1@127.0.0.1:9093\n"));
-    }
-
-    #[test]
-    fn only_a_node_alone_skips_the_controlled_shutdown() {
-        let mut spec = Spec::single("/tmp/x");
-        let text = render(&spec, Path::new("/tmp/x/data"));
-        assert!(
-            text.contains("controlled.shutdown.enable=false\n"),
-            "{text}"
-        );
-        spec.voters = "1@127.0.0.1:9093,2@127.0.0.1:9095".into();
-        let text = render(&spec, Path::new("/tmp/x/data"));
-        assert!(!text.contains("controlled.shutdown.enable"), "{text}");
     }
 
     #[test]
