@@ -32,6 +32,7 @@
 //! - this file: [`Spec`], [`LocalKafka`] (start, stop, kill, restart), [`Cluster`].
 
 pub mod props;
+pub mod version;
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
@@ -56,6 +57,13 @@ pub enum Error {
     Locked(PathBuf),
     #[error("formatting {dir} failed: {detail}")]
     Format { dir: PathBuf, detail: String },
+    #[error("{dir} holds data written by Apache Kafka {wrote}, which this checkout's {runs} cannot read (kafka/pom.xml says why it is pinned): keep it on its version with `{keep}`, or move the folder aside to start afresh without its nations")]
+    NewerData {
+        dir: PathBuf,
+        wrote: String,
+        runs: String,
+        keep: String,
+    },
     #[error("the broker exited while starting: {0} (full log: {1})")]
     Exited(String, PathBuf),
     #[error("the broker did not answer within {0:?} (log: {1})")]
@@ -304,6 +312,19 @@ impl LocalKafka {
             }
         }
         let data = spec.dir.join("data");
+        let runs = version::of_jars(&libs).unwrap_or_else(|| "?".into());
+        if let Some(wrote) = version::of_folder(&spec.dir) {
+            if data.join("meta.properties").is_file()
+                && version::compare(&wrote, &runs) == std::cmp::Ordering::Greater
+            {
+                return Err(Error::NewerData {
+                    dir: spec.dir.clone(),
+                    keep: version::keep_command(&wrote),
+                    wrote,
+                    runs,
+                });
+            }
+        }
         let properties = spec.dir.join("server.properties");
         std::fs::write(&properties, props::render(&spec, &data))
             .map_err(io(format!("write {}", properties.display())))?;
@@ -321,6 +342,7 @@ impl LocalKafka {
         let log_start = std::fs::metadata(&stdout_path)
             .map(|m| m.len())
             .unwrap_or(0);
+        let broker_log_start = std::fs::metadata(&log_path).map(|m| m.len()).unwrap_or(0);
         let pidfile = spec.dir.join("broker.pid");
         let _ = std::fs::remove_file(&pidfile);
         // The watchdog (see the crate docs). The JVM runs in a session of
@@ -362,8 +384,28 @@ kill -TERM $j 2>/dev/null; wait $j"#;
             started_in: Duration::ZERO,
             temporary: false,
         };
-        broker.wait_ready(t0, &log_path, &stdout_path, log_start)?;
+        match broker.wait_ready(t0, &log_path, &stdout_path, log_start) {
+            Ok(()) => {}
+            // A folder from before the stamp, written by a newer broker.
+            Err(Error::Exited(..))
+                if version::newer_data_in(&tail(&log_path, broker_log_start)) =>
+            {
+                return Err(Error::NewerData {
+                    dir: broker.spec.dir.clone(),
+                    wrote: format!(
+                        "later than {runs} (4.4.0, if `make run` wrote it before 2026-12-03)"
+                    ),
+                    keep: version::keep_command("4.4.0"),
+                    runs,
+                });
+            }
+            Err(e) => return Err(e),
+        }
         broker.started_in = t0.elapsed();
+        version::stamp(&broker.spec.dir, &runs).map_err(io(format!(
+            "write {}",
+            broker.spec.dir.join(version::STAMP).display()
+        )))?;
         Ok(broker)
     }
 
@@ -751,16 +793,18 @@ fn answers(bootstrap: &str, node_id: u32) -> bool {
 
 /// The most telling lines of a failed start: the log's errors, else the end
 /// of the JVM's own output.
-fn why_it_failed(log: &Path, stdout: &Path, stdout_start: u64) -> String {
-    let tail = |path: &Path, from: u64| -> String {
-        let Ok(mut f) = File::open(path) else {
-            return String::new();
-        };
-        let _ = f.seek(SeekFrom::Start(from));
-        let mut s = String::new();
-        let _ = f.read_to_string(&mut s);
-        s
+/// What `path` holds from byte `from` on (empty if unreadable).
+fn tail(path: &Path, from: u64) -> String {
+    let Ok(mut f) = File::open(path) else {
+        return String::new();
     };
+    let _ = f.seek(SeekFrom::Start(from));
+    let mut s = String::new();
+    let _ = f.read_to_string(&mut s);
+    s
+}
+
+fn why_it_failed(log: &Path, stdout: &Path, stdout_start: u64) -> String {
     let log_text = tail(log, 0);
     let errors: Vec<&str> = log_text
         .lines()

@@ -81,4 +81,25 @@ fn private_broker_stops_and_restarts_with_its_data() {
     let second = tests::LocalKafka::start(broker.spec().clone());
     let err = second.err().expect("a second broker on the same folder");
     assert!(err.to_string().contains("in use"), "{err}");
+
+    // The folder remembers the version that last started on it; a newer
+    // one's folder is refused with what to do, before any JVM starts (an
+    // older broker cannot read a newer one's metadata log).
+    let dir = broker.spec().dir.clone();
+    let runs = localkafka::version::of_folder(&dir).expect("a stamp after a start");
+    assert_eq!(
+        Some(runs.clone()),
+        localkafka::version::of_jars(&localkafka::libs_dir())
+    );
+    broker.stop();
+    std::fs::write(dir.join(localkafka::version::STAMP), "99.0.0\n").unwrap();
+    let err = broker.restart().expect_err("a newer folder is refused");
+    let text = err.to_string();
+    assert!(
+        text.contains("written by Apache Kafka 99.0.0")
+            && text.contains(&format!("checkout's {runs} cannot read"))
+            && text.contains("-Dkafka.version=99.0.0"),
+        "{text}"
+    );
+    assert!(!broker.is_running());
 }
