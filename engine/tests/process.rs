@@ -531,7 +531,8 @@ fn quota(client_id: &str, bytes_per_s: Option<u64>) {
         Some(c) => args.extend(["--add-config", c.as_str()]),
         None => args.extend(["--delete-config", "consumer_byte_rate"]),
     }
-    localkafka::kafka_tool("org.apache.kafka.tools.ConfigCommand", &args).expect("set the quota");
+    // `kafka.admin.ConfigCommand` in 4.2 (it moved to `org.apache.kafka.tools` in 4.3).
+    localkafka::kafka_tool("kafka.admin.ConfigCommand", &args).expect("set the quota");
 }
 
 /// A restore from `games` that cannot finish (the broker throttles the

@@ -113,7 +113,7 @@ pub fn java() -> Result<PathBuf, Error> {
 }
 
 /// Runs one of Kafka's own command-line tools (`class`, e.g.
-/// `org.apache.kafka.tools.ConfigCommand`) with `args`; its standard output, or an error
+/// `kafka.admin.ConfigCommand`) with `args`; its standard output, or an error
 /// with what it printed when it fails.
 pub fn kafka_tool(class: &str, args: &[&str]) -> Result<String, Error> {
     let out = Command::new(java()?)
