@@ -316,7 +316,9 @@ async fn act(
         Ok(r) => Some(format!("http {}", r.status().as_u16())),
         Err(e) if e.is_timeout() => Some("timeout".to_string()),
         Err(e) if e.is_connect() => Some("connect".to_string()),
-        Err(_) => Some("request".to_string()),
+        // The innermost cause names what failed (a reset, a connection
+        // closed before the answer...): a short, bounded set of texts.
+        Err(e) => Some(format!("request: {}", innermost(&e))),
     };
     if let Some(kind) = failed {
         shared.forget(&id);
@@ -769,9 +771,44 @@ pub async fn run(args: &PlayArgs) -> anyhow::Result<Report> {
     session.play().await
 }
 
+/// The last error in `e`'s source chain, as text.
+fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug)]
+    struct Wrapped(&'static str, Option<Box<Wrapped>>);
+
+    impl std::fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+
+    #[test]
+    fn a_failed_request_is_named_by_its_innermost_cause() {
+        let reset = Wrapped("connection reset by peer", None);
+        let chain = Wrapped(
+            "error sending request",
+            Some(Box::new(Wrapped("client error", Some(Box::new(reset))))),
+        );
+        assert_eq!(innermost(&chain), "connection reset by peer");
+        assert_eq!(innermost(&Wrapped("alone", None)), "alone");
+    }
 
     #[test]
     fn the_schedule_is_open_and_evenly_spaced() {
