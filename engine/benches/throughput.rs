@@ -340,9 +340,19 @@ fn setting(name: &str, default: &str) -> String {
         .unwrap_or_else(|| default.to_string())
 }
 
+/// How a topic holds the games' states.
+#[derive(Clone, Copy)]
+enum Shape {
+    /// The engine's `games`: a record per nation plus a head per step,
+    /// folded as any consumer of `games` folds them.
+    Records,
+    /// The peer's: the whole game in each record, the last one wins.
+    WholeGame,
+}
+
 /// Latest state per game among `games`, as written to `topic` (committed
 /// records only), read from the beginning to the end of their partitions.
-fn final_states(brokers: &str, topic: &str, games: &[u64]) -> HashMap<u64, Game> {
+fn final_states(brokers: &str, topic: &str, shape: Shape, games: &[u64]) -> HashMap<u64, Game> {
     let reader: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", "bench-final-states")
@@ -362,17 +372,35 @@ fn final_states(brokers: &str, topic: &str, games: &[u64]) -> HashMap<u64, Game>
     }
     reader.assign(&tpl).expect("assign");
     let mut fold = GamesFold::default();
+    let mut whole: HashMap<u64, Game> = HashMap::new();
+    let mut unreadable = 0u64;
     let mut at_end = HashSet::new();
     let deadline = Instant::now() + Duration::from_secs(120);
     while at_end.len() < partitions.len() && Instant::now() < deadline {
         match reader.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
-                let Ok(record) =
-                    serde_json::from_slice::<GamesRecord>(m.payload().unwrap_or_default())
-                else {
-                    continue;
-                };
-                fold.push(record);
+                let payload = m.payload().unwrap_or_default();
+                match shape {
+                    Shape::Records => {
+                        if let Ok(record) = serde_json::from_slice::<GamesRecord>(payload) {
+                            fold.push(record);
+                        }
+                    }
+                    Shape::WholeGame => match serde_json::from_slice::<Game>(payload) {
+                        Ok(game) => {
+                            whole.insert(game.game_id, game);
+                        }
+                        Err(e) => {
+                            unreadable += 1;
+                            if unreadable == 1 {
+                                println!(
+                                    "  {topic}: a record that is not a game ({e}): {}",
+                                    String::from_utf8_lossy(&payload[..payload.len().min(300)])
+                                );
+                            }
+                        }
+                    },
+                }
             }
             Some(Err(KafkaError::PartitionEOF(p))) => {
                 at_end.insert(p);
@@ -380,10 +408,13 @@ fn final_states(brokers: &str, topic: &str, games: &[u64]) -> HashMap<u64, Game>
             _ => {}
         }
     }
-    fold.games
+    let folded = fold
+        .games
         .into_iter()
+        .map(|(id, snapshot)| (id, snapshot.game()));
+    folded
+        .chain(whole)
         .filter(|(id, _)| games.contains(id))
-        .map(|(id, snapshot)| (id, snapshot.game()))
         .collect()
 }
 
@@ -560,8 +591,13 @@ fn main() {
         engine.per_cpu_second() / streams.per_cpu_second()
     );
 
-    let engine_states = final_states(&brokers, &games, &CHECKED_GAMES);
-    let peer_states = final_states(&brokers, &peer_topics.games_topic, &CHECKED_GAMES);
+    let engine_states = final_states(&brokers, &games, Shape::Records, &CHECKED_GAMES);
+    let peer_states = final_states(
+        &brokers,
+        &peer_topics.games_topic,
+        Shape::WholeGame,
+        &CHECKED_GAMES,
+    );
     let agree = compare(&engine_states, &peer_states);
     drop(peer);
     let _ = std::fs::remove_dir_all(&work);

@@ -37,6 +37,9 @@ import org.apache.kafka.streams.state.KeyValueStore;
  * APPLICATION_ID; any {@code key=value} argument is a Streams setting.
  */
 public final class StreamsPeer {
+    /** The newest action layout the peer reads: the engine's {@code SCHEMA_VERSION}. */
+    static final int SCHEMA_VERSION = 2;
+
     private StreamsPeer() {}
 
     /**
@@ -53,8 +56,11 @@ public final class StreamsPeer {
         Serde<Game> games = new JsonSerde<>(Game.class);
         StreamsBuilder builder = new StreamsBuilder();
         builder.stream(input, Consumed.with(Serdes.String(), actions))
-                // The engine sends other schema versions to its dead-letter topic.
-                .filter((key, action) -> action != null && action.schema_version == 1)
+                // The versions the engine reads (shared::SCHEMA_VERSION, 2 since
+                // the arena's action types); it sends newer ones to its
+                // dead-letter topic.
+                .filter((key, action) -> action != null
+                        && action.schema_version >= 1 && action.schema_version <= SCHEMA_VERSION)
                 .groupByKey(Grouped.with(Serdes.String(), actions))
                 .aggregate(
                         Game::new,
