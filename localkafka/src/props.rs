@@ -39,7 +39,7 @@ pub fn one_machine() -> Vec<(&'static str, String)> {
 /// engine and the load tools, and more runnable threads than cores only
 /// queue for them: on 2 cores, 2 and 2 gave a lower answer → update p99
 /// than the defaults in 5 of 6 alternating pairs, and 1 and 1 no better
-/// than 2 and 2 (BENCHMARKS.md, "The broker's threads"). So one I/O thread
+/// than 2 and 2 (BENCHMARKS.md, "The broker's threads and heap"). So one I/O thread
 /// per core, between 2 and the default 8, and as many network threads,
 /// between 2 and the default 3.
 pub fn request_threads(cores: usize) -> (usize, usize) {
