@@ -279,7 +279,10 @@ impl Ctrl {
                     let offset = serde_json::from_str::<shared::wire::ActionAccepted>(&a.body)
                         .ok()
                         .map(|accepted| accepted.offset);
-                    self.session.update(|s| s.on_acked(&action_id, now, offset))
+                    let mut settled = Vec::new();
+                    self.session
+                        .update(|s| settled = s.on_acked(&action_id, now, offset));
+                    self.settle(settled);
                 }
                 Ok(a) => match classify_http_error(a.status, &a.body, a.retry_after.as_deref()) {
                     HttpFailure::Retry { after_ms } => self

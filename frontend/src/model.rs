@@ -221,10 +221,23 @@ impl Session {
 
     /// Kafka acknowledged a click (`202`) at `offset` of the game's
     /// `actions` partition.
-    pub fn on_acked(&mut self, action_id: &str, now_perf: f64, offset: Option<i64>) {
-        if let Some(p) = self.pending.iter_mut().find(|p| p.action_id == action_id) {
-            p.send = SendState::Acked(now_perf, offset);
-        }
+    ///
+    /// The engine may have handled the click before its answer came back:
+    /// a snapshot taken after it (a socket reconnecting while the click was
+    /// retried) already shows its outcome, and no later message may name it
+    /// in a quiet game. So a click acknowledged at an offset the confirmed
+    /// game already includes is settled now.
+    pub fn on_acked(
+        &mut self,
+        action_id: &str,
+        now_perf: f64,
+        offset: Option<i64>,
+    ) -> Vec<Settled> {
+        let Some(p) = self.pending.iter_mut().find(|p| p.action_id == action_id) else {
+            return Vec::new();
+        };
+        p.send = SendState::Acked(now_perf, offset);
+        self.settle(&[], &[], now_perf)
     }
 
     /// A send failed on the way (network error, 503): keep the click and
@@ -766,6 +779,42 @@ mod tests {
             matches!(&settled[..], [Settled::Confirmed { action_id, .. }] if action_id == "a1")
         );
         assert_eq!(s.pending.len(), 1, "a2 is past what the snapshot includes");
+    }
+
+    #[test]
+    fn an_answer_after_the_snapshot_that_includes_its_click_settles_it() {
+        // Back online: the click is retried and the socket reconnects; the
+        // engine handles the click before the snapshot is taken, and the
+        // snapshot reaches the page before the POST's answer.
+        let mut s = session(100, 0);
+        s.click(ActionType::PurchaseKnife, "a1".into(), 1, 0.0)
+            .unwrap();
+        let mut after = game_with("p", 80, 0);
+        after.state.players.get_mut("p").unwrap().items.knife = 1;
+        after.version = 6;
+        assert!(s.on_server(snap(&after, Some(41)), 2.0).is_empty());
+        assert_eq!(s.pending.len(), 1, "not acknowledged yet: not settled");
+        let settled = s.on_acked("a1", 3.0, Some(41));
+        assert!(
+            matches!(&settled[..], [Settled::Confirmed { action_id, .. }] if action_id == "a1")
+        );
+        assert!(s.pending.is_empty());
+        assert_eq!(
+            s.predicted().state.players["p"].items.knife,
+            1,
+            "bought once"
+        );
+    }
+
+    #[test]
+    fn an_answer_past_what_the_game_includes_stays_pending() {
+        let mut s = session(100, 0);
+        s.click(ActionType::PurchaseKnife, "a1".into(), 1, 0.0)
+            .unwrap();
+        s.on_server(snap(&game_with("p", 100, 0), Some(40)), 2.0);
+        assert!(s.on_acked("a1", 3.0, Some(41)).is_empty());
+        assert_eq!(s.pending.len(), 1);
+        assert!(s.on_acked("unknown", 3.0, Some(1)).is_empty());
     }
 
     #[test]
