@@ -40,9 +40,10 @@ pub struct GameSlot {
     /// The action ids this game remembers ([`crate::seen`]).
     pub seen: Seen,
     /// Ids remembered since the last write of them: (player, id, time).
-    pub seen_added: Vec<(String, String, u64)>,
-    /// Ids forgotten since the last write of them: (player, id).
-    pub seen_gone: Vec<(String, String)>,
+    pub seen_added: Vec<crate::seen::SeenId>,
+    /// Keys of the `<games>.seen` records whose every id was forgotten since
+    /// the last write: each gets a tombstone.
+    pub seen_gone: Vec<std::sync::Arc<[u8]>>,
 }
 
 impl GameSlot {

@@ -74,7 +74,7 @@ use crate::handle::{
 };
 use crate::metrics::EngineMetrics;
 use crate::query::Store;
-use crate::seen::{Seen, SeenKey, SeenValue};
+use crate::seen::{Restoring, Seen, SeenId, SeenRecord, SeenRecordKey};
 use crate::stall::{self, StallWatch};
 use crate::{Config, EngineError, Health, Limits, RUNNING, STOP_ABANDON};
 
@@ -1230,7 +1230,9 @@ impl<'a> Engine<'a> {
             let mut slot = GameSlot::from_snapshot(snapshot);
             if let Some(mut ids) = seen.remove(&snapshot.game_id) {
                 let now = ids.now_ms();
-                ids.advance(now, self.config.dedup_window_ms);
+                // Records whose ids all left the window while the game was
+                // away: tombstoned with its next batch.
+                slot.seen_gone = ids.advance(now, self.config.dedup_window_ms);
                 slot.seen = ids;
             }
             held.games.insert(snapshot.game_id, slot);
@@ -1390,8 +1392,10 @@ impl<'a> Engine<'a> {
     }
 
     /// Writes what `game_id` remembered and forgot of action ids since the
-    /// last time to `<games>.seen`: an entry per id, a tombstone per id
-    /// forgotten (so compaction keeps the topic to the window).
+    /// last time to `<games>.seen`: the ids the batch remembered in one
+    /// record (more when they would not fit in one), a tombstone for each
+    /// record whose every id was forgotten (so compaction keeps the topic
+    /// to the window). One record per game and batch, not per action.
     fn send_seen(
         &self,
         games: &mut HashMap<u64, GameSlot>,
@@ -1403,26 +1407,27 @@ impl<'a> Engine<'a> {
         let added = std::mem::take(&mut slot.seen_added);
         let gone = std::mem::take(&mut slot.seen_gone);
         let now_ms = slot.seen.now_ms();
+        // Unique per game: offsets only grow, and a batch writes once.
+        let offset = slot.actions_offset.unwrap_or(-1);
         let topic = self.config.seen_topic();
         let partition = partition_for(game_id, self.config.partitions);
-        let key_of = |player_id: String, event_id: String| {
-            serde_json::to_vec(&SeenKey {
+        let budget = (self.limits.games / 2).max(1);
+        for (part, ids) in seen_parts(added, budget).into_iter().enumerate() {
+            let key = serde_json::to_vec(&SeenRecordKey {
                 game_id,
-                player_id,
-                event_id,
-            })
-        };
-        for (player, id, at_ms) in added {
-            let key = key_of(player, id)?;
-            let value = serde_json::to_vec(&SeenValue { at_ms, now_ms })?;
+                offset,
+                part: part as u32,
+            })?;
+            let latest = ids.iter().map(|(_, _, at)| *at).max().unwrap_or(0);
+            let value = serde_json::to_vec(&SeenRecord { ids, now_ms })?;
             let record = BaseRecord::to(&topic)
                 .key(&key)
                 .payload(&value)
                 .partition(partition);
             send(self.producer(), record)?;
+            slot.seen.stored(Arc::from(key), latest);
         }
-        for (player, id) in gone {
-            let key = key_of(player, id)?;
+        for key in gone {
             let record: BaseRecord<'_, [u8], [u8]> =
                 BaseRecord::to(&topic).key(&key[..]).partition(partition);
             send(self.producer(), record)?;
@@ -1782,35 +1787,44 @@ pub(crate) fn restore(
 }
 
 /// The action ids each game of `partitions` remembers, from `<games>.seen`
-/// (entries and tombstones, in offset order).
+/// (records and tombstones, in offset order).
 pub(crate) fn restore_seen(
     reader: &BaseConsumer<RestoreContext>,
     topic: &str,
     partitions: &[i32],
     stall: Duration,
 ) -> Result<HashMap<u64, Seen>, EngineError> {
-    let mut seen: HashMap<u64, Seen> = HashMap::new();
+    let mut restoring = Restoring::default();
     read_to_end(reader, topic, partitions, stall, |msg| {
-        let Some(key) = msg
-            .key()
-            .and_then(|k| serde_json::from_slice::<SeenKey>(k).ok())
-        else {
-            tracing::warn!("undecodable key on {topic}");
+        let Some(key) = msg.key() else {
+            tracing::warn!("a record without a key on {topic}");
             return;
         };
-        let ids = seen.entry(key.game_id).or_default();
-        match msg.payload().map(serde_json::from_slice::<SeenValue>) {
-            Some(Ok(v)) => {
-                ids.remember(&key.player_id, &key.event_id, v.at_ms);
-                // Moves "now" only (an endless window forgets nothing); the
-                // caller then advances with the real window.
-                ids.advance(v.now_ms, u64::MAX);
-            }
-            Some(Err(e)) => tracing::warn!("undecodable entry on {topic}: {e}"),
-            None => ids.forget(&key.player_id, &key.event_id),
+        if let Err(e) = restoring.push(key, msg.payload()) {
+            tracing::warn!("{e} on {topic}");
         }
     })?;
-    Ok(seen)
+    Ok(restoring.finish())
+}
+
+/// Cuts a batch's remembered ids into parts of about `budget` bytes of JSON
+/// each (at least one id per part).
+fn seen_parts(ids: Vec<SeenId>, budget: usize) -> Vec<Vec<SeenId>> {
+    let mut parts: Vec<Vec<SeenId>> = Vec::new();
+    let mut size = 0;
+    for id in ids {
+        // Quotes, commas, brackets and up to 20 digits of time.
+        let len = id.0.len() + id.1.len() + 30;
+        match parts.last_mut() {
+            Some(part) if size + len <= budget => part.push(id),
+            _ => {
+                size = 0;
+                parts.push(vec![id]);
+            }
+        }
+        size += len;
+    }
+    parts
 }
 
 /// `ClientConfig::set` when there is a value.
@@ -1824,5 +1838,26 @@ impl SetOpt for rdkafka::ClientConfig {
             self.set(key, value);
         }
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batchs_ids_are_cut_into_parts_that_fit() {
+        let ids: Vec<SeenId> = (0..100u64)
+            .map(|i| ("player".to_string(), format!("id-{i:04}"), i))
+            .collect();
+        // 6 + 7 + 30 = 43 bytes an id: 10 to a part of 430.
+        let parts = seen_parts(ids.clone(), 430);
+        assert_eq!(parts.len(), 10);
+        assert!(parts.iter().all(|p| p.len() == 10));
+        assert_eq!(parts.concat(), ids, "every id once, in order");
+        assert_eq!(seen_parts(ids.clone(), usize::MAX).len(), 1);
+        // An id over the budget still goes, alone.
+        assert_eq!(seen_parts(ids[..3].to_vec(), 1).len(), 3);
+        assert!(seen_parts(Vec::new(), 430).is_empty());
     }
 }

@@ -11,9 +11,13 @@
 //!
 //! Memory: one entry per (player, id) of the window. The maps are
 //! persistent (`imbl`), so the engine's copy of a game as a batch found it
-//! costs O(1). The engine persists each entry on the `<games>.seen` topic
-//! (compacted; a tombstone when the entry leaves the window) in the same
-//! transaction as the update, and restores it with the game.
+//! costs O(1). The engine persists the ids on the `<games>.seen` topic
+//! (compacted) in the same transaction as the update: one record per game
+//! and batch listing the ids the batch remembered ([`SeenRecordKey`],
+//! [`SeenRecord`]), and a tombstone for a record once every id in it has
+//! left the window. It restores them with the game ([`Restoring`]). Earlier
+//! engines wrote one record per id ([`SeenKey`]): those are still read, and
+//! tombstoned the same way.
 
 use std::sync::Arc;
 
@@ -67,6 +71,10 @@ pub struct Seen {
     by_time: OrdSet<(u64, Arc<str>)>,
     /// The latest stamp seen in this game.
     now_ms: u64,
+    /// The `<games>.seen` records holding the ids remembered, by the time of
+    /// their latest id: a record is tombstoned once that time leaves the
+    /// window.
+    records: OrdSet<(u64, Arc<[u8]>)>,
 }
 
 /// One entry's key: the player and the id, joined by a NUL. Player ids never
@@ -77,11 +85,6 @@ fn key(player: &str, id: &str) -> String {
     k.push('\0');
     k.push_str(id);
     k
-}
-
-fn split(key: &str) -> (String, String) {
-    let (player, id) = key.split_once('\0').unwrap_or((key, ""));
-    (player.to_string(), id.to_string())
 }
 
 impl Seen {
@@ -108,28 +111,44 @@ impl Seen {
         self.by_time.insert((at, k));
     }
 
-    /// Forgets one id (a tombstone read back on restore).
-    pub fn forget(&mut self, player: &str, id: &str) {
-        let k = key(player, id);
-        if let Some((k, at)) = self.at.remove_with_key(k.as_str()) {
-            self.by_time.remove(&(at, k));
-        }
+    /// Notes that the `<games>.seen` record keyed `key` holds ids whose
+    /// latest time is `latest_ms`.
+    pub fn stored(&mut self, key: Arc<[u8]>, latest_ms: u64) {
+        self.records.insert((latest_ms, key));
     }
 
     /// Moves "now" to `stamp_ms` (if later) and forgets the ids that fell
-    /// out of the window; returns them as (player, id).
-    pub fn advance(&mut self, stamp_ms: u64, window_ms: u64) -> Vec<(String, String)> {
+    /// out of the window; returns the keys of the `<games>.seen` records
+    /// whose every id is forgotten now (to be tombstoned).
+    pub fn advance(&mut self, stamp_ms: u64, window_ms: u64) -> Vec<Arc<[u8]>> {
         self.now_ms = self.now_ms.max(stamp_ms);
-        let mut gone = Vec::new();
+        let expired = |at: u64, now: u64| at.saturating_add(window_ms) < now;
         while let Some((at, k)) = self.by_time.get_min().cloned() {
-            if at.saturating_add(window_ms) >= self.now_ms {
+            if !expired(at, self.now_ms) {
                 break;
             }
             self.by_time.remove_min();
             self.at.remove(&*k);
-            gone.push(split(&k));
+        }
+        let mut gone = Vec::new();
+        while let Some((at, k)) = self.records.get_min().cloned() {
+            if !expired(at, self.now_ms) {
+                break;
+            }
+            self.records.remove_min();
+            gone.push(k);
         }
         gone
+    }
+
+    /// Whether `player`'s `id` is remembered.
+    pub fn contains(&self, player: &str, id: &str) -> bool {
+        self.at.contains_key(key(player, id).as_str())
+    }
+
+    /// How many `<games>.seen` records hold the ids remembered.
+    pub fn records(&self) -> usize {
+        self.records.len()
     }
 
     /// Ids remembered.
@@ -147,8 +166,27 @@ impl Seen {
     }
 }
 
-/// A record of the `<games>.seen` topic: the key names the entry, the value
-/// its time (`None`: a tombstone, the entry left the window).
+/// The key of a `<games>.seen` record: the game, the offset on its `actions`
+/// partition of the last action of the batch that wrote it, and which part
+/// of that batch's ids it holds (a batch's ids are cut to fit a record).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SeenRecordKey {
+    pub game_id: u64,
+    pub offset: i64,
+    pub part: u32,
+}
+
+/// A `<games>.seen` record's value: ids remembered, as (player, id, time),
+/// and the game's latest stamp when it was written. `None` (a tombstone):
+/// every id of the record left the window.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SeenRecord {
+    pub ids: Vec<SeenId>,
+    pub now_ms: u64,
+}
+
+/// The record earlier engines wrote per id: the key
+/// names the entry, the value ([`SeenValue`]) its time.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SeenKey {
     pub game_id: u64,
@@ -161,6 +199,93 @@ pub struct SeenValue {
     pub at_ms: u64,
     /// The game's latest stamp when it was written.
     pub now_ms: u64,
+}
+
+/// A `<games>.seen` key of either layout.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum AnyKey {
+    Record(SeenRecordKey),
+    Entry(SeenKey),
+}
+
+/// The records of `<games>.seen` as read back, in offset order, by game;
+/// [`Restoring::finish`] gives each game's [`Seen`].
+#[derive(Debug, Default)]
+pub struct Restoring {
+    games: std::collections::HashMap<u64, GameRecords>,
+    read: u64,
+}
+
+/// One id remembered, as a record holds it: (player, id, time).
+pub type SeenId = (String, String, u64);
+
+/// One game's live records by key: when each was read, and its ids.
+#[derive(Debug, Default)]
+struct GameRecords {
+    live: std::collections::HashMap<Arc<[u8]>, (u64, Vec<SeenId>)>,
+    now_ms: u64,
+}
+
+impl Restoring {
+    /// One record read (`value` `None`: a tombstone). An undecodable one
+    /// is an error and changes nothing.
+    pub fn push(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), String> {
+        let any: AnyKey =
+            serde_json::from_slice(key).map_err(|e| format!("undecodable key: {e}"))?;
+        let game_id = match &any {
+            AnyKey::Record(k) => k.game_id,
+            AnyKey::Entry(k) => k.game_id,
+        };
+        let Some(value) = value else {
+            if let Some(game) = self.games.get_mut(&game_id) {
+                game.live.remove(key);
+            }
+            return Ok(());
+        };
+        let undecodable = |e: serde_json::Error| format!("undecodable value: {e}");
+        let (ids, now_ms) = match any {
+            AnyKey::Record(_) => {
+                let record: SeenRecord = serde_json::from_slice(value).map_err(undecodable)?;
+                (record.ids, record.now_ms)
+            }
+            AnyKey::Entry(k) => {
+                let v: SeenValue = serde_json::from_slice(value).map_err(undecodable)?;
+                (vec![(k.player_id, k.event_id, v.at_ms)], v.now_ms)
+            }
+        };
+        self.read += 1;
+        let game = self.games.entry(game_id).or_default();
+        game.now_ms = game.now_ms.max(now_ms);
+        game.live.insert(Arc::from(key), (self.read, ids));
+        Ok(())
+    }
+
+    /// Each game's ids from its records still live, later records winning,
+    /// "now" the latest stamp any of its records carried. Nothing is
+    /// forgotten yet: the caller advances with its window.
+    pub fn finish(self) -> std::collections::HashMap<u64, Seen> {
+        self.games
+            .into_iter()
+            .map(|(game_id, game)| {
+                let mut records: Vec<_> = game.live.into_iter().collect();
+                records.sort_by_key(|(_, (read, _))| *read);
+                let mut seen = Seen {
+                    now_ms: game.now_ms,
+                    ..Seen::default()
+                };
+                for (key, (_, ids)) in records {
+                    let mut latest = 0;
+                    for (player, id, at) in ids {
+                        seen.remember(&player, &id, at);
+                        latest = latest.max(at);
+                    }
+                    seen.stored(key, latest);
+                }
+                (game_id, seen)
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -204,8 +329,8 @@ mod tests {
             "ids are per player"
         );
         // Past the window it is forgotten, and a retry is refused, not applied.
-        let gone = seen.advance(1_000 + w + 1, w);
-        assert!(gone.contains(&("p".to_string(), "a".to_string())));
+        seen.advance(1_000 + w + 1, w);
+        assert!(!seen.contains("p", "a"));
         assert_eq!(
             seen.check("p", "a", 1_000 + w + 1, w),
             Verdict::New(1_000 + w + 1)
@@ -243,5 +368,95 @@ mod tests {
         seen.remember("p", "new", 20_000);
         assert_eq!(before.len(), 10_000);
         assert_eq!(seen.len(), 10_001);
+    }
+
+    fn record_key(game_id: u64, offset: i64) -> Vec<u8> {
+        serde_json::to_vec(&SeenRecordKey {
+            game_id,
+            offset,
+            part: 0,
+        })
+        .unwrap()
+    }
+
+    fn record(ids: &[(&str, &str, u64)], now_ms: u64) -> Vec<u8> {
+        let ids = ids
+            .iter()
+            .map(|(p, i, t)| (p.to_string(), i.to_string(), *t))
+            .collect();
+        serde_json::to_vec(&SeenRecord { ids, now_ms }).unwrap()
+    }
+
+    #[test]
+    fn a_record_is_tombstoned_once_its_latest_id_leaves_the_window() {
+        let w = 10;
+        let mut seen = Seen::default();
+        seen.remember("p", "a", 100);
+        seen.remember("p", "b", 105);
+        let key: Arc<[u8]> = Arc::from(record_key(1, 7));
+        seen.stored(key.clone(), 105);
+        assert!(seen.advance(111, w).is_empty(), "b is still remembered");
+        assert!(!seen.contains("p", "a") && seen.contains("p", "b"));
+        assert_eq!(seen.advance(116, w), vec![key]);
+        assert!(!seen.contains("p", "b"));
+        assert_eq!(seen.records(), 0);
+        assert!(seen.advance(200, w).is_empty(), "tombstoned once");
+    }
+
+    #[test]
+    fn restores_both_layouts_with_tombstones_and_later_records_winning() {
+        let mut restoring = Restoring::default();
+        // An earlier engine's per-id records: one then forgotten.
+        let old = |id: &str| {
+            serde_json::to_vec(&SeenKey {
+                game_id: 1,
+                player_id: "p".into(),
+                event_id: id.into(),
+            })
+            .unwrap()
+        };
+        let old_value = |at_ms| {
+            serde_json::to_vec(&SeenValue {
+                at_ms,
+                now_ms: at_ms,
+            })
+            .unwrap()
+        };
+        restoring.push(&old("x"), Some(&old_value(50))).unwrap();
+        restoring.push(&old("y"), Some(&old_value(60))).unwrap();
+        restoring.push(&old("y"), None).unwrap();
+        // This engine's records: two batches of game 1, one of game 2, the
+        // second batch remembering "x" again later.
+        restoring
+            .push(
+                &record_key(1, 10),
+                Some(&record(&[("p", "a", 70), ("q", "b", 80)], 80)),
+            )
+            .unwrap();
+        restoring
+            .push(&record_key(1, 20), Some(&record(&[("p", "x", 90)], 95)))
+            .unwrap();
+        restoring
+            .push(&record_key(2, 11), Some(&record(&[("p", "a", 1)], 1)))
+            .unwrap();
+        restoring.push(&record_key(2, 11), None).unwrap();
+        assert!(restoring.push(b"not json", Some(b"{}")).is_err());
+        assert!(restoring.push(&record_key(1, 30), Some(b"[")).is_err());
+
+        let mut games = restoring.finish();
+        let mut one = games.remove(&1).unwrap();
+        assert_eq!(one.now_ms(), 95);
+        assert_eq!(one.len(), 3, "x, a, b; y was tombstoned");
+        assert!(one.contains("p", "x") && one.contains("p", "a") && one.contains("q", "b"));
+        assert_eq!(one.records(), 3, "the old x record and two batches");
+        // x was remembered again at 90: the old record goes at 50's expiry
+        // without forgetting it.
+        assert_eq!(one.advance(100, 45), vec![Arc::from(old("x"))]);
+        assert!(one.contains("p", "x"));
+        let gone = one.advance(200, 45);
+        assert_eq!(gone.len(), 2);
+        assert!(one.is_empty());
+        let two = games.remove(&2).unwrap_or_default();
+        assert!(two.is_empty(), "its only record was tombstoned");
     }
 }

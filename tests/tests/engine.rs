@@ -1068,3 +1068,113 @@ async fn every_commit_mode_applies_every_action_once() {
         assert_eq!(report.actions, 800);
     }
 }
+
+/// The ids an engine remembers go to `<games>.seen` as one record per game
+/// and batch, not one per action; a record is tombstoned once every id in
+/// it left the window. After a restart from those records, a retry within
+/// the window changes nothing and one older than it is refused as expired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remembered_ids_take_a_record_per_batch_and_leave_with_the_window() {
+    use engine::seen::{SeenRecord, SeenRecordKey};
+    const WINDOW_MS: u64 = 10_000;
+    const N: u64 = 200;
+    let s = Setup::new();
+    s.create().await;
+    let mut config = s.config(100);
+    config.dedup_window_ms = WINDOW_MS;
+    let seen_topic = config.seen_topic();
+    let game = 3;
+    let p = producer();
+    // Written before the engine starts, so its batches are full ones.
+    // UUIDv7 ids carry their own time: an old one is known old even once
+    // forgotten.
+    let id = |i: u64| {
+        let ms = 1_000 + i * 150;
+        format!("{:08x}-{:04x}-7000-8000-{i:012x}", ms >> 16, ms & 0xffff)
+    };
+    let mut actions = vec![action(&id(0), game, "kim", ActionType::Join, 1_000)];
+    for i in 1..N {
+        actions.push(action(
+            &id(i),
+            game,
+            "kim",
+            ActionType::Default,
+            1_000 + i * 150,
+        ));
+    }
+    let last_ms = 1_000 + (N - 1) * 150;
+    let mut expected = HashMap::new();
+    send_all(&p, &s.actions, &actions, &mut expected).await;
+    let (task, stop) = start(config.clone());
+    s.updates("every action", |u| reached(u, &expected));
+
+    // Every id in exactly one record; some records already tombstoned.
+    let mut written: HashMap<Vec<u8>, SeenRecord> = HashMap::new();
+    let mut tombstoned: Vec<Vec<u8>> = Vec::new();
+    tests::consume(tests::broker(), &seen_topic, WAIT, |msgs| {
+        written.clear();
+        tombstoned.clear();
+        for m in msgs {
+            let key = m.key().expect("a key").to_vec();
+            match m.payload() {
+                Some(v) => {
+                    written.insert(key, serde_json::from_slice(v).expect("a seen record"));
+                }
+                None => tombstoned.push(key),
+            }
+        }
+        written.values().map(|r| r.ids.len()).sum::<usize>() == N as usize && !tombstoned.is_empty()
+    })
+    .expect("the seen records and a tombstone");
+    assert!(
+        written.len() as u64 * 5 <= N,
+        "{} records for {N} actions",
+        written.len()
+    );
+    for key in written.keys() {
+        let k: SeenRecordKey = serde_json::from_slice(key).expect("a record key");
+        assert_eq!(k.game_id, game);
+    }
+    for key in &tombstoned {
+        let record = written.get(key).expect("a tombstone follows its record");
+        assert!(
+            record.ids.iter().all(|(_, _, at)| at + WINDOW_MS < last_ms),
+            "only records whose every id left the window are tombstoned"
+        );
+    }
+    stop.send(()).unwrap();
+    task.await.unwrap();
+
+    // Restarted from those records: a recent id is a duplicate, an old one
+    // expired, a new one applies.
+    let (task, stop) = start(config);
+    let recent = action(&id(N - 1), game, "kim", ActionType::Default, last_ms + 100);
+    let old = action(&id(3), game, "kim", ActionType::Default, last_ms + 200);
+    let sentinel = action("after", game, "kim", ActionType::Default, last_ms + 300);
+    for a in [&recent, &old, &sentinel] {
+        send_raw(&p, &s.actions, game, &serde_json::to_vec(a).unwrap()).await;
+    }
+    let updates = s.updates("the sentinel", |u| {
+        u.iter().any(|u| u.applied.contains(&"after".to_string()))
+    });
+    let applied: Vec<&String> = updates.iter().flat_map(|u| &u.applied).collect();
+    assert_eq!(
+        applied.len(),
+        N as usize + 1,
+        "each id applied once, then the sentinel"
+    );
+    assert_eq!(applied.last().map(|s| s.as_str()), Some("after"));
+    let rejected: Vec<_> = updates.iter().flat_map(|u| &u.rejected).collect();
+    assert!(
+        rejected
+            .iter()
+            .any(|r| r.event_id == id(3) && r.reason == shared::Rejection::Expired),
+        "the old retry is refused as expired: {rejected:?}"
+    );
+    assert!(
+        rejected.iter().all(|r| r.event_id != id(N - 1)),
+        "the recent retry is a duplicate, not a rejection"
+    );
+    stop.send(()).unwrap();
+    task.await.unwrap();
+}
