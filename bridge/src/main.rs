@@ -12,8 +12,13 @@ use bridge::Config;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+fn main() -> anyhow::Result<()> {
+    ops::allocator::apply();
+    serve()
+}
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn serve() -> anyhow::Result<()> {
     ops::init_tracing();
     let config = Config::parse();
     if config.brokers.is_none() {

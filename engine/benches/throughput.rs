@@ -37,6 +37,11 @@ use shared::{
     partition_for, ActionEnvelope, ActionType, Game, GamesFold, GamesRecord, SCHEMA_VERSION,
 };
 
+/// The allocator the engine ships with (`nation` and `engine` binaries):
+/// the bench measures the engine as it runs, and the baseline beside it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const GAMES: u64 = 1_000;
 const PARTITIONS: i32 = 12;
 /// Games whose final states the engine and the peer must agree on (on
@@ -462,6 +467,8 @@ fn compare(engine: &HashMap<u64, Game>, peer: &HashMap<u64, Game>) -> bool {
 }
 
 fn main() {
+    // As the shipped binaries run (their allocator settings).
+    ops::allocator::apply();
     if std::env::args().any(|a| a == "--list") {
         return;
     }

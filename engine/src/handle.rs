@@ -168,8 +168,10 @@ pub fn handle<M: Message>(
 /// needs keeping.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Undo {
-    /// The slot as the batch found it, with no nations.
+    /// The slot as the batch found it, with no nations and no ids.
     base: GameSlot,
+    /// What the batch did to the ids the game remembers.
+    seen: crate::seen::Journal,
     /// Each nation the batch touched, as it was (`None`: it did not exist).
     nations: HashMap<String, Option<Nation>>,
 }
@@ -178,10 +180,13 @@ impl Undo {
     /// Keeps what is needed to bring `slot` back to where it is now.
     fn of(slot: &mut GameSlot) -> Undo {
         let players = std::mem::take(&mut slot.game.state.players);
+        let seen = std::mem::take(&mut slot.seen);
         let base = slot.clone();
         slot.game.state.players = players;
+        slot.seen = seen;
         Undo {
             base,
+            seen: crate::seen::Journal::of(&slot.seen),
             nations: HashMap::new(),
         }
     }
@@ -203,8 +208,11 @@ impl Undo {
                 None => players.remove(&player),
             };
         }
+        let mut seen = current.seen;
+        seen.undo(self.seen);
         let mut slot = self.base;
         slot.game.state.players = players;
+        slot.seen = seen;
         slot
     }
 }
@@ -214,7 +222,7 @@ impl Undo {
 /// be written can be redone action by action).
 pub fn handle_keeping<M: Message>(
     games: &mut HashMap<u64, GameSlot>,
-    mut undo: Option<&mut HashMap<u64, Undo>>,
+    undo: Option<&mut HashMap<u64, Undo>>,
     record: &M,
     partitions: i32,
     window_ms: u64,
@@ -243,11 +251,15 @@ pub fn handle_keeping<M: Message>(
     if slot.actions_offset.is_some_and(|stored| offset <= stored) {
         return Handled::AlreadyIncluded { game_id };
     }
-    if let Some(undo) = undo.as_deref_mut() {
-        if !slot.dirty {
-            undo.entry(game_id).or_insert_with(|| Undo::of(slot));
+    let mut kept = match undo {
+        Some(undo) => {
+            if !slot.dirty {
+                undo.entry(game_id).or_insert_with(|| Undo::of(slot));
+            }
+            undo.get_mut(&game_id)
         }
-    }
+        None => None,
+    };
     slot.actions_offset = Some(offset);
     slot.dirty = true;
     let verdict = slot.seen.check(
@@ -264,20 +276,27 @@ pub fn handle_keeping<M: Message>(
             Some(Outcome::Rejected(Rejection::Expired))
         }
         Verdict::New(at) => {
-            if let Some(kept) = undo.and_then(|undo| undo.get_mut(&game_id)) {
+            if let Some(kept) = kept.as_deref_mut() {
                 kept.keep(slot, &action.player_id);
             }
             let effect = apply_changes(&mut slot.game, &action);
             slot.changed.extend(effect.fighters);
             slot.match_changed |= effect.match_changed;
             let outcome = effect.outcome;
-            slot.seen.remember(&action.player_id, &action.event_id, at);
+            slot.seen.remember_noting(
+                &action.player_id,
+                &action.event_id,
+                at,
+                kept.as_deref_mut().map(|k| &mut k.seen),
+            );
             slot.seen_added
                 .push((action.player_id.clone(), action.event_id.clone(), at));
             Some(outcome)
         }
     };
-    let gone = slot.seen.advance(action.received_at_ms, window_ms);
+    let gone =
+        slot.seen
+            .advance_noting(action.received_at_ms, window_ms, kept.map(|k| &mut k.seen));
     slot.seen_gone.extend(gone);
     match outcome {
         Some(Outcome::Applied) => {
@@ -387,6 +406,7 @@ mod tests {
     use super::*;
     use rdkafka::message::{OwnedMessage, Timestamp};
     use shared::{ActionType, Rejection};
+    use std::sync::Arc;
 
     fn action(id: &str, game_id: u64, player: &str, event_type: ActionType) -> ActionEnvelope {
         ActionEnvelope {
@@ -516,6 +536,45 @@ mod tests {
             found, before,
             "every nation, id and mark as the batch found them"
         );
+    }
+
+    #[test]
+    fn brings_back_the_ids_a_batch_remembered_and_forgot() {
+        let w = 100;
+        let at = |id: &str, player: &str, t: ActionType, ms: u64| ActionEnvelope {
+            received_at_ms: ms,
+            ..action(id, 1, player, t)
+        };
+        let mut games = HashMap::new();
+        let mut offset = 0;
+        let mut next = |games: &mut HashMap<u64, GameSlot>,
+                        undo: Option<&mut HashMap<u64, Undo>>,
+                        a: &ActionEnvelope| {
+            offset += 1;
+            super::handle_keeping(games, undo, &rec(a, offset), N, w)
+        };
+        next(&mut games, None, &at("j", "p", ActionType::Join, 1_000));
+        next(&mut games, None, &at("v1", "p", ActionType::Default, 1_050));
+        flush(&mut games);
+        let slot = games.get_mut(&1).unwrap();
+        slot.seen_added.clear();
+        slot.seen.stored(Arc::from(&b"r1"[..]), 1_050);
+        let before = games[&1].clone();
+        let mut undo = HashMap::new();
+        // Forgets both ids and drops their record, remembers "j" again
+        // (a retry once forgotten), repeats an id of its own.
+        for a in [
+            at("v2", "p", ActionType::Default, 1_200),
+            at("j", "p", ActionType::Default, 1_210),
+            at("v2", "p", ActionType::Default, 1_220),
+            at("v3", "p", ActionType::Default, 1_400),
+        ] {
+            next(&mut games, Some(&mut undo), &a);
+        }
+        assert!(!games[&1].seen.contains("p", "v1"));
+        assert_eq!(games[&1].seen_gone, vec![Arc::<[u8]>::from(&b"r1"[..])]);
+        let found = undo.remove(&1).unwrap().restore(games[&1].clone());
+        assert_eq!(found, before, "ids, times, records and now as they were");
     }
 
     #[test]

@@ -111,8 +111,13 @@ impl Args {
     }
 }
 
+fn main() -> anyhow::Result<()> {
+    ops::allocator::apply();
+    serve()
+}
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn serve() -> anyhow::Result<()> {
     engine::init_tracing();
     let mut args = Args::parse();
     match args.command.take().unwrap_or(Command::Run) {

@@ -66,9 +66,9 @@ pub enum Verdict {
 /// The ids one game remembers.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Seen {
-    /// `player \0 id` to its time; the key is shared with `by_time`.
-    at: HashMap<Arc<str>, u64>,
-    by_time: OrdSet<(u64, Arc<str>)>,
+    /// Each remembered (player, id), by [`key`], to its time.
+    at: HashMap<Key, u64>,
+    by_time: OrdSet<(u64, Key)>,
     /// The latest stamp seen in this game.
     now_ms: u64,
     /// The `<games>.seen` records holding the ids remembered, by the time of
@@ -77,20 +77,35 @@ pub struct Seen {
     records: OrdSet<(u64, Arc<[u8]>)>,
 }
 
-/// One entry's key: the player and the id, joined by a NUL. Player ids never
-/// hold one (the bridge draws them as hex), so the first NUL splits them.
-fn key(player: &str, id: &str) -> String {
-    let mut k = String::with_capacity(player.len() + 1 + id.len());
-    k.push_str(player);
-    k.push('\0');
-    k.push_str(id);
-    k
+/// An entry's key: the 128-bit XXH3 of the player and the id (the player's
+/// length first, so two pairs never hash the same bytes). Sixteen bytes
+/// however long the id, and no allocation. Two pairs of one game share a
+/// key with odds of about n² / 2¹²⁹ for n ids in the window: 10⁻²¹ for a
+/// billion.
+type Key = u128;
+
+fn key(player: &str, id: &str) -> Key {
+    let len = (player.len() as u64).to_le_bytes();
+    let mut buf = [0u8; 256];
+    let total = len.len() + player.len() + id.len();
+    if total <= buf.len() {
+        buf[..8].copy_from_slice(&len);
+        buf[8..8 + player.len()].copy_from_slice(player.as_bytes());
+        buf[8 + player.len()..total].copy_from_slice(id.as_bytes());
+        xxhash_rust::xxh3::xxh3_128(&buf[..total])
+    } else {
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        h.update(&len);
+        h.update(player.as_bytes());
+        h.update(id.as_bytes());
+        h.digest128()
+    }
 }
 
 impl Seen {
     /// Judges `player`'s action `id` stamped `received_at_ms`.
     pub fn check(&self, player: &str, id: &str, received_at_ms: u64, window_ms: u64) -> Verdict {
-        if self.at.contains_key(key(player, id).as_str()) {
+        if self.at.contains_key(&key(player, id)) {
             return Verdict::Duplicate;
         }
         let at = id_time_ms(id, received_at_ms);
@@ -104,11 +119,26 @@ impl Seen {
 
     /// Remembers `player`'s `id` at time `at`.
     pub fn remember(&mut self, player: &str, id: &str, at: u64) {
-        let k: Arc<str> = Arc::from(key(player, id));
-        if let Some(old) = self.at.insert(k.clone(), at) {
-            self.by_time.remove(&(old, k.clone()));
+        self.remember_noting(player, id, at, None);
+    }
+
+    /// [`Seen::remember`], noting the change in `journal`.
+    pub fn remember_noting(
+        &mut self,
+        player: &str,
+        id: &str,
+        at: u64,
+        journal: Option<&mut Journal>,
+    ) {
+        let k = key(player, id);
+        let before = self.at.insert(k, at);
+        if let Some(old) = before {
+            self.by_time.remove(&(old, k));
         }
         self.by_time.insert((at, k));
+        if let Some(journal) = journal {
+            journal.ops.push(Op::Remembered { key: k, before });
+        }
     }
 
     /// Notes that the `<games>.seen` record keyed `key` holds ids whose
@@ -121,6 +151,16 @@ impl Seen {
     /// out of the window; returns the keys of the `<games>.seen` records
     /// whose every id is forgotten now (to be tombstoned).
     pub fn advance(&mut self, stamp_ms: u64, window_ms: u64) -> Vec<Arc<[u8]>> {
+        self.advance_noting(stamp_ms, window_ms, None)
+    }
+
+    /// [`Seen::advance`], noting the changes in `journal`.
+    pub fn advance_noting(
+        &mut self,
+        stamp_ms: u64,
+        window_ms: u64,
+        mut journal: Option<&mut Journal>,
+    ) -> Vec<Arc<[u8]>> {
         self.now_ms = self.now_ms.max(stamp_ms);
         let expired = |at: u64, now: u64| at.saturating_add(window_ms) < now;
         while let Some((at, k)) = self.by_time.get_min().cloned() {
@@ -128,7 +168,10 @@ impl Seen {
                 break;
             }
             self.by_time.remove_min();
-            self.at.remove(&*k);
+            self.at.remove(&k);
+            if let Some(journal) = journal.as_deref_mut() {
+                journal.ops.push(Op::Forgot { at, key: k });
+            }
         }
         let mut gone = Vec::new();
         while let Some((at, k)) = self.records.get_min().cloned() {
@@ -136,14 +179,46 @@ impl Seen {
                 break;
             }
             self.records.remove_min();
+            if let Some(journal) = journal.as_deref_mut() {
+                journal.ops.push(Op::Dropped {
+                    latest: at,
+                    key: k.clone(),
+                });
+            }
             gone.push(k);
         }
         gone
     }
 
+    /// Takes back every change `journal` noted, latest first: the ids as
+    /// they were when it began ([`Journal::of`]).
+    pub fn undo(&mut self, journal: Journal) {
+        for op in journal.ops.into_iter().rev() {
+            match op {
+                Op::Remembered { key, before } => {
+                    if let Some(at) = self.at.remove(&key) {
+                        self.by_time.remove(&(at, key));
+                    }
+                    if let Some(at) = before {
+                        self.at.insert(key, at);
+                        self.by_time.insert((at, key));
+                    }
+                }
+                Op::Forgot { at, key } => {
+                    self.at.insert(key, at);
+                    self.by_time.insert((at, key));
+                }
+                Op::Dropped { latest, key } => {
+                    self.records.insert((latest, key));
+                }
+            }
+        }
+        self.now_ms = journal.now_ms;
+    }
+
     /// Whether `player`'s `id` is remembered.
     pub fn contains(&self, player: &str, id: &str) -> bool {
-        self.at.contains_key(key(player, id).as_str())
+        self.at.contains_key(&key(player, id))
     }
 
     /// How many `<games>.seen` records hold the ids remembered.
@@ -199,6 +274,35 @@ pub struct SeenValue {
     pub at_ms: u64,
     /// The game's latest stamp when it was written.
     pub now_ms: u64,
+}
+
+/// What a batch did to one game's [`Seen`], so it can be taken back
+/// ([`Seen::undo`]) without a copy of the ids made before: a copy would
+/// share the maps, and every change after it would copy their nodes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Journal {
+    now_ms: u64,
+    ops: Vec<Op>,
+}
+
+impl Journal {
+    /// A journal of the changes to `seen` from now on.
+    pub fn of(seen: &Seen) -> Journal {
+        Journal {
+            now_ms: seen.now_ms,
+            ops: Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Op {
+    /// An id remembered; `before`: its former time, if it had one.
+    Remembered { key: Key, before: Option<u64> },
+    /// An id forgotten.
+    Forgot { at: u64, key: Key },
+    /// A record dropped (to be tombstoned).
+    Dropped { latest: u64, key: Arc<[u8]> },
 }
 
 /// A `<games>.seen` key of either layout.
@@ -307,6 +411,18 @@ mod tests {
             id_time_ms(&id, t - 10 * FUTURE_SLACK_MS),
             t - 10 * FUTURE_SLACK_MS
         );
+    }
+
+    #[test]
+    fn keys_tell_apart_where_the_player_ends_and_take_long_ids() {
+        assert_ne!(key("ab", "c"), key("a", "bc"));
+        assert_eq!(key("p", "a"), key("p", "a"));
+        let long = "x".repeat(1_000);
+        assert_eq!(key("p", &long), key("p", &long.clone()));
+        assert_ne!(key("p", &long), key("q", &long));
+        let mut seen = Seen::default();
+        seen.remember("p", &long, 1);
+        assert!(seen.contains("p", &long) && !seen.contains("p", &long[1..]));
     }
 
     #[test]

@@ -49,6 +49,7 @@ struct Cli {
 const STABLE_TRANSACTIONAL_ID: &str = "nation-engine";
 
 fn main() -> ExitCode {
+    ops::allocator::apply();
     ops::init_tracing();
     let cli = Cli::parse();
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");

@@ -12,6 +12,7 @@
 //! - [`logs`]: JSON logs shipped to a Kafka topic (`LOG_TOPIC`) through a
 //!   bounded buffer that drops and counts rather than blocking.
 
+pub mod allocator;
 pub mod logs;
 pub mod metrics;
 pub mod openapi;
