@@ -4,6 +4,7 @@
 //! loop in [`crate::kafka`] feeds it records and flushes what it gathered into
 //! one transaction per batch.
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 
 use rdkafka::Message;
@@ -133,11 +134,67 @@ pub enum Handled {
     DeadLetter { error: String },
 }
 
-/// Decodes an `actions` record value, refusing versions newer than this
-/// engine reads (older ones are what it wrote before: still readable).
+/// An `actions` record as the engine keeps it from poll to handling: where
+/// it sits, when it was written, its key and value. Not its topic or headers,
+/// which the engine never reads: copying them with the rest
+/// (`BorrowedMessage::detach`) was a tenth of the engine's time (BENCHMARKS.md,
+/// P3).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Record {
+    pub partition: i32,
+    pub offset: i64,
+    /// When the producer wrote it, in ms since the Unix epoch, if known.
+    pub timestamp_ms: Option<i64>,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+}
+
+impl Record {
+    /// The engine's copy of `msg`.
+    pub fn of<M: Message>(msg: &M) -> Record {
+        Record {
+            partition: msg.partition(),
+            offset: msg.offset(),
+            timestamp_ms: msg.timestamp().to_millis(),
+            key: msg.key().map(<[u8]>::to_vec),
+            payload: msg.payload().map(<[u8]>::to_vec),
+        }
+    }
+}
+
+/// What the engine reads of an `actions` record: every field of
+/// [`ActionEnvelope`], with the request's stamps (`Host`, `User-Agent`,
+/// `Accept`, client address) checked as strings but borrowed from the record
+/// and dropped, not copied: the rules never read them, and four owned
+/// strings per action were most of the decoding's cost.
+#[derive(serde::Deserialize)]
+struct Incoming<'a> {
+    event_id: String,
+    game_id: u64,
+    player_id: String,
+    event_type: shared::ActionType,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(rename = "Host", default, borrow)]
+    _host: Cow<'a, str>,
+    #[serde(rename = "User-Agent", default, borrow)]
+    _user_agent: Cow<'a, str>,
+    #[serde(rename = "Accept", default, borrow)]
+    _accept: Cow<'a, str>,
+    #[serde(rename = "client_addr", borrow)]
+    _client_addr: Cow<'a, str>,
+    received_at_ms: u64,
+    schema_version: u32,
+}
+
+/// Decodes an `actions` record value into what the rules read (the
+/// request's stamps are left empty: see [`Incoming`]), refusing versions
+/// newer than this engine reads (older ones are what it wrote before: still
+/// readable). What it accepts is exactly what decodes as an
+/// [`ActionEnvelope`].
 pub fn decode(payload: Option<&[u8]>) -> Result<ActionEnvelope, String> {
     let bytes = payload.ok_or_else(|| "empty record value".to_string())?;
-    let action: ActionEnvelope = serde_json::from_slice(shared::framing::json(bytes))
+    let action: Incoming<'_> = serde_json::from_slice(shared::framing::json(bytes))
         .map_err(|e| format!("undecodable action: {e}"))?;
     if action.schema_version > SCHEMA_VERSION || action.schema_version == 0 {
         return Err(format!(
@@ -145,7 +202,19 @@ pub fn decode(payload: Option<&[u8]>) -> Result<ActionEnvelope, String> {
             action.schema_version
         ));
     }
-    Ok(action)
+    Ok(ActionEnvelope {
+        event_id: action.event_id,
+        game_id: action.game_id,
+        player_id: action.player_id,
+        event_type: action.event_type,
+        name: action.name,
+        host: String::new(),
+        user_agent: String::new(),
+        accept: String::new(),
+        client_addr: String::new(),
+        received_at_ms: action.received_at_ms,
+        schema_version: action.schema_version,
+    })
 }
 
 /// Handles one `actions` record against the games in `games`: decode, check
@@ -157,7 +226,13 @@ pub fn handle<M: Message>(
     record: &M,
     partitions: i32,
 ) -> Handled {
-    handle_keeping(games, None, record, partitions, DEFAULT_WINDOW_MS)
+    handle_keeping(
+        games,
+        None,
+        &Record::of(record),
+        partitions,
+        DEFAULT_WINDOW_MS,
+    )
 }
 
 /// How to get back a game's slot as the current batch found it, at a cost
@@ -220,30 +295,30 @@ impl Undo {
 /// [`handle`], keeping in `undo` how to bring back each game's slot as it
 /// was before the current batch first touched it (so an update that cannot
 /// be written can be redone action by action).
-pub fn handle_keeping<M: Message>(
+pub fn handle_keeping(
     games: &mut HashMap<u64, GameSlot>,
     undo: Option<&mut HashMap<u64, Undo>>,
-    record: &M,
+    record: &Record,
     partitions: i32,
     window_ms: u64,
 ) -> Handled {
-    let action = match decode(record.payload()) {
+    let action = match decode(record.payload.as_deref()) {
         Ok(action) => action,
         Err(error) => return Handled::DeadLetter { error },
     };
     let game_id = action.game_id;
     let home = partition_for(game_id, partitions);
-    if record.partition() != home {
+    if record.partition != home {
         // Another partitioner, or a changed partition count: applying it
         // would let two engines own one game.
         return Handled::DeadLetter {
             error: format!(
                 "misrouted: game {game_id} belongs on partition {home} of {partitions}, the record is on partition {}",
-                record.partition()
+                record.partition
             ),
         };
     }
-    let offset = record.offset();
+    let offset = record.offset;
     let slot = games.entry(game_id).or_insert_with(|| GameSlot {
         game: Game::new(game_id),
         ..GameSlot::default()
@@ -471,7 +546,7 @@ mod tests {
         super::handle_keeping(
             &mut games,
             Some(&mut undo),
-            &rec(&join, 0),
+            &Record::of(&rec(&join, 0)),
             N,
             DEFAULT_WINDOW_MS,
         );
@@ -482,14 +557,14 @@ mod tests {
         super::handle_keeping(
             &mut games,
             Some(&mut undo),
-            &rec(&buy, 1),
+            &Record::of(&rec(&buy, 1)),
             N,
             DEFAULT_WINDOW_MS,
         );
         super::handle_keeping(
             &mut games,
             Some(&mut undo),
-            &rec(&visit, 2),
+            &Record::of(&rec(&visit, 2)),
             N,
             DEFAULT_WINDOW_MS,
         );
@@ -510,7 +585,13 @@ mod tests {
                         undo: Option<&mut HashMap<u64, Undo>>,
                         a: &ActionEnvelope| {
             offset += 1;
-            super::handle_keeping(games, undo, &rec(a, offset), N, DEFAULT_WINDOW_MS)
+            super::handle_keeping(
+                games,
+                undo,
+                &Record::of(&rec(a, offset)),
+                N,
+                DEFAULT_WINDOW_MS,
+            )
         };
         for i in 0..50 {
             let join = action(&format!("j{i}"), 1, &format!("p{i}"), ActionType::Join);
@@ -551,7 +632,7 @@ mod tests {
                         undo: Option<&mut HashMap<u64, Undo>>,
                         a: &ActionEnvelope| {
             offset += 1;
-            super::handle_keeping(games, undo, &rec(a, offset), N, w)
+            super::handle_keeping(games, undo, &Record::of(&rec(a, offset)), N, w)
         };
         next(&mut games, None, &at("j", "p", ActionType::Join, 1_000));
         next(&mut games, None, &at("v1", "p", ActionType::Default, 1_050));
@@ -780,6 +861,42 @@ mod tests {
             other => panic!("expected a dead letter, got {other:?}"),
         }
         assert!(games.is_empty());
+    }
+
+    #[test]
+    fn decodes_what_an_envelope_decodes_leaving_the_stamps_out() {
+        let sent = ActionEnvelope {
+            name: Some("Ys".into()),
+            host: "game.example".into(),
+            user_agent: "Mozilla/5.0 \"quoted\" \u{e9}".into(),
+            accept: "*/*".into(),
+            ..action("a1", 7, "p", ActionType::Join)
+        };
+        let bytes = serde_json::to_vec(&sent).unwrap();
+        let got = decode(Some(&bytes)).unwrap();
+        assert_eq!(
+            got,
+            ActionEnvelope {
+                host: String::new(),
+                user_agent: String::new(),
+                accept: String::new(),
+                client_addr: String::new(),
+                ..sent
+            }
+        );
+        // What an envelope refuses, the engine refuses: a missing client
+        // address, a stamp that is not a string.
+        let mut value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        let whole = value.clone();
+        value.as_object_mut().unwrap().remove("client_addr");
+        let missing = serde_json::to_vec(&value).unwrap();
+        assert!(serde_json::from_slice::<ActionEnvelope>(&missing).is_err());
+        assert!(decode(Some(&missing)).unwrap_err().contains("client_addr"));
+        let mut value = whole;
+        value["Host"] = serde_json::json!(42);
+        let number = serde_json::to_vec(&value).unwrap();
+        assert!(serde_json::from_slice::<ActionEnvelope>(&number).is_err());
+        assert!(decode(Some(&number)).is_err());
     }
 
     #[test]

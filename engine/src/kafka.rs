@@ -63,14 +63,14 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{DeliveryResult, Header, OwnedHeaders, OwnedMessage};
+use rdkafka::message::{DeliveryResult, Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext, PurgeConfig};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use shared::{partition_for, GameSnapshot, GamesFold, GamesRecord};
 
 use crate::handle::{
-    flush, handle_keeping, pending_step, take_step, GameSlot, Handled, Step, Undo,
+    flush, handle_keeping, pending_step, take_step, GameSlot, Handled, Record, Step, Undo,
 };
 use crate::metrics::EngineMetrics;
 use crate::query::Store;
@@ -609,7 +609,7 @@ struct Engine<'a> {
     /// Restore the loading partitions without waiting for a record (after a
     /// recovery, or when a query asks for one of their games).
     restore_now: bool,
-    batch: Vec<OwnedMessage>,
+    batch: Vec<Record>,
     /// The schema registry's id of the `games` schema, when records are
     /// framed (`Config::schema_registry_url`).
     schema_id: Option<u32>,
@@ -1116,7 +1116,10 @@ impl<'a> Engine<'a> {
         self.batch.clear();
         let mut timeout = self.first_poll_timeout();
         while self.batch.len() < self.config.max_batch {
-            let polled = self.consumer.poll(timeout).map(|r| r.map(|m| m.detach()));
+            let polled = self
+                .consumer
+                .poll(timeout)
+                .map(|r| r.map(|m| Record::of(&m)));
             if let Some(e) = lock(&self.consumer.context().failed).take() {
                 return Err(e);
             }
@@ -1157,7 +1160,7 @@ impl<'a> Engine<'a> {
                     let n = self.config.partitions;
                     held.games
                         .retain(|id, _| !parts.contains(&partition_for(*id, n)));
-                    self.batch.retain(|m| !parts.contains(&m.partition()));
+                    self.batch.retain(|m| !parts.contains(&m.partition));
                     held.loading.retain(|p| !parts.contains(p));
                     held.assigned.retain(|p| !parts.contains(p));
                 }
@@ -1261,12 +1264,13 @@ impl<'a> Engine<'a> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
         for msg in &self.batch {
-            if let Some(at) = msg.timestamp().to_millis() {
+            if let Some(at) = msg.timestamp_ms {
                 metrics
                     .record_age
                     .observe((now_ms - at).max(0) as f64 / 1000.0);
             }
         }
+        let mut tally = crate::metrics::Tally::default();
         for (i, msg) in self.batch.iter().enumerate() {
             let handled = handle_keeping(
                 games,
@@ -1275,14 +1279,15 @@ impl<'a> Engine<'a> {
                 n,
                 self.config.dedup_window_ms,
             );
-            metrics.handled(&handled);
+            tally.add(&handled);
             if let Handled::DeadLetter { error } = handled {
                 dead.push((i, error));
             }
         }
+        metrics.handled(&tally);
         if let Some(txn) = lock(&self.consumer.context().txn).as_mut() {
             for msg in &self.batch {
-                txn.offsets.insert(msg.partition(), msg.offset() + 1);
+                txn.offsets.insert(msg.partition, msg.offset + 1);
             }
             txn.records += self.batch.len();
         }
@@ -1320,7 +1325,7 @@ impl<'a> Engine<'a> {
             self.consumer.context().wake();
         }
         metrics.apply.observe(started.elapsed().as_secs_f64());
-        tracing::trace!(records = self.batch.len(), first = ?self.batch.first().map(|m| (m.partition(), m.offset())), "handled");
+        tracing::trace!(records = self.batch.len(), first = ?self.batch.first().map(|m| (m.partition, m.offset)), "handled");
         Ok(())
     }
 
@@ -1468,7 +1473,7 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
-    fn dead_letter(&self, msg: &OwnedMessage, error: &str) -> Result<(), EngineError> {
+    fn dead_letter(&self, msg: &Record, error: &str) -> Result<(), EngineError> {
         self.consumer.context().metrics.dead_letters.inc();
         dead_letter(
             self.producer(),
@@ -1497,8 +1502,8 @@ fn register_games_schema(config: &Config, url: &str) -> Result<u32, EngineError>
 }
 
 /// Whether an `actions` record decodes to an action of `game_id`.
-fn decodes_to(msg: &OwnedMessage, game_id: u64) -> bool {
-    crate::handle::decode(msg.payload()).is_ok_and(|a| a.game_id == game_id)
+fn decodes_to(msg: &Record, game_id: u64) -> bool {
+    crate::handle::decode(msg.payload.as_deref()).is_ok_and(|a| a.game_id == game_id)
 }
 
 /// A step's `games` records, keyed: each changed nation (or arena player
@@ -1537,18 +1542,18 @@ fn dead_letter(
     producer: &BaseProducer<Outputs>,
     dlq_topic: &str,
     limit: usize,
-    msg: &OwnedMessage,
+    msg: &Record,
     error: &str,
 ) -> Result<(), EngineError> {
     tracing::warn!(
-        partition = msg.partition(),
-        offset = msg.offset(),
+        partition = msg.partition,
+        offset = msg.offset,
         "dead letter: {error}"
     );
-    let partition = msg.partition().to_string();
-    let offset = msg.offset().to_string();
-    let key = msg.key().unwrap_or_default();
-    let value = msg.payload().unwrap_or_default();
+    let partition = msg.partition.to_string();
+    let offset = msg.offset.to_string();
+    let key = msg.key.as_deref().unwrap_or_default();
+    let value = msg.payload.as_deref().unwrap_or_default();
     // A header over a quarter of the limit is cut (an error text is short).
     let error: String = error.chars().take(limit / 4).collect();
     let omitted = key.len() + value.len() + error.len() + 256 > limit;
@@ -1574,10 +1579,10 @@ fn dead_letter(
     }
     let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(dlq_topic).headers(headers);
     if !omitted {
-        if msg.key().is_some() {
+        if msg.key.is_some() {
             record = record.key(key);
         }
-        if msg.payload().is_some() {
+        if msg.payload.is_some() {
             record = record.payload(value);
         }
     }

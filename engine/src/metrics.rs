@@ -24,6 +24,36 @@ pub struct CodeLabels {
     pub code: &'static str,
 }
 
+/// The outcomes of an action, as counted.
+const OUTCOMES: [&str; 5] = [
+    "applied",
+    "rejected",
+    "duplicate",
+    "already_included",
+    "dead_letter",
+];
+const DUPLICATE: usize = 2;
+
+/// What became of a batch's actions, counted in place and added to the
+/// shared counters once per batch (a label lookup per action was 2 % of the
+/// engine's time).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tally([u64; OUTCOMES.len()]);
+
+impl Tally {
+    /// Counts one action.
+    pub fn add(&mut self, handled: &Handled) {
+        let i = match handled {
+            Handled::Applied { .. } => 0,
+            Handled::Rejected { .. } => 1,
+            Handled::Duplicate { .. } => DUPLICATE,
+            Handled::AlreadyIncluded { .. } => 3,
+            Handled::DeadLetter { .. } => 4,
+        };
+        self.0[i] += 1;
+    }
+}
+
 /// Everything the engine counts; clones count into the same series.
 #[derive(Clone)]
 pub struct EngineMetrics {
@@ -130,19 +160,16 @@ impl EngineMetrics {
         })
     }
 
-    /// Counts what became of one action.
-    pub fn handled(&self, handled: &Handled) {
-        let outcome = match handled {
-            Handled::Applied { .. } => "applied",
-            Handled::Rejected { .. } => "rejected",
-            Handled::Duplicate { .. } => {
-                self.duplicates.inc();
-                "duplicate"
+    /// Counts what became of a batch's actions ([`Tally`]).
+    pub fn handled(&self, tally: &Tally) {
+        for (outcome, &n) in OUTCOMES.iter().zip(&tally.0) {
+            if n > 0 {
+                self.actions
+                    .get_or_create(&OutcomeLabels { outcome })
+                    .inc_by(n);
             }
-            Handled::AlreadyIncluded { .. } => "already_included",
-            Handled::DeadLetter { .. } => "dead_letter",
-        };
-        self.actions.get_or_create(&OutcomeLabels { outcome }).inc();
+        }
+        self.duplicates.inc_by(tally.0[DUPLICATE]);
     }
 
     /// Counts a transaction's end.

@@ -39,16 +39,27 @@ pub fn id_time_ms(event_id: &str, received_at_ms: u64) -> u64 {
         .unwrap_or(received_at_ms)
 }
 
-/// The timestamp of a UUIDv7 in its canonical text form.
+/// The timestamp of a UUIDv7 in its text form: 32 hex digits, dashes
+/// anywhere between them, the 13th digit a 7. Read in place: this runs once
+/// per action.
 fn uuid_v7_ms(id: &str) -> Option<u64> {
-    let hex: String = id.chars().filter(|c| *c != '-').collect();
-    if hex.len() != 32 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+    let mut digits = 0u32;
+    let mut value = 0u128;
+    for b in id.bytes() {
+        if b == b'-' {
+            continue;
+        }
+        let digit = (b as char).to_digit(16)?;
+        if digits == 32 {
+            return None;
+        }
+        value = value << 4 | u128::from(digit);
+        digits += 1;
+    }
+    if digits != 32 || (value >> 76) & 0xf != 7 {
         return None;
     }
-    if hex.as_bytes()[12] != b'7' {
-        return None;
-    }
-    u64::from_str_radix(&hex[..12], 16).ok()
+    Some((value >> 80) as u64)
 }
 
 /// What [`Seen::check`] says of an action id.
@@ -406,6 +417,21 @@ mod tests {
         assert_eq!(id_time_ms(&id, t + 5), t);
         assert_eq!(id_time_ms("retry-1", 42), 42);
         assert_eq!(id_time_ms(&uuid::Uuid::new_v4().to_string(), 42), 42);
+        // The digits count, not where the dashes are, nor the case.
+        let simple = id.replace('-', "");
+        assert_eq!(uuid_v7_ms(&simple.to_uppercase()), Some(t));
+        assert_eq!(
+            uuid_v7_ms(&format!("-{}-{}", &simple[..3], &simple[3..])),
+            Some(t)
+        );
+        assert_eq!(uuid_v7_ms(&format!("{simple}0")), None, "33 digits");
+        assert_eq!(uuid_v7_ms(&simple[1..]), None, "31 digits");
+        assert_eq!(uuid_v7_ms(&format!("{}g", &simple[1..])), None, "not hex");
+        assert_eq!(uuid_v7_ms(&format!("{}\u{e9}", &simple[1..])), None);
+        assert_eq!(
+            uuid_v7_ms("00000000-0064-7000-8000-000000000000"),
+            Some(100)
+        );
         // An id claiming the far future counts as its stamp.
         assert_eq!(
             id_time_ms(&id, t - 10 * FUTURE_SLACK_MS),
