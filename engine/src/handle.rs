@@ -302,7 +302,21 @@ pub fn handle_keeping(
     partitions: i32,
     window_ms: u64,
 ) -> Handled {
-    let action = match decode(record.payload.as_deref()) {
+    let action = decode(record.payload.as_deref());
+    handle_decoded(games, undo, record, action, partitions, window_ms)
+}
+
+/// [`handle_keeping`] of a record already decoded ([`decode`] of its
+/// value): decoding can run apart, on another thread.
+pub fn handle_decoded(
+    games: &mut HashMap<u64, GameSlot>,
+    undo: Option<&mut HashMap<u64, Undo>>,
+    record: &Record,
+    action: Result<ActionEnvelope, String>,
+    partitions: i32,
+    window_ms: u64,
+) -> Handled {
+    let action = match action {
         Ok(action) => action,
         Err(error) => return Handled::DeadLetter { error },
     };

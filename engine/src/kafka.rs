@@ -69,12 +69,13 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use shared::{partition_for, GameSnapshot, GamesFold, GamesRecord};
 
-use crate::handle::{
-    flush, handle_keeping, pending_step, take_step, GameSlot, Handled, Record, Step, Undo,
-};
+use crate::handle::{handle_keeping, pending_step, take_step, GameSlot, Record, Step, Undo};
 use crate::metrics::EngineMetrics;
 use crate::query::Store;
-use crate::seen::{Restoring, Seen, SeenId, SeenRecord, SeenRecordKey};
+use crate::seen::{Restoring, Seen};
+use crate::share::{
+    encode, largest, prepare_batch, seen_budget, seen_outputs, Params, SeenOutputs,
+};
 use crate::stall::{self, StallWatch};
 use crate::{Config, EngineError, Health, Limits, RUNNING, STOP_ABANDON};
 
@@ -613,6 +614,8 @@ struct Engine<'a> {
     /// The schema registry's id of the `games` schema, when records are
     /// framed (`Config::schema_registry_url`).
     schema_id: Option<u32>,
+    /// Threads handling a big batch (`Config::apply_threads`, resolved).
+    apply_threads: usize,
 }
 
 /// Runs the loop on the calling thread until `stop` leaves [`RUNNING`]. A
@@ -852,6 +855,7 @@ impl<'a> Engine<'a> {
             restore_now: false,
             batch: Vec::with_capacity(config.max_batch.min(4096)),
             schema_id,
+            apply_threads: config.apply_threads(),
         })
     }
 
@@ -1257,7 +1261,6 @@ impl<'a> Engine<'a> {
         let mut held = store.lock();
         let games = &mut held.games;
         let n = self.config.partitions;
-        let mut dead = Vec::new();
         // How old each action is when handled (from the bridge's produce):
         // what a player waits for before the engine even starts on it.
         let now_ms = std::time::SystemTime::now()
@@ -1270,54 +1273,55 @@ impl<'a> Engine<'a> {
                     .observe((now_ms - at).max(0) as f64 / 1000.0);
             }
         }
-        let mut tally = crate::metrics::Tally::default();
-        for (i, msg) in self.batch.iter().enumerate() {
-            let handled = handle_keeping(
-                games,
-                Some(&mut self.undo),
-                msg,
-                n,
-                self.config.dedup_window_ms,
-            );
-            tally.add(&handled);
-            if let Handled::DeadLetter { error } = handled {
-                dead.push((i, error));
-            }
-        }
-        metrics.handled(&tally);
+        let params = Params {
+            partitions: n,
+            window_ms: self.config.dedup_window_ms,
+            games_limit: self.limits.games,
+            with_delta: self.config.on_step.is_some(),
+        };
+        let prepared = prepare_batch(
+            games,
+            &mut self.undo,
+            &self.batch,
+            self.apply_threads,
+            &params,
+        )?;
+        metrics.handled(&prepared.tally);
         if let Some(txn) = lock(&self.consumer.context().txn).as_mut() {
             for msg in &self.batch {
                 txn.offsets.insert(msg.partition, msg.offset + 1);
             }
             txn.records += self.batch.len();
         }
-        for (i, error) in &dead {
+        for (i, error) in &prepared.dead {
             self.dead_letter(&self.batch[*i], error)?;
         }
-        let mut touched = Vec::new();
-        for step in flush(games) {
-            for rejected in &step.head.rejected {
+        let mut redone = Vec::new();
+        for step in prepared.steps {
+            for code in step.rejections {
                 metrics
                     .rejections
-                    .get_or_create(&crate::metrics::CodeLabels {
-                        code: rejected.reason.code(),
-                    })
+                    .get_or_create(&crate::metrics::CodeLabels { code })
                     .inc();
             }
-            let game_id = step.head.game_id;
-            touched.push(game_id);
-            let delta = self.config.on_step.as_ref().map(|_| step.delta());
-            let records = encode(step)?;
-            let largest = largest(&records);
-            if largest <= self.limits.games {
-                self.send_records(game_id, &records)?;
-                self.tell(delta);
-            } else {
-                self.redo_bounded(games, game_id, largest)?;
+            match step.seen {
+                Some(seen) => {
+                    self.send_records(step.game_id, &step.records)?;
+                    self.tell(step.delta);
+                    self.send_seen(step.game_id, seen)?;
+                }
+                None => {
+                    self.redo_bounded(games, step.game_id, step.largest)?;
+                    redone.push(step.game_id);
+                }
             }
         }
-        for game_id in touched {
-            self.send_seen(games, game_id)?;
+        for game_id in redone {
+            if let Some(slot) = games.get_mut(&game_id) {
+                let budget = seen_budget(self.limits.games);
+                let seen = seen_outputs(slot, game_id, budget)?;
+                self.send_seen(game_id, seen)?;
+            }
         }
         self.undo.clear();
         if self.config.commit_interval_ms > 0 {
@@ -1397,42 +1401,22 @@ impl<'a> Engine<'a> {
     }
 
     /// Writes what `game_id` remembered and forgot of action ids since the
-    /// last time to `<games>.seen`: the ids the batch remembered in one
-    /// record (more when they would not fit in one), a tombstone for each
-    /// record whose every id was forgotten (so compaction keeps the topic
-    /// to the window). One record per game and batch, not per action.
-    fn send_seen(
-        &self,
-        games: &mut HashMap<u64, GameSlot>,
-        game_id: u64,
-    ) -> Result<(), EngineError> {
-        let Some(slot) = games.get_mut(&game_id) else {
-            return Ok(());
-        };
-        let added = std::mem::take(&mut slot.seen_added);
-        let gone = std::mem::take(&mut slot.seen_gone);
-        let now_ms = slot.seen.now_ms();
-        // Unique per game: offsets only grow, and a batch writes once.
-        let offset = slot.actions_offset.unwrap_or(-1);
+    /// last time ([`seen_outputs`]) to `<games>.seen`: the ids the batch
+    /// remembered in one record (more when they would not fit in one), a
+    /// tombstone for each record whose every id was forgotten (so compaction
+    /// keeps the topic to the window). One record per game and batch, not
+    /// per action.
+    fn send_seen(&self, game_id: u64, seen: SeenOutputs) -> Result<(), EngineError> {
         let topic = self.config.seen_topic();
         let partition = partition_for(game_id, self.config.partitions);
-        let budget = (self.limits.games / 2).max(1);
-        for (part, ids) in seen_parts(added, budget).into_iter().enumerate() {
-            let key = serde_json::to_vec(&SeenRecordKey {
-                game_id,
-                offset,
-                part: part as u32,
-            })?;
-            let latest = ids.iter().map(|(_, _, at)| *at).max().unwrap_or(0);
-            let value = serde_json::to_vec(&SeenRecord { ids, now_ms })?;
+        for (key, value) in &seen.records {
             let record = BaseRecord::to(&topic)
-                .key(&key)
-                .payload(&value)
+                .key(key)
+                .payload(value)
                 .partition(partition);
             send(self.producer(), record)?;
-            slot.seen.stored(Arc::from(key), latest);
         }
-        for key in gone {
+        for key in &seen.tombstones {
             let record: BaseRecord<'_, [u8], [u8]> =
                 BaseRecord::to(&topic).key(&key[..]).partition(partition);
             send(self.producer(), record)?;
@@ -1504,24 +1488,6 @@ fn register_games_schema(config: &Config, url: &str) -> Result<u32, EngineError>
 /// Whether an `actions` record decodes to an action of `game_id`.
 fn decodes_to(msg: &Record, game_id: u64) -> bool {
     crate::handle::decode(msg.payload.as_deref()).is_ok_and(|a| a.game_id == game_id)
-}
-
-/// A step's `games` records, keyed: each changed nation (or arena player
-/// and round), then the head.
-fn encode(step: Step) -> Result<Vec<(String, Vec<u8>)>, EngineError> {
-    step.records()
-        .into_iter()
-        .map(|record| Ok((record.key(), serde_json::to_vec(&record)?)))
-        .collect()
-}
-
-/// The largest record of a step, in bytes (key and value).
-fn largest(records: &[(String, Vec<u8>)]) -> usize {
-    records
-        .iter()
-        .map(|(k, v)| k.len() + v.len())
-        .max()
-        .unwrap_or(0)
 }
 
 /// The largest record of the step `slot` would be written as now.
@@ -1812,26 +1778,6 @@ pub(crate) fn restore_seen(
     Ok(restoring.finish())
 }
 
-/// Cuts a batch's remembered ids into parts of about `budget` bytes of JSON
-/// each (at least one id per part).
-fn seen_parts(ids: Vec<SeenId>, budget: usize) -> Vec<Vec<SeenId>> {
-    let mut parts: Vec<Vec<SeenId>> = Vec::new();
-    let mut size = 0;
-    for id in ids {
-        // Quotes, commas, brackets and up to 20 digits of time.
-        let len = id.0.len() + id.1.len() + 30;
-        match parts.last_mut() {
-            Some(part) if size + len <= budget => part.push(id),
-            _ => {
-                size = 0;
-                parts.push(vec![id]);
-            }
-        }
-        size += len;
-    }
-    parts
-}
-
 /// `ClientConfig::set` when there is a value.
 trait SetOpt {
     fn set_opt(&mut self, key: &str, value: Option<&str>) -> &mut Self;
@@ -1843,26 +1789,5 @@ impl SetOpt for rdkafka::ClientConfig {
             self.set(key, value);
         }
         self
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_batchs_ids_are_cut_into_parts_that_fit() {
-        let ids: Vec<SeenId> = (0..100u64)
-            .map(|i| ("player".to_string(), format!("id-{i:04}"), i))
-            .collect();
-        // 6 + 7 + 30 = 43 bytes an id: 10 to a part of 430.
-        let parts = seen_parts(ids.clone(), 430);
-        assert_eq!(parts.len(), 10);
-        assert!(parts.iter().all(|p| p.len() == 10));
-        assert_eq!(parts.concat(), ids, "every id once, in order");
-        assert_eq!(seen_parts(ids.clone(), usize::MAX).len(), 1);
-        // An id over the budget still goes, alone.
-        assert_eq!(seen_parts(ids[..3].to_vec(), 1).len(), 3);
-        assert!(seen_parts(Vec::new(), 430).is_empty());
     }
 }

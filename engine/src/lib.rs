@@ -110,6 +110,7 @@ pub mod metrics;
 pub mod query;
 pub mod replay;
 pub mod seen;
+pub mod share;
 mod stall;
 
 pub use handle::{flush, GameSlot, Handled, Step};
@@ -264,6 +265,12 @@ pub struct Config {
     /// waits for each commit. Default [`DEFAULT_BACKGROUND_COMMIT`].
     #[arg(long, env = "ENGINE_BACKGROUND_COMMIT", default_value_t = DEFAULT_BACKGROUND_COMMIT, action = clap::ArgAction::Set)]
     pub background_commit: bool,
+    /// Threads that handle a big batch (of at least
+    /// [`share::PARALLEL_MIN_RECORDS`] records), each taking the games of
+    /// some partitions ([`share`]); smaller batches stay on the loop's
+    /// thread. 0: as many as the cores this process may use.
+    #[arg(long, env = "ENGINE_APPLY_THREADS", default_value_t = 0)]
+    pub apply_threads: usize,
     /// How long a restore of assigned partitions from `games` may go without
     /// progress before it is abandoned and retried (the partitions are not
     /// taken meanwhile, and the host is not ready). A restore is never
@@ -362,11 +369,21 @@ impl Config {
             commit_interval_ms: DEFAULT_COMMIT_INTERVAL_MS,
             txn_producers: DEFAULT_TXN_PRODUCERS,
             background_commit: DEFAULT_BACKGROUND_COMMIT,
+            apply_threads: 0,
             restore_stall_ms: DEFAULT_RESTORE_STALL_MS,
             dedup_window_ms: seen::DEFAULT_WINDOW_MS,
             seen_topic: None,
             query_url: None,
             schema_registry_url: None,
+        }
+    }
+
+    /// [`apply_threads`](Self::apply_threads) resolved: 0 is the cores this
+    /// process may use (at least 1).
+    pub fn apply_threads(&self) -> usize {
+        match self.apply_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
         }
     }
 

@@ -52,6 +52,13 @@ impl Tally {
         };
         self.0[i] += 1;
     }
+
+    /// Adds another tally's counts to this one.
+    pub fn merge(&mut self, other: &Tally) {
+        for (n, m) in self.0.iter_mut().zip(other.0) {
+            *n += m;
+        }
+    }
 }
 
 /// Everything the engine counts; clones count into the same series.

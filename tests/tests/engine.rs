@@ -1069,6 +1069,49 @@ async fn every_commit_mode_applies_every_action_once() {
     }
 }
 
+/// A backlog the engine finds at start comes as one big batch, handled by
+/// several threads (`Config::apply_threads`, `engine::share`): every action
+/// is applied once, and a replay of `actions` agrees with `games`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_shared_across_threads_applies_every_action_once() {
+    let s = Setup::new();
+    s.create().await;
+    let p = producer();
+    let stream = joins_then_visits("backlog", 6_000);
+    let mut expected = HashMap::new();
+    send_all(&p, &s.actions, &stream, &mut expected).await;
+    let mut config = s.config(100_000);
+    config.apply_threads = 3;
+    let registry = config.registry.clone();
+    let (engine, stop) = start(config);
+    let updates = s.updates("every action of the backlog", |u| reached(u, &expected));
+    let l = latest(&updates);
+    for (id, game) in &expected {
+        assert_eq!(l[id].game(), *game, "game {id} has every action once");
+    }
+    stop.send(()).unwrap();
+    engine.await.unwrap();
+    let metrics = registry.render();
+    let count = |prefix: &str| -> u64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix} in {metrics}"))
+    };
+    let batches = count("engine_batch_size_count");
+    // Buckets are powers of two: a batch over 2,048 records was shared.
+    assert_eq!(engine::share::PARALLEL_MIN_RECORDS, 2_048);
+    let small = count("engine_batch_size_bucket{le=\"2048.0\"}");
+    assert!(
+        small < batches,
+        "a batch big enough to be shared across threads: {metrics}"
+    );
+    let report = s.replay().await;
+    assert!(report.ok(), "replay agrees with games: {report:?}");
+    assert_eq!(report.actions, 6_000);
+}
+
 /// The ids an engine remembers go to `<games>.seen` as one record per game
 /// and batch, not one per action; a record is tombstoned once every id in
 /// it left the window. After a restart from those records, a retry within
