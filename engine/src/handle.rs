@@ -236,9 +236,10 @@ pub fn handle<M: Message>(
 }
 
 /// How to get back a game's slot as the current batch found it, at a cost
-/// that does not grow with the game: the slot without its nations (the
-/// remembered ids are a persistent map, so that copy is O(1)), and the
-/// former value of each nation the batch touched. The rules change only the
+/// that does not grow with the game: the slot without its nations and its
+/// remembered ids, a journal of what the batch did to the ids
+/// ([`crate::seen::Journal`]), and the former value of each nation the
+/// batch touched. The rules change only the
 /// acting player's nation ([`shared::apply_changes`]), so that is all that
 /// needs keeping.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -304,6 +305,32 @@ pub fn handle_keeping(
 ) -> Handled {
     let action = decode(record.payload.as_deref());
     handle_decoded(games, undo, record, action, partitions, window_ms)
+}
+
+/// [`handle_keeping`] of one record, with the way back to the slot as it
+/// was just before it, whatever the batch did before ([`Undo`]: its cost
+/// does not grow with the game, where a copy of the slot would).
+pub fn handle_undoable(
+    games: &mut HashMap<u64, GameSlot>,
+    record: &Record,
+    partitions: i32,
+    window_ms: u64,
+) -> (Handled, Option<Undo>) {
+    let action = decode(record.payload.as_deref());
+    let mut undo = HashMap::new();
+    let game_id = action.as_ref().ok().map(|a| a.game_id);
+    if let Some(slot) = game_id.and_then(|id| games.get_mut(&id)) {
+        undo.insert(slot.game.game_id, Undo::of(slot));
+    }
+    let handled = handle_decoded(
+        games,
+        Some(&mut undo),
+        record,
+        action,
+        partitions,
+        window_ms,
+    );
+    (handled, game_id.and_then(|id| undo.remove(&id)))
 }
 
 /// [`handle_keeping`] of a record already decoded ([`decode`] of its
@@ -875,6 +902,30 @@ mod tests {
             other => panic!("expected a dead letter, got {other:?}"),
         }
         assert!(games.is_empty());
+    }
+
+    #[test]
+    fn takes_one_action_back_in_the_middle_of_a_batch() {
+        let mut games = HashMap::new();
+        handle(&mut games, &rec(&action("a0", 1, "p", ActionType::Join), 0));
+        flush(&mut games);
+        for i in 1..50 {
+            let a = action(&format!("a{i}"), 1, "p", ActionType::Default);
+            handle(&mut games, &rec(&a, i));
+        }
+        assert!(games[&1].dirty, "mid-batch");
+        let before = games[&1].clone();
+        let knife = action("k", 1, "p", ActionType::PurchaseKnife);
+        let (handled, undo) = handle_undoable(
+            &mut games,
+            &Record::of(&rec(&knife, 50)),
+            N,
+            DEFAULT_WINDOW_MS,
+        );
+        assert_eq!(handled, Handled::Applied { game_id: 1 });
+        assert_ne!(games[&1], before);
+        let current = games.remove(&1).unwrap();
+        assert_eq!(undo.expect("an undo").restore(current), before);
     }
 
     #[test]

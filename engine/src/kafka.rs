@@ -69,7 +69,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use shared::{partition_for, GameSnapshot, GamesFold, GamesRecord};
 
-use crate::handle::{handle_keeping, pending_step, take_step, GameSlot, Record, Step, Undo};
+use crate::handle::{handle_undoable, pending_step, take_step, GameSlot, Record, Step, Undo};
 use crate::metrics::EngineMetrics;
 use crate::query::Store;
 use crate::seen::{Restoring, Seen};
@@ -1365,26 +1365,31 @@ impl<'a> Engine<'a> {
         let window = self.config.dedup_window_ms;
         let batch = std::mem::take(&mut self.batch);
         let result = (|| {
+            // Taking an action back goes through its `Undo`: a copy of the
+            // slot would copy every id the game remembers, per action.
+            let back = |games: &mut HashMap<u64, GameSlot>, undo: Option<Undo>| {
+                if let (Some(undo), Some(current)) = (undo, games.remove(&game_id)) {
+                    games.insert(game_id, undo.restore(current));
+                }
+            };
             for msg in batch.iter().filter(|m| decodes_to(m, game_id)) {
-                let saved = games[&game_id].clone();
-                handle_keeping(games, None, msg, n, window);
+                let (_, undo) = handle_undoable(games, msg, n, window);
                 let after = encoded_len(&games[&game_id])?;
                 if after <= limit {
                     continue;
                 }
-                games.insert(game_id, saved);
+                back(games, undo);
                 if games[&game_id].dirty {
                     // What came before fits: write it, then try this one on
                     // its own.
                     let step = take_step(games.get_mut(&game_id).expect("present"));
                     self.send_step(step)?;
-                    let saved = games[&game_id].clone();
-                    handle_keeping(games, None, msg, n, window);
+                    let (_, undo) = handle_undoable(games, msg, n, window);
                     let alone = encoded_len(&games[&game_id])?;
                     if alone <= limit {
                         continue;
                     }
-                    games.insert(game_id, saved);
+                    back(games, undo);
                     self.dead_letter(msg, &too_large(game_id, alone, limit))?;
                 } else {
                     self.dead_letter(msg, &too_large(game_id, after, limit))?;
