@@ -137,6 +137,24 @@ fn reached(updates: &[FoldedStep], expected: &HashMap<u64, Game>) -> bool {
         .all(|(id, g)| l.get(id).is_some_and(|u| u.version >= g.version))
 }
 
+/// Every game in `expected` is, in its latest update, as `expected` has it:
+/// every action applied once.
+fn assert_every_action_once(updates: &[FoldedStep], expected: &HashMap<u64, Game>) {
+    let l = latest(updates);
+    for (id, game) in expected {
+        assert_eq!(l[id].game(), *game, "game {id} has every action once");
+    }
+}
+
+/// The value on the first line of rendered `metrics` that `line` picks.
+fn metric(metrics: &str, line: impl Fn(&str) -> bool) -> u64 {
+    metrics
+        .lines()
+        .find(|l| line(l))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no such metric in {metrics}"))
+}
+
 /// Runs an engine on a task; send on the sender for a clean shutdown, abort
 /// the task for a crash.
 fn start(config: engine::Config) -> (JoinHandle<()>, oneshot::Sender<()>) {
@@ -351,10 +369,7 @@ async fn abandoned_engine_mid_stream_applies_every_action_exactly_once() {
     let (second, stop) = start(restarted);
     send_all(&p, &s.actions, &stream[800..], &mut expected).await;
     let updates = s.updates("every action handled", |u| reached(u, &expected));
-    let l = latest(&updates);
-    for (id, game) in &expected {
-        assert_eq!(l[id].game(), *game, "game {id} has every action once");
-    }
+    assert_every_action_once(&updates, &expected);
     stop.send(()).unwrap();
     second.await.unwrap();
     let report = s.replay().await;
@@ -397,10 +412,7 @@ async fn a_fenced_engine_starts_again_in_place_and_applies_every_action_once() {
     let updates = s.updates("every action handled after the fence", |u| {
         reached(u, &expected)
     });
-    let l = latest(&updates);
-    for (id, game) in &expected {
-        assert_eq!(l[id].game(), *game, "game {id} has every action once");
-    }
+    assert_every_action_once(&updates, &expected);
     assert!(
         !engine.is_finished(),
         "the fenced engine went on in place instead of stopping"
@@ -1043,18 +1055,13 @@ async fn every_commit_mode_applies_every_action_once() {
             &format!("{producers} producer(s), background {background}: every action"),
             |u| reached(u, &expected),
         );
-        let l = latest(&updates);
-        for (id, game) in &expected {
-            assert_eq!(l[id].game(), *game, "game {id} has every action once");
-        }
+        assert_every_action_once(&updates, &expected);
         stop.send(()).unwrap();
         engine.await.unwrap();
         let metrics = registry.render();
-        let committed: u64 = metrics
-            .lines()
-            .find(|l| l.starts_with("engine_transactions_total{") && l.contains("committed"))
-            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-            .unwrap_or_else(|| panic!("no committed transactions counted: {metrics}"));
+        let committed = metric(&metrics, |l| {
+            l.starts_with("engine_transactions_total{") && l.contains("committed")
+        });
         assert!(
             committed >= 2,
             "{producers} producer(s), background {background}: {committed} commits"
@@ -1085,24 +1092,16 @@ async fn a_backlog_shared_across_threads_applies_every_action_once() {
     let registry = config.registry.clone();
     let (engine, stop) = start(config);
     let updates = s.updates("every action of the backlog", |u| reached(u, &expected));
-    let l = latest(&updates);
-    for (id, game) in &expected {
-        assert_eq!(l[id].game(), *game, "game {id} has every action once");
-    }
+    assert_every_action_once(&updates, &expected);
     stop.send(()).unwrap();
     engine.await.unwrap();
     let metrics = registry.render();
-    let count = |prefix: &str| -> u64 {
-        metrics
-            .lines()
-            .find(|l| l.starts_with(prefix))
-            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-            .unwrap_or_else(|| panic!("no {prefix} in {metrics}"))
-    };
-    let batches = count("engine_batch_size_count");
+    let batches = metric(&metrics, |l| l.starts_with("engine_batch_size_count"));
     // Buckets are powers of two: a batch over 2,048 records was shared.
     assert_eq!(engine::share::PARALLEL_MIN_RECORDS, 2_048);
-    let small = count("engine_batch_size_bucket{le=\"2048.0\"}");
+    let small = metric(&metrics, |l| {
+        l.starts_with("engine_batch_size_bucket{le=\"2048.0\"}")
+    });
     assert!(
         small < batches,
         "a batch big enough to be shared across threads: {metrics}"
