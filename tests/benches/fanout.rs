@@ -14,7 +14,7 @@
 //! (default 1000), `BENCH_RATE` (actions/s, default 1000, so 10,000
 //! deliveries/s), `BENCH_SECS` (default 10), `BENCH_NATIONS` (nations added
 //! to game 1 first, default 0: the popular-game run), `KAFKA_BROKERS` (else
-//! an Apache Kafka is started for the run), `BENCH_WARMUP_SECS` (default 30:
+//! an Apache Kafka is started for the run), `BENCH_WARMUP_SECS` (default 60:
 //! the same rate on 100 games of their own first, not measured; a fresh
 //! broker's JVM is still compiling its hot paths, as in the latency bench).
 
@@ -37,7 +37,10 @@ async fn main() {
     println!("broker: Apache Kafka at {brokers}");
     let client = reqwest::Client::new();
     bridge.wait_ready().await;
-    common::warm_up(&bridge.addr, rate, 100, 100).await;
+    // 60 s: after 30, a fresh broker was still compiling (its C2 threads
+    // took a tenth of the machine) and the delivery p99 was 87.6 ms against
+    // 10.6 ms after 60 (BENCHMARKS.md, P4, twenty-second session).
+    common::warm_up(&bridge.addr, rate, 100, 100, 60).await;
     let args = PlayArgs {
         rate: rate as f64,
         duration: secs as f64,

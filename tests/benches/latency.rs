@@ -163,7 +163,7 @@ async fn main() {
     bridge.wait_ready().await;
     // Warm-up, not measured: the broker's JVM and the game at the rate, on
     // games of their own.
-    common::warm_up(&bridge.addr, rate, games, players).await;
+    common::warm_up(&bridge.addr, rate, games, players, 30).await;
     // As long as the game's run: both test brokers slow down as a
     // partition's log grows (BENCHMARKS.md).
     let floor = broker_floor(&brokers, rate, secs, floor_topic).await;

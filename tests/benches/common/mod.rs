@@ -220,12 +220,12 @@ pub async fn populate_from_env(
     );
 }
 
-/// `BENCH_WARMUP_SECS` (default 30) of `loadgen play` at `rate` on
-/// `games` games of their own (from game 1,000,000), not measured: a fresh
-/// broker's JVM compiles its hot paths in its first minute (BENCHMARKS.md,
-/// P2 and P4).
-pub async fn warm_up(addr: &str, rate: u64, games: u64, players: usize) {
-    let secs = env("BENCH_WARMUP_SECS", 30);
+/// `BENCH_WARMUP_SECS` (default `default_secs`) of `loadgen play` at
+/// `rate` on `games` games of their own (from game 1,000,000), not
+/// measured: a fresh broker's JVM compiles its hot paths in its first
+/// minute (BENCHMARKS.md, P2 and P4).
+pub async fn warm_up(addr: &str, rate: u64, games: u64, players: usize, default_secs: u64) {
+    let secs = env("BENCH_WARMUP_SECS", default_secs);
     if secs == 0 {
         return;
     }
