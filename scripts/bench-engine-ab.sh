@@ -4,7 +4,8 @@
 # setting A, then B, then A, then B, on one warm broker (a warm-up run with
 # B first: a fresh broker's JVM compiles its hot paths in its first minute).
 # Each run has its own topics and group. Prints loadgen's 202 -> update row
-# per run; asserts nothing.
+# per run, and the 202 and the update from each action's intended start
+# (what a player waits for in all); asserts nothing.
 #
 #   scripts/bench-engine-ab.sh ENGINE_TXN_PRODUCERS=1 ENGINE_TXN_PRODUCERS=2
 #   RATE=2000 SECS=60 ROUNDS=3 PLAYERS=20 scripts/bench-engine-ab.sh A_ENV B_ENV
@@ -66,8 +67,11 @@ run() {
 import json, sys
 r = json.load(open(sys.argv[1]))
 u = r["answer_to_update"]
+a, e = r["ack"], r["update"]
 print(f"{sys.argv[2]:<48} 202 -> update p50 {u['p50_ms']:.2f}  p90 {u['p90_ms']:.2f}  "
-      f"p99 {u['p99_ms']:.2f}  max {u['max_ms']:.2f} ms  ({r['matched']} of {r['accepted']} matched)")
+      f"p99 {u['p99_ms']:.2f}  max {u['max_ms']:.2f} ms  ({r['matched']} of {r['accepted']} matched); "
+      f"from intended start: 202 p50 {a['p50_ms']:.2f} p99 {a['p99_ms']:.2f}, "
+      f"update p50 {e['p50_ms']:.2f} p99 {e['p99_ms']:.2f} ms")
 PY
 }
 

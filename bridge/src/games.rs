@@ -21,6 +21,7 @@
 //! when is decided by [`Releases`], a pure function of the time it is given.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -169,6 +170,9 @@ pub struct GamesHub {
     partitions: i32,
     source: Arc<dyn SnapshotSource>,
     commands: Mutex<Option<std::sync::mpsc::Sender<Command>>>,
+    /// Watchers per partition, as `inner` counts them, readable without
+    /// its lock: [`GamesHub::watches_partition_of`] is asked once per action.
+    watched: Box<[AtomicU32]>,
     /// Actions produced here, waiting for their update (the end-to-end
     /// latency metric).
     pub pending: Arc<crate::metrics::PendingActions>,
@@ -207,6 +211,7 @@ impl GamesHub {
             partitions,
             source,
             commands: Mutex::new(None),
+            watched: (0..partitions.max(0)).map(|_| AtomicU32::new(0)).collect(),
             pending: Arc::default(),
         })
     }
@@ -234,6 +239,7 @@ impl GamesHub {
                 tailing: watch::channel(detached).0,
             });
         entry.watchers += 1;
+        self.count_watchers(partition, entry.watchers);
         let tailing = entry.tailing.subscribe();
         if entry.watchers == 1 {
             self.send(Command::Tail(partition));
@@ -257,10 +263,34 @@ impl GamesHub {
         let mut inner = self.inner.lock().expect("hub lock");
         if let Some(entry) = inner.partitions.get_mut(&partition) {
             entry.watchers = entry.watchers.saturating_sub(1);
+            self.count_watchers(partition, entry.watchers);
             if entry.watchers == 0 {
                 self.send(Command::Release(partition));
             }
         }
+    }
+
+    /// Mirrors a partition's watcher count (called under `inner`'s lock).
+    fn count_watchers(&self, partition: i32, watchers: usize) {
+        if let Some(count) = usize::try_from(partition)
+            .ok()
+            .and_then(|p| self.watched.get(p))
+        {
+            count.store(
+                u32::try_from(watchers).unwrap_or(u32::MAX),
+                Ordering::Relaxed,
+            );
+        }
+    }
+
+    /// Whether someone here watches a game of `game_id`'s partition: only
+    /// then can the game's updates come back to this bridge (the partitions
+    /// it tails). Lock-free: asked for every action produced.
+    pub fn watches_partition_of(&self, game_id: u64) -> bool {
+        usize::try_from(partition_for(game_id, self.partitions))
+            .ok()
+            .and_then(|p| self.watched.get(p))
+            .is_some_and(|count| count.load(Ordering::Relaxed) > 0)
     }
 
     fn send(&self, command: Command) {
@@ -587,6 +617,21 @@ mod tests {
         );
         assert!(w.updates.try_recv().is_err(), "nothing twice");
         assert_eq!(hub.held(1).unwrap().game.state.players["p"].gold, 6);
+    }
+
+    #[test]
+    fn knows_without_its_lock_which_partitions_are_watched() {
+        let hub = hub_with(&[]);
+        assert!(!hub.watches_partition_of(1));
+        let first = hub.watch(1);
+        let second = hub.watch(5);
+        // Games 1 and 5 share partition 1 of 4; game 2 is in partition 2.
+        assert!(hub.watches_partition_of(1) && hub.watches_partition_of(9));
+        assert!(!hub.watches_partition_of(2));
+        drop(first);
+        assert!(hub.watches_partition_of(1), "game 5 is still watched");
+        drop(second);
+        assert!(!hub.watches_partition_of(1));
     }
 
     #[test]

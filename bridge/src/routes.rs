@@ -53,7 +53,10 @@ impl From<BytesRejection> for AppError {
 
 async fn publish(state: &AppState, envelope: &ActionEnvelope) -> Result<Ack, AppError> {
     let started = std::time::Instant::now();
-    if state.metrics_enabled {
+    // Only an action whose game's partition is watched here can have its
+    // update come back to this bridge: the others would wait in the map
+    // until they expire (2 % of the bridge's CPU under wrk, BENCHMARKS.md P1).
+    if state.metrics_enabled && state.hub.watches_partition_of(envelope.game_id) {
         state.hub.pending.sent(&envelope.event_id, started);
     }
     match state.publisher.publish(envelope).await {
