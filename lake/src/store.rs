@@ -114,6 +114,23 @@ pub fn writer_properties() -> WriterProperties {
                         EnabledStatistics::None,
                     );
             }
+            // Text whose min/max prunes nothing here: the values of every
+            // file span the same few hosts, agents and players. Kept for
+            // the constant columns (etl id, topic) and `kind`, which do.
+            for column in [
+                "player_id",
+                "name",
+                "Host",
+                "User-Agent",
+                "Accept",
+                "client_addr",
+                "key",
+            ] {
+                props = props.set_column_statistics_enabled(
+                    ColumnPath::from(column),
+                    EnabledStatistics::None,
+                );
+            }
             // Action ids are UUIDv7s (the bridge and the page draw them):
             // within a partition, ids of the same second share their
             // leading time digits, which DELTA_BYTE_ARRAY stores once
