@@ -20,6 +20,8 @@
 #   BRIDGE_LINGERS="0 1 2 5"  BASELINE_LINGER_MS=1  BASELINE_X="k=v,k=v"  QUIET=1
 #   BRIDGE_X="k=v,k=v": librdkafka settings for the bridge (`nation -X k=v`)
 #   NATION_BIN=path: another build of `nation` as the bridge under test
+#   NATION_BINS="old new old new": several builds, one after the other against
+#           the same broker and baseline (an A/B on a noisy machine)
 #   BASELINE_BIN=path: another build of the baseline
 #   WARMUP_SECS=20: the broker's warm-up under the baseline's load, first
 #   PERF=1: also `perf record` the bridge during one more (c) run per linger
@@ -78,7 +80,7 @@ KAFKA_DIR=$(sed -n 's/.*data in //p' "$WORK/kafka.err")
 BROKER_JVM=$(cat "$KAFKA_DIR/broker.pid" 2>/dev/null || echo "$KAFKA_PID")
 KAFKA_VERSION=$(ls "${KAFKA_LIBS:-.tools/kafka/libs}" | sed -n 's/^kafka_2\.13-\([0-9.]*\)\.jar$/\1/p' | head -1)
 
-start_bridge() { # linger -> BPORT, BRIDGE_PID
+start_bridge() { # linger [bin] -> BPORT, BRIDGE_PID
   BPORT=$(free_port)
   # BRIDGE_X="k=v,k=v": librdkafka settings for the bridge (its -X).
   local x=()
@@ -88,10 +90,11 @@ start_bridge() { # linger -> BPORT, BRIDGE_PID
   # the engine would (the standalone `bridge` binary leaves that to it).
   BIND="127.0.0.1:$BPORT" LINGER_MS="$1" TOKEN_SECRET=bench PARTITIONS=12 \
     WITH_ENGINE=false WITH_LEADERBOARDS=false RUST_LOG=warn \
-    "${NATION_BIN:-${CARGO_TARGET_DIR:-target}/release/nation}" "${x[@]}" >"$WORK/bridge.log" 2>&1 &
+    "${2:-$DEFAULT_BIN}" "${x[@]}" >"$WORK/bridge.log" 2>&1 &
   BRIDGE_PID=$!
   wait_port "$BPORT" || { echo "the bridge did not start:" >&2; cat "$WORK/bridge.log" >&2; return 1; }
 }
+DEFAULT_BIN="${NATION_BIN:-${CARGO_TARGET_DIR:-target}/release/nation}"
 # The first bridge creates the topics; the baseline produces to the same one.
 start_bridge 5
 stop "$BRIDGE_PID"
@@ -151,8 +154,14 @@ wrk -t1 -c256 -d"${WARMUP_SECS:-20}s" "http://127.0.0.1:$APORT/produce" >/dev/nu
 A1=$(run "(a) baseline produce+ack" "$BASELINE_PID" "http://127.0.0.1:$APORT/produce")
 
 declare -A B C
+ROWS=()
+n=0
+for bin in ${NATION_BINS:-$DEFAULT_BIN}; do
 for linger in $BRIDGE_LINGERS; do
-  start_bridge "$linger"
+  start_bridge "$linger" "$bin"
+  tag="LINGER_MS=$linger"
+  n=$((n + 1))
+  [[ -n "${NATION_BINS:-}" ]] && tag="$tag $bin (#$n)"
   # The first produce to a new topic may be answered 503: retry, as players do.
   TOKEN=""
   for _ in $(seq 1 100); do
@@ -167,10 +176,11 @@ wrk.body = '{"type":"purchase_sword"}'
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer $TOKEN"
 LUAEOF
-  B[$linger]=$(run "(b) POST /api/games/1/actions  LINGER_MS=$linger" "$BRIDGE_PID" \
+  B[$tag]=$(run "(b) POST /api/games/1/actions  $tag" "$BRIDGE_PID" \
     "http://127.0.0.1:$BPORT/api/games/1/actions" -s "$WORK/act.lua")
-  C[$linger]=$(run "(c) GET /purchase_a_sword      LINGER_MS=$linger" "$BRIDGE_PID" \
+  C[$tag]=$(run "(c) GET /purchase_a_sword      $tag" "$BRIDGE_PID" \
     "http://127.0.0.1:$BPORT/purchase_a_sword" -H "Host: user1.comcast.com")
+  ROWS+=("$tag")
   if [[ -n "${PERF:-}" ]]; then
     PERF_DIR="${PERF_DIR:-target/bench}"
     mkdir -p "$PERF_DIR"
@@ -186,6 +196,7 @@ LUAEOF
   fi
   stop "$BRIDGE_PID"
 done
+done
 
 S=""
 if [[ -n "${STRIMZI_BRIDGE_HOME:-}${STRIMZI_SRC:-}" ]]; then
@@ -198,8 +209,8 @@ A2=$(run "(a) baseline produce+ack (again)" "$BASELINE_PID" "http://127.0.0.1:$A
 
 A=$(python3 -c "print(($A1 + $A2) / 2)")
 python3 -c "print(f'(a) mean {$A:.0f} req/s (first $A1, last $A2); goal: ratios >= 0.80')" >&2
-for linger in $BRIDGE_LINGERS; do
-  python3 -c "a, b, c = $A, ${B[$linger]}, ${C[$linger]}; print(f'LINGER_MS=$linger:  (b)/(a) = {b / a:.2f}   (c)/(a) = {c / a:.2f}')" >&2
+for tag in "${ROWS[@]}"; do
+  python3 -c "a, b, c = $A, ${B[$tag]}, ${C[$tag]}; print(f'$tag:  (b)/(a) = {b / a:.2f}   (c)/(a) = {c / a:.2f}')" >&2
 done
 if [[ -n "$S" ]]; then
   python3 -c "print(f'Strimzi HTTP bridge (best linger): (s)/(a) = {$S / $A:.2f}')" >&2

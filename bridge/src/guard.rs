@@ -10,7 +10,7 @@
 //! - [`RateLimit`]: token buckets per address and per player token
 //!   (`RATE_LIMIT_PER_ADDR`, `RATE_LIMIT_PER_TOKEN`, requests per second;
 //!   0 is off, the default).
-//! - [`guard`]: the middleware. Each refusal is one `refusal` event
+//! - [`guard_at`]: the guard, one part of [`crate::edge`]. Each refusal is one `refusal` event
 //!   (client, Host, code, status, route) that the log shipper sends to the
 //!   `logs` topic, where [`crate::abuse`] aggregates it.
 //!
@@ -18,13 +18,13 @@
 //! something.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::middleware::Next;
+use axum::extract::{ConnectInfo, Request};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
@@ -237,9 +237,11 @@ pub fn is_refusal(status: StatusCode) -> bool {
 /// The longest `Host` logged.
 const MAX_LOGGED_HOST: usize = 128;
 
-fn logged_host(headers: &HeaderMap) -> String {
-    let host = crate::enrich::host(headers);
-    host.chars().take(MAX_LOGGED_HOST).collect()
+fn logged_host(host: &HeaderValue) -> String {
+    String::from_utf8_lossy(host.as_bytes())
+        .chars()
+        .take(MAX_LOGGED_HOST)
+        .collect()
 }
 
 fn too_many(code: &'static str, detail: &'static str, retry_after_s: u64) -> Response {
@@ -255,14 +257,21 @@ fn too_many(code: &'static str, detail: &'static str, retry_after_s: u64) -> Res
     response
 }
 
-/// The middleware: refuses banned addresses and requests over the rate
+/// The guard around `inner` (the rest of the request's way, see
+/// [`crate::edge`]): refuses banned addresses and requests over the rate
 /// limits, then counts, logs and strikes every refusal the handlers make.
-pub async fn guard(State(guard): State<Arc<Guard>>, request: Request, next: Next) -> Response {
-    guard_at(&guard, request, next, crate::enrich::now_ms()).await
-}
-
-/// [`guard`] at a given time.
-pub async fn guard_at(guard: &Guard, request: Request, next: Next, now_ms: u64) -> Response {
+/// `route` is the request's route label, `now_ms` the time.
+pub async fn guard_at<F, Fut>(
+    guard: &Guard,
+    request: Request,
+    route: &'static str,
+    now_ms: u64,
+    inner: F,
+) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let peer = request
         .extensions()
         .get::<ConnectInfo<std::net::SocketAddr>>()
@@ -276,8 +285,8 @@ pub async fn guard_at(guard: &Guard, request: Request, next: Next, now_ms: u64) 
             retry,
         );
     }
-    let host = logged_host(request.headers());
-    let route = ops::metrics::route_label(&request);
+    // Kept as the header (a reference count), made text only for a refusal.
+    let host = request.headers().get(header::HOST).cloned();
     let mut limited = None;
     if let Some(limit) = &guard.per_addr {
         if !limit.allow(&client, now_ms) {
@@ -305,7 +314,7 @@ pub async fn guard_at(guard: &Guard, request: Request, next: Next, now_ms: u64) 
                 .inc();
             too_many("rate_limited", "too many requests: slow down", 1)
         }
-        None => next.run(request).await,
+        None => inner(request).await,
     };
     let status = response.status();
     if is_refusal(status) {
@@ -318,6 +327,7 @@ pub async fn guard_at(guard: &Guard, request: Request, next: Next, now_ms: u64) 
             .refusals
             .get_or_create(&CodeLabels { code: code.clone() })
             .inc();
+        let host = host.map_or_else(String::new, |h| logged_host(&h));
         tracing::info!(
             target: ops::logs::REFUSAL_TARGET,
             client = %client,

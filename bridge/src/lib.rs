@@ -27,6 +27,8 @@
 //! - [`error`]: [`AppError`], every failure as `{"error", "detail"}`.
 //! - [`metrics`]: [`metrics::BridgeMetrics`] in the process's registry
 //!   (`/metrics`), and the action -> update latency.
+//! - [`edge`]: every request's way to its handler, one layer: HTTP
+//!   metrics, the guard, the body's deadline.
 //! - [`guard`]: refused requests counted, logged (for the abuse table) and
 //!   banned when an address piles them up; plain rate limits.
 //! - [`abuse`]: the abuse table, read back from the `logs` topic.
@@ -42,6 +44,7 @@ pub mod abuse;
 pub mod admin;
 pub mod auth;
 pub mod config;
+pub mod edge;
 pub mod enrich;
 pub mod error;
 pub mod games;
@@ -63,7 +66,7 @@ use std::time::Duration;
 use axum::extract::DefaultBodyLimit;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use axum::{Extension, Router};
+use axum::Router;
 use rdkafka::consumer::BaseConsumer;
 use shared::ActionType;
 use tower_http::services::ServeDir;
@@ -247,9 +250,9 @@ pub fn app_with(state: AppState, extra: Option<Router>) -> Router {
                 path,
                 get(
                     move |axum::extract::State(state): axum::extract::State<Arc<AppState>>,
-                          headers: axum::http::HeaderMap,
-                          client: ClientAddr| {
-                        routes::seed_action(state, headers, client, action)
+                          client: ClientAddr,
+                          request: axum::extract::Request| async move {
+                        routes::seed_action(state, request.headers(), client, action).await
                     },
                 ),
             );
@@ -275,12 +278,12 @@ pub fn app_with(state: AppState, extra: Option<Router>) -> Router {
                 .precompressed_gzip()
                 .fallback(get(routes::not_found)),
         );
-    let (guard, http_metrics, trusted_proxies, connections) = (
-        Arc::new(state.guard.clone()),
-        state.metrics_enabled.then(|| state.metrics.http.clone()),
-        state.trusted_proxies.clone(),
-        state.connections.clone(),
-    );
+    let edge = edge::Edge {
+        guard: state.guard.clone(),
+        connections: state.connections.clone(),
+        http: state.metrics_enabled.then(|| state.metrics.http.clone()),
+        trusted: state.trusted_proxies.clone(),
+    };
     let router = router
         .fallback_service(assets)
         .method_not_allowed_fallback(routes::method_not_allowed)
@@ -289,28 +292,29 @@ pub fn app_with(state: AppState, extra: Option<Router>) -> Router {
         // path) per request cost 13 % of the bridge's CPU under wrk
         // (perf, BENCHMARKS.md "Observability").
         .with_state(Arc::new(state));
-    let mut router = match extra {
+    let router = match extra {
         Some(extra) => router.merge(extra),
         None => router,
     }
-    .layer(DefaultBodyLimit::max(BODY_LIMIT))
-    .layer(axum::middleware::from_fn_with_state(
-        connections,
-        serve::body_deadline,
-    ))
-    // Outside the body guards: their 408 and 413 are refusals too.
-    .layer(axum::middleware::from_fn_with_state(guard, guard::guard));
-    if let Some(http) = http_metrics {
-        router = router.layer(axum::middleware::from_fn_with_state(
-            http,
-            ops::metrics::track_http,
-        ));
+    // One layer, so one boxed service per route (`edge`): the metrics, the
+    // guard outside the body guards (their 408 and 413 are refusals too),
+    // the body's deadline, then the body limit for the extractors.
+    .layer(
+        tower::ServiceBuilder::new()
+            .layer(edge::EdgeLayer(Arc::new(edge)))
+            .layer(DefaultBodyLimit::max(BODY_LIMIT)),
+    );
+    // Request spans are debug-level: with the default filter they would
+    // be built and dropped unseen, at a layer's cost per request.
+    if tracing::enabled!(target: "tower_http::trace", Level::DEBUG) {
+        router.layer(
+            TraceLayer::new_for_http()
+                .make_span_with(DefaultMakeSpan::new().level(Level::DEBUG))
+                .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
+        )
+    } else {
+        router
     }
-    router.layer(Extension(trusted_proxies)).layer(
-        TraceLayer::new_for_http()
-            .make_span_with(DefaultMakeSpan::new().level(Level::DEBUG))
-            .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
-    )
 }
 
 /// Errors that stop the bridge from starting.

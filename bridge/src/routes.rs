@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{Path, Query, RawQuery, State};
+use axum::extract::{Path, Query, RawQuery, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
@@ -221,24 +221,25 @@ fn check_action_id(key: &str) -> Result<(), AppError> {
 pub async fn act(
     State(state): State<Arc<AppState>>,
     game_id: Result<Path<u64>, PathRejection>,
-    headers: HeaderMap,
     client: ClientAddr,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Result<(StatusCode, Json<ActionAccepted>), AppError> {
     let Path(game_id) = game_id?;
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
     let player_id = state
         .keys
-        .authorize(&headers, game_id, &client.0, &state.refused_tokens)
+        .authorize(headers, game_id, &client.0, &state.refused_tokens)
         .map_err(AppError::Token)?;
-    json_content_type(&headers)?;
-    let request: ActionRequest = parse_json(&body?)?;
+    json_content_type(headers)?;
+    let request: ActionRequest = parse_json(&body_bytes(body).await?)?;
     if request.action_type == ActionType::Join {
         return Err(AppError::Unprocessable(json!({
             "message": "join with POST /api/games/{game_id}/join",
             "valid_types": valid_types(),
         })));
     }
-    let header = idempotency_key(&headers)?;
+    let header = idempotency_key(headers)?;
     // Each id given is checked; when both are given the header is the id.
     if let Some(key) = &request.action_id {
         check_action_id(key)?;
@@ -249,7 +250,7 @@ pub async fn act(
         game_id,
         player_id,
         request.action_type,
-        &headers,
+        headers,
         client,
     );
     let ack = publish(&state, &envelope).await?;
@@ -285,6 +286,16 @@ fn json_content_type(headers: &HeaderMap) -> Result<(), AppError> {
             text.chars().take(64).collect::<String>(),
         ))
     }
+}
+
+/// A request's body, which the edge has already read whole within its
+/// deadline and limit ([`crate::serve::read_body`]). Handlers take the
+/// [`Request`] and borrow its headers: the `HeaderMap` extractor would copy
+/// them (2 % of the bridge's CPU under wrk, BENCHMARKS.md P1).
+async fn body_bytes(body: Body) -> Result<Bytes, AppError> {
+    axum::body::to_bytes(body, crate::BODY_LIMIT)
+        .await
+        .map_err(|e| AppError::BadRequest(json!(format!("could not read the body: {e}"))))
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, AppError> {
@@ -374,13 +385,13 @@ pub async fn ws(
 /// default one; a short text once Kafka has acknowledged.
 pub async fn seed_action(
     state: Arc<AppState>,
-    headers: HeaderMap,
+    headers: &HeaderMap,
     client: ClientAddr,
     action: ActionType,
 ) -> Result<&'static str, AppError> {
     let game_id = state.default_game;
-    let player = crate::enrich::host(&headers);
-    let envelope = stamp(new_event_id(), game_id, player, action, &headers, client);
+    let player = crate::enrich::host(headers);
+    let envelope = stamp(new_event_id(), game_id, player, action, headers, client);
     publish(&state, &envelope).await?;
     Ok(match action {
         ActionType::PurchaseSword => "Sword Purchased!\n",
@@ -428,7 +439,7 @@ pub async fn index(
         }
     }
     if state.seed_endpoints {
-        return seed_action(state, headers, client, ActionType::Default)
+        return seed_action(state, &headers, client, ActionType::Default)
             .await
             .map(IntoResponse::into_response);
     }

@@ -5,7 +5,7 @@
 //!   is closed (hyper's HTTP/1 `header_read_timeout`): a slowloris client that
 //!   trickles header lines, or an idle keep-alive connection, holds a socket
 //!   for that long at most.
-//! - **Body read timeout**: [`body_deadline`] reads a request body whole
+//! - **Body read timeout**: [`read_body`] reads a request body whole
 //!   within [`ServeSettings::body_timeout`] (one deadline for the body, not
 //!   per byte, so a trickle does not keep it alive) and answers `408` JSON
 //!   otherwise; a declared `Content-Length` over the limit is a `413` at once.
@@ -33,9 +33,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use http_body_util::BodyExt;
@@ -384,17 +383,18 @@ async fn accept_failed(e: io::Error) {
     tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
-/// Middleware: reads a request's body whole within the body timeout before
-/// the handler sees it (`408` otherwise), refusing at once a declared length
-/// over the limit (`413`). Requests without a body pass untouched.
-pub async fn body_deadline(
-    State(connections): State<Arc<Connections>>,
-    request: Request,
-    next: Next,
-) -> Response {
+/// Reads a request's body whole within the body timeout before `inner` (the
+/// handler, see [`crate::edge`]) sees it (`408` otherwise), refusing at once
+/// a declared length over the limit (`413`). Requests without a body pass
+/// untouched.
+pub async fn read_body<F, Fut>(connections: &Connections, request: Request, inner: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     use axum::body::HttpBody;
     if request.body().is_end_stream() {
-        return next.run(request).await;
+        return inner(request).await;
     }
     let settings = &connections.settings;
     let declared = request
@@ -410,7 +410,7 @@ pub async fn body_deadline(
     match tokio::time::timeout(settings.body_timeout, limited.collect()).await {
         Ok(Ok(collected)) => {
             let request = Request::from_parts(parts, Body::from(collected.to_bytes()));
-            next.run(request).await
+            inner(request).await
         }
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
             AppError::PayloadTooLarge.into_response()
