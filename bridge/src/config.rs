@@ -100,14 +100,16 @@ pub struct Config {
     #[arg(long, env = "GAMES_ISOLATION", default_value = "read_uncommitted",
           value_parser = ["read_committed", "read_uncommitted"])]
     pub games_isolation: String,
-    /// The producer's `linger.ms`: 5 ms, measured on Apache Kafka
-    /// (BENCHMARKS.md, P1 and P2). At 2,000 actions/s from players
-    /// (open model) 5 ms gave answer -> update p50 14.8 ms against 42 ms at
-    /// 1 ms in the same session (fewer, fuller produce requests leave the
-    /// 2 cores to the broker and the engine); a closed-loop client of 256
-    /// connections is capped by the wait (0.55 of a tuned bare producer at
-    /// 5 ms, 0.83 at 1 ms). Ingest-bound deployments set 1.
-    #[arg(long, env = "LINGER_MS", default_value_t = 5)]
+    /// The producer's `linger.ms`: 1 ms, measured on Apache Kafka
+    /// (BENCHMARKS.md, P1 and P2, twenty-third session). It is the only
+    /// setting that meets both goals: a closed-loop client of 256
+    /// connections gets 0.86 of a tuned bare producer at 1 ms, 0.49 at
+    /// 5 ms (capped by the wait); at 2,000 actions/s from players, answer ->
+    /// update p99 was 13-17 ms at 1 ms and 5-14 ms at 5 ms (goal 20), and
+    /// what a player waits for from the click, p50, 2 ms less at 1 ms. At 5
+    /// ms that wait's p99 was lower (fewer, fuller produce requests leave
+    /// this machine's 2 cores to the broker and the engine).
+    #[arg(long, env = "LINGER_MS", default_value_t = 1)]
     pub linger_ms: u32,
     /// How long a produce may wait for Kafka's ack before the request gets a
     /// 503 (the record may still land later: clients retry with the same id).

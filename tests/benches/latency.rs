@@ -38,7 +38,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 /// The floor: produce (acks=all, idempotent, `LINGER_MS` as the bridge's,
-/// default 5) -> consume (fetch wait 1 ms) on the same broker at the same
+/// default 1) -> consume (fetch wait 1 ms) on the same broker at the same
 /// rate.
 async fn broker_floor(brokers: &str, rate: u64, secs: u64, topic: Option<&str>) -> Vec<Duration> {
     let topic = match topic {
@@ -57,7 +57,7 @@ async fn broker_floor(brokers: &str, rate: u64, secs: u64, topic: Option<&str>) 
         .set("enable.idempotence", "true")
         .set(
             "linger.ms",
-            std::env::var("LINGER_MS").unwrap_or_else(|_| "5".into()),
+            std::env::var("LINGER_MS").unwrap_or_else(|_| "1".into()),
         )
         .create()
         .expect("producer");
