@@ -1,8 +1,8 @@
 //! Helpers for `scripts/bench-lake.sh` (figures in BENCHMARKS.md):
 //!
-//! - `lake_bench produce --topic T --partitions P --n N`: N seed-like
-//!   actions (types and hosts cycling), produced as fast as the broker takes
-//!   them.
+//! - `lake_bench produce --topic T --partitions P --n N [--no-headers]`: N
+//!   seed-like actions (types and hosts cycling), each with the bridge's
+//!   three headers, produced as fast as the broker takes them.
 //! - `lake_bench consume --topic T`: the baseline: reads every partition to
 //!   its end and decodes each value exactly as `lake export` does (borrowed
 //!   from librdkafka, not copied), writing nothing. Tuned for itself: the
@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
@@ -64,7 +65,8 @@ fn main() -> anyhow::Result<()> {
                     &brokers,
                     &[(&topic, partitions, false)],
                 ))?;
-            produce(&brokers, &topic, partitions, n)
+            let headers = !std::env::args().any(|a| a == "--no-headers");
+            produce(&brokers, &topic, partitions, n, headers)
         }
         Some("consume") => consume(&brokers, &topic),
         _ => anyhow::bail!("usage: lake_bench produce|consume --topic T [--n N --partitions P]"),
@@ -101,16 +103,24 @@ fn envelope(i: u64) -> shared::ActionEnvelope {
     }
 }
 
-/// N seed-like actions as the exporter takes them, offsets 0..N, no Kafka.
+/// N seed-like actions as the exporter takes them, offsets 0..N, no Kafka,
+/// with the bridge's three headers.
 fn records_in_memory(n: u64) -> Vec<lake::records::RawRecord> {
     (0..n)
-        .map(|i| lake::records::RawRecord {
-            offset: i as i64,
-            timestamp_ms: Some(1_796_083_200_000 + i as i64 / 100),
-            timestamp_type: 0,
-            key: Some((i % 1000).to_string().into_bytes()),
-            value: Some(serde_json::to_vec(&envelope(i)).expect("JSON")),
-            headers: vec![],
+        .map(|i| {
+            let e = envelope(i);
+            lake::records::RawRecord {
+                offset: i as i64,
+                timestamp_ms: Some(1_796_083_200_000 + i as i64 / 100),
+                timestamp_type: 0,
+                key: Some((i % 1000).to_string().into_bytes()),
+                value: Some(serde_json::to_vec(&e).expect("JSON")),
+                headers: vec![
+                    ("event_id".into(), e.event_id.clone()),
+                    ("event_type".into(), e.event_type.as_str().into()),
+                    ("player_id".into(), e.player_id.clone()),
+                ],
+            }
         })
         .collect()
 }
@@ -229,7 +239,17 @@ fn columns(n: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn produce(brokers: &str, topic: &str, partitions: i32, n: u64) -> anyhow::Result<()> {
+/// With `headers`, each record carries the three headers the bridge puts on
+/// every action (`event_id`, `event_type`, `player_id`), as the exporter
+/// meets them in `actions`; `--no-headers` gives the records of the
+/// benchmarks before the twenty-third session.
+fn produce(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    n: u64,
+    headers: bool,
+) -> anyhow::Result<()> {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("linger.ms", "20")
@@ -246,6 +266,23 @@ fn produce(brokers: &str, topic: &str, partitions: i32, n: u64) -> anyhow::Resul
             .key(&key)
             .payload(&value)
             .partition(shared::partition_for(e.game_id, partitions));
+        if headers {
+            record = record.headers(
+                OwnedHeaders::new_with_capacity(3)
+                    .insert(Header {
+                        key: "event_id",
+                        value: Some(e.event_id.as_str()),
+                    })
+                    .insert(Header {
+                        key: "event_type",
+                        value: Some(e.event_type.as_str()),
+                    })
+                    .insert(Header {
+                        key: "player_id",
+                        value: Some(e.player_id.as_str()),
+                    }),
+            );
+        }
         loop {
             match producer.send(record) {
                 Ok(()) => break,

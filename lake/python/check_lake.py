@@ -43,6 +43,11 @@ def with_pyarrow(root):
         "distinct_event_ids": len(set(events.column("event_id").to_pylist())),
         "distinct_msg_ids": len(set(meta.column("msg_id").to_pylist())),
         "hex_checksums": sum(1 for c in meta.column("checksum").to_pylist() if is_hex8(c)),
+        "seq_headers": sum(
+            1
+            for key, headers in zip(meta.column("key").to_pylist(), meta.column("headers").to_pylist())
+            if headers == [f"seq={key}"]
+        ),
         "encodings": {
             column: encodings(events_files(root) + meta_files(root), column)
             for column in ["event_id", "msg_id", "checksum"]
@@ -106,6 +111,7 @@ def with_duckdb(root):
         "hex_checksums": one(
             f"SELECT COUNT(*) FROM {meta} WHERE regexp_full_match(checksum, '[0-9a-f]{{8}}')"
         ),
+        "seq_headers": one(f"SELECT COUNT(*) FROM {meta} WHERE headers = ['seq=' || key]"),
     }
 
 

@@ -131,6 +131,14 @@ pub fn writer_properties() -> WriterProperties {
                     EnabledStatistics::None,
                 );
             }
+            // The record's headers (`name=value`; the bridge puts the event
+            // id, type and player on every action): a third of the values
+            // unique, so a dictionary fills up and is dropped in every row
+            // group, and min/max prunes nothing.
+            let headers = ColumnPath::new(vec!["headers".into(), "list".into(), "item".into()]);
+            props = props
+                .set_column_dictionary_enabled(headers.clone(), false)
+                .set_column_statistics_enabled(headers, EnabledStatistics::None);
             // Action ids are UUIDv7s (the bridge and the page draw them):
             // within a partition, ids of the same second share their
             // leading time digits, which DELTA_BYTE_ARRAY stores once

@@ -16,6 +16,7 @@
 //! The Hive columns (`date`, `event_type`) live in folder names only, as
 //! Spark writes them; pyarrow, DuckDB and Spark add them back when reading.
 
+use std::fmt::Write as _;
 use std::sync::{mpsc, Arc, Mutex, OnceLock, PoisonError};
 
 use arrow_array::builder::{
@@ -944,7 +945,13 @@ impl MetaColumns {
         self.checksum
             .append_value(hex32(crc32fast::hash(r.value.unwrap_or_default())));
         for (k, v) in r.headers.iter() {
-            self.headers.values().append_value(format!("{k}={v}"));
+            // `name=value`, written into the column's buffer: no string
+            // per header (the bridge puts three on every action).
+            let item = self.headers.values();
+            let _ = item.write_str(k);
+            let _ = item.write_char('=');
+            let _ = item.write_str(v);
+            item.append_value("");
         }
         self.headers.append(true);
         self.key.append_option(r.key.map(String::from_utf8_lossy));

@@ -215,6 +215,8 @@ async fn pyarrow_and_duckdb_read_the_lake() {
             assert_eq!(r["distinct_event_ids"], TOTAL, "{codec}, {reader}: {r}");
             assert_eq!(r["distinct_msg_ids"], TOTAL, "{codec}, {reader}: {r}");
             assert_eq!(r["hex_checksums"], TOTAL, "{codec}, {reader}: {r}");
+            // Each record's header, as `name=value` (plain, no statistics).
+            assert_eq!(r["seq_headers"], TOTAL, "{codec}, {reader}: {r}");
         }
         let encodings = &theirs["pyarrow"]["encodings"];
         for (column, encoding) in [

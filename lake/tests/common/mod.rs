@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use rdkafka::config::ClientConfig;
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 /// The `lake` binary built for these tests.
@@ -90,10 +91,16 @@ pub async fn produce_values(
     for (n, value) in values.iter().enumerate() {
         let i = base + n as u64;
         let key = i.to_string();
+        // A header per record, as the bridge puts them on every action:
+        // `buffer_meta.headers` has `seq=<key>` to read back.
         let record = FutureRecord::to(topic)
             .key(&key)
             .payload(value)
-            .partition(shared::partition_for(i, partitions));
+            .partition(shared::partition_for(i, partitions))
+            .headers(OwnedHeaders::new().insert(Header {
+                key: "seq",
+                value: Some(key.as_str()),
+            }));
         pending.push(
             producer
                 .send_result(record)
