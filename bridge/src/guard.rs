@@ -10,9 +10,10 @@
 //! - [`RateLimit`]: token buckets per address and per player token
 //!   (`RATE_LIMIT_PER_ADDR`, `RATE_LIMIT_PER_TOKEN`, requests per second;
 //!   0 is off, the default).
-//! - [`guard_at`]: the guard, one part of [`crate::edge`]. Each refusal is one `refusal` event
-//!   (client, Host, code, status, route) that the log shipper sends to the
-//!   `logs` topic, where [`crate::abuse`] aggregates it.
+//! - [`guard_at`]: the guard, one part of [`crate::edge`]. Each refusal is
+//!   one `refusal` event (client, Host, code, status, route) that the log
+//!   shipper sends to the `logs` topic, where [`crate::abuse`] aggregates
+//!   it.
 //!
 //! Time is an argument (ms since the Unix epoch) everywhere it decides
 //! something.
