@@ -10,6 +10,12 @@ use std::borrow::Cow;
 
 use rdkafka::message::{Headers, Message, Timestamp};
 use serde::Deserialize;
+use smallvec::SmallVec;
+
+/// A record's headers, borrowed: `(name, value)`, values as bytes. Up to
+/// four are held inline (the bridge puts three on every action), so
+/// reading a record's headers allocates nothing.
+pub type HeaderRefs<'a> = SmallVec<[(&'a str, &'a [u8]); 4]>;
 
 /// One Kafka record, owned: what a test or a report check holds, and what
 /// `bad_records` keeps of a record it could not decode.
@@ -40,7 +46,11 @@ impl RawRecord {
             timestamp_type: self.timestamp_type,
             key: self.key.as_deref(),
             value: self.value.as_deref(),
-            headers: Cow::Borrowed(&self.headers),
+            headers: self
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_bytes()))
+                .collect(),
         }
     }
 
@@ -63,9 +73,10 @@ pub struct RecordRef<'a> {
     pub timestamp_type: i8,
     pub key: Option<&'a [u8]>,
     pub value: Option<&'a [u8]>,
-    /// Header `(name, value)` pairs; values as lossy UTF-8. Owned when read
-    /// from a message (most records have none: no allocation then).
-    pub headers: Cow<'a, [(String, String)]>,
+    /// Header `(name, value)` pairs, borrowed from the message (reading
+    /// them into owned strings was six allocations per action, a fifth of
+    /// the baseline's time; BENCHMARKS.md, "Lake").
+    pub headers: HeaderRefs<'a>,
 }
 
 impl<'a> RecordRef<'a> {
@@ -76,17 +87,11 @@ impl<'a> RecordRef<'a> {
             Timestamp::CreateTime(t) => (Some(t), 0),
             Timestamp::LogAppendTime(t) => (Some(t), 1),
         };
-        let headers: Vec<(String, String)> = msg
+        let headers = msg
             .headers()
             .map(|hs| {
                 hs.iter()
-                    .map(|h| {
-                        let value = h
-                            .value
-                            .map(|v| String::from_utf8_lossy(v).into_owned())
-                            .unwrap_or_default();
-                        (h.key.to_string(), value)
-                    })
+                    .map(|h| (h.key, h.value.unwrap_or_default()))
                     .collect()
             })
             .unwrap_or_default();
@@ -96,7 +101,7 @@ impl<'a> RecordRef<'a> {
             timestamp_type,
             key: msg.key(),
             value: msg.payload(),
-            headers: Cow::Owned(headers),
+            headers,
         }
     }
 
@@ -108,7 +113,11 @@ impl<'a> RecordRef<'a> {
             timestamp_type: self.timestamp_type,
             key: self.key.map(<[u8]>::to_vec),
             value: self.value.map(<[u8]>::to_vec),
-            headers: self.headers.to_vec(),
+            headers: self
+                .headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v).into_owned()))
+                .collect(),
         }
     }
 
@@ -308,6 +317,9 @@ mod tests {
                 value: Some("boom"),
             })),
         );
+        let borrowed = RecordRef::from_message(&msg);
+        assert_eq!(borrowed.headers.as_slice(), &[("error", &b"boom"[..])]);
+        assert!(!borrowed.headers.spilled(), "held inline, not allocated");
         let raw = RawRecord::from_message(&msg);
         assert_eq!(raw.offset, 99);
         assert_eq!(raw.timestamp_ms, Some(1234));
@@ -315,5 +327,40 @@ mod tests {
         assert_eq!(raw.key.as_deref(), Some(&b"1"[..]));
         assert_eq!(raw.headers, vec![("error".to_string(), "boom".to_string())]);
         assert!(raw.size() > 3);
+    }
+
+    #[test]
+    fn header_values_are_kept_as_bytes_and_owned_as_lossy_text() {
+        let msg = OwnedMessage::new(
+            None,
+            None,
+            "actions".into(),
+            Timestamp::NotAvailable,
+            0,
+            1,
+            Some(
+                OwnedHeaders::new()
+                    .insert(rdkafka::message::Header {
+                        key: "bin",
+                        value: Some(&[0x61u8, 0xff][..]),
+                    })
+                    .insert(rdkafka::message::Header::<&[u8]> {
+                        key: "empty",
+                        value: None,
+                    }),
+            ),
+        );
+        let r = RecordRef::from_message(&msg);
+        assert_eq!(r.headers[0], ("bin", &[0x61u8, 0xff][..]));
+        assert_eq!(r.headers[1], ("empty", &b""[..]));
+        assert_eq!(r.timestamp_type, -1);
+        let owned = r.to_owned();
+        assert_eq!(owned.headers[0], ("bin".into(), "a\u{FFFD}".into()));
+        assert_eq!(owned.as_ref().headers[1], ("empty", &b""[..]));
+        assert_eq!(
+            r.size(),
+            owned.size() - 2,
+            "lossy text is longer than its bytes"
+        );
     }
 }

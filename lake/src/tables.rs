@@ -417,8 +417,13 @@ impl<const N: usize> StringSizes<N> {
     }
 
     fn learn(&mut self, column: usize, b: &StringBuilder) {
-        let rows = b.len().max(1);
-        self.0[column] = self.0[column].max(b.values_slice().len().div_ceil(rows));
+        self.learn_per_row(column, b.len(), b.values_slice().len());
+    }
+
+    /// Learns `amount` over `rows` rows for `column`: bytes, or (for a
+    /// list's items) a count.
+    fn learn_per_row(&mut self, column: usize, rows: usize, amount: usize) {
+        self.0[column] = self.0[column].max(amount.div_ceil(rows.max(1)));
     }
 }
 
@@ -898,8 +903,11 @@ impl OutcomeColumns {
     }
 }
 
-/// The string columns of [`MetaColumns`], in [`StringSizes`] order.
-const META_STRINGS: usize = 3;
+/// The sizes [`MetaColumns`] learns, in [`StringSizes`] order: `msg_id`
+/// and `key` bytes, then the headers' bytes and items per record (the
+/// bridge's three headers are about 100 bytes: growing their column by
+/// doubling copied it a dozen times per chunk).
+const META_STRINGS: usize = 4;
 
 /// `buffer_meta` columns but the constant ones, a row per record.
 struct MetaColumns {
@@ -919,7 +927,10 @@ impl MetaColumns {
         MetaColumns {
             msg_id: s.builder(0, rows),
             checksum: StringBuilder::with_capacity(rows, rows * 8),
-            headers: ListBuilder::with_capacity(StringBuilder::new(), rows),
+            headers: ListBuilder::with_capacity(
+                StringBuilder::with_capacity(rows * s.0[3], rows * s.0[2]),
+                rows,
+            ),
             key: s.builder(1, rows),
             offset: Int64Builder::with_capacity(rows),
             key_size: Int32Builder::with_capacity(rows),
@@ -944,13 +955,18 @@ impl MetaColumns {
         }
         self.checksum
             .append_value(hex32(crc32fast::hash(r.value.unwrap_or_default())));
-        for (k, v) in r.headers.iter() {
-            // `name=value`, written into the column's buffer: no string
-            // per header (the bridge puts three on every action).
+        for (k, v) in &r.headers {
+            // `name=value` (the value as lossy UTF-8), written into the
+            // column's buffer: no string per header (the bridge puts three
+            // on every action).
+            // (Writing into the builder's buffer cannot fail.)
             let item = self.headers.values();
             let _ = item.write_str(k);
             let _ = item.write_char('=');
-            let _ = item.write_str(v);
+            let _ = match std::str::from_utf8(v) {
+                Ok(v) => item.write_str(v),
+                Err(_) => item.write_str(&String::from_utf8_lossy(v)),
+            };
             item.append_value("");
         }
         self.headers.append(true);
@@ -972,6 +988,9 @@ impl MetaColumns {
     ) -> crate::Result<RecordBatch> {
         s.learn(0, &self.msg_id);
         s.learn(1, &self.key);
+        let items = self.headers.values_ref();
+        s.learn_per_row(2, self.len(), items.values_slice().len());
+        s.learn_per_row(3, self.len(), items.len());
         let (etl_id, topic, partition) = constants.take(self.len());
         let columns: Vec<ArrayRef> = vec![
             etl_id,
@@ -1205,6 +1224,44 @@ mod tests {
             .as_string::<i32>();
         assert_eq!(ids.value(0), "e4");
         assert_eq!(ids.value(1), "actions+1+5");
+    }
+
+    #[test]
+    fn headers_become_name_value_items_across_chunks() {
+        let info = info(Source::Actions, 0, CHUNK_ROWS as i64 + 9);
+        let mut batch =
+            BatchBuilder::new(Source::Actions, "actions", 1, &info.etl_id, Output::Arrow);
+        let bad_utf8: &[u8] = b"a\xffb";
+        for offset in 0..=info.last {
+            let raw = action(offset, shared::ActionType::Default, "a");
+            let id = offset.to_string();
+            let mut r = raw.as_ref();
+            r.headers = smallvec::smallvec![("seq", id.as_bytes()), ("raw", bad_utf8)];
+            if offset % 3 == 0 {
+                // Records with fewer headers, or none, in between.
+                r.headers.truncate((offset % 2) as usize);
+            }
+            batch.push(&r).unwrap();
+        }
+        let files = batch.finish(&info).unwrap();
+        let meta = files
+            .iter()
+            .find(|f| f.path.starts_with("buffer_meta/"))
+            .unwrap()
+            .arrow()
+            .unwrap();
+        let headers = meta.column_by_name("headers").unwrap().as_list::<i32>();
+        assert_eq!(meta.num_rows(), CHUNK_ROWS + 10);
+        for row in [0, 1, 2, 3, CHUNK_ROWS - 1, CHUNK_ROWS, CHUNK_ROWS + 9] {
+            let items = headers.value(row);
+            let items: Vec<&str> = items.as_string::<i32>().iter().flatten().collect();
+            let want: Vec<String> = match (row % 3, row % 2) {
+                (0, 0) => vec![],
+                (0, _) => vec![format!("seq={row}")],
+                _ => vec![format!("seq={row}"), "raw=a\u{FFFD}b".to_string()],
+            };
+            assert_eq!(items, want, "row {row}");
+        }
     }
 
     #[test]
