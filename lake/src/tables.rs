@@ -905,8 +905,8 @@ impl OutcomeColumns {
 
 /// The sizes [`MetaColumns`] learns, in [`StringSizes`] order: `msg_id`
 /// and `key` bytes, then the headers' bytes and items per record (the
-/// bridge's three headers are about 100 bytes: growing their column by
-/// doubling copied it a dozen times per chunk).
+/// bridge's three headers are about 100 bytes a record; from 1 KiB, their
+/// column grew by ten doublings per chunk).
 const META_STRINGS: usize = 4;
 
 /// `buffer_meta` columns but the constant ones, a row per record.
@@ -957,9 +957,8 @@ impl MetaColumns {
             .append_value(hex32(crc32fast::hash(r.value.unwrap_or_default())));
         for (k, v) in &r.headers {
             // `name=value` (the value as lossy UTF-8), written into the
-            // column's buffer: no string per header (the bridge puts three
-            // on every action).
-            // (Writing into the builder's buffer cannot fail.)
+            // column's buffer, which cannot fail: no string per header
+            // (the bridge puts three on every action).
             let item = self.headers.values();
             let _ = item.write_str(k);
             let _ = item.write_char('=');
