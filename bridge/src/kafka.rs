@@ -212,21 +212,15 @@ impl Publisher for KafkaPublisher {
         };
         let key = envelope.game_id.to_string();
         let partition = partition_for(envelope.game_id, self.partitions);
-        // The routing facts as headers too, so a consumer can filter or route
-        // without parsing the JSON (three: each one costs the broker).
-        let headers = OwnedHeaders::new_with_capacity(3)
-            .insert(Header {
-                key: "event_id",
-                value: Some(envelope.event_id.as_str()),
-            })
-            .insert(Header {
-                key: "event_type",
-                value: Some(envelope.event_type.as_str()),
-            })
-            .insert(Header {
-                key: "player_id",
-                value: Some(envelope.player_id.as_str()),
-            });
+        let headers = envelope.kafka_headers().into_iter().fold(
+            OwnedHeaders::new_with_capacity(3),
+            |headers, (key, value)| {
+                headers.insert(Header {
+                    key,
+                    value: Some(value),
+                })
+            },
+        );
         let record = FutureRecord::to(&self.topic)
             .key(&key)
             .payload(&payload)

@@ -267,21 +267,15 @@ fn produce(
             .payload(&value)
             .partition(shared::partition_for(e.game_id, partitions));
         if headers {
-            record = record.headers(
-                OwnedHeaders::new_with_capacity(3)
-                    .insert(Header {
-                        key: "event_id",
-                        value: Some(e.event_id.as_str()),
+            record = record.headers(e.kafka_headers().into_iter().fold(
+                OwnedHeaders::new_with_capacity(3),
+                |headers, (key, value)| {
+                    headers.insert(Header {
+                        key,
+                        value: Some(value),
                     })
-                    .insert(Header {
-                        key: "event_type",
-                        value: Some(e.event_type.as_str()),
-                    })
-                    .insert(Header {
-                        key: "player_id",
-                        value: Some(e.player_id.as_str()),
-                    }),
-            );
+                },
+            ));
         }
         loop {
             match producer.send(record) {

@@ -225,6 +225,17 @@ impl ActionEnvelope {
             schema_version: SCHEMA_VERSION,
         }
     }
+
+    /// The Kafka headers the bridge puts on the record, `(name, value)`:
+    /// the routing facts, so a consumer can filter or route without
+    /// parsing the JSON (three: each one costs the broker).
+    pub fn kafka_headers(&self) -> [(&'static str, &str); 3] {
+        [
+            ("event_id", &self.event_id),
+            ("event_type", self.event_type.as_str()),
+            ("player_id", &self.player_id),
+        ]
+    }
 }
 
 /// The longest nation name, in characters.
@@ -822,6 +833,19 @@ mod tests {
         assert_eq!(
             (e.schema_version, e.received_at_ms, e.name, e.host),
             (SCHEMA_VERSION, 5, None, String::new())
+        );
+    }
+
+    #[test]
+    fn kafka_headers_carry_the_routing_facts() {
+        let e = ActionEnvelope::new("a1", 1, "p", ActionType::PurchaseSword, 5);
+        assert_eq!(
+            e.kafka_headers(),
+            [
+                ("event_id", "a1"),
+                ("event_type", "purchase_sword"),
+                ("player_id", "p")
+            ]
         );
     }
 }
