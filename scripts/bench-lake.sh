@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The lake's benchmark (BENCHMARKS.md, "Lake"): export throughput on one core
 # against a same-run baseline that only consumes and decodes the same records,
-# bytes per event on disk, and `lake report` time.
+# bytes per event on disk, and `lake report` time; and the floor: the least
+# any writer of the lake's tables must add to the baseline.
 #   bash scripts/bench-lake.sh [events, default 1000000] [partitions, default 12]
 #   CODECS="zstd snappy lz4 none" bash scripts/bench-lake.sh   (one export each)
 # Starts its own Apache Kafka (localkafka) unless KAFKA_BROKERS is set.
@@ -53,6 +54,16 @@ start=$(date +%s%N)
 end=$(date +%s%N)
 base_ns=$((end - start))
 awk -v ns=$base_ns -v n="$N" 'BEGIN { s = ns / 1e9; printf "baseline wall time %.2f s (%.0f events/s, process start included)\n", s, n / s }'
+
+# The floor: the baseline plus the least any writer of these tables must do
+# (every value into a column buffer, dictionaries, zstd, a file per
+# partition; no Parquet structure). `lake export` cannot beat it.
+echo "== floor: consume + decode + every value into compressed column buffers (one core)"
+start=$(date +%s%N)
+"${ONE_CORE[@]}" "$BENCH" floor --topic "$TOPIC" --to "$OUT/floor"
+end=$(date +%s%N)
+awk -v ns=$((end - start)) -v b=$base_ns -v n="$N" 'BEGIN { s = ns / 1e9; printf "floor wall time %.2f s (%.0f events/s, process start included): %.2fx the baseline\n", s, n / s, ns / b }'
+rm -rf "$OUT/floor"
 
 # CODECS: the export is run once per codec, each against the same baseline
 # (`--compression`; default zstd only). The first codec's lake is reported.

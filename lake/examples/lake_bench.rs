@@ -10,6 +10,11 @@
 //!   commits; more librdkafka
 //!   settings to try with `LAKE_BENCH_X="key=value,key=value"`.
 //!
+//! - `lake_bench floor --topic T [--to DIR]`: the baseline plus the least
+//!   any columnar writer of the lake's tables must do (each value into a
+//!   column buffer, dictionaries for repeated text, zstd, one file per
+//!   partition): a lower bound for `lake export`'s time ([`Floor`]).
+//!
 //! - `lake_bench cpu --n N [--batch B]`: no Kafka: where the exporter's own
 //!   time goes (decode, building the tables, Parquet encoding) for N records
 //!   in memory, cut into batches of B (default: N/12, as 12 partitions give);
@@ -30,6 +35,7 @@ use std::time::{Duration, Instant};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
+use rdkafka::message::Message as _;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
@@ -68,7 +74,15 @@ fn main() -> anyhow::Result<()> {
             let headers = !std::env::args().any(|a| a == "--no-headers");
             produce(&brokers, &topic, partitions, n, headers)
         }
-        Some("consume") => consume(&brokers, &topic),
+        Some("consume") => consume(&brokers, &topic, None),
+        Some("floor") => consume(
+            &brokers,
+            &topic,
+            Some(Floor {
+                dir: arg("--to").unwrap_or("/tmp/lake-floor".into()).into(),
+                ..Floor::default()
+            }),
+        ),
         _ => anyhow::bail!("usage: lake_bench produce|consume --topic T [--n N --partitions P]"),
     }
 }
@@ -297,7 +311,7 @@ fn produce(
     Ok(())
 }
 
-fn consume(brokers: &str, topic: &str) -> anyhow::Result<()> {
+fn consume(brokers: &str, topic: &str, mut floor: Option<Floor>) -> anyhow::Result<()> {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", brokers)
@@ -341,7 +355,12 @@ fn consume(brokers: &str, topic: &str) -> anyhow::Result<()> {
                 // decode the value.
                 let record = lake::records::RecordRef::from_message(&msg);
                 match lake::records::decode_action(record.value) {
-                    Ok(view) => bytes += view.host.len(),
+                    Ok(view) => {
+                        bytes += view.host.len();
+                        if let Some(floor) = &mut floor {
+                            floor.push(msg.partition(), &record, &view)?;
+                        }
+                    }
                     Err(_) => bad += 1,
                 }
                 records += 1;
@@ -351,10 +370,211 @@ fn consume(brokers: &str, topic: &str) -> anyhow::Result<()> {
             None => {}
         }
     }
+    if let Some(floor) = floor {
+        bytes = floor.finish()?;
+    }
     let secs = started.elapsed().as_secs_f64();
     println!(
         "consumed and decoded {records} records ({bad} bad, {bytes} host bytes) in {secs:.2} s ({:.0}/s)",
         records as f64 / secs
     );
     Ok(())
+}
+
+/// `lake_bench floor --topic T [--to DIR]`: the baseline's consume and
+/// decode, plus the least any columnar writer of the lake's tables must do.
+/// It is a lower bound for `lake export`'s time:
+/// - each of the 28 values of a record (`events` and `buffer_meta`) goes
+///   into its column's buffer, the batch's six constants excepted;
+/// - text is written with its length, numbers as zigzag deltas;
+/// - the eight repeated text columns become a one-byte index into a
+///   dictionary, hashed as Parquet's are;
+/// - every 8,192 rows of a partition, each column is compressed with zstd
+///   level 1 (one reused context) and appended to the partition's file in
+///   DIR (default `/tmp/lake-floor`); `LAKE_FLOOR_RAW=1` skips the
+///   compression;
+/// - the files are synced once, at the end.
+///
+/// There are no Parquet pages, levels, statistics or footers, and no Hive
+/// folders, manifests or `etl_meta`.
+#[derive(Default)]
+struct Floor {
+    partitions: Vec<FloorPartition>,
+    compressor: Option<zstd::bulk::Compressor<'static>>,
+    written: usize,
+    dir: std::path::PathBuf,
+}
+
+/// One partition's column buffers.
+#[derive(Default)]
+struct FloorPartition {
+    rows: usize,
+    columns: Vec<Vec<u8>>,
+    dictionaries: Vec<FloorDictionary>,
+    last: Vec<i64>,
+    file: Option<std::io::BufWriter<std::fs::File>>,
+}
+
+const FLOOR_COLUMNS: usize = 25;
+const FLOOR_DICTIONARIES: usize = 8;
+
+impl FloorPartition {
+    fn text(&mut self, column: usize, value: &[u8]) {
+        let out = &mut self.columns[column];
+        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        out.extend_from_slice(value);
+    }
+
+    /// The difference from the column's previous value, zigzag LEB128:
+    /// offsets and times that grow by little take a byte or two.
+    fn number(&mut self, column: usize, value: i64) {
+        let delta = value.wrapping_sub(std::mem::replace(&mut self.last[column], value));
+        let mut z = ((delta << 1) ^ (delta >> 63)) as u64;
+        let out = &mut self.columns[column];
+        while z >= 0x80 {
+            out.push(z as u8 | 0x80);
+            z >>= 7;
+        }
+        out.push(z as u8);
+    }
+
+    /// The index of `value` in the column's dictionary (a hash map, as a
+    /// Parquet dictionary is); a value past 255 distinct ones is written
+    /// as text instead.
+    fn repeated(&mut self, column: usize, dictionary: usize, value: &[u8]) {
+        let dict = &mut self.dictionaries[dictionary];
+        let index = match dict.get(value) {
+            Some(&i) => i,
+            None if dict.len() < 255 => {
+                let i = dict.len() as u8;
+                dict.insert(value.to_vec(), i);
+                i
+            }
+            None => return self.text(column, value),
+        };
+        self.columns[column].push(index);
+    }
+}
+
+/// The hasher Parquet's own dictionaries use.
+type FloorDictionary = std::collections::HashMap<Vec<u8>, u8, ahash::RandomState>;
+
+impl Floor {
+    fn push(
+        &mut self,
+        partition: i32,
+        r: &lake::records::RecordRef<'_>,
+        view: &lake::records::ActionView<'_>,
+    ) -> anyhow::Result<()> {
+        let index = usize::try_from(partition)?;
+        if self.partitions.len() <= index {
+            self.partitions
+                .resize_with(index + 1, FloorPartition::default);
+        }
+        let p = &mut self.partitions[index];
+        if p.columns.is_empty() {
+            p.columns = (0..FLOOR_COLUMNS)
+                .map(|_| Vec::with_capacity(8192 * 16))
+                .collect();
+            p.dictionaries = vec![FloorDictionary::default(); FLOOR_DICTIONARIES];
+            p.last = vec![0; FLOOR_COLUMNS];
+        }
+        // events: 13 values (topic, partition and etl id are constants).
+        p.text(0, view.event_id.as_bytes());
+        p.number(1, view.game_id as i64);
+        p.repeated(2, 0, view.player_id.as_bytes());
+        p.repeated(3, 1, view.name.as_deref().unwrap_or_default().as_bytes());
+        p.repeated(4, 2, view.host.as_bytes());
+        p.repeated(5, 3, view.user_agent.as_bytes());
+        p.repeated(6, 4, view.accept.as_bytes());
+        p.repeated(7, 5, view.client_addr.as_bytes());
+        p.number(8, view.received_at_ms as i64);
+        p.number(9, view.schema_version as i64);
+        p.repeated(
+            10,
+            6,
+            shared::GameKind::of(view.game_id).as_str().as_bytes(),
+        );
+        p.number(11, r.offset);
+        p.number(12, r.timestamp_ms.unwrap_or(-1));
+        // buffer_meta: 9 values (etl id, topic and partition constants).
+        p.text(13, view.event_id.as_bytes());
+        let crc = crc32fast::hash(r.value.unwrap_or_default());
+        let mut hex = [0u8; 8];
+        for (i, digit) in hex.iter_mut().enumerate() {
+            *digit = b"0123456789abcdef"[((crc >> (28 - 4 * i)) & 0xf) as usize];
+        }
+        p.text(14, &hex);
+        for (k, v) in &r.headers {
+            let out = &mut p.columns[15];
+            out.extend_from_slice(&((k.len() + 1 + v.len()) as u32).to_le_bytes());
+            out.extend_from_slice(k.as_bytes());
+            out.push(b'=');
+            out.extend_from_slice(v);
+        }
+        p.repeated(16, 7, r.key.unwrap_or_default());
+        p.number(17, r.offset);
+        p.number(18, r.key.map_or(-1, |k| k.len() as i64));
+        p.number(19, r.value.map_or(-1, |v| v.len() as i64));
+        p.number(20, r.timestamp_ms.unwrap_or(-1));
+        p.columns[21].push(r.timestamp_type as u8);
+        p.rows += 1;
+        if p.rows == 8192 {
+            self.written += Self::flush(&mut self.compressor, &self.dir, partition, p)?;
+        }
+        Ok(())
+    }
+
+    fn flush(
+        compressor: &mut Option<zstd::bulk::Compressor<'static>>,
+        dir: &std::path::Path,
+        partition: i32,
+        p: &mut FloorPartition,
+    ) -> anyhow::Result<usize> {
+        use std::io::Write as _;
+        let compressor = match compressor {
+            Some(c) => c,
+            None => compressor.insert(zstd::bulk::Compressor::new(1)?),
+        };
+        let file = match &mut p.file {
+            Some(f) => f,
+            None => {
+                std::fs::create_dir_all(dir)?;
+                p.file.insert(std::io::BufWriter::new(std::fs::File::create(
+                    dir.join(partition.to_string()),
+                )?))
+            }
+        };
+        let mut written = 0;
+        for column in &mut p.columns {
+            if column.is_empty() {
+                continue;
+            }
+            if std::env::var_os("LAKE_FLOOR_RAW").is_some() {
+                file.write_all(column)?;
+                written += column.len();
+            } else {
+                let compressed = compressor.compress(column)?;
+                file.write_all(&compressed)?;
+                written += compressed.len();
+            }
+            column.clear();
+        }
+        p.rows = 0;
+        Ok(written)
+    }
+
+    /// Flushes every partition's last rows; the bytes written.
+    fn finish(mut self) -> anyhow::Result<usize> {
+        for (partition, p) in self.partitions.iter_mut().enumerate() {
+            if p.columns.is_empty() {
+                continue;
+            }
+            self.written += Self::flush(&mut self.compressor, &self.dir, partition as i32, p)?;
+            if let Some(file) = p.file.take() {
+                file.into_inner()?.sync_all()?;
+            }
+        }
+        Ok(self.written)
+    }
 }
