@@ -80,6 +80,9 @@ fn main() -> anyhow::Result<()> {
             &topic,
             Some(Floor {
                 dir: arg("--to").unwrap_or("/tmp/lake-floor".into()).into(),
+                codec: std::env::var("LAKE_FLOOR_CODEC")
+                    .unwrap_or("zstd".into())
+                    .parse()?,
                 ..Floor::default()
             }),
         ),
@@ -390,9 +393,9 @@ fn consume(brokers: &str, topic: &str, mut floor: Option<Floor>) -> anyhow::Resu
 /// - the eight repeated text columns become a one-byte index into a
 ///   dictionary, hashed as Parquet's are;
 /// - every 8,192 rows of a partition, each column is compressed with zstd
-///   level 1 (one reused context) and appended to the partition's file in
-///   DIR (default `/tmp/lake-floor`); `LAKE_FLOOR_RAW=1` skips the
-///   compression;
+///   level 1 (one reused context; `LAKE_FLOOR_CODEC=lz4` or `none` for
+///   the others) and appended to the partition's file in DIR (default
+///   `/tmp/lake-floor`);
 /// - the files are synced once, at the end.
 ///
 /// There are no Parquet pages, levels, statistics or footers, and no Hive
@@ -403,6 +406,32 @@ struct Floor {
     compressor: Option<zstd::bulk::Compressor<'static>>,
     written: usize,
     dir: std::path::PathBuf,
+    codec: FloorCodec,
+}
+
+/// How the floor compresses a column (`LAKE_FLOOR_CODEC`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum FloorCodec {
+    /// zstd level 1, as the lake by default.
+    #[default]
+    Zstd,
+    /// LZ4 blocks (`lz4_flex`, the lake's `--compression lz4`).
+    Lz4,
+    /// Not compressed.
+    None,
+}
+
+impl std::str::FromStr for FloorCodec {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> anyhow::Result<FloorCodec> {
+        match s {
+            "zstd" => Ok(FloorCodec::Zstd),
+            "lz4" => Ok(FloorCodec::Lz4),
+            "none" => Ok(FloorCodec::None),
+            other => anyhow::bail!("LAKE_FLOOR_CODEC={other}: zstd, lz4 or none"),
+        }
+    }
 }
 
 /// One partition's column buffers.
@@ -520,7 +549,7 @@ impl Floor {
         p.columns[21].push(r.timestamp_type as u8);
         p.rows += 1;
         if p.rows == 8192 {
-            self.written += Self::flush(&mut self.compressor, &self.dir, partition, p)?;
+            self.written += Self::flush(&mut self.compressor, &self.dir, self.codec, partition, p)?;
         }
         Ok(())
     }
@@ -528,6 +557,7 @@ impl Floor {
     fn flush(
         compressor: &mut Option<zstd::bulk::Compressor<'static>>,
         dir: &std::path::Path,
+        codec: FloorCodec,
         partition: i32,
         p: &mut FloorPartition,
     ) -> anyhow::Result<usize> {
@@ -550,14 +580,13 @@ impl Floor {
             if column.is_empty() {
                 continue;
             }
-            if std::env::var_os("LAKE_FLOOR_RAW").is_some() {
-                file.write_all(column)?;
-                written += column.len();
-            } else {
-                let compressed = compressor.compress(column)?;
-                file.write_all(&compressed)?;
-                written += compressed.len();
-            }
+            let compressed = match codec {
+                FloorCodec::Zstd => compressor.compress(column)?,
+                FloorCodec::Lz4 => lz4_flex::block::compress(column),
+                FloorCodec::None => std::mem::take(column),
+            };
+            file.write_all(&compressed)?;
+            written += compressed.len();
             column.clear();
         }
         p.rows = 0;
@@ -570,7 +599,13 @@ impl Floor {
             if p.columns.is_empty() {
                 continue;
             }
-            self.written += Self::flush(&mut self.compressor, &self.dir, partition as i32, p)?;
+            self.written += Self::flush(
+                &mut self.compressor,
+                &self.dir,
+                self.codec,
+                partition as i32,
+                p,
+            )?;
             if let Some(file) = p.file.take() {
                 file.into_inner()?.sync_all()?;
             }
