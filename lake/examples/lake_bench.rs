@@ -86,7 +86,9 @@ fn main() -> anyhow::Result<()> {
                 ..Floor::default()
             }),
         ),
-        _ => anyhow::bail!("usage: lake_bench produce|consume --topic T [--n N --partitions P]"),
+        _ => anyhow::bail!(
+            "usage: lake_bench produce|consume|floor --topic T [--n N --partitions P --to DIR]"
+        ),
     }
 }
 
@@ -373,10 +375,11 @@ fn consume(brokers: &str, topic: &str, mut floor: Option<Floor>) -> anyhow::Resu
             None => {}
         }
     }
-    if let Some(floor) = floor {
-        bytes = floor.finish()?;
-    }
+    let written = floor.map(Floor::finish).transpose()?;
     let secs = started.elapsed().as_secs_f64();
+    if let Some(written) = written {
+        println!("floor: {written} bytes written to column files");
+    }
     println!(
         "consumed and decoded {records} records ({bad} bad, {bytes} host bytes) in {secs:.2} s ({:.0}/s)",
         records as f64 / secs
@@ -528,12 +531,12 @@ impl Floor {
         p.number(12, r.timestamp_ms.unwrap_or(-1));
         // buffer_meta: 9 values (etl id, topic and partition constants).
         p.text(13, view.event_id.as_bytes());
-        let crc = crc32fast::hash(r.value.unwrap_or_default());
-        let mut hex = [0u8; 8];
-        for (i, digit) in hex.iter_mut().enumerate() {
-            *digit = b"0123456789abcdef"[((crc >> (28 - 4 * i)) & 0xf) as usize];
-        }
-        p.text(14, &hex);
+        p.text(
+            14,
+            lake::tables::checksum(r.value.unwrap_or_default())
+                .as_ref()
+                .as_bytes(),
+        );
         for (k, v) in &r.headers {
             let out = &mut p.columns[15];
             out.extend_from_slice(&((k.len() + 1 + v.len()) as u32).to_le_bytes());
@@ -583,10 +586,15 @@ impl Floor {
             let compressed = match codec {
                 FloorCodec::Zstd => compressor.compress(column)?,
                 FloorCodec::Lz4 => lz4_flex::block::compress(column),
-                FloorCodec::None => std::mem::take(column),
+                FloorCodec::None => Vec::new(),
             };
-            file.write_all(&compressed)?;
-            written += compressed.len();
+            let out = if codec == FloorCodec::None {
+                &column[..]
+            } else {
+                &compressed[..]
+            };
+            file.write_all(out)?;
+            written += out.len();
             column.clear();
         }
         p.rows = 0;

@@ -954,7 +954,7 @@ impl MetaColumns {
                 .append_value(format!("{topic}+{partition}+{}", r.offset)),
         }
         self.checksum
-            .append_value(hex32(crc32fast::hash(r.value.unwrap_or_default())));
+            .append_value(checksum(r.value.unwrap_or_default()));
         for (k, v) in &r.headers {
             // `name=value` (the value as lossy UTF-8), written into the
             // column's buffer, which cannot fail: no string per header
@@ -1040,6 +1040,12 @@ fn bad_batch(info: &BatchInfo, bad: &[(RawRecord, String)]) -> crate::Result<Rec
         constant(&info.etl_id, n),
     ];
     Ok(RecordBatch::try_new(bad_records_schema(), columns)?)
+}
+
+/// `buffer_meta.checksum` of a record's value: its CRC-32 as 8 lower-case
+/// hex digits, without allocating.
+pub fn checksum(value: &[u8]) -> impl AsRef<str> {
+    hex32(crc32fast::hash(value))
 }
 
 /// `n` as 8 lower-case hex digits, without allocating.
