@@ -65,6 +65,9 @@ pub struct ExportConfig {
     pub max_buffered_bytes: usize,
     /// How often progress (records/s, lag per partition) is logged.
     pub progress_every: Duration,
+    /// Following: how often the topic is checked for partitions added
+    /// since the export started (they are exported from their start).
+    pub partition_check: Duration,
     /// Extra librdkafka settings (`-X key=value`).
     pub extra: Vec<(String, String)>,
     /// Where the export's metrics go (consumer lag per partition).
@@ -82,6 +85,7 @@ impl ExportConfig {
             roll: RollPolicy::default(),
             max_buffered_bytes: 256 << 20,
             progress_every: Duration::from_secs(5),
+            partition_check: Duration::from_secs(10),
             extra: Vec::new(),
             registry: ops::metrics::Registry::default(),
         }

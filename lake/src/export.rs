@@ -3,7 +3,9 @@
 //! One loop per source topic (`actions`, and `games` for outcomes), each on
 //! its own thread with its own consumer: assigned partitions (no consumer
 //! group offsets), positioned from the lake's batch log
-//! ([`crate::store::partition_state`]). Each record is decoded as it is
+//! ([`crate::store::partition_state`]); following, partitions added to the
+//! topic later are found ([`ExportConfig::partition_check`]) and assigned
+//! the same way. Each record is decoded as it is
 //! consumed into its partition's open [`BatchBuilder`] (columns, not
 //! records, are held) until the batch is cut by the [`crate::RollPolicy`],
 //! the shared byte cap, the end of the partition (`--once`) or a stop; then
@@ -152,6 +154,9 @@ struct OpenBatch {
 /// The export of one topic.
 struct TopicExport<'a> {
     consumer: BaseConsumer<LakeContext>,
+    lake: &'a Location,
+    /// Reads the lake's batch log (object stores are async).
+    runtime: tokio::runtime::Runtime,
     /// Apart from the consumer, so a message borrowed from it can be pushed.
     batches: Batches<'a>,
 }
@@ -227,39 +232,17 @@ impl<'a> TopicExport<'a> {
         let mut parts = Vec::new();
         let mut index = HashMap::new();
         for p in partitions {
-            let state = runtime.block_on(partition_state(lake, topic, p))?;
-            let offset = state.next_offset.map_or(Offset::Beginning, Offset::Offset);
-            if let Some(m) = &state.redo {
-                warn!(
-                    topic,
-                    partition = p,
-                    first = m.first_offset,
-                    last = m.last_offset,
-                    "the last batch was cut short: redoing it"
-                );
-            }
+            let (offset, open) = open_partition(&runtime, lake, topic, p, source, &output)?;
             tpl.add_partition_offset(topic, p, offset)?;
             index.insert(p, parts.len());
-            // A redone batch keeps its etl id (its rows are the same).
-            let etl_id = state
-                .redo
-                .as_ref()
-                .map_or_else(|| uuid::Uuid::new_v4().to_string(), |m| m.etl_id.clone());
-            parts.push(OpenBatch {
-                partition: p,
-                batch: BatchBuilder::new(source, topic, p, &etl_id, output.clone()),
-                bytes: 0,
-                opened: None,
-                started_ms: 0,
-                next: state.next_offset,
-                redo: state.redo,
-                done: false,
-            });
+            parts.push(open);
         }
         consumer.assign(&tpl)?;
         info!(topic, partitions = parts.len(), lake = %lake.display, "exporting");
         Ok(Some(TopicExport {
             consumer,
+            lake,
+            runtime,
             batches: Batches {
                 config,
                 topic: topic.to_string(),
@@ -281,6 +264,7 @@ impl<'a> TopicExport<'a> {
         let once = b.config.mode == Mode::Once;
         let mut last_age_check = Instant::now();
         let mut last_progress = (Instant::now(), 0u64);
+        let mut last_partition_check = Instant::now();
         // The clock is read every so many records, not for each one (it
         // was 5% of the export's time, BENCHMARKS.md).
         let mut unclocked = 0u32;
@@ -341,6 +325,10 @@ impl<'a> TopicExport<'a> {
                 b.progress(&self.consumer, last_progress);
                 last_progress = (Instant::now(), b.consumed);
             }
+            if !once && last_partition_check.elapsed() >= b.config.partition_check {
+                last_partition_check = Instant::now();
+                b.follow_new_partitions(&self.consumer, self.lake, &self.runtime)?;
+            }
         }
         // Every batch handed over is written before the export says done.
         while let Some(written) = b.writer.wait_written() {
@@ -353,6 +341,55 @@ impl<'a> TopicExport<'a> {
 }
 
 impl Batches<'_> {
+    /// Following: assigns the partitions added to the topic since the
+    /// export started, each from where the lake has it (its start, for a
+    /// new one), so a topic that grows is exported with no restart. The
+    /// partitions already assigned keep their positions. A failed look is
+    /// only logged: the next one tries again.
+    fn follow_new_partitions(
+        &mut self,
+        consumer: &BaseConsumer<LakeContext>,
+        lake: &Location,
+        runtime: &tokio::runtime::Runtime,
+    ) -> crate::Result<()> {
+        let metadata = match consumer.fetch_metadata(Some(&self.topic), Duration::from_secs(5)) {
+            Ok(metadata) => metadata,
+            Err(e) => {
+                warn!(topic = %self.topic, "looking for new partitions: {e}");
+                return Ok(());
+            }
+        };
+        let added: Vec<i32> = topic_partitions(&metadata, &self.topic)
+            .into_iter()
+            .filter(|p| !self.index.contains_key(p))
+            .collect();
+        if added.is_empty() {
+            return Ok(());
+        }
+        // All or none: a partition whose state could not be read is looked
+        // for again at the next check, with the others.
+        let opened = added
+            .iter()
+            .map(|&p| open_partition(runtime, lake, &self.topic, p, self.source, &self.output))
+            .collect::<crate::Result<Vec<_>>>();
+        let opened = match opened {
+            Ok(opened) => opened,
+            Err(e) => {
+                warn!(topic = %self.topic, partitions = ?added, "reading new partitions' state: {e}");
+                return Ok(());
+            }
+        };
+        let mut tpl = TopicPartitionList::new();
+        for (&p, (offset, open)) in added.iter().zip(opened) {
+            tpl.add_partition_offset(&self.topic, p, offset)?;
+            self.index.insert(p, self.parts.len());
+            self.parts.push(open);
+        }
+        consumer.incremental_assign(&tpl)?;
+        info!(topic = %self.topic, partitions = ?added, "the topic grew: exporting its new partitions");
+        Ok(())
+    }
+
     /// Adds a record to its partition's batch, cutting as the rules say.
     /// The age limit is checked by the caller's clock, not per record.
     fn push(&mut self, i: usize, record: &RecordRef<'_>) -> crate::Result<()> {
@@ -499,6 +536,56 @@ impl Batches<'_> {
     }
 }
 
+/// Reads partition `p`'s state from the lake and opens its first batch:
+/// a batch cut short is redone with its range and etl id, else a new one
+/// starts after the last complete batch. Returns where to consume from.
+fn open_partition(
+    runtime: &tokio::runtime::Runtime,
+    lake: &Location,
+    topic: &str,
+    p: i32,
+    source: Source,
+    output: &Output,
+) -> crate::Result<(Offset, OpenBatch)> {
+    let state = runtime.block_on(partition_state(lake, topic, p))?;
+    let offset = state.next_offset.map_or(Offset::Beginning, Offset::Offset);
+    if let Some(m) = &state.redo {
+        warn!(
+            topic,
+            partition = p,
+            first = m.first_offset,
+            last = m.last_offset,
+            "the last batch was cut short: redoing it"
+        );
+    }
+    // A redone batch keeps its etl id (its rows are the same).
+    let etl_id = state
+        .redo
+        .as_ref()
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), |m| m.etl_id.clone());
+    let open = OpenBatch {
+        partition: p,
+        batch: BatchBuilder::new(source, topic, p, &etl_id, output.clone()),
+        bytes: 0,
+        opened: None,
+        started_ms: 0,
+        next: state.next_offset,
+        redo: state.redo,
+        done: false,
+    };
+    Ok((offset, open))
+}
+
+/// The partitions of `topic` in `metadata` (none if it has an error).
+fn topic_partitions(metadata: &rdkafka::metadata::Metadata, topic: &str) -> Vec<i32> {
+    metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect()
+}
+
 /// The topic's partitions. `--once`: a missing `actions` topic is an error,
 /// a missing `games` topic means no outcomes yet (`None`). Following: waits
 /// for the topic to appear (`None` if stopped first).
@@ -515,12 +602,7 @@ fn wait_for_topic(
             return Ok(None);
         }
         let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-        let partitions: Vec<i32> = metadata
-            .topics()
-            .iter()
-            .filter(|t| t.name() == topic && t.error().is_none())
-            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-            .collect();
+        let partitions = topic_partitions(&metadata, topic);
         if !partitions.is_empty() {
             return Ok(Some(partitions));
         }

@@ -63,6 +63,10 @@ struct ExportArgs {
     /// written; lag per partition).
     #[arg(long, default_value_t = 5)]
     progress_secs: u64,
+    /// Following: how often (ms) to look for partitions added to the topics;
+    /// new ones are exported from their start, with no restart.
+    #[arg(long, env = "LAKE_PARTITION_CHECK_MS", default_value_t = 10_000)]
+    partition_check_ms: u64,
     /// Any librdkafka setting, as kcat takes it: -X key=value.
     #[arg(short = 'X', value_parser = parse_key_value)]
     extra: Vec<(String, String)>,
@@ -131,6 +135,7 @@ fn export(args: ExportArgs) -> anyhow::Result<()> {
     };
     config.max_buffered_bytes = args.max_buffered_bytes.max(1);
     config.progress_every = Duration::from_secs(args.progress_secs.max(1));
+    config.partition_check = Duration::from_millis(args.partition_check_ms.max(1));
     config.extra = args.extra;
     let _shipper = match &args.log_topic {
         Some(topic) => {

@@ -292,45 +292,50 @@ async fn following_cuts_by_age_and_stops_cleanly_on_sigterm() {
         .await
         .unwrap();
     let dir = temp_dir("lake-follow");
-    let mut child = std::process::Command::new(lake_bin())
-        .args(["export", "--no-outcomes", "--max-age-ms", "200", "--to"])
-        .arg(&dir)
-        .args(["--actions-topic", &actions])
-        .env("KAFKA_BROKERS", tests::broker())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start lake export");
+    let exporter = follow(&actions, &dir, &[]);
     produce_actions(&producer(), &actions, 2, 0, 300).await;
-    let found = tests::eventually(Duration::from_secs(30), "300 rows in the lake", || {
-        let dir = dir.clone();
-        async move {
-            if !dir.join("buffer_meta").exists() {
-                return None;
-            }
-            (offsets(&dir, "buffer_meta").await.len() == 300).then_some(())
-        }
-    })
-    .await;
-    let () = found;
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let output = tokio::task::spawn_blocking(move || {
-        let status = child.wait().unwrap();
-        let mut stdout = String::new();
-        std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut stdout).unwrap();
-        (status, stdout)
-    })
-    .await
-    .unwrap();
-    assert!(output.0.success(), "SIGTERM is a clean stop: {}", output.0);
-    assert!(output.1.contains("exported 300 records"), "{}", output.1);
+    until_rows(&dir, "buffer_meta", 300, "300 rows in the lake").await;
+    let (status, stdout) = exporter.stop().await;
+    assert!(status.success(), "SIGTERM is a clean stop: {status}");
+    assert!(stdout.contains("exported 300 records"), "{stdout}");
     assert_exactly_once(
         &offsets(&dir, "buffer_meta").await,
         &counts_for(300, 2),
+        "buffer_meta",
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Following: partitions added to `actions` while the exporter runs are
+/// found and exported from their start, with no restart, and the partition
+/// it already had goes on where it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn following_exports_partitions_added_while_it_runs() {
+    let actions = tests::unique("lake-grow");
+    tests::create_topics(tests::broker(), &[(&actions, 1, false)])
+        .await
+        .unwrap();
+    let dir = temp_dir("lake-grow");
+    let exporter = follow(&actions, &dir, &["--partition-check-ms", "200"]);
+    produce_actions(&producer(), &actions, 1, 0, 100).await;
+    until_rows(&dir, "buffer_meta", 100, "100 rows of one partition").await;
+    tests::add_partitions(tests::broker(), &actions, 3)
+        .await
+        .unwrap();
+    // Actions 100..400 spread over the three partitions.
+    produce_actions(&producer(), &actions, 3, 100, 300).await;
+    until_rows(&dir, "buffer_meta", 400, "400 rows over three partitions").await;
+    let (status, stdout) = exporter.stop().await;
+    assert!(status.success(), "SIGTERM is a clean stop: {status}");
+    assert!(stdout.contains("exported 400 records"), "{stdout}");
+    let mut expected = counts_for(100, 1);
+    for i in 100..400 {
+        *expected.entry(shared::partition_for(i, 3)).or_insert(0) += 1;
+    }
+    assert_eq!(expected.len(), 3, "{expected:?}");
+    assert_exactly_once(
+        &offsets(&dir, "buffer_meta").await,
+        &expected,
         "buffer_meta",
     );
     let _ = std::fs::remove_dir_all(&dir);

@@ -20,16 +20,8 @@ async fn the_exports_lag_per_partition_falls_to_zero_after_a_burst() {
         .unwrap()
         .port();
     let dir = temp_dir("lake-metrics");
-    let mut child = std::process::Command::new(lake_bin())
-        .args(["export", "--no-outcomes", "--max-age-ms", "200", "--to"])
-        .arg(&dir)
-        .args(["--actions-topic", &actions])
-        .env("KAFKA_BROKERS", tests::broker())
-        .env("LAKE_METRICS_BIND", format!("127.0.0.1:{port}"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start lake export");
+    let bind = format!("127.0.0.1:{port}");
+    let _exporter = follow(&actions, &dir, &["--metrics-bind", &bind]);
     produce_actions(&producer(), &actions, 2, 0, 300).await;
     let client = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{port}/metrics");
@@ -65,7 +57,5 @@ async fn the_exports_lag_per_partition_falls_to_zero_after_a_burst() {
     )
     .await;
     assert_eq!(lags, vec![0.0, 0.0]);
-    let _ = child.kill();
-    let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }

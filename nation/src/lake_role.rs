@@ -33,6 +33,10 @@ pub struct LakeFlags {
     /// old: how far the lake may trail the game.
     #[arg(long, env = "LAKE_MAX_AGE_MS", default_value_t = 5000)]
     pub lake_max_age_ms: u64,
+    /// How often the in-process exporter looks for partitions added to the
+    /// game's topics (exported from their start, with no restart).
+    #[arg(long, env = "LAKE_PARTITION_CHECK_MS", default_value_t = 10_000)]
+    pub lake_partition_check_ms: u64,
     /// The in-process exporter's Parquet compression (as `lake export`).
     #[arg(long, env = "LAKE_COMPRESSION", value_enum, default_value_t = lake::store::Codec::Zstd)]
     pub lake_compression: lake::store::Codec,

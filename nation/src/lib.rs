@@ -149,7 +149,8 @@ impl Config {
     }
 
     /// The in-process exporter's configuration: the game's topics, follow
-    /// mode, batches cut at `LAKE_MAX_AGE_MS`, progress every minute, files
+    /// mode, batches cut at `LAKE_MAX_AGE_MS`, new partitions looked for
+    /// every `LAKE_PARTITION_CHECK_MS`, progress every minute, files
     /// compressed with `LAKE_COMPRESSION`.
     pub fn lake_config(&self, brokers: &str) -> lake::ExportConfig {
         let b = &self.bridge;
@@ -159,6 +160,8 @@ impl Config {
         config.mode = lake::Mode::Follow;
         config.roll.max_age = std::time::Duration::from_millis(self.lake.lake_max_age_ms.max(1));
         config.progress_every = std::time::Duration::from_secs(60);
+        config.partition_check =
+            std::time::Duration::from_millis(self.lake.lake_partition_check_ms.max(1));
         config.extra = b.extra.clone();
         lake::store::set_codec(self.lake.lake_compression);
         config

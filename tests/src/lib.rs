@@ -31,7 +31,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -124,6 +124,45 @@ pub async fn create_topics(brokers: &str, topics: &[(&str, i32, bool)]) -> anyho
         }
     }
     Ok(())
+}
+
+/// Grows `topic` to `total` partitions with the AdminClient, then waits
+/// (30 s at most) until the broker's metadata lists them all, so a client
+/// started afterwards sees the new partitions.
+pub async fn add_partitions(brokers: &str, topic: &str, total: usize) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .context("admin client")?;
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    for result in admin
+        .create_partitions(&[NewPartitions::new(topic, total)], &opts)
+        .await
+        .context("create partitions")?
+    {
+        if let Err((topic, code)) = result {
+            bail!("grow {topic} to {total} partitions: {code}");
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let metadata = admin
+            .inner()
+            .fetch_metadata(Some(topic), Duration::from_secs(5))
+            .context("metadata")?;
+        let seen = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .map_or(0, |t| t.partitions().len());
+        if seen >= total {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{topic} still lists {seen} partitions of {total} after 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Reads every partition of `topic` from the beginning until `done` says the

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
@@ -217,4 +218,67 @@ pub fn counts_for(n: u64, partitions: i32) -> BTreeMap<i32, i64> {
             .or_insert(0) += 1;
     }
     counts
+}
+
+/// A `lake export` following `actions` into a folder; killed (SIGKILL) if
+/// the test ends, or fails, before [`Follower::stop`].
+pub struct Follower(Option<std::process::Child>);
+
+/// Starts `lake export` following `actions` into `dir`: no outcomes,
+/// batches cut at 200 ms, then `args`.
+pub fn follow(actions: &str, dir: &Path, args: &[&str]) -> Follower {
+    let child = Command::new(lake_bin())
+        .args(["export", "--no-outcomes", "--max-age-ms", "200", "--to"])
+        .arg(dir)
+        .args(["--actions-topic", actions])
+        .args(args)
+        .env("KAFKA_BROKERS", tests::broker())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start lake export");
+    Follower(Some(child))
+}
+
+impl Follower {
+    /// Stops it with SIGTERM (a clean stop) and waits: its exit status and
+    /// what it printed.
+    pub async fn stop(mut self) -> (std::process::ExitStatus, String) {
+        let mut child = self.0.take().expect("running");
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+        tokio::task::spawn_blocking(move || {
+            let status = child.wait().expect("wait for lake export");
+            let mut stdout = String::new();
+            std::io::Read::read_to_string(child.stdout.as_mut().expect("piped"), &mut stdout)
+                .expect("read its stdout");
+            (status, stdout)
+        })
+        .await
+        .expect("join")
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Polls (30 s at most) until `table` of the lake at `dir` holds exactly
+/// `n` rows; `what` names the wait in the failure.
+pub async fn until_rows(dir: &Path, table: &str, n: usize, what: &str) {
+    tests::eventually(Duration::from_secs(30), what, || async move {
+        if !dir.join(table).exists() {
+            return None;
+        }
+        (offsets(dir, table).await.len() == n).then_some(())
+    })
+    .await
 }
