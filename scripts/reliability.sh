@@ -18,3 +18,7 @@ done
 echo "== a restore that cannot finish: what /readyz says"
 "$LK" run -- cargo test -q -p engine --test process a_restore -- --nocapture 2>/dev/null \
   | grep -E "^not ready" || echo "FAILED"
+echo "== a partition added under a following lake export (make run's settings): action acked -> its row in the lake, on an old partition and on the new one"
+cargo build -q --release -p lake --no-default-features --examples
+"$LK" run -- "${CARGO_TARGET_DIR:-target}/release/examples/lake_bench" grow --topic "lake-grow-$$" --rounds "$N" 2>/dev/null \
+  | grep -E "^(round|lake export)" || echo "FAILED"

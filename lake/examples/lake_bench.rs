@@ -25,6 +25,13 @@
 //!   in one batch, encoded 8,192 rows at a time (per-file overhead
 //!   included: about 10 ms per column for 1,000,000 records).
 //!
+//! - `lake_bench grow --topic T [--rounds R] [--max-age-ms A]`
+//!   (RELIABILITY.md): a following `lake export` in this process (default
+//!   partition check, batches cut at A ms, default 5,000 as in `make run`);
+//!   each round adds a partition to T, then produces one action to an old
+//!   partition and one to the new one, and prints how long after their acks
+//!   each is in the lake.
+//!
 //! The actions' ids are UUIDv7s of their time, as the bridge and the page
 //! stamp them.
 //!
@@ -75,6 +82,12 @@ fn main() -> anyhow::Result<()> {
             produce(&brokers, &topic, partitions, n, headers)
         }
         Some("consume") => consume(&brokers, &topic, None),
+        Some("grow") => grow(
+            &brokers,
+            &topic,
+            arg("--rounds").unwrap_or("3".into()).parse()?,
+            Duration::from_millis(arg("--max-age-ms").unwrap_or("5000".into()).parse()?),
+        ),
         Some("floor") => consume(
             &brokers,
             &topic,
@@ -87,7 +100,8 @@ fn main() -> anyhow::Result<()> {
             }),
         ),
         _ => anyhow::bail!(
-            "usage: lake_bench produce|consume|floor --topic T [--n N --partitions P --to DIR]"
+            "usage: lake_bench produce|consume|floor|grow --topic T \
+             [--n N --partitions P --to DIR --rounds R --max-age-ms A]"
         ),
     }
 }
@@ -314,6 +328,80 @@ fn produce(
         n as f64 / secs
     );
     Ok(())
+}
+
+/// A partition added under a following exporter: seconds from an action's
+/// ack to its row in the lake, on an old partition and on the new one.
+fn grow(brokers: &str, topic: &str, rounds: i32, max_age: Duration) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(tests::create_topics(brokers, &[(topic, 1, false)]))?;
+    let dir = std::env::temp_dir().join(format!("lake-grow-{topic}"));
+    std::fs::create_dir_all(&dir)?;
+    let lake = lake::Location::open(dir.to_str().expect("utf-8 temp dir"))?;
+    let mut config = lake::ExportConfig::new(brokers);
+    config.actions_topic = topic.to_string();
+    config.games_topic = None;
+    config.roll.max_age = max_age;
+    println!(
+        "lake export following {topic}: partitions checked every {} ms, batches cut at {} ms",
+        config.partition_check.as_millis(),
+        max_age.as_millis()
+    );
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let result = std::thread::scope(|scope| {
+        let exporter = scope.spawn(|| lake::export(&config, &lake, &stop));
+        let rounds = (1..=rounds).try_for_each(|round| {
+            runtime.block_on(tests::add_partitions(brokers, topic, round as usize + 1))?;
+            // A new producer: it reads the grown topic's metadata first.
+            let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+                .set("bootstrap.servers", brokers)
+                .set("linger.ms", "0")
+                .create()?;
+            for partition in [0, round] {
+                let value = serde_json::to_vec(&envelope(round as u64))?;
+                producer
+                    .send(BaseRecord::<(), _>::to(topic).payload(&value).partition(partition))
+                    .map_err(|(e, _)| e)?;
+            }
+            producer.flush(Duration::from_secs(30))?;
+            let acked = Instant::now();
+            let mut seen: [Option<f64>; 2] = [None, None];
+            while seen.iter().any(Option::is_none) {
+                anyhow::ensure!(
+                    acked.elapsed() < Duration::from_secs(120),
+                    "round {round}: not in the lake after 120 s ({seen:?})"
+                );
+                let offsets = if dir.join("buffer_meta").exists() {
+                    runtime.block_on(lake::report::offsets(&lake, "buffer_meta"))?
+                } else {
+                    Vec::new()
+                };
+                let old = offsets.iter().filter(|(p, _)| *p == 0).count() == round as usize;
+                let new = offsets.iter().any(|(p, _)| *p == round);
+                for (slot, there) in seen.iter_mut().zip([old, new]) {
+                    if there && slot.is_none() {
+                        *slot = Some(acked.elapsed().as_secs_f64());
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            println!(
+                "round {round}: old partition 0 in the lake after {:.2} s, new partition {round} after {:.2} s",
+                seen[0].unwrap_or_default(),
+                seen[1].unwrap_or_default()
+            );
+            Ok(())
+        });
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let exported = exporter
+            .join()
+            .map_err(|_| anyhow::anyhow!("the exporter panicked"))?;
+        rounds.and(exported.map(|_| ()).map_err(anyhow::Error::from))
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    result
 }
 
 fn consume(brokers: &str, topic: &str, mut floor: Option<Floor>) -> anyhow::Result<()> {
