@@ -25,6 +25,9 @@
 //!   in one batch, encoded 8,192 rows at a time (per-file overhead
 //!   included: about 10 ms per column for 1,000,000 records).
 //!
+//! - `lake_bench refresh --from LAKE`: the analytics' count over a lake
+//!   ([`lake::ReportCache`]): a first pass over everything, then three with
+//!   nothing new.
 //! - `lake_bench grow --topic T [--rounds R] [--max-age-ms A]`
 //!   (RELIABILITY.md): a following `lake export` in this process (default
 //!   partition check, batches cut at A ms, default 5,000 as in `make run`);
@@ -58,6 +61,9 @@ fn arg(name: &str) -> Option<String> {
 fn main() -> anyhow::Result<()> {
     if std::env::args().nth(1).as_deref() == Some("columns") {
         return columns(arg("--n").unwrap_or("1000000".into()).parse()?);
+    }
+    if std::env::args().nth(1).as_deref() == Some("refresh") {
+        return refresh(&arg("--from").ok_or_else(|| anyhow::anyhow!("--from"))?);
     }
     if std::env::args().nth(1).as_deref() == Some("cpu") {
         return cpu(
@@ -327,6 +333,27 @@ fn produce(
         "produced {n} records in {secs:.2} s ({:.0}/s)",
         n as f64 / secs
     );
+    Ok(())
+}
+
+/// The analytics' refresh over a lake: the first pass (every file), then
+/// passes with nothing new.
+fn refresh(from: &str) -> anyhow::Result<()> {
+    let lake = lake::Location::open(from)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let mut cache = lake::ReportCache::default();
+    for pass in 0..4 {
+        let started = Instant::now();
+        let report = runtime.block_on(cache.refresh(&lake))?;
+        println!(
+            "pass {pass}: {:.3} s, {} events in {} files",
+            started.elapsed().as_secs_f64(),
+            report.events,
+            cache.files()
+        );
+    }
     Ok(())
 }
 

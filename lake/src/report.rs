@@ -5,20 +5,22 @@
 //! folder and a file's row count from its footer, so only the `Host`
 //! column is decoded.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, Int64Type};
 use arrow_array::RecordBatch;
 use bytes::Bytes;
-use futures_util::TryStreamExt;
-use object_store::ObjectStoreExt;
+use futures_util::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{ObjectMeta, ObjectStoreExt};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
 use serde::Serialize;
 
 use crate::location::Location;
-use crate::naming::hive_value;
+use crate::naming::{hive_value, parse_manifest_name, LOG_DIR};
+use crate::store::{read_manifest, Manifest};
 use crate::LakeError;
 
 /// Seed 002's analytics: events by `event_type`, players (events) by
@@ -140,31 +142,64 @@ async fn count_file(lake: &Location, file: &str) -> crate::Result<FileCounts> {
     Ok(counts)
 }
 
-/// Seed 002's report kept up to date incrementally: each refresh lists
-/// `events` and reads only the files it has not counted yet, so refreshing
-/// a large lake costs a listing plus what is new.
+/// Seed 002's report kept up to date incrementally, from the batch log: per
+/// partition it remembers the last batch it counted, and each refresh reads
+/// only the batches after it (their manifests, then their `events` files).
+/// Its memory is one entry per partition, whatever the lake's history, and
+/// a refresh with nothing new lists the log's folders (only the new
+/// manifests' names on object stores, which list after a given name), not
+/// every file of `events`. A batch whose files are still being written is
+/// counted once they all exist; the partition's later batches wait for it.
 #[derive(Debug, Default)]
 pub struct ReportCache {
-    counted: HashSet<String>,
+    /// Per partition log folder: the manifest of the last counted batch.
+    cursors: HashMap<Path, Path>,
     by_type: HashMap<String, u64>,
     by_host: HashMap<String, u64>,
     events: u64,
+    files: usize,
 }
 
 impl ReportCache {
-    /// Counts the files written since the last refresh; returns the report.
+    /// Counts the batches written since the last refresh; returns the report.
     pub async fn refresh(&mut self, lake: &Location) -> crate::Result<Report> {
-        for file in table_files(lake, "events").await? {
-            if self.counted.contains(&file) {
-                continue;
+        for dir in partition_logs(lake).await? {
+            let listed: Vec<ObjectMeta> = match self.cursors.get(&dir) {
+                Some(cursor) => {
+                    lake.store
+                        .list_with_offset(Some(&dir), cursor)
+                        .try_collect()
+                        .await?
+                }
+                None => lake.store.list(Some(&dir)).try_collect().await?,
+            };
+            let mut manifests: Vec<Path> = listed
+                .into_iter()
+                .map(|m| m.location)
+                .filter(|p| p.filename().and_then(parse_manifest_name).is_some())
+                .collect();
+            manifests.sort();
+            // Read a few batches at a time, taken in order.
+            let mut batches = futures_util::stream::iter(manifests)
+                .map(|path| async move {
+                    let manifest = read_manifest(lake, &path).await?;
+                    Ok::<_, LakeError>((path, count_batch(lake, &manifest).await?))
+                })
+                .buffered(READ_AHEAD);
+            while let Some((path, batch)) = batches.try_next().await? {
+                let Some(batch) = batch else {
+                    break;
+                };
+                for counts in batch {
+                    *self.by_type.entry(counts.event_type).or_default() += counts.rows;
+                    for (host, n) in counts.hosts {
+                        *self.by_host.entry(host).or_default() += n;
+                    }
+                    self.events += counts.rows;
+                    self.files += 1;
+                }
+                self.cursors.insert(dir.clone(), path);
             }
-            let counts = count_file(lake, &file).await?;
-            *self.by_type.entry(counts.event_type).or_default() += counts.rows;
-            for (host, n) in counts.hosts {
-                *self.by_host.entry(host).or_default() += n;
-            }
-            self.events += counts.rows;
-            self.counted.insert(file);
         }
         Ok(self.report())
     }
@@ -180,8 +215,47 @@ impl ReportCache {
 
     /// How many `events` files have been counted.
     pub fn files(&self) -> usize {
-        self.counted.len()
+        self.files
     }
+}
+
+/// Batches of a partition read at once by [`ReportCache::refresh`].
+const READ_AHEAD: usize = 8;
+
+/// Every partition's folder of the batch log (`_lake/log/<topic>/<partition>`).
+async fn partition_logs(lake: &Location) -> crate::Result<Vec<Path>> {
+    let topics = lake
+        .store
+        .list_with_delimiter(Some(&lake.path(LOG_DIR)))
+        .await?;
+    let mut dirs = Vec::new();
+    for topic in topics.common_prefixes {
+        dirs.extend(
+            lake.store
+                .list_with_delimiter(Some(&topic))
+                .await?
+                .common_prefixes,
+        );
+    }
+    dirs.sort();
+    Ok(dirs)
+}
+
+/// The `events` files of a batch, counted; `None` while one of them is not
+/// written yet (its other files are then not counted either).
+async fn count_batch(
+    lake: &Location,
+    manifest: &Manifest,
+) -> crate::Result<Option<Vec<FileCounts>>> {
+    let mut batch = Vec::new();
+    for file in manifest.files.iter().filter(|f| f.starts_with("events/")) {
+        match count_file(lake, file).await {
+            Ok(counts) => batch.push(counts),
+            Err(LakeError::Store(object_store::Error::NotFound { .. })) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Some(batch))
 }
 
 /// Seed 002's report over the lake's `events`.
@@ -297,6 +371,33 @@ mod tests {
         assert_eq!(r.by_host, vec![("b".into(), 3), ("a".into(), 2)]);
         assert_eq!(cache.files(), 2);
         assert_eq!(r, report(&lake).await.unwrap(), "same as a full count");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_batch_still_being_written_is_counted_once_it_is_whole() {
+        let dir = std::env::temp_dir().join(format!("lake-{}", uuid::Uuid::new_v4()));
+        let lake = Location::open(dir.to_str().unwrap()).unwrap();
+        write_actions(&lake, 0, &["a", "b"]).await;
+        write_actions(&lake, 2, &["c"]).await;
+        // The first batch's `events` file is not there yet (a writer
+        // between its manifest and its files).
+        let events = dir.join(table_files(&lake, "events").await.unwrap()[0].as_str());
+        let aside = dir.join("aside.parquet");
+        std::fs::rename(&events, &aside).unwrap();
+        let mut cache = ReportCache::default();
+        let r = cache.refresh(&lake).await.unwrap();
+        assert_eq!(r.events, 0, "the partition waits for its first batch");
+        std::fs::rename(&aside, &events).unwrap();
+        let r = cache.refresh(&lake).await.unwrap();
+        assert_eq!(r.events, 3);
+        assert_eq!(
+            r.by_host,
+            vec![("a".into(), 1), ("b".into(), 1), ("c".into(), 1)]
+        );
+        let r = cache.refresh(&lake).await.unwrap();
+        assert_eq!(r.events, 3, "nothing counted twice");
+        assert_eq!(cache.files(), 2);
         std::fs::remove_dir_all(dir).unwrap();
     }
 

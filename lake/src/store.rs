@@ -313,6 +313,18 @@ fn same_arrays(a: &RecordBatch, b: &RecordBatch) -> bool {
             .all(|(x, y)| std::sync::Arc::ptr_eq(x, y))
 }
 
+/// Reads a batch's manifest.
+pub async fn read_manifest(
+    lake: &Location,
+    path: &object_store::path::Path,
+) -> crate::Result<Manifest> {
+    let bytes = lake.store.get(path).await?.bytes().await?;
+    serde_json::from_slice(&bytes).map_err(|e| LakeError::Manifest {
+        path: path.to_string(),
+        reason: e.to_string(),
+    })
+}
+
 /// What the lake holds for one partition: where to resume, and the batch to
 /// redo if the last one was cut short.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -341,11 +353,7 @@ pub async fn partition_state(
             redo: None,
         });
     };
-    let bytes = lake.store.get(&meta.location).await?.bytes().await?;
-    let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| LakeError::Manifest {
-        path: meta.location.to_string(),
-        reason: e.to_string(),
-    })?;
+    let manifest = read_manifest(lake, &meta.location).await?;
     let mut complete = true;
     for file in &manifest.files {
         match lake.store.head(&lake.path(file)).await {
