@@ -149,7 +149,8 @@ async fn count_file(lake: &Location, file: &str) -> crate::Result<FileCounts> {
 /// a refresh with nothing new lists the log's folders (only the new
 /// manifests' names on object stores, which list after a given name), not
 /// every file of `events`. A batch whose files are still being written is
-/// counted once they all exist; the partition's later batches wait for it.
+/// counted once they all exist (only a partition's newest batch can be
+/// unfinished; in older ones a missing file was deleted, and is skipped).
 #[derive(Debug, Default)]
 pub struct ReportCache {
     /// Per partition log folder: the manifest of the last counted batch.
@@ -179,11 +180,20 @@ impl ReportCache {
                 .filter(|p| p.filename().and_then(parse_manifest_name).is_some())
                 .collect();
             manifests.sort();
+            // Only the newest batch can be unfinished: the exporter writes a
+            // partition's next manifest once every file of the one before
+            // exists. A file missing from an older batch was deleted since
+            // (a retention, by hand): what is left of it is counted.
+            let newest = manifests.last().cloned();
             // Read a few batches at a time, taken in order.
             let mut batches = futures_util::stream::iter(manifests)
-                .map(|path| async move {
-                    let manifest = read_manifest(lake, &path).await?;
-                    Ok::<_, LakeError>((path, count_batch(lake, &manifest).await?))
+                .map(|path| {
+                    let unfinished = Some(&path) == newest.as_ref();
+                    async move {
+                        let manifest = read_manifest(lake, &path).await?;
+                        let counts = count_batch(lake, &manifest, unfinished).await?;
+                        Ok::<_, LakeError>((path, counts))
+                    }
                 })
                 .buffered(READ_AHEAD);
             while let Some((path, batch)) = batches.try_next().await? {
@@ -241,17 +251,22 @@ async fn partition_logs(lake: &Location) -> crate::Result<Vec<Path>> {
     Ok(dirs)
 }
 
-/// The `events` files of a batch, counted; `None` while one of them is not
-/// written yet (its other files are then not counted either).
+/// The `events` files of a batch, counted. A missing file makes it `None`
+/// when the batch may be `unfinished` (none of its files is counted until
+/// all are there); otherwise the file was deleted, and is skipped.
 async fn count_batch(
     lake: &Location,
     manifest: &Manifest,
+    unfinished: bool,
 ) -> crate::Result<Option<Vec<FileCounts>>> {
     let mut batch = Vec::new();
     for file in manifest.files.iter().filter(|f| f.starts_with("events/")) {
         match count_file(lake, file).await {
             Ok(counts) => batch.push(counts),
-            Err(LakeError::Store(object_store::Error::NotFound { .. })) => return Ok(None),
+            Err(LakeError::Store(object_store::Error::NotFound { .. })) if unfinished => {
+                return Ok(None)
+            }
+            Err(LakeError::Store(object_store::Error::NotFound { .. })) => {}
             Err(e) => return Err(e),
         }
     }
@@ -374,30 +389,64 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
+    /// Moves the `events` file of the batch at `first` aside; returns a
+    /// closure that puts it back.
+    fn take_events_file(dir: &std::path::Path, first: i64) -> impl FnOnce() {
+        let name = crate::naming::file_name("actions", 0, first, first);
+        let events = walk(dir)
+            .into_iter()
+            .find(|p| p.starts_with(dir.join("events")) && p.ends_with(&name))
+            .expect("the batch's events file");
+        let aside = dir.join(format!("aside-{first}"));
+        std::fs::rename(&events, &aside).unwrap();
+        move || std::fs::rename(&aside, &events).unwrap()
+    }
+
+    fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                out.extend(walk(&path));
+            } else {
+                out.push(path);
+            }
+        }
+        out
+    }
+
     #[tokio::test]
     async fn a_batch_still_being_written_is_counted_once_it_is_whole() {
         let dir = std::env::temp_dir().join(format!("lake-{}", uuid::Uuid::new_v4()));
         let lake = Location::open(dir.to_str().unwrap()).unwrap();
-        write_actions(&lake, 0, &["a", "b"]).await;
-        write_actions(&lake, 2, &["c"]).await;
-        // The first batch's `events` file is not there yet (a writer
-        // between its manifest and its files).
-        let events = dir.join(table_files(&lake, "events").await.unwrap()[0].as_str());
-        let aside = dir.join("aside.parquet");
-        std::fs::rename(&events, &aside).unwrap();
+        write_actions(&lake, 0, &["a"]).await;
+        write_actions(&lake, 1, &["b"]).await;
+        // The newest batch's `events` file is not there yet: a writer
+        // between its manifest and its files.
+        let put_back = take_events_file(&dir, 1);
         let mut cache = ReportCache::default();
         let r = cache.refresh(&lake).await.unwrap();
-        assert_eq!(r.events, 0, "the partition waits for its first batch");
-        std::fs::rename(&aside, &events).unwrap();
+        assert_eq!(r.events, 1, "the newest batch waits for its files");
+        put_back();
         let r = cache.refresh(&lake).await.unwrap();
-        assert_eq!(r.events, 3);
-        assert_eq!(
-            r.by_host,
-            vec![("a".into(), 1), ("b".into(), 1), ("c".into(), 1)]
-        );
+        assert_eq!(r.events, 2);
+        assert_eq!(r.by_host, vec![("a".into(), 1), ("b".into(), 1)]);
         let r = cache.refresh(&lake).await.unwrap();
-        assert_eq!(r.events, 3, "nothing counted twice");
+        assert_eq!(r.events, 2, "nothing counted twice");
         assert_eq!(cache.files(), 2);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_file_deleted_from_an_older_batch_does_not_stop_the_count() {
+        let dir = std::env::temp_dir().join(format!("lake-{}", uuid::Uuid::new_v4()));
+        let lake = Location::open(dir.to_str().unwrap()).unwrap();
+        write_actions(&lake, 0, &["a"]).await;
+        write_actions(&lake, 1, &["b"]).await;
+        let _deleted = take_events_file(&dir, 0);
+        let r = ReportCache::default().refresh(&lake).await.unwrap();
+        assert_eq!(r.events, 1);
+        assert_eq!(r.by_host, vec![("b".into(), 1)]);
         std::fs::remove_dir_all(dir).unwrap();
     }
 
