@@ -39,10 +39,10 @@
 //!   files (pure), built a record at a time ([`tables::BatchBuilder`]).
 //! - [`store`]: Parquet encoding, create-if-absent puts, manifests.
 //! - [`local`]: create-if-absent on a folder, with fsyncs.
-//! - [`export`]: the consume, cut, write loop and recovery.
+//! - [`mod@export`]: the consume, cut, write loop and recovery.
 //! - [`writer`]: the thread that finishes and writes the batches the loop
 //!   cuts, a partition's in order.
-//! - [`report`]: reads the tables back: seed 002's reports (incrementally,
+//! - [`mod@report`]: reads the tables back: seed 002's reports (incrementally,
 //!   [`report::ReportCache`]), offsets for checks.
 //! - [`analytics`]: `GET /api/analytics/{report}` (an axum router a host
 //!   process merges) answered from a background refresh.
