@@ -389,41 +389,33 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
-    /// Moves the `events` file of the batch at `first` aside; returns a
-    /// closure that puts it back.
-    fn take_events_file(dir: &std::path::Path, first: i64) -> impl FnOnce() {
-        let name = crate::naming::file_name("actions", 0, first, first);
-        let events = walk(dir)
-            .into_iter()
-            .find(|p| p.starts_with(dir.join("events")) && p.ends_with(&name))
-            .expect("the batch's events file");
-        let aside = dir.join(format!("aside-{first}"));
-        std::fs::rename(&events, &aside).unwrap();
-        move || std::fs::rename(&aside, &events).unwrap()
-    }
-
-    fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-        let mut out = Vec::new();
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                out.extend(walk(&path));
-            } else {
-                out.push(path);
-            }
-        }
-        out
-    }
-
-    #[tokio::test]
-    async fn a_batch_still_being_written_is_counted_once_it_is_whole() {
+    /// A lake of two one-action batches (hosts `a`, then `b`) with the
+    /// `events` file of the batch at `missing` (0 or 1) moved aside; the
+    /// closure puts it back.
+    async fn two_batches_one_file_aside(
+        missing: i64,
+    ) -> (std::path::PathBuf, Location, impl FnOnce()) {
         let dir = std::env::temp_dir().join(format!("lake-{}", uuid::Uuid::new_v4()));
         let lake = Location::open(dir.to_str().unwrap()).unwrap();
         write_actions(&lake, 0, &["a"]).await;
         write_actions(&lake, 1, &["b"]).await;
+        let name = crate::naming::file_name("actions", 0, missing, missing);
+        let file = table_files(&lake, "events")
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|f| f.ends_with(&name))
+            .expect("the batch's events file");
+        let (events, aside) = (dir.join(file), dir.join("aside.parquet"));
+        std::fs::rename(&events, &aside).unwrap();
+        (dir, lake, move || std::fs::rename(&aside, &events).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_batch_still_being_written_is_counted_once_it_is_whole() {
         // The newest batch's `events` file is not there yet: a writer
         // between its manifest and its files.
-        let put_back = take_events_file(&dir, 1);
+        let (dir, lake, put_back) = two_batches_one_file_aside(1).await;
         let mut cache = ReportCache::default();
         let r = cache.refresh(&lake).await.unwrap();
         assert_eq!(r.events, 1, "the newest batch waits for its files");
@@ -439,11 +431,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_file_deleted_from_an_older_batch_does_not_stop_the_count() {
-        let dir = std::env::temp_dir().join(format!("lake-{}", uuid::Uuid::new_v4()));
-        let lake = Location::open(dir.to_str().unwrap()).unwrap();
-        write_actions(&lake, 0, &["a"]).await;
-        write_actions(&lake, 1, &["b"]).await;
-        let _deleted = take_events_file(&dir, 0);
+        let (dir, lake, _never_back) = two_batches_one_file_aside(0).await;
         let r = ReportCache::default().refresh(&lake).await.unwrap();
         assert_eq!(r.events, 1);
         assert_eq!(r.by_host, vec![("b".into(), 1)]);
