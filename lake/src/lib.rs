@@ -51,6 +51,7 @@
 
 pub mod analytics;
 pub mod config;
+pub mod direct;
 pub mod export;
 pub mod local;
 pub mod location;

@@ -86,6 +86,11 @@ pub fn set_codec(codec: Codec) -> Codec {
     *CODEC.get_or_init(|| codec)
 }
 
+/// The codec in force ([`set_codec`]).
+pub(crate) fn compression() -> Compression {
+    CODEC.get_or_init(Codec::default).compression()
+}
+
 /// The lake's Parquet settings (the codec of [`set_codec`], zstd level 1 by
 /// default; dictionaries for repeated text, deltas for offsets and times),
 /// built once.

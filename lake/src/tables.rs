@@ -27,6 +27,10 @@ use arrow_array::{ArrayRef, Int32Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::ArrowWriter;
 
+use crate::direct::{
+    Column, Constant, DeltaInts, DeltaStrings, DictInts, DictStrings, IntKind, Pages, ParquetFile,
+    PlainStrings, SchemaCell, StringLists,
+};
 use crate::naming::{date_of_day, day_of_ms, file_name};
 use crate::records::{
     decode_action, decode_outcome, ActionView, OutcomeView, RawRecord, RecordRef,
@@ -452,6 +456,10 @@ pub struct BatchBuilder {
     meta: MetaColumns,
     meta_sizes: StringSizes<META_STRINGS>,
     meta_sink: Option<FileSink>,
+    /// With [`Output::Parquet`]: `buffer_meta` written page by page
+    /// ([`crate::direct`]), and the codec of every such page.
+    meta_file: Option<Box<ParquetFile<MetaPages>>>,
+    pages: Option<Pages>,
 }
 
 impl BatchBuilder {
@@ -483,7 +491,40 @@ impl BatchBuilder {
             meta: MetaColumns::with_capacity(FIRST_CHUNK_ROWS, &meta_sizes),
             meta_sizes,
             meta_sink: None,
+            meta_file: None,
+            pages: None,
         }
+    }
+
+    /// Whether `events` and `buffer_meta` are written straight to Parquet.
+    fn direct(&self) -> bool {
+        matches!(self.output, Output::Parquet(_))
+    }
+
+    /// The codec of the batch's direct pages, made on first use.
+    fn pages(pages: &mut Option<Pages>) -> crate::Result<&mut Pages> {
+        Ok(match pages {
+            Some(pages) => pages,
+            None => pages.insert(Pages::new(crate::store::compression())?),
+        })
+    }
+
+    /// A `buffer_meta` row for `r` (`msg_id` as [`MetaColumns::push`]).
+    fn push_meta(&mut self, r: &RecordRef<'_>, msg_id: Option<&str>) -> crate::Result<()> {
+        if !self.direct() {
+            self.meta.push(r, msg_id, &self.topic, self.partition);
+            return Ok(());
+        }
+        let file = match &mut self.meta_file {
+            Some(file) => file,
+            None => self.meta_file.insert(Box::new(crate::direct::create(
+                MetaPages::new(&self.topic, self.partition, &self.etl_id),
+                &META_SCHEMA,
+            )?)),
+        };
+        file.table.push(r, msg_id, &self.topic, self.partition);
+        file.row_done(Self::pages(&mut self.pages)?)?;
+        Ok(())
     }
 
     /// The etl id its files carry.
@@ -524,36 +565,53 @@ impl BatchBuilder {
                     {
                         Some(i) => i,
                         None => {
+                            let rows = if self.direct() {
+                                EventRows::Parquet(Box::new(crate::direct::create(
+                                    EventPages::new(&self.topic, self.partition, &self.etl_id),
+                                    &EVENT_SCHEMA,
+                                )?))
+                            } else {
+                                EventRows::Arrow {
+                                    columns: Box::new(EventColumns::with_capacity(
+                                        FIRST_CHUNK_ROWS,
+                                        &self.event_sizes,
+                                    )),
+                                    sink: FileSink::new(&self.output, events_schema())?,
+                                }
+                            };
                             self.events.push(EventGroup {
                                 day,
                                 event_type: view.event_type.to_string(),
                                 purchase: view.is_purchase(),
-                                columns: EventColumns::with_capacity(
-                                    FIRST_CHUNK_ROWS,
-                                    &self.event_sizes,
-                                ),
-                                sink: FileSink::new(&self.output, events_schema())?,
+                                rows,
                             });
                             self.events.len() - 1
                         }
                     };
                     let g = &mut self.events[group];
-                    g.columns.push(&view, r);
-                    if g.columns.len() >= CHUNK_ROWS {
-                        g.flush(&mut self.constants, &mut self.event_sizes, true)?;
+                    match &mut g.rows {
+                        EventRows::Arrow { columns, .. } => {
+                            columns.push(&view, r);
+                            if columns.len() >= CHUNK_ROWS {
+                                g.flush(&mut self.constants, &mut self.event_sizes, true)?;
+                            }
+                        }
+                        EventRows::Parquet(file) => {
+                            file.table.push(&view, r);
+                            file.row_done(Self::pages(&mut self.pages)?)?;
+                        }
                     }
-                    self.meta
-                        .push(r, Some(&view.event_id), &self.topic, self.partition);
+                    self.push_meta(r, Some(&view.event_id))?;
                 }
                 Err(e) => {
-                    self.meta.push(r, None, &self.topic, self.partition);
+                    self.push_meta(r, None)?;
                     self.bad.push((r.to_owned(), e));
                 }
             },
             Source::Games => match decode_outcome(r.value) {
                 Ok(Some(view)) => {
                     let id = format!("{}@{}", view.game_id, view.version);
-                    self.meta.push(r, Some(&id), &self.topic, self.partition);
+                    self.push_meta(r, Some(&id))?;
                     let day = day_of_ms(r.timestamp_ms.unwrap_or(0));
                     let group = match self.outcomes.iter().position(|g| g.day == day) {
                         Some(i) => i,
@@ -573,9 +631,9 @@ impl BatchBuilder {
                         g.flush(&mut self.constants)?;
                     }
                 }
-                Ok(None) => self.meta.push(r, None, &self.topic, self.partition),
+                Ok(None) => self.push_meta(r, None)?,
                 Err(e) => {
-                    self.meta.push(r, None, &self.topic, self.partition);
+                    self.push_meta(r, None)?;
                     self.bad.push((r.to_owned(), e));
                 }
             },
@@ -631,7 +689,12 @@ impl BatchBuilder {
                 date_of_day(group.day),
                 group.event_type
             );
-            let content = group.sink.finish()?;
+            let content = match group.rows {
+                EventRows::Arrow { sink, .. } => sink.finish()?,
+                EventRows::Parquet(file) => {
+                    FileContent::Parquet(file.finish(Self::pages(&mut self.pages)?)?)
+                }
+            };
             if group.purchase {
                 files.push(TableFile {
                     path: format!("events/{folder}/{name}"),
@@ -666,9 +729,10 @@ impl BatchBuilder {
             });
         }
         self.flush_meta(false)?;
-        let meta = match self.meta_sink.take() {
-            Some(sink) => sink.finish()?,
-            None => FileContent::Arrow(RecordBatch::new_empty(buffer_meta_schema())),
+        let meta = match (self.meta_file.take(), self.meta_sink.take()) {
+            (Some(file), _) => FileContent::Parquet(file.finish(Self::pages(&mut self.pages)?)?),
+            (None, Some(sink)) => sink.finish()?,
+            (None, None) => FileContent::Arrow(RecordBatch::new_empty(buffer_meta_schema())),
         };
         files.push(TableFile {
             path: format!("buffer_meta/{name}"),
@@ -687,9 +751,19 @@ struct EventGroup {
     day: i64,
     event_type: String,
     purchase: bool,
-    /// The chunk being gathered.
-    columns: EventColumns,
-    sink: FileSink,
+    rows: EventRows,
+}
+
+/// Where an [`EventGroup`]'s rows go.
+enum EventRows {
+    /// Arrow chunks ([`Output::Arrow`]): the chunk being gathered, and
+    /// where it goes when cut.
+    Arrow {
+        columns: Box<EventColumns>,
+        sink: FileSink,
+    },
+    /// Parquet pages, written as the rows come ([`Output::Parquet`]).
+    Parquet(Box<ParquetFile<EventPages>>),
 }
 
 impl EventGroup {
@@ -701,14 +775,17 @@ impl EventGroup {
         sizes: &mut StringSizes<EVENT_STRINGS>,
         refill: bool,
     ) -> crate::Result<()> {
-        if self.columns.len() == 0 {
+        let EventRows::Arrow { columns, sink } = &mut self.rows else {
+            return Ok(());
+        };
+        if columns.len() == 0 {
             return Ok(());
         }
-        let chunk = self.columns.finish(constants, sizes)?;
+        let chunk = columns.finish(constants, sizes)?;
         if refill {
-            self.columns = EventColumns::with_capacity(CHUNK_ROWS, sizes);
+            **columns = EventColumns::with_capacity(CHUNK_ROWS, sizes);
         }
-        self.sink.write(chunk)
+        sink.write(chunk)
     }
 }
 
@@ -815,6 +892,201 @@ impl EventColumns {
             etl_id,
         ];
         Ok(RecordBatch::try_new(events_schema(), columns)?)
+    }
+}
+
+static EVENT_SCHEMA: SchemaCell = SchemaCell::new();
+static META_SCHEMA: SchemaCell = SchemaCell::new();
+
+/// `events` as [`crate::direct`] columns, in [`events_schema`]'s order:
+/// what [`EventColumns`] builds, encoded as the rows come.
+struct EventPages {
+    event_id: DeltaStrings,
+    game_id: DictInts,
+    player_id: DictStrings,
+    name: DictStrings,
+    host: DictStrings,
+    user_agent: DictStrings,
+    accept: DictStrings,
+    client_addr: DictStrings,
+    received_at: DeltaInts,
+    schema_version: DictInts,
+    kind: DictStrings,
+    topic: Constant,
+    partition: Constant,
+    offset: DeltaInts,
+    timestamp: DeltaInts,
+    etl_id: Constant,
+}
+
+impl EventPages {
+    fn new(topic: &str, partition: i32, etl_id: &str) -> EventPages {
+        // Min and max where they can prune a read (as
+        // `store::writer_properties` for the other tables).
+        let text = || DictStrings::new(false, false);
+        EventPages {
+            event_id: DeltaStrings::default(),
+            game_id: DictInts::new(IntKind::U64),
+            player_id: text(),
+            name: DictStrings::new(true, false),
+            host: text(),
+            user_agent: text(),
+            accept: text(),
+            client_addr: text(),
+            received_at: DeltaInts::new(false),
+            schema_version: DictInts::new(IntKind::U32),
+            kind: DictStrings::new(false, true),
+            topic: Constant::text(topic),
+            partition: Constant::int32(partition),
+            offset: DeltaInts::new(false),
+            timestamp: DeltaInts::new(true),
+            etl_id: Constant::text(etl_id),
+        }
+    }
+
+    fn push(&mut self, v: &ActionView<'_>, r: &RecordRef<'_>) {
+        self.event_id.push(v.event_id.as_bytes());
+        self.game_id.push(v.game_id as i64);
+        self.player_id.push(Some(v.player_id.as_bytes()));
+        self.name.push(v.name.as_deref().map(str::as_bytes));
+        self.host.push(Some(v.host.as_bytes()));
+        self.user_agent.push(Some(v.user_agent.as_bytes()));
+        self.accept.push(Some(v.accept.as_bytes()));
+        self.client_addr.push(Some(v.client_addr.as_bytes()));
+        self.received_at.push(Some(v.received_at_ms as i64));
+        self.schema_version.push(i64::from(v.schema_version));
+        self.kind
+            .push(Some(shared::GameKind::of(v.game_id).as_str().as_bytes()));
+        self.topic.push();
+        self.partition.push();
+        self.offset.push(Some(r.offset));
+        self.timestamp.push(r.timestamp_ms);
+        self.etl_id.push();
+    }
+}
+
+impl crate::direct::Table for EventPages {
+    fn schema() -> SchemaRef {
+        events_schema()
+    }
+
+    fn columns(&mut self) -> Vec<&mut dyn Column> {
+        vec![
+            &mut self.event_id,
+            &mut self.game_id,
+            &mut self.player_id,
+            &mut self.name,
+            &mut self.host,
+            &mut self.user_agent,
+            &mut self.accept,
+            &mut self.client_addr,
+            &mut self.received_at,
+            &mut self.schema_version,
+            &mut self.kind,
+            &mut self.topic,
+            &mut self.partition,
+            &mut self.offset,
+            &mut self.timestamp,
+            &mut self.etl_id,
+        ]
+    }
+}
+
+/// `buffer_meta` as [`crate::direct`] columns, in [`buffer_meta_schema`]'s
+/// order: what [`MetaColumns`] builds, encoded as the rows come.
+struct MetaPages {
+    etl_id: Constant,
+    msg_id: DeltaStrings,
+    checksum: PlainStrings,
+    headers: StringLists,
+    key: DictStrings,
+    offset: DeltaInts,
+    partition: Constant,
+    key_size: DictInts,
+    value_size: DictInts,
+    timestamp: DeltaInts,
+    timestamp_type: DictInts,
+    topic: Constant,
+}
+
+impl MetaPages {
+    fn new(topic: &str, partition: i32, etl_id: &str) -> MetaPages {
+        MetaPages {
+            etl_id: Constant::text(etl_id),
+            msg_id: DeltaStrings::default(),
+            checksum: PlainStrings::default(),
+            headers: StringLists::default(),
+            key: DictStrings::new(true, false),
+            offset: DeltaInts::new(false),
+            partition: Constant::int32(partition),
+            key_size: DictInts::new(IntKind::I32),
+            value_size: DictInts::new(IntKind::I32),
+            timestamp: DeltaInts::new(true),
+            timestamp_type: DictInts::new(IntKind::I32),
+            topic: Constant::text(topic),
+        }
+    }
+
+    /// As [`MetaColumns::push`].
+    fn push(&mut self, r: &RecordRef<'_>, msg_id: Option<&str>, topic: &str, partition: i32) {
+        self.etl_id.push();
+        match msg_id {
+            Some(id) => self.msg_id.push(id.as_bytes()),
+            None => self
+                .msg_id
+                .push(format!("{topic}+{partition}+{}", r.offset).as_bytes()),
+        }
+        self.checksum
+            .push(checksum(r.value.unwrap_or_default()).as_ref().as_bytes());
+        for (k, v) in &r.headers {
+            let item = self.headers.open_item();
+            item.extend_from_slice(k.as_bytes());
+            item.push(b'=');
+            match std::str::from_utf8(v) {
+                Ok(v) => item.extend_from_slice(v.as_bytes()),
+                Err(_) => item.extend_from_slice(String::from_utf8_lossy(v).as_bytes()),
+            }
+            self.headers.close_item();
+        }
+        self.headers.end_row();
+        match r.key.map(std::str::from_utf8) {
+            None => self.key.push(None),
+            Some(Ok(key)) => self.key.push(Some(key.as_bytes())),
+            Some(Err(_)) => {
+                let key = String::from_utf8_lossy(r.key.unwrap_or_default());
+                self.key.push(Some(key.as_bytes()))
+            }
+        }
+        self.offset.push(Some(r.offset));
+        self.partition.push();
+        self.key_size.push(r.key.map_or(-1, |k| k.len() as i64));
+        self.value_size.push(r.value.map_or(-1, |v| v.len() as i64));
+        self.timestamp.push(r.timestamp_ms);
+        self.timestamp_type.push(i64::from(r.timestamp_type));
+        self.topic.push();
+    }
+}
+
+impl crate::direct::Table for MetaPages {
+    fn schema() -> SchemaRef {
+        buffer_meta_schema()
+    }
+
+    fn columns(&mut self) -> Vec<&mut dyn Column> {
+        vec![
+            &mut self.etl_id,
+            &mut self.msg_id,
+            &mut self.checksum,
+            &mut self.headers,
+            &mut self.key,
+            &mut self.offset,
+            &mut self.partition,
+            &mut self.key_size,
+            &mut self.value_size,
+            &mut self.timestamp,
+            &mut self.timestamp_type,
+            &mut self.topic,
+        ]
     }
 }
 
@@ -1330,12 +1602,39 @@ mod tests {
     #[test]
     fn files_encoded_chunk_by_chunk_hold_the_rows_built_as_arrow() {
         use shared::ActionType::*;
-        // Several chunks per group, a partial last one, and a purchase group.
+        // Several pages per file, a partial last one, and a purchase
+        // group; nulls in every nullable column; headers none or some;
+        // undecodable records; player ids enough to fill a
+        // dictionary (its next pages plain), game ids past a scanned one.
         let n = 2 * CHUNK_ROWS as i64 + 300;
         let records: Vec<RawRecord> = (0..n)
             .map(|i| {
                 let t = if i % 3 == 0 { PurchaseSword } else { Default };
-                action(i, t, ["a", "bb", "ccc"][(i % 3) as usize])
+                let mut r = action(i, t, ["a", "bb", "ccc"][(i % 3) as usize]);
+                let mut e: shared::ActionEnvelope =
+                    serde_json::from_slice(r.value.as_deref().unwrap()).unwrap();
+                e.player_id = format!("player-{i:0>120}");
+                e.game_id = (i % 40) as u64 + u64::from(i % 7 == 0) * (1 << 63);
+                e.name = (i % 4 == 0).then(|| format!("nation {}", i % 9));
+                e.received_at_ms += (i * 37 % 1000) as u64;
+                r.value = Some(serde_json::to_vec(&e).unwrap());
+                if i % 5 == 0 {
+                    r.timestamp_ms = None;
+                    r.timestamp_type = -1;
+                }
+                if i % 6 == 0 {
+                    r.key = None;
+                }
+                if i % 2 == 0 {
+                    r.headers = vec![
+                        ("event_id".into(), e.event_id.clone()),
+                        ("odd".into(), "\u{fffd}é=".into()),
+                    ];
+                }
+                if i % 997 == 0 {
+                    r.value = Some(b"not an action".to_vec());
+                }
+                r
             })
             .collect();
         let info = info(Source::Actions, 0, n - 1);

@@ -1,0 +1,1173 @@
+//! `events` and `buffer_meta` written as Parquet straight from the records.
+//!
+//! The other tables go through Arrow arrays and the `parquet` crate's
+//! `ArrowWriter`. These two take a row per action, about 28 values, and on
+//! that path each value was copied into an Arrow builder, then into the
+//! writer's own buffers, then into a page, and each text value of a
+//! dictionary column was hashed into the writer's interner
+//! (BENCHMARKS.md, "Lake"). Here each value is written once, in its final
+//! encoding, into the page being gathered for its column:
+//!
+//! | column kind | page encoding | built as the rows come |
+//! |---|---|---|
+//! | [`DeltaStrings`]: ids that share prefixes (UUIDv7s) | `DELTA_BYTE_ARRAY` | prefix and suffix lengths, suffix bytes |
+//! | [`PlainStrings`], [`StringLists`]: unique text | `PLAIN` | length and bytes |
+//! | [`DeltaInts`]: offsets and times, which climb | `DELTA_BINARY_PACKED` | the numbers |
+//! | [`DictStrings`], [`DictInts`]: repeated values | `RLE_DICTIONARY`, `PLAIN` once the dictionary passes 1 MiB | an index into the chunk's dictionary |
+//! | [`Constant`]: a batch's topic, partition and etl id | `RLE_DICTIONARY` | nothing but a row count |
+//!
+//! Every [`CHUNK_ROWS`](crate::tables::CHUNK_ROWS) rows each column's page
+//! is encoded and compressed into its column chunk; every
+//! [`ROW_GROUP_ROWS`] rows the chunks become a row group of the file. Page
+//! headers, column metadata and the footer are the `parquet` crate's
+//! (`SerializedPageWriter`, `SerializedFileWriter::append_column`), as are
+//! the bit-packing encoders, so the files are what that crate writes: the
+//! same physical and logical types, and the Arrow schema in the footer.
+//! Statistics (min, max, nulls) are kept per column chunk for the columns
+//! whose values can prune a read (`store::writer_properties` lists the same
+//! choices for the other tables).
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+use arrow_schema::SchemaRef;
+use bytes::Bytes;
+use parquet::arrow::{add_encoded_arrow_schema_to_metadata, ArrowSchemaConverter};
+use parquet::basic::{Compression, Encoding};
+use parquet::column::page::{CompressedPage, Page, PageWriter};
+use parquet::column::writer::ColumnCloseResult;
+use parquet::compression::{create_codec, Codec, CodecOptions};
+use parquet::data_type::{ByteArray, Int32Type, Int64Type};
+use parquet::encodings::encoding::{DeltaBitPackEncoder, Encoder as _};
+use parquet::encodings::levels::LevelEncoder;
+use parquet::encodings::rle::RleEncoder;
+use parquet::file::metadata::ColumnChunkMetaData;
+use parquet::file::properties::{WriterProperties, WriterPropertiesPtr};
+use parquet::file::statistics::Statistics;
+use parquet::file::writer::{SerializedFileWriter, SerializedPageWriter, TrackedWrite};
+use parquet::schema::types::SchemaDescriptor;
+use parquet::util::bit_util::num_required_bits;
+
+type Result<T> = std::result::Result<T, parquet::errors::ParquetError>;
+type Hasher = ahash::RandomState;
+
+/// Rows per row group (as `store::writer_properties` sets for the others).
+pub const ROW_GROUP_ROWS: usize = 128 * 1024;
+
+/// A column's dictionary past this many plain bytes stops growing: its
+/// next pages are plain (the `parquet` crate's default limit).
+const DICTIONARY_LIMIT: usize = 1024 * 1024;
+
+/// What every page of a batch is compressed with: one codec (one zstd
+/// context) for all the batch's columns, made once.
+pub struct Pages {
+    compression: Compression,
+    codec: Option<Box<dyn Codec>>,
+    scratch: Vec<u8>,
+}
+
+impl std::fmt::Debug for Pages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pages({})", self.compression)
+    }
+}
+
+impl Pages {
+    pub fn new(compression: Compression) -> Result<Pages> {
+        Ok(Pages {
+            compression,
+            codec: create_codec(compression, &CodecOptions::default())?,
+            scratch: Vec::new(),
+        })
+    }
+
+    /// Compresses `levels` then `values` as one data page of `chunk`.
+    fn data_page(
+        &mut self,
+        chunk: &mut Chunk,
+        levels: &[u8],
+        values: &[u8],
+        num_values: usize,
+        encoding: Encoding,
+    ) -> Result<()> {
+        let size = levels.len() + values.len();
+        let buf = self.compress(levels, values)?;
+        chunk.note(encoding);
+        if !levels.is_empty() {
+            chunk.note(Encoding::RLE);
+        }
+        chunk.write(CompressedPage::new(
+            Page::DataPage {
+                buf,
+                num_values: num_values as u32,
+                encoding,
+                def_level_encoding: Encoding::RLE,
+                rep_level_encoding: Encoding::RLE,
+                statistics: None,
+            },
+            size,
+        ))
+    }
+
+    fn compress(&mut self, levels: &[u8], values: &[u8]) -> Result<Bytes> {
+        let input = if levels.is_empty() {
+            values
+        } else {
+            self.scratch.clear();
+            self.scratch.extend_from_slice(levels);
+            self.scratch.extend_from_slice(values);
+            &self.scratch
+        };
+        Ok(match &mut self.codec {
+            Some(codec) => {
+                let mut out = Vec::with_capacity(input.len() / 2 + 64);
+                codec.compress(input, &mut out)?;
+                Bytes::from(out)
+            }
+            None => Bytes::copy_from_slice(input),
+        })
+    }
+}
+
+/// One column's chunk of the row group being written: its pages, in file
+/// order but for the dictionary page, which [`Chunk::finish`] puts first.
+pub struct Chunk {
+    data: TrackedWrite<Vec<u8>>,
+    values: i64,
+    uncompressed: i64,
+    compressed: i64,
+    encodings: Vec<Encoding>,
+}
+
+impl Chunk {
+    fn new() -> Chunk {
+        Chunk {
+            data: TrackedWrite::new(Vec::new()),
+            values: 0,
+            uncompressed: 0,
+            compressed: 0,
+            encodings: Vec::new(),
+        }
+    }
+
+    fn note(&mut self, encoding: Encoding) {
+        if !self.encodings.contains(&encoding) {
+            self.encodings.push(encoding);
+        }
+    }
+
+    fn write(&mut self, page: CompressedPage) -> Result<()> {
+        let spec = SerializedPageWriter::new(&mut self.data).write_page(page)?;
+        self.values += spec.num_values as i64;
+        self.uncompressed += spec.uncompressed_size as i64;
+        self.compressed += spec.compressed_size as i64;
+        Ok(())
+    }
+
+    /// The chunk's bytes (dictionary page first) and what the file writer
+    /// needs to append them.
+    fn finish(
+        self,
+        pages: &mut Pages,
+        descr: parquet::schema::types::ColumnDescPtr,
+        end: ChunkEnd,
+        rows: usize,
+    ) -> Result<(Bytes, ColumnCloseResult)> {
+        let Chunk {
+            data,
+            values,
+            mut uncompressed,
+            mut compressed,
+            mut encodings,
+        } = self;
+        let data = data.into_inner()?;
+        let (bytes, dictionary_offset, data_offset) = match end.dictionary {
+            Some((plain, entries)) => {
+                let buf = pages.compress(&[], &plain)?;
+                let mut head = TrackedWrite::new(Vec::with_capacity(buf.len() + 32 + data.len()));
+                let spec = SerializedPageWriter::new(&mut head).write_page(CompressedPage::new(
+                    Page::DictionaryPage {
+                        buf,
+                        num_values: entries,
+                        encoding: Encoding::PLAIN,
+                        is_sorted: false,
+                    },
+                    plain.len(),
+                ))?;
+                uncompressed += spec.uncompressed_size as i64;
+                compressed += spec.compressed_size as i64;
+                if !encodings.contains(&Encoding::PLAIN) {
+                    encodings.push(Encoding::PLAIN);
+                }
+                let mut head = head.into_inner()?;
+                let offset = head.len() as i64;
+                head.extend_from_slice(&data);
+                (head, Some(0), offset)
+            }
+            None => (data, None, 0),
+        };
+        let mut metadata = ColumnChunkMetaData::builder(descr)
+            .set_compression(pages.compression)
+            .set_encodings(encodings)
+            .set_num_values(values)
+            .set_total_compressed_size(compressed)
+            .set_total_uncompressed_size(uncompressed)
+            .set_data_page_offset(data_offset)
+            .set_dictionary_page_offset(dictionary_offset);
+        if let Some(statistics) = end.statistics {
+            metadata = metadata.set_statistics(statistics);
+        }
+        let close = ColumnCloseResult {
+            bytes_written: bytes.len() as u64,
+            rows_written: rows as u64,
+            metadata: metadata.build()?,
+            bloom_filter: None,
+            column_index: None,
+            offset_index: None,
+        };
+        Ok((Bytes::from(bytes), close))
+    }
+}
+
+/// What a column has for the end of its chunk.
+#[derive(Default)]
+pub struct ChunkEnd {
+    /// The dictionary, plain-encoded, and its number of entries.
+    dictionary: Option<(Vec<u8>, u32)>,
+    statistics: Option<Statistics>,
+}
+
+/// A column as the file writer sees it.
+pub trait Column {
+    /// Encodes the values gathered since the last page as a page of `chunk`.
+    fn page(&mut self, pages: &mut Pages, chunk: &mut Chunk) -> Result<()>;
+    /// Ends the chunk: its dictionary and statistics; the column starts over.
+    fn end_chunk(&mut self) -> ChunkEnd;
+}
+
+/// A table's columns, in its schema's order.
+pub trait Table {
+    /// The Arrow schema the file's footer carries.
+    fn schema() -> SchemaRef;
+    fn columns(&mut self) -> Vec<&mut dyn Column>;
+}
+
+/// A table's Parquet schema and the file writer's settings, made once.
+pub struct FileSchema {
+    descr: Arc<SchemaDescriptor>,
+    props: WriterPropertiesPtr,
+}
+
+fn file_schema<T: Table>(cell: &'static SchemaCell) -> Result<&'static FileSchema> {
+    cell.get_or_init(|| {
+        let schema = T::schema();
+        let descr = Arc::new(ArrowSchemaConverter::new().convert(&schema)?);
+        let mut props = WriterProperties::builder()
+            .set_created_by("build-a-nation lake".into())
+            .build();
+        add_encoded_arrow_schema_to_metadata(&schema, &mut props);
+        Ok(FileSchema {
+            descr,
+            props: Arc::new(props),
+        })
+    })
+    .as_ref()
+    .map_err(|e| parquet::errors::ParquetError::General(e.to_string()))
+}
+
+/// One Parquet file of table `T`, written a page at a time as rows come.
+pub struct ParquetFile<T: Table> {
+    pub table: T,
+    schema: &'static FileSchema,
+    chunks: Vec<Chunk>,
+    writer: SerializedFileWriter<Vec<u8>>,
+    page_rows: usize,
+    group_rows: usize,
+    rows: usize,
+    max_page_rows: usize,
+    max_group_rows: usize,
+}
+
+impl<T: Table> ParquetFile<T> {
+    fn create(
+        table: T,
+        schema: &'static FileSchema,
+        max_page_rows: usize,
+        max_group_rows: usize,
+    ) -> Result<Self> {
+        let writer = SerializedFileWriter::new(
+            Vec::new(),
+            schema.descr.root_schema_ptr(),
+            schema.props.clone(),
+        )?;
+        Ok(ParquetFile {
+            table,
+            schema,
+            chunks: (0..schema.descr.num_columns())
+                .map(|_| Chunk::new())
+                .collect(),
+            writer,
+            page_rows: 0,
+            group_rows: 0,
+            rows: 0,
+            max_page_rows,
+            max_group_rows,
+        })
+    }
+
+    /// Rows in the file so far.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Counts a row the caller pushed into [`ParquetFile::table`]'s columns;
+    /// a full page is encoded at once.
+    pub fn row_done(&mut self, pages: &mut Pages) -> Result<()> {
+        self.page_rows += 1;
+        self.rows += 1;
+        if self.page_rows >= self.max_page_rows {
+            self.flush_page(pages)?;
+            if self.group_rows >= self.max_group_rows {
+                self.flush_group(pages)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn flush_page(&mut self, pages: &mut Pages) -> Result<()> {
+        if self.page_rows == 0 {
+            return Ok(());
+        }
+        for (column, chunk) in self.table.columns().into_iter().zip(&mut self.chunks) {
+            column.page(pages, chunk)?;
+        }
+        self.group_rows += self.page_rows;
+        self.page_rows = 0;
+        Ok(())
+    }
+
+    fn flush_group(&mut self, pages: &mut Pages) -> Result<()> {
+        if self.group_rows == 0 {
+            return Ok(());
+        }
+        let rows = std::mem::take(&mut self.group_rows);
+        let chunks = std::mem::take(&mut self.chunks);
+        self.chunks = (0..chunks.len()).map(|_| Chunk::new()).collect();
+        let mut group = self.writer.next_row_group()?;
+        for (i, (column, chunk)) in self.table.columns().into_iter().zip(chunks).enumerate() {
+            let (bytes, close) =
+                chunk.finish(pages, self.schema.descr.column(i), column.end_chunk(), rows)?;
+            group.append_column(&bytes, close)?;
+        }
+        group.close()?;
+        Ok(())
+    }
+
+    /// The whole file.
+    pub fn finish(mut self, pages: &mut Pages) -> Result<Bytes> {
+        self.flush_page(pages)?;
+        self.flush_group(pages)?;
+        Ok(Bytes::from(self.writer.into_inner()?))
+    }
+}
+
+/// Where a table keeps its [`FileSchema`], made on first use.
+pub type SchemaCell = OnceLock<Result<FileSchema>>;
+
+/// An empty file of `table`, with the lake's page and row group sizes.
+pub fn create<T: Table>(table: T, cell: &'static SchemaCell) -> Result<ParquetFile<T>> {
+    create_sized(table, cell, crate::tables::CHUNK_ROWS, ROW_GROUP_ROWS)
+}
+
+/// [`create`] with other page and row group sizes (tests).
+pub fn create_sized<T: Table>(
+    table: T,
+    cell: &'static SchemaCell,
+    page_rows: usize,
+    group_rows: usize,
+) -> Result<ParquetFile<T>> {
+    ParquetFile::create(table, file_schema::<T>(cell)?, page_rows, group_rows)
+}
+
+/// Definition levels of a nullable column's page: bit width 1.
+fn def_levels(defs: &[i16]) -> Vec<u8> {
+    let mut encoder = LevelEncoder::v1_streaming(1);
+    encoder.put_with_observer(defs, |_, _| {});
+    encoder.consume()
+}
+
+/// `values` as `DELTA_BINARY_PACKED`.
+fn delta_i64(values: &[i64]) -> Result<Bytes> {
+    let mut encoder = DeltaBitPackEncoder::<Int64Type>::new();
+    encoder.put(values)?;
+    encoder.flush_buffer()
+}
+
+fn delta_i32(values: &[i32]) -> Result<Bytes> {
+    let mut encoder = DeltaBitPackEncoder::<Int32Type>::new();
+    encoder.put(values)?;
+    encoder.flush_buffer()
+}
+
+/// Dictionary indices as a `RLE_DICTIONARY` page body: the bit width, then
+/// the indices run-length or bit-packed.
+fn dictionary_indices(indices: &[u32], entries: usize) -> Vec<u8> {
+    let width = num_required_bits(entries.saturating_sub(1) as u64);
+    let mut encoder = RleEncoder::new_from_buf(width, vec![width]);
+    for &i in indices {
+        encoder.put(i as u64);
+    }
+    encoder.consume()
+}
+
+/// Text written as `DELTA_BYTE_ARRAY`: each value as the length of the
+/// prefix it shares with the value before and the rest.
+#[derive(Default)]
+pub struct DeltaStrings {
+    previous: Vec<u8>,
+    prefixes: Vec<i32>,
+    suffix_lengths: Vec<i32>,
+    suffixes: Vec<u8>,
+}
+
+impl DeltaStrings {
+    pub fn push(&mut self, value: &[u8]) {
+        let shared = self
+            .previous
+            .iter()
+            .zip(value)
+            .take_while(|(a, b)| a == b)
+            .count();
+        self.prefixes.push(shared as i32);
+        self.suffix_lengths.push((value.len() - shared) as i32);
+        self.suffixes.extend_from_slice(&value[shared..]);
+        self.previous.truncate(shared);
+        self.previous.extend_from_slice(&value[shared..]);
+    }
+}
+
+impl Column for DeltaStrings {
+    fn page(&mut self, pages: &mut Pages, chunk: &mut Chunk) -> Result<()> {
+        let prefixes = delta_i32(&self.prefixes)?;
+        let lengths = delta_i32(&self.suffix_lengths)?;
+        let mut values = Vec::with_capacity(prefixes.len() + lengths.len() + self.suffixes.len());
+        values.extend_from_slice(&prefixes);
+        values.extend_from_slice(&lengths);
+        values.extend_from_slice(&self.suffixes);
+        pages.data_page(
+            chunk,
+            &[],
+            &values,
+            self.prefixes.len(),
+            Encoding::DELTA_BYTE_ARRAY,
+        )?;
+        // Each page starts with no value before.
+        self.previous.clear();
+        self.prefixes.clear();
+        self.suffix_lengths.clear();
+        self.suffixes.clear();
+        Ok(())
+    }
+
+    fn end_chunk(&mut self) -> ChunkEnd {
+        ChunkEnd::default()
+    }
+}
+
+/// Text written `PLAIN`: each value's length, then its bytes.
+#[derive(Default)]
+pub struct PlainStrings {
+    values: Vec<u8>,
+    count: usize,
+}
+
+impl PlainStrings {
+    pub fn push(&mut self, value: &[u8]) {
+        self.values
+            .extend_from_slice(&(value.len() as u32).to_le_bytes());
+        self.values.extend_from_slice(value);
+        self.count += 1;
+    }
+}
+
+impl Column for PlainStrings {
+    fn page(&mut self, pages: &mut Pages, chunk: &mut Chunk) -> Result<()> {
+        pages.data_page(chunk, &[], &self.values, self.count, Encoding::PLAIN)?;
+        self.values.clear();
+        self.count = 0;
+        Ok(())
+    }
+
+    fn end_chunk(&mut self) -> ChunkEnd {
+        ChunkEnd::default()
+    }
+}
+
+/// A required list of text items, none null, written `PLAIN`
+/// (`buffer_meta.headers`): levels say where each row's list starts
+/// (repetition 0) and whether it is empty (definition 0) or holds an item
+/// (definition 2).
+#[derive(Default)]
+pub struct StringLists {
+    values: Vec<u8>,
+    repetition: Vec<i16>,
+    definition: Vec<i16>,
+    /// Where the item being written started, if one is open.
+    open: Option<usize>,
+    row_items: usize,
+}
+
+impl StringLists {
+    /// Opens an item of the current row; [`StringLists::item`] gives its
+    /// bytes' buffer and [`StringLists::close_item`] ends it.
+    pub fn open_item(&mut self) -> &mut Vec<u8> {
+        self.repetition.push(i16::from(self.row_items > 0));
+        self.definition.push(2);
+        self.row_items += 1;
+        self.open = Some(self.values.len());
+        self.values.extend_from_slice(&[0; 4]);
+        &mut self.values
+    }
+
+    /// Ends the item [`StringLists::open_item`] opened: its length.
+    pub fn close_item(&mut self) {
+        if let Some(start) = self.open.take() {
+            let len = (self.values.len() - start - 4) as u32;
+            self.values[start..start + 4].copy_from_slice(&len.to_le_bytes());
+        }
+    }
+
+    /// Ends the row (an empty list if it had no item).
+    pub fn end_row(&mut self) {
+        self.close_item();
+        if self.row_items == 0 {
+            self.repetition.push(0);
+            self.definition.push(0);
+        }
+        self.row_items = 0;
+    }
+}
+
+impl Column for StringLists {
+    fn page(&mut self, pages: &mut Pages, chunk: &mut Chunk) -> Result<()> {
+        let mut repetition = LevelEncoder::v1_streaming(1);
+        repetition.put_with_observer(&self.repetition, |_, _| {});
+        let mut definition = LevelEncoder::v1_streaming(2);
+        definition.put_with_observer(&self.definition, |_, _| {});
+        let mut levels = repetition.consume();
+        levels.extend_from_slice(&definition.consume());
+        pages.data_page(
+            chunk,
+            &levels,
+            &self.values,
+            self.repetition.len(),
+            Encoding::PLAIN,
+        )?;
+        self.values.clear();
+        self.repetition.clear();
+        self.definition.clear();
+        Ok(())
+    }
+
+    fn end_chunk(&mut self) -> ChunkEnd {
+        ChunkEnd::default()
+    }
+}
+
+/// Nulls of a nullable column: its definition levels and count.
+#[derive(Default)]
+struct Nulls {
+    definition: Option<Vec<i16>>,
+    count: u64,
+}
+
+impl Nulls {
+    fn nullable(nullable: bool) -> Nulls {
+        Nulls {
+            definition: nullable.then(Vec::new),
+            count: 0,
+        }
+    }
+
+    /// Notes a value (`true`) or a null.
+    fn push(&mut self, present: bool) {
+        if let Some(definition) = &mut self.definition {
+            definition.push(i16::from(present));
+        }
+        self.count += u64::from(!present);
+    }
+
+    /// The page's levels, cleared for the next; rows in the page.
+    fn page(&mut self) -> Option<(Vec<u8>, usize)> {
+        let definition = self.definition.as_mut()?;
+        let levels = def_levels(definition);
+        let rows = definition.len();
+        definition.clear();
+        Some((levels, rows))
+    }
+
+    /// The chunk's null count, reset.
+    fn take(&mut self) -> u64 {
+        std::mem::take(&mut self.count)
+    }
+}
+
+/// 64-bit numbers written as `DELTA_BINARY_PACKED`, with the chunk's min
+/// and max (offsets and times).
+pub struct DeltaInts {
+    values: Vec<i64>,
+    nulls: Nulls,
+    range: Option<(i64, i64)>,
+}
+
+impl DeltaInts {
+    pub fn new(nullable: bool) -> DeltaInts {
+        DeltaInts {
+            values: Vec::new(),
+            nulls: Nulls::nullable(nullable),
+            range: None,
+        }
+    }
+
+    pub fn push(&mut self, value: Option<i64>) {
+        self.nulls.push(value.is_some());
+        if let Some(v) = value {
+            self.values.push(v);
+            self.range = Some(match self.range {
+                Some((lo, hi)) => (lo.min(v), hi.max(v)),
+                None => (v, v),
+            });
+        }
+    }
+}
+
+impl Column for DeltaInts {
+    fn page(&mut self, pages: &mut Pages, chunk: &mut Chunk) -> Result<()> {
+        let values = delta_i64(&self.values)?;
+        let (levels, count) = self
+            .nulls
+            .page()
+            .unwrap_or_else(|| (Vec::new(), self.values.len()));
+        pages.data_page(
+            chunk,
+            &levels,
+            &values,
+            count,
+            Encoding::DELTA_BINARY_PACKED,
+        )?;
+        self.values.clear();
+        Ok(())
+    }
+
+    fn end_chunk(&mut self) -> ChunkEnd {
+        let (min, max) = self.range.take().unzip();
+        ChunkEnd {
+            dictionary: None,
+            statistics: Some(Statistics::int64(
+                min,
+                max,
+                None,
+                Some(self.nulls.take()),
+                false,
+            )),
+        }
+    }
+}
+
+/// A chunk's dictionary entries up to this many are found by comparing
+/// each (the value before first), not by hashing: a column's few hosts,
+/// agents or event types cost a compare or two per row.
+const SCAN_ENTRIES: usize = 16;
+
+/// The values of a dictionary column's page: indices into the chunk's
+/// dictionary, or (once it is full) the values themselves.
+#[derive(Default)]
+struct DictPage {
+    indices: Vec<u32>,
+    plain: Vec<u8>,
+    /// Values in `plain`.
+    plain_count: usize,
+}
+
+/// Repeated text: each distinct value once in the chunk's dictionary, each
+/// row an index into it; once the dictionary passes [`DICTIONARY_LIMIT`],
+/// the chunk's next pages are plain.
+pub struct DictStrings {
+    /// Entries past [`SCAN_ENTRIES`], hashed.
+    lookup: HashMap<Box<[u8]>, u32, Hasher>,
+    /// Where each entry's bytes are in `dictionary`.
+    spans: Vec<(u32, u32)>,
+    last: usize,
+    dictionary: Vec<u8>,
+    full: bool,
+    page: DictPage,
+    nulls: Nulls,
+    /// The chunk's min and max, when the column keeps statistics.
+    statistics: bool,
+    range: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl DictStrings {
+    pub fn new(nullable: bool, statistics: bool) -> DictStrings {
+        DictStrings {
+            lookup: HashMap::default(),
+            spans: Vec::new(),
+            last: 0,
+            dictionary: Vec::new(),
+            full: false,
+            page: DictPage::default(),
+            nulls: Nulls::nullable(nullable),
+            statistics,
+            range: None,
+        }
+    }
+
+    pub fn push(&mut self, value: Option<&[u8]>) {
+        self.nulls.push(value.is_some());
+        let Some(value) = value else { return };
+        if self.full {
+            self.page
+                .plain
+                .extend_from_slice(&(value.len() as u32).to_le_bytes());
+            self.page.plain.extend_from_slice(value);
+            self.page.plain_count += 1;
+            self.note(value);
+            return;
+        }
+        let index = match self.find(value) {
+            Some(i) => i,
+            None => {
+                let i = self.spans.len() as u32;
+                self.dictionary
+                    .extend_from_slice(&(value.len() as u32).to_le_bytes());
+                self.spans
+                    .push((self.dictionary.len() as u32, value.len() as u32));
+                self.dictionary.extend_from_slice(value);
+                if self.spans.len() > SCAN_ENTRIES {
+                    if self.lookup.is_empty() {
+                        for (j, &(at, len)) in self.spans.iter().enumerate() {
+                            let entry = &self.dictionary[at as usize..(at + len) as usize];
+                            self.lookup.insert(entry.into(), j as u32);
+                        }
+                    } else {
+                        self.lookup.insert(value.into(), i);
+                    }
+                }
+                self.note(value);
+                i
+            }
+        };
+        self.last = index as usize;
+        self.page.indices.push(index);
+    }
+
+    fn find(&self, value: &[u8]) -> Option<u32> {
+        if self.spans.len() > SCAN_ENTRIES {
+            return self.lookup.get(value).copied();
+        }
+        let entry = |&(at, len): &(u32, u32)| &self.dictionary[at as usize..(at + len) as usize];
+        if let Some(span) = self.spans.get(self.last) {
+            if entry(span) == value {
+                return Some(self.last as u32);
+            }
+        }
+        self.spans
+            .iter()
+            .position(|span| entry(span) == value)
+            .map(|i| i as u32)
+    }
+
+    fn note(&mut self, value: &[u8]) {
+        if !self.statistics {
+            return;
+        }
+        match &mut self.range {
+            Some((lo, hi)) => {
+                if value < lo.as_slice() {
+                    *lo = value.to_vec();
+                } else if value > hi.as_slice() {
+                    *hi = value.to_vec();
+                }
+            }
+            None => self.range = Some((value.to_vec(), value.to_vec())),
+        }
+    }
+}
+
+impl Column for DictStrings {
+    fn page(&mut self, pages: &mut Pages, chunk: &mut Chunk) -> Result<()> {
+        let (levels, count) = self
+            .nulls
+            .page()
+            .unwrap_or((Vec::new(), self.page.indices.len() + self.page.plain_count));
+        if self.page.plain_count > 0 || self.page.indices.is_empty() {
+            pages.data_page(chunk, &levels, &self.page.plain, count, Encoding::PLAIN)?;
+        } else {
+            let values = dictionary_indices(&self.page.indices, self.spans.len());
+            pages.data_page(chunk, &levels, &values, count, Encoding::RLE_DICTIONARY)?;
+        }
+        self.page.indices.clear();
+        self.page.plain.clear();
+        self.page.plain_count = 0;
+        self.full = self.dictionary.len() > DICTIONARY_LIMIT;
+        Ok(())
+    }
+
+    fn end_chunk(&mut self) -> ChunkEnd {
+        let entries = self.spans.len() as u32;
+        self.lookup.clear();
+        self.spans.clear();
+        self.last = 0;
+        self.full = false;
+        let dictionary = std::mem::take(&mut self.dictionary);
+        let nulls = self.nulls.take();
+        let statistics = self.statistics.then(|| {
+            let (min, max) = self.range.take().unzip();
+            Statistics::byte_array(
+                min.map(ByteArray::from),
+                max.map(ByteArray::from),
+                None,
+                Some(nulls),
+                false,
+            )
+        });
+        ChunkEnd {
+            dictionary: (entries > 0).then_some((dictionary, entries)),
+            statistics,
+        }
+    }
+}
+
+/// The physical type of a [`DictInts`] column and how its min and max
+/// compare.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IntKind {
+    I32,
+    U32,
+    I64,
+    U64,
+}
+
+/// Repeated numbers (game ids, sizes, versions), as [`DictStrings`].
+pub struct DictInts {
+    kind: IntKind,
+    /// Entries past [`SCAN_ENTRIES`], hashed.
+    lookup: HashMap<i64, u32, Hasher>,
+    entries: Vec<i64>,
+    last: usize,
+    dictionary: Vec<u8>,
+    full: bool,
+    page: DictPage,
+    range: Option<(i64, i64)>,
+}
+
+impl DictInts {
+    pub fn new(kind: IntKind) -> DictInts {
+        DictInts {
+            kind,
+            lookup: HashMap::default(),
+            entries: Vec::new(),
+            last: 0,
+            dictionary: Vec::new(),
+            full: false,
+            page: DictPage::default(),
+            range: None,
+        }
+    }
+
+    fn plain(kind: IntKind, out: &mut Vec<u8>, value: i64) {
+        match kind {
+            IntKind::I32 | IntKind::U32 => out.extend_from_slice(&(value as i32).to_le_bytes()),
+            IntKind::I64 | IntKind::U64 => out.extend_from_slice(&value.to_le_bytes()),
+        }
+    }
+
+    /// Where `value` sorts (unsigned kinds by their bits as unsigned).
+    fn order(&self, value: i64) -> i128 {
+        match self.kind {
+            IntKind::U32 => i128::from(value as u32),
+            IntKind::U64 => i128::from(value as u64),
+            IntKind::I32 | IntKind::I64 => i128::from(value),
+        }
+    }
+
+    /// Pushes a value (unsigned ones as their bits).
+    pub fn push(&mut self, value: i64) {
+        if self.full {
+            self.note(value);
+            Self::plain(self.kind, &mut self.page.plain, value);
+            self.page.plain_count += 1;
+            return;
+        }
+        let found = if self.entries.get(self.last) == Some(&value) {
+            Some(self.last)
+        } else if self.entries.len() > SCAN_ENTRIES {
+            self.lookup.get(&value).map(|&i| i as usize)
+        } else {
+            self.entries.iter().position(|&e| e == value)
+        };
+        let index = match found {
+            Some(i) => i,
+            None => {
+                let i = self.entries.len();
+                self.entries.push(value);
+                if self.entries.len() > SCAN_ENTRIES {
+                    if self.lookup.is_empty() {
+                        for (j, &e) in self.entries.iter().enumerate() {
+                            self.lookup.insert(e, j as u32);
+                        }
+                    } else {
+                        self.lookup.insert(value, i as u32);
+                    }
+                }
+                Self::plain(self.kind, &mut self.dictionary, value);
+                self.note(value);
+                i
+            }
+        };
+        self.last = index;
+        self.page.indices.push(index as u32);
+    }
+
+    /// Widens the chunk's min and max to `value`.
+    fn note(&mut self, value: i64) {
+        let at = self.order(value);
+        self.range = Some(match self.range {
+            Some((lo, hi)) if at < self.order(lo) => (value, hi),
+            Some((lo, hi)) if at > self.order(hi) => (lo, value),
+            Some(range) => range,
+            None => (value, value),
+        });
+    }
+}
+
+impl Column for DictInts {
+    fn page(&mut self, pages: &mut Pages, chunk: &mut Chunk) -> Result<()> {
+        if self.page.plain_count > 0 || self.page.indices.is_empty() {
+            pages.data_page(
+                chunk,
+                &[],
+                &self.page.plain,
+                self.page.plain_count,
+                Encoding::PLAIN,
+            )?;
+        } else {
+            let values = dictionary_indices(&self.page.indices, self.entries.len());
+            pages.data_page(
+                chunk,
+                &[],
+                &values,
+                self.page.indices.len(),
+                Encoding::RLE_DICTIONARY,
+            )?;
+        }
+        self.page.indices.clear();
+        self.page.plain.clear();
+        self.page.plain_count = 0;
+        self.full = self.dictionary.len() > DICTIONARY_LIMIT;
+        Ok(())
+    }
+
+    fn end_chunk(&mut self) -> ChunkEnd {
+        let entries = self.entries.len() as u32;
+        self.lookup.clear();
+        self.entries.clear();
+        self.last = 0;
+        self.full = false;
+        let dictionary = std::mem::take(&mut self.dictionary);
+        let (min, max) = self.range.take().unzip();
+        let statistics = match self.kind {
+            IntKind::I32 | IntKind::U32 => Statistics::int32(
+                min.map(|v| v as i32),
+                max.map(|v| v as i32),
+                None,
+                Some(0),
+                false,
+            ),
+            IntKind::I64 | IntKind::U64 => Statistics::int64(min, max, None, Some(0), false),
+        };
+        ChunkEnd {
+            dictionary: (entries > 0).then_some((dictionary, entries)),
+            statistics: Some(statistics),
+        }
+    }
+}
+
+/// A column with one value for the whole file (a batch's topic, partition
+/// and etl id): a dictionary of one entry and a run of zeros per page.
+pub struct Constant {
+    plain: Vec<u8>,
+    statistics: Statistics,
+    rows: usize,
+    chunk_rows: usize,
+}
+
+impl Constant {
+    pub fn text(value: &str) -> Constant {
+        let mut plain = Vec::with_capacity(value.len() + 4);
+        plain.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        plain.extend_from_slice(value.as_bytes());
+        let v = Some(ByteArray::from(value.as_bytes().to_vec()));
+        Constant {
+            plain,
+            statistics: Statistics::byte_array(v.clone(), v, None, Some(0), false),
+            rows: 0,
+            chunk_rows: 0,
+        }
+    }
+
+    pub fn int32(value: i32) -> Constant {
+        Constant {
+            plain: value.to_le_bytes().to_vec(),
+            statistics: Statistics::int32(Some(value), Some(value), None, Some(0), false),
+            rows: 0,
+            chunk_rows: 0,
+        }
+    }
+
+    pub fn push(&mut self) {
+        self.rows += 1;
+    }
+}
+
+impl Column for Constant {
+    fn page(&mut self, pages: &mut Pages, chunk: &mut Chunk) -> Result<()> {
+        let mut encoder = RleEncoder::new_from_buf(0, vec![0]);
+        let mut left = self.rows;
+        while left > 0 && !encoder.is_accumulating_rle(0) {
+            encoder.put(0);
+            left -= 1;
+        }
+        if left > 0 {
+            encoder.extend_run(left);
+        }
+        let values = encoder.consume();
+        pages.data_page(chunk, &[], &values, self.rows, Encoding::RLE_DICTIONARY)?;
+        self.chunk_rows += std::mem::take(&mut self.rows);
+        Ok(())
+    }
+
+    fn end_chunk(&mut self) -> ChunkEnd {
+        let rows = std::mem::take(&mut self.chunk_rows);
+        ChunkEnd {
+            dictionary: (rows > 0).then(|| (self.plain.clone(), 1)),
+            statistics: Some(self.statistics.clone()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::cast::AsArray;
+    use arrow_array::Array;
+    use arrow_array::types::{Int64Type as I64, UInt64Type as U64};
+    use arrow_schema::{DataType, Field, Schema};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+
+    struct Sample {
+        id: DictInts,
+        name: DictStrings,
+        at: DeltaInts,
+        topic: Constant,
+    }
+
+    impl Table for Sample {
+        fn schema() -> SchemaRef {
+            Arc::new(Schema::new(vec![
+                Field::new("id", DataType::UInt64, false),
+                Field::new("name", DataType::Utf8, true),
+                Field::new("at", DataType::Int64, true),
+                Field::new("topic", DataType::Utf8, false),
+            ]))
+        }
+
+        fn columns(&mut self) -> Vec<&mut dyn Column> {
+            vec![&mut self.id, &mut self.name, &mut self.at, &mut self.topic]
+        }
+    }
+
+    static SAMPLE: SchemaCell = SchemaCell::new();
+
+    /// Row `i`: ids with the top bit set on every 7th, names 40 KiB long
+    /// (a page of ten passes the dictionary's limit by the third page),
+    /// nulls every 5th.
+    fn row(i: u64) -> (u64, Option<String>, Option<i64>) {
+        let id = i % 30 + u64::from(i % 7 == 0) * (1 << 63);
+        let name = (i % 5 != 0).then(|| format!("{i:0>40960}"));
+        let at = (i % 5 != 1).then(|| 1_000 + i as i64 * 3);
+        (id, name, at)
+    }
+
+    #[test]
+    fn pages_and_row_groups_read_back_with_their_statistics() {
+        let mut pages = Pages::new(Compression::ZSTD(Default::default())).unwrap();
+        let sample = Sample {
+            id: DictInts::new(IntKind::U64),
+            name: DictStrings::new(true, true),
+            at: DeltaInts::new(true),
+            topic: Constant::text("actions"),
+        };
+        let mut file = create_sized(sample, &SAMPLE, 10, 25).unwrap();
+        for i in 0..60 {
+            let (id, name, at) = row(i);
+            file.table.id.push(id as i64);
+            file.table.name.push(name.as_deref().map(str::as_bytes));
+            file.table.at.push(at);
+            file.table.topic.push();
+            file.row_done(&mut pages).unwrap();
+        }
+        assert_eq!(file.rows(), 60);
+        let bytes = file.finish(&mut pages).unwrap();
+
+        // A row group ends on a page: at 30 rows, not 25.
+        let reader = SerializedFileReader::new(bytes.clone()).unwrap();
+        let groups: Vec<i64> = reader
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|g| g.num_rows())
+            .collect();
+        assert_eq!(groups, [30, 30]);
+        let first = reader.metadata().row_group(0);
+        // Unsigned ids compare as unsigned: the top-bit ones are the max.
+        match first.column(0).statistics().unwrap() {
+            Statistics::Int64(s) => {
+                assert_eq!(*s.min_opt().unwrap() as u64, 1);
+                assert_eq!(*s.max_opt().unwrap() as u64, (1 << 63) + 28);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(first.column(1).statistics().unwrap().null_count_opt(), Some(6));
+        assert_eq!(first.column(2).statistics().unwrap().null_count_opt(), Some(6));
+        // The names' dictionary filled up: later pages are plain.
+        let encodings: Vec<Encoding> = first.column(1).encodings().collect();
+        assert!(encodings.contains(&Encoding::RLE_DICTIONARY), "{encodings:?}");
+        assert!(encodings.contains(&Encoding::PLAIN), "{encodings:?}");
+
+        let batches: Vec<_> = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .unwrap()
+            .build()
+            .unwrap()
+            .map(|b| b.unwrap())
+            .collect();
+        let mut i = 0;
+        for batch in batches {
+            assert_eq!(batch.schema(), Sample::schema());
+            let ids = batch.column(0).as_primitive::<U64>();
+            let names = batch.column(1).as_string::<i32>();
+            let ats = batch.column(2).as_primitive::<I64>();
+            let topics = batch.column(3).as_string::<i32>();
+            for r in 0..batch.num_rows() {
+                let (id, name, at) = row(i);
+                assert_eq!(ids.value(r), id, "row {i}");
+                assert_eq!(names.is_valid(r).then(|| names.value(r)), name.as_deref());
+                assert_eq!(ats.is_valid(r).then(|| ats.value(r)), at, "row {i}");
+                assert_eq!(topics.value(r), "actions");
+                i += 1;
+            }
+        }
+        assert_eq!(i, 60);
+    }
+}
