@@ -1094,8 +1094,8 @@ mod tests {
     /// (a page of ten passes the dictionary's limit by the third page),
     /// nulls every 5th.
     fn row(i: u64) -> (u64, Option<String>, Option<i64>) {
-        let id = i % 30 + u64::from(i % 7 == 0) * (1 << 63);
-        let name = (i % 5 != 0).then(|| format!("{i:0>40960}"));
+        let id = i % 30 + u64::from(i.is_multiple_of(7)) * (1 << 63);
+        let name = (!i.is_multiple_of(5)).then(|| format!("{i:0>40960}"));
         let at = (i % 5 != 1).then(|| 1_000 + i as i64 * 3);
         (id, name, at)
     }
