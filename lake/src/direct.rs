@@ -28,7 +28,7 @@
 //! choices for the other tables).
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::{mpsc, Arc, Mutex, OnceLock, PoisonError};
 
 use arrow_schema::SchemaRef;
 use bytes::Bytes;
@@ -48,6 +48,8 @@ use parquet::file::writer::{SerializedFileWriter, SerializedPageWriter, TrackedW
 use parquet::schema::types::SchemaDescriptor;
 use parquet::util::bit_util::num_required_bits;
 
+use crate::tables::Encoder;
+
 type Result<T> = std::result::Result<T, parquet::errors::ParquetError>;
 type Hasher = ahash::RandomState;
 
@@ -58,49 +60,73 @@ pub const ROW_GROUP_ROWS: usize = 128 * 1024;
 /// next pages are plain (the `parquet` crate's default limit).
 const DICTIONARY_LIMIT: usize = 1024 * 1024;
 
-/// What every page of a batch is compressed with: one codec (one zstd
-/// context) for all the batch's columns, made once.
-pub struct Pages {
+/// A page as its column encoded it: levels, then values, not yet
+/// compressed.
+pub struct EncodedPage {
+    levels: Vec<u8>,
+    values: Bytes,
+    num_values: usize,
+    encoding: Encoding,
+}
+
+impl EncodedPage {
+    fn new(
+        levels: Vec<u8>,
+        values: impl Into<Bytes>,
+        num_values: usize,
+        encoding: Encoding,
+    ) -> Self {
+        EncodedPage {
+            levels,
+            values: values.into(),
+            num_values,
+            encoding,
+        }
+    }
+}
+
+/// What a thread compresses pages with: one codec (one zstd context) for
+/// every file it writes, made on its first page ([`with_pages`]).
+struct Pages {
     compression: Compression,
     codec: Option<Box<dyn Codec>>,
     scratch: Vec<u8>,
 }
 
-impl std::fmt::Debug for Pages {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Pages({})", self.compression)
-    }
+thread_local! {
+    static PAGES: std::cell::RefCell<Option<Pages>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` with this thread's [`Pages`] for `compression`.
+fn with_pages<R>(compression: Compression, f: impl FnOnce(&mut Pages) -> Result<R>) -> Result<R> {
+    PAGES.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let pages = match &mut *slot {
+            Some(pages) if pages.compression == compression => pages,
+            _ => slot.insert(Pages {
+                compression,
+                codec: create_codec(compression, &CodecOptions::default())?,
+                scratch: Vec::new(),
+            }),
+        };
+        f(pages)
+    })
 }
 
 impl Pages {
-    pub fn new(compression: Compression) -> Result<Pages> {
-        Ok(Pages {
-            compression,
-            codec: create_codec(compression, &CodecOptions::default())?,
-            scratch: Vec::new(),
-        })
-    }
-
-    /// Compresses `levels` then `values` as one data page of `chunk`.
-    fn data_page(
-        &mut self,
-        chunk: &mut Chunk,
-        levels: &[u8],
-        values: &[u8],
-        num_values: usize,
-        encoding: Encoding,
-    ) -> Result<()> {
-        let size = levels.len() + values.len();
-        let buf = self.compress(levels, values)?;
-        chunk.note(encoding);
-        if !levels.is_empty() {
+    /// Compresses `page` as one data page of `chunk`.
+    fn data_page(&mut self, chunk: &mut Chunk, page: &EncodedPage) -> Result<()> {
+        let size = page.levels.len() + page.values.len();
+        let buf = self.compress(&page.levels, &page.values)?;
+        chunk.note(page.encoding);
+        if !page.levels.is_empty() {
             chunk.note(Encoding::RLE);
         }
         chunk.write(CompressedPage::new(
             Page::DataPage {
                 buf,
-                num_values: num_values as u32,
-                encoding,
+                num_values: page.num_values as u32,
+                encoding: page.encoding,
                 def_level_encoding: Encoding::RLE,
                 rep_level_encoding: Encoding::RLE,
                 statistics: None,
@@ -239,8 +265,9 @@ pub struct ChunkEnd {
 
 /// A column as the file writer sees it.
 pub trait Column {
-    /// Encodes the values gathered since the last page as a page of `chunk`.
-    fn page(&mut self, pages: &mut Pages, chunk: &mut Chunk) -> Result<()>;
+    /// Encodes the values gathered since the last page (compression and
+    /// the page header come after, maybe on another thread).
+    fn page(&mut self) -> Result<EncodedPage>;
     /// Ends the chunk: its dictionary and statistics; the column starts over.
     fn end_chunk(&mut self) -> ChunkEnd;
 }
@@ -275,12 +302,128 @@ fn file_schema<T: Table>(cell: &'static SchemaCell) -> Result<&'static FileSchem
     .map_err(|e| parquet::errors::ParquetError::General(e.to_string()))
 }
 
-/// One Parquet file of table `T`, written a page at a time as rows come.
-pub struct ParquetFile<T: Table> {
-    pub table: T,
+/// The encoded side of a file: its column chunks and its writer, fed
+/// encoded pages by [`ParquetFile`], on the caller's thread or an
+/// [`Encoder`]'s.
+struct FileState {
     schema: &'static FileSchema,
+    compression: Compression,
     chunks: Vec<Chunk>,
     writer: SerializedFileWriter<Vec<u8>>,
+}
+
+impl FileState {
+    fn new(schema: &'static FileSchema) -> Result<FileState> {
+        Ok(FileState {
+            schema,
+            compression: crate::store::compression(),
+            chunks: Self::chunks(schema),
+            writer: SerializedFileWriter::new(
+                Vec::new(),
+                schema.descr.root_schema_ptr(),
+                schema.props.clone(),
+            )?,
+        })
+    }
+
+    fn chunks(schema: &FileSchema) -> Vec<Chunk> {
+        (0..schema.descr.num_columns())
+            .map(|_| Chunk::new())
+            .collect()
+    }
+
+    /// One page per column, in the schema's order.
+    fn write_pages(&mut self, pages: &[EncodedPage]) -> Result<()> {
+        with_pages(self.compression, |codec| {
+            for (chunk, page) in self.chunks.iter_mut().zip(pages) {
+                codec.data_page(chunk, page)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Ends the row group: each column's chunk with its dictionary and
+    /// statistics.
+    fn write_group(&mut self, ends: Vec<ChunkEnd>, rows: usize) -> Result<()> {
+        let chunks = std::mem::replace(&mut self.chunks, Self::chunks(self.schema));
+        let mut group = self.writer.next_row_group()?;
+        with_pages(self.compression, |codec| {
+            for (i, (chunk, end)) in chunks.into_iter().zip(ends).enumerate() {
+                let (bytes, close) = chunk.finish(codec, self.schema.descr.column(i), end, rows)?;
+                group.append_column(&bytes, close)?;
+            }
+            Ok(())
+        })?;
+        group.close()?;
+        Ok(())
+    }
+}
+
+/// Where a [`ParquetFile`]'s encoded pages go.
+enum Out {
+    Here(Box<FileState>),
+    /// To an encoder thread; a failure there is kept for `finish`.
+    There(
+        Encoder,
+        Arc<Mutex<std::result::Result<Box<FileState>, String>>>,
+    ),
+}
+
+impl Out {
+    fn run(
+        &mut self,
+        job: impl FnOnce(&mut FileState) -> Result<()> + Send + 'static,
+    ) -> crate::Result<()> {
+        match self {
+            Out::Here(state) => Ok(job(state)?),
+            Out::There(encoder, state) => {
+                let state = state.clone();
+                encoder.run(move || {
+                    let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+                    if let Ok(file) = &mut *state {
+                        if let Err(e) = job(file) {
+                            *state = Err(e.to_string());
+                        }
+                    }
+                })
+            }
+        }
+    }
+
+    fn finish(self) -> crate::Result<Bytes> {
+        let into_bytes = |state: Box<FileState>| -> Result<Bytes> {
+            Ok(Bytes::from(state.writer.into_inner()?))
+        };
+        match self {
+            Out::Here(state) => Ok(into_bytes(state)?),
+            Out::There(encoder, state) => {
+                // After the file's pages, in the encoder's order.
+                let (done, result) = mpsc::sync_channel(1);
+                encoder.run(move || {
+                    let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+                    let bytes = match std::mem::replace(&mut *state, Err("finished".into())) {
+                        Ok(file) => into_bytes(file).map_err(|e| e.to_string()),
+                        Err(e) => Err(e),
+                    };
+                    let _ = done.send(bytes);
+                })?;
+                result
+                    .recv()
+                    .map_err(|_| crate::LakeError::Other("the encoder thread is gone".into()))?
+                    .map_err(|e| crate::LakeError::Other(format!("parquet: {e}")))
+            }
+        }
+    }
+}
+
+/// One Parquet file of table `T`, written a page at a time as rows come:
+/// the caller pushes each row's values into [`ParquetFile::table`]'s
+/// columns and calls [`ParquetFile::row_done`]. Each full page is encoded
+/// here; with an [`Encoder`], compressing it and writing it into its
+/// column chunk happen on the encoder's thread.
+pub struct ParquetFile<T: Table> {
+    pub table: T,
+    out: Out,
     page_rows: usize,
     group_rows: usize,
     rows: usize,
@@ -289,32 +432,6 @@ pub struct ParquetFile<T: Table> {
 }
 
 impl<T: Table> ParquetFile<T> {
-    fn create(
-        table: T,
-        schema: &'static FileSchema,
-        max_page_rows: usize,
-        max_group_rows: usize,
-    ) -> Result<Self> {
-        let writer = SerializedFileWriter::new(
-            Vec::new(),
-            schema.descr.root_schema_ptr(),
-            schema.props.clone(),
-        )?;
-        Ok(ParquetFile {
-            table,
-            schema,
-            chunks: (0..schema.descr.num_columns())
-                .map(|_| Chunk::new())
-                .collect(),
-            writer,
-            page_rows: 0,
-            group_rows: 0,
-            rows: 0,
-            max_page_rows,
-            max_group_rows,
-        })
-    }
-
     /// Rows in the file so far.
     pub fn rows(&self) -> usize {
         self.rows
@@ -322,71 +439,103 @@ impl<T: Table> ParquetFile<T> {
 
     /// Counts a row the caller pushed into [`ParquetFile::table`]'s columns;
     /// a full page is encoded at once.
-    pub fn row_done(&mut self, pages: &mut Pages) -> Result<()> {
+    pub fn row_done(&mut self) -> crate::Result<()> {
         self.page_rows += 1;
         self.rows += 1;
         if self.page_rows >= self.max_page_rows {
-            self.flush_page(pages)?;
+            self.flush_page()?;
             if self.group_rows >= self.max_group_rows {
-                self.flush_group(pages)?;
+                self.flush_group()?;
             }
         }
         Ok(())
     }
 
-    fn flush_page(&mut self, pages: &mut Pages) -> Result<()> {
+    fn flush_page(&mut self) -> crate::Result<()> {
         if self.page_rows == 0 {
             return Ok(());
         }
-        for (column, chunk) in self.table.columns().into_iter().zip(&mut self.chunks) {
-            column.page(pages, chunk)?;
-        }
+        let pages = self
+            .table
+            .columns()
+            .into_iter()
+            .map(|column| column.page())
+            .collect::<Result<Vec<_>>>()?;
+        self.out.run(move |file| file.write_pages(&pages))?;
         self.group_rows += self.page_rows;
         self.page_rows = 0;
         Ok(())
     }
 
-    fn flush_group(&mut self, pages: &mut Pages) -> Result<()> {
+    fn flush_group(&mut self) -> crate::Result<()> {
         if self.group_rows == 0 {
             return Ok(());
         }
         let rows = std::mem::take(&mut self.group_rows);
-        let chunks = std::mem::take(&mut self.chunks);
-        self.chunks = (0..chunks.len()).map(|_| Chunk::new()).collect();
-        let mut group = self.writer.next_row_group()?;
-        for (i, (column, chunk)) in self.table.columns().into_iter().zip(chunks).enumerate() {
-            let (bytes, close) =
-                chunk.finish(pages, self.schema.descr.column(i), column.end_chunk(), rows)?;
-            group.append_column(&bytes, close)?;
-        }
-        group.close()?;
-        Ok(())
+        let ends: Vec<ChunkEnd> = self
+            .table
+            .columns()
+            .into_iter()
+            .map(|column| column.end_chunk())
+            .collect();
+        self.out.run(move |file| file.write_group(ends, rows))
     }
 
     /// The whole file.
-    pub fn finish(mut self, pages: &mut Pages) -> Result<Bytes> {
-        self.flush_page(pages)?;
-        self.flush_group(pages)?;
-        Ok(Bytes::from(self.writer.into_inner()?))
+    pub fn finish(mut self) -> crate::Result<Bytes> {
+        self.flush_page()?;
+        self.flush_group()?;
+        self.out.finish()
     }
 }
 
 /// Where a table keeps its [`FileSchema`], made on first use.
 pub type SchemaCell = OnceLock<Result<FileSchema>>;
 
-/// An empty file of `table`, with the lake's page and row group sizes.
-pub fn create<T: Table>(table: T, cell: &'static SchemaCell) -> Result<ParquetFile<T>> {
-    create_sized(table, cell, crate::tables::CHUNK_ROWS, ROW_GROUP_ROWS)
+/// An empty file of `table`, with the lake's page and row group sizes,
+/// its pages compressed on `encoder`'s thread if given, else on the
+/// caller's.
+pub fn create<T: Table>(
+    table: T,
+    cell: &'static SchemaCell,
+    encoder: Option<&Encoder>,
+) -> crate::Result<ParquetFile<T>> {
+    create_sized(
+        table,
+        cell,
+        encoder,
+        crate::tables::CHUNK_ROWS,
+        ROW_GROUP_ROWS,
+    )
 }
 
 /// [`create`] with other page and row group sizes (tests).
 pub fn create_sized<T: Table>(
     table: T,
     cell: &'static SchemaCell,
+    encoder: Option<&Encoder>,
     page_rows: usize,
     group_rows: usize,
-) -> Result<ParquetFile<T>> {
-    ParquetFile::create(table, file_schema::<T>(cell)?, page_rows, group_rows)
+) -> crate::Result<ParquetFile<T>> {
+    let state = Box::new(FileState::new(file_schema::<T>(cell)?)?);
+    Ok(ParquetFile {
+        table,
+        out: match encoder {
+            Some(encoder) => Out::There(encoder.clone(), Arc::new(Mutex::new(Ok(state)))),
+            None => Out::Here(state),
+        },
+        page_rows: 0,
+        group_rows: 0,
+        rows: 0,
+        max_page_rows: page_rows,
+        max_group_rows: group_rows,
+    })
+}
+
+/// A page's buffer, handed on; the next starts at the same size.
+fn take_sized(buffer: &mut Vec<u8>) -> Vec<u8> {
+    let size = buffer.len();
+    std::mem::replace(buffer, Vec::with_capacity(size))
 }
 
 /// Definition levels of a nullable column's page: bit width 1.
@@ -447,26 +596,25 @@ impl DeltaStrings {
 }
 
 impl Column for DeltaStrings {
-    fn page(&mut self, pages: &mut Pages, chunk: &mut Chunk) -> Result<()> {
+    fn page(&mut self) -> Result<EncodedPage> {
         let prefixes = delta_i32(&self.prefixes)?;
         let lengths = delta_i32(&self.suffix_lengths)?;
         let mut values = Vec::with_capacity(prefixes.len() + lengths.len() + self.suffixes.len());
         values.extend_from_slice(&prefixes);
         values.extend_from_slice(&lengths);
         values.extend_from_slice(&self.suffixes);
-        pages.data_page(
-            chunk,
-            &[],
-            &values,
+        let page = EncodedPage::new(
+            Vec::new(),
+            values,
             self.prefixes.len(),
             Encoding::DELTA_BYTE_ARRAY,
-        )?;
+        );
         // Each page starts with no value before.
         self.previous.clear();
         self.prefixes.clear();
         self.suffix_lengths.clear();
         self.suffixes.clear();
-        Ok(())
+        Ok(page)
     }
 
     fn end_chunk(&mut self) -> ChunkEnd {
@@ -491,11 +639,14 @@ impl PlainStrings {
 }
 
 impl Column for PlainStrings {
-    fn page(&mut self, pages: &mut Pages, chunk: &mut Chunk) -> Result<()> {
-        pages.data_page(chunk, &[], &self.values, self.count, Encoding::PLAIN)?;
-        self.values.clear();
-        self.count = 0;
-        Ok(())
+    fn page(&mut self) -> Result<EncodedPage> {
+        let values = take_sized(&mut self.values);
+        Ok(EncodedPage::new(
+            Vec::new(),
+            values,
+            std::mem::take(&mut self.count),
+            Encoding::PLAIN,
+        ))
     }
 
     fn end_chunk(&mut self) -> ChunkEnd {
@@ -549,24 +700,18 @@ impl StringLists {
 }
 
 impl Column for StringLists {
-    fn page(&mut self, pages: &mut Pages, chunk: &mut Chunk) -> Result<()> {
+    fn page(&mut self) -> Result<EncodedPage> {
         let mut repetition = LevelEncoder::v1_streaming(1);
         repetition.put_with_observer(&self.repetition, |_, _| {});
         let mut definition = LevelEncoder::v1_streaming(2);
         definition.put_with_observer(&self.definition, |_, _| {});
         let mut levels = repetition.consume();
         levels.extend_from_slice(&definition.consume());
-        pages.data_page(
-            chunk,
-            &levels,
-            &self.values,
-            self.repetition.len(),
-            Encoding::PLAIN,
-        )?;
-        self.values.clear();
+        let values = take_sized(&mut self.values);
+        let page = EncodedPage::new(levels, values, self.repetition.len(), Encoding::PLAIN);
         self.repetition.clear();
         self.definition.clear();
-        Ok(())
+        Ok(page)
     }
 
     fn end_chunk(&mut self) -> ChunkEnd {
@@ -642,21 +787,19 @@ impl DeltaInts {
 }
 
 impl Column for DeltaInts {
-    fn page(&mut self, pages: &mut Pages, chunk: &mut Chunk) -> Result<()> {
+    fn page(&mut self) -> Result<EncodedPage> {
         let values = delta_i64(&self.values)?;
         let (levels, count) = self
             .nulls
             .page()
             .unwrap_or_else(|| (Vec::new(), self.values.len()));
-        pages.data_page(
-            chunk,
-            &levels,
-            &values,
+        self.values.clear();
+        Ok(EncodedPage::new(
+            levels,
+            values,
             count,
             Encoding::DELTA_BINARY_PACKED,
-        )?;
-        self.values.clear();
-        Ok(())
+        ))
     }
 
     fn end_chunk(&mut self) -> ChunkEnd {
@@ -679,6 +822,23 @@ impl Column for DeltaInts {
 /// agents or event types cost a compare or two per row.
 const SCAN_ENTRIES: usize = 16;
 
+/// A value's length and first and last bytes, folded into a word: two
+/// values with different tags differ, so most compares stop at the tag.
+fn tag(value: &[u8]) -> u64 {
+    let word = |bytes: &[u8]| {
+        let mut w = [0u8; 8];
+        w[..bytes.len()].copy_from_slice(bytes);
+        u64::from_le_bytes(w)
+    };
+    let n = value.len();
+    let (head, tail) = if n >= 8 {
+        (word(&value[..8]), word(&value[n - 8..]))
+    } else {
+        (word(value), 0)
+    };
+    head ^ tail.rotate_left(29) ^ (n as u64).rotate_left(53)
+}
+
 /// The values of a dictionary column's page: indices into the chunk's
 /// dictionary, or (once it is full) the values themselves.
 #[derive(Default)]
@@ -689,14 +849,33 @@ struct DictPage {
     plain_count: usize,
 }
 
+impl DictPage {
+    /// The page (plain once the dictionary is full, or with no value but
+    /// nulls), emptied for the next; `entries` is the dictionary's size.
+    fn encode(&mut self, levels: Vec<u8>, count: usize, entries: usize) -> EncodedPage {
+        let page = if self.plain_count > 0 || self.indices.is_empty() {
+            let plain = take_sized(&mut self.plain);
+            EncodedPage::new(levels, plain, count, Encoding::PLAIN)
+        } else {
+            let values = dictionary_indices(&self.indices, entries);
+            EncodedPage::new(levels, values, count, Encoding::RLE_DICTIONARY)
+        };
+        self.indices.clear();
+        self.plain_count = 0;
+        page
+    }
+}
+
 /// Repeated text: each distinct value once in the chunk's dictionary, each
 /// row an index into it; once the dictionary passes [`DICTIONARY_LIMIT`],
 /// the chunk's next pages are plain.
 pub struct DictStrings {
     /// Entries past [`SCAN_ENTRIES`], hashed.
     lookup: HashMap<Box<[u8]>, u32, Hasher>,
-    /// Where each entry's bytes are in `dictionary`.
+    /// Where each entry's bytes are in `dictionary`, and each one's
+    /// [`tag`], compared before its bytes.
     spans: Vec<(u32, u32)>,
+    tags: Vec<u64>,
     last: usize,
     dictionary: Vec<u8>,
     full: bool,
@@ -712,6 +891,7 @@ impl DictStrings {
         DictStrings {
             lookup: HashMap::default(),
             spans: Vec::new(),
+            tags: Vec::new(),
             last: 0,
             dictionary: Vec::new(),
             full: false,
@@ -734,10 +914,12 @@ impl DictStrings {
             self.note(value);
             return;
         }
-        let index = match self.find(value) {
+        let tag = tag(value);
+        let index = match self.find(value, tag) {
             Some(i) => i,
             None => {
                 let i = self.spans.len() as u32;
+                self.tags.push(tag);
                 self.dictionary
                     .extend_from_slice(&(value.len() as u32).to_le_bytes());
                 self.spans
@@ -761,20 +943,18 @@ impl DictStrings {
         self.page.indices.push(index);
     }
 
-    fn find(&self, value: &[u8]) -> Option<u32> {
+    fn find(&self, value: &[u8], tag: u64) -> Option<u32> {
         if self.spans.len() > SCAN_ENTRIES {
             return self.lookup.get(value).copied();
         }
-        let entry = |&(at, len): &(u32, u32)| &self.dictionary[at as usize..(at + len) as usize];
-        if let Some(span) = self.spans.get(self.last) {
-            if entry(span) == value {
-                return Some(self.last as u32);
-            }
+        let is = |i: usize| {
+            let (at, len) = self.spans[i];
+            self.tags[i] == tag && &self.dictionary[at as usize..(at + len) as usize] == value
+        };
+        if self.last < self.spans.len() && is(self.last) {
+            return Some(self.last as u32);
         }
-        self.spans
-            .iter()
-            .position(|span| entry(span) == value)
-            .map(|i| i as u32)
+        (0..self.spans.len()).find(|&i| is(i)).map(|i| i as u32)
     }
 
     fn note(&mut self, value: &[u8]) {
@@ -795,28 +975,21 @@ impl DictStrings {
 }
 
 impl Column for DictStrings {
-    fn page(&mut self, pages: &mut Pages, chunk: &mut Chunk) -> Result<()> {
+    fn page(&mut self) -> Result<EncodedPage> {
         let (levels, count) = self
             .nulls
             .page()
             .unwrap_or((Vec::new(), self.page.indices.len() + self.page.plain_count));
-        if self.page.plain_count > 0 || self.page.indices.is_empty() {
-            pages.data_page(chunk, &levels, &self.page.plain, count, Encoding::PLAIN)?;
-        } else {
-            let values = dictionary_indices(&self.page.indices, self.spans.len());
-            pages.data_page(chunk, &levels, &values, count, Encoding::RLE_DICTIONARY)?;
-        }
-        self.page.indices.clear();
-        self.page.plain.clear();
-        self.page.plain_count = 0;
+        let page = self.page.encode(levels, count, self.spans.len());
         self.full = self.dictionary.len() > DICTIONARY_LIMIT;
-        Ok(())
+        Ok(page)
     }
 
     fn end_chunk(&mut self) -> ChunkEnd {
         let entries = self.spans.len() as u32;
         self.lookup.clear();
         self.spans.clear();
+        self.tags.clear();
         self.last = 0;
         self.full = false;
         let dictionary = std::mem::take(&mut self.dictionary);
@@ -942,30 +1115,11 @@ impl DictInts {
 }
 
 impl Column for DictInts {
-    fn page(&mut self, pages: &mut Pages, chunk: &mut Chunk) -> Result<()> {
-        if self.page.plain_count > 0 || self.page.indices.is_empty() {
-            pages.data_page(
-                chunk,
-                &[],
-                &self.page.plain,
-                self.page.plain_count,
-                Encoding::PLAIN,
-            )?;
-        } else {
-            let values = dictionary_indices(&self.page.indices, self.entries.len());
-            pages.data_page(
-                chunk,
-                &[],
-                &values,
-                self.page.indices.len(),
-                Encoding::RLE_DICTIONARY,
-            )?;
-        }
-        self.page.indices.clear();
-        self.page.plain.clear();
-        self.page.plain_count = 0;
+    fn page(&mut self) -> Result<EncodedPage> {
+        let count = self.page.indices.len() + self.page.plain_count;
+        let page = self.page.encode(Vec::new(), count, self.entries.len());
         self.full = self.dictionary.len() > DICTIONARY_LIMIT;
-        Ok(())
+        Ok(page)
     }
 
     fn end_chunk(&mut self) -> ChunkEnd {
@@ -1031,7 +1185,7 @@ impl Constant {
 }
 
 impl Column for Constant {
-    fn page(&mut self, pages: &mut Pages, chunk: &mut Chunk) -> Result<()> {
+    fn page(&mut self) -> Result<EncodedPage> {
         let mut encoder = RleEncoder::new_from_buf(0, vec![0]);
         let mut left = self.rows;
         while left > 0 && !encoder.is_accumulating_rle(0) {
@@ -1041,10 +1195,14 @@ impl Column for Constant {
         if left > 0 {
             encoder.extend_run(left);
         }
-        let values = encoder.consume();
-        pages.data_page(chunk, &[], &values, self.rows, Encoding::RLE_DICTIONARY)?;
-        self.chunk_rows += std::mem::take(&mut self.rows);
-        Ok(())
+        let rows = std::mem::take(&mut self.rows);
+        self.chunk_rows += rows;
+        Ok(EncodedPage::new(
+            Vec::new(),
+            encoder.consume(),
+            rows,
+            Encoding::RLE_DICTIONARY,
+        ))
     }
 
     fn end_chunk(&mut self) -> ChunkEnd {
@@ -1060,8 +1218,8 @@ impl Column for Constant {
 mod tests {
     use super::*;
     use arrow_array::cast::AsArray;
-    use arrow_array::Array;
     use arrow_array::types::{Int64Type as I64, UInt64Type as U64};
+    use arrow_array::Array;
     use arrow_schema::{DataType, Field, Schema};
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     use parquet::file::reader::{FileReader, SerializedFileReader};
@@ -1102,24 +1260,23 @@ mod tests {
 
     #[test]
     fn pages_and_row_groups_read_back_with_their_statistics() {
-        let mut pages = Pages::new(Compression::ZSTD(Default::default())).unwrap();
         let sample = Sample {
             id: DictInts::new(IntKind::U64),
             name: DictStrings::new(true, true),
             at: DeltaInts::new(true),
             topic: Constant::text("actions"),
         };
-        let mut file = create_sized(sample, &SAMPLE, 10, 25).unwrap();
+        let mut file = create_sized(sample, &SAMPLE, None, 10, 25).unwrap();
         for i in 0..60 {
             let (id, name, at) = row(i);
             file.table.id.push(id as i64);
             file.table.name.push(name.as_deref().map(str::as_bytes));
             file.table.at.push(at);
             file.table.topic.push();
-            file.row_done(&mut pages).unwrap();
+            file.row_done().unwrap();
         }
         assert_eq!(file.rows(), 60);
-        let bytes = file.finish(&mut pages).unwrap();
+        let bytes = file.finish().unwrap();
 
         // A row group ends on a page: at 30 rows, not 25.
         let reader = SerializedFileReader::new(bytes.clone()).unwrap();
@@ -1139,11 +1296,20 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(first.column(1).statistics().unwrap().null_count_opt(), Some(6));
-        assert_eq!(first.column(2).statistics().unwrap().null_count_opt(), Some(6));
+        assert_eq!(
+            first.column(1).statistics().unwrap().null_count_opt(),
+            Some(6)
+        );
+        assert_eq!(
+            first.column(2).statistics().unwrap().null_count_opt(),
+            Some(6)
+        );
         // The names' dictionary filled up: later pages are plain.
         let encodings: Vec<Encoding> = first.column(1).encodings().collect();
-        assert!(encodings.contains(&Encoding::RLE_DICTIONARY), "{encodings:?}");
+        assert!(
+            encodings.contains(&Encoding::RLE_DICTIONARY),
+            "{encodings:?}"
+        );
         assert!(encodings.contains(&Encoding::PLAIN), "{encodings:?}");
 
         let batches: Vec<_> = ParquetRecordBatchReaderBuilder::try_new(bytes)

@@ -28,7 +28,7 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::ArrowWriter;
 
 use crate::direct::{
-    Column, Constant, DeltaInts, DeltaStrings, DictInts, DictStrings, IntKind, Pages, ParquetFile,
+    Column, Constant, DeltaInts, DeltaStrings, DictInts, DictStrings, IntKind, ParquetFile,
     PlainStrings, SchemaCell, StringLists,
 };
 use crate::naming::{date_of_day, day_of_ms, file_name};
@@ -251,7 +251,7 @@ impl Encoder {
         Ok(Encoder { tasks })
     }
 
-    fn run(&self, task: impl FnOnce() + Send + 'static) -> crate::Result<()> {
+    pub(crate) fn run(&self, task: impl FnOnce() + Send + 'static) -> crate::Result<()> {
         self.tasks
             .send(Box::new(task))
             .map_err(|_| crate::LakeError::Other("the encoder thread is gone".into()))
@@ -459,7 +459,6 @@ pub struct BatchBuilder {
     /// With [`Output::Parquet`]: `buffer_meta` written page by page
     /// ([`crate::direct`]), and the codec of every such page.
     meta_file: Option<Box<ParquetFile<MetaPages>>>,
-    pages: Option<Pages>,
 }
 
 impl BatchBuilder {
@@ -492,7 +491,6 @@ impl BatchBuilder {
             meta_sizes,
             meta_sink: None,
             meta_file: None,
-            pages: None,
         }
     }
 
@@ -501,12 +499,12 @@ impl BatchBuilder {
         matches!(self.output, Output::Parquet(_))
     }
 
-    /// The codec of the batch's direct pages, made on first use.
-    fn pages(pages: &mut Option<Pages>) -> crate::Result<&mut Pages> {
-        Ok(match pages {
-            Some(pages) => pages,
-            None => pages.insert(Pages::new(crate::store::compression())?),
-        })
+    /// The encoder thread of [`Output::Parquet`], if any.
+    fn encoder(&self) -> Option<&Encoder> {
+        match &self.output {
+            Output::Parquet(encoder) => encoder.as_ref(),
+            Output::Arrow => None,
+        }
     }
 
     /// A `buffer_meta` row for `r` (`msg_id` as [`MetaColumns::push`]).
@@ -520,10 +518,14 @@ impl BatchBuilder {
             None => self.meta_file.insert(Box::new(crate::direct::create(
                 MetaPages::new(&self.topic, self.partition, &self.etl_id),
                 &META_SCHEMA,
+                match &self.output {
+                    Output::Parquet(encoder) => encoder.as_ref(),
+                    Output::Arrow => None,
+                },
             )?)),
         };
         file.table.push(r, msg_id, &self.topic, self.partition);
-        file.row_done(Self::pages(&mut self.pages)?)?;
+        file.row_done()?;
         Ok(())
     }
 
@@ -569,6 +571,7 @@ impl BatchBuilder {
                                 EventRows::Parquet(Box::new(crate::direct::create(
                                     EventPages::new(&self.topic, self.partition, &self.etl_id),
                                     &EVENT_SCHEMA,
+                                    self.encoder(),
                                 )?))
                             } else {
                                 EventRows::Arrow {
@@ -598,7 +601,7 @@ impl BatchBuilder {
                         }
                         EventRows::Parquet(file) => {
                             file.table.push(&view, r);
-                            file.row_done(Self::pages(&mut self.pages)?)?;
+                            file.row_done()?;
                         }
                     }
                     self.push_meta(r, Some(&view.event_id))?;
@@ -691,9 +694,7 @@ impl BatchBuilder {
             );
             let content = match group.rows {
                 EventRows::Arrow { sink, .. } => sink.finish()?,
-                EventRows::Parquet(file) => {
-                    FileContent::Parquet(file.finish(Self::pages(&mut self.pages)?)?)
-                }
+                EventRows::Parquet(file) => FileContent::Parquet(file.finish()?),
             };
             if group.purchase {
                 files.push(TableFile {
@@ -730,7 +731,7 @@ impl BatchBuilder {
         }
         self.flush_meta(false)?;
         let meta = match (self.meta_file.take(), self.meta_sink.take()) {
-            (Some(file), _) => FileContent::Parquet(file.finish(Self::pages(&mut self.pages)?)?),
+            (Some(file), _) => FileContent::Parquet(file.finish()?),
             (None, Some(sink)) => sink.finish()?,
             (None, None) => FileContent::Arrow(RecordBatch::new_empty(buffer_meta_schema())),
         };
@@ -1639,25 +1640,28 @@ mod tests {
             .collect();
         let info = info(Source::Actions, 0, n - 1);
         let arrow = build(&info, &records).unwrap();
-        let mut batch = BatchBuilder::new(
-            info.source,
-            &info.topic,
-            info.partition,
-            &info.etl_id,
-            Output::Parquet(None),
-        );
-        for r in &records {
-            batch.push(&r.as_ref()).unwrap();
-        }
-        let parquet = batch.finish(&info).unwrap();
-        assert_eq!(arrow.len(), parquet.len());
-        for (a, p) in arrow.iter().zip(&parquet) {
-            assert_eq!(a.path, p.path);
-            let rows = match &p.content {
-                FileContent::Parquet(_) => read(&p.content),
-                FileContent::Arrow(b) => b.clone(),
-            };
-            assert_eq!(a.arrow().unwrap(), &rows, "{}", a.path);
+        // Pages compressed on the caller's thread, then on an encoder's.
+        for encoder in [None, Some(Encoder::start(4).unwrap())] {
+            let mut batch = BatchBuilder::new(
+                info.source,
+                &info.topic,
+                info.partition,
+                &info.etl_id,
+                Output::Parquet(encoder),
+            );
+            for r in &records {
+                batch.push(&r.as_ref()).unwrap();
+            }
+            let parquet = batch.finish(&info).unwrap();
+            assert_eq!(arrow.len(), parquet.len());
+            for (a, p) in arrow.iter().zip(&parquet) {
+                assert_eq!(a.path, p.path);
+                let rows = match &p.content {
+                    FileContent::Parquet(_) => read(&p.content),
+                    FileContent::Arrow(b) => b.clone(),
+                };
+                assert_eq!(a.arrow().unwrap(), &rows, "{}", a.path);
+            }
         }
     }
 
