@@ -822,21 +822,36 @@ impl Column for DeltaInts {
 /// agents or event types cost a compare or two per row.
 const SCAN_ENTRIES: usize = 16;
 
-/// A value's length and first and last bytes, folded into a word: two
-/// values with different tags differ, so most compares stop at the tag.
-fn tag(value: &[u8]) -> u64 {
-    let word = |bytes: &[u8]| {
-        let mut w = [0u8; 8];
-        w[..bytes.len()].copy_from_slice(bytes);
-        u64::from_le_bytes(w)
-    };
-    let n = value.len();
-    let (head, tail) = if n >= 8 {
-        (word(&value[..8]), word(&value[n - 8..]))
-    } else {
-        (word(value), 0)
-    };
-    head ^ tail.rotate_left(29) ^ (n as u64).rotate_left(53)
+/// A value's length and first and last eight bytes: values of 16 bytes or
+/// fewer are equal exactly when their tags are; longer ones compare their
+/// bytes only when their tags match.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Tag {
+    head: u64,
+    tail: u64,
+    len: usize,
+}
+
+impl Tag {
+    fn of(value: &[u8]) -> Tag {
+        let word = |bytes: &[u8]| {
+            let mut w = [0u8; 8];
+            w[..bytes.len()].copy_from_slice(bytes);
+            u64::from_le_bytes(w)
+        };
+        let n = value.len();
+        let (head, tail) = if n >= 8 {
+            (word(&value[..8]), word(&value[n - 8..]))
+        } else {
+            (word(value), 0)
+        };
+        Tag { head, tail, len: n }
+    }
+
+    /// Whether this value's whole bytes are in its tag.
+    fn is_whole(&self) -> bool {
+        self.len <= 16
+    }
 }
 
 /// The values of a dictionary column's page: indices into the chunk's
@@ -875,7 +890,7 @@ pub struct DictStrings {
     /// Where each entry's bytes are in `dictionary`, and each one's
     /// [`tag`], compared before its bytes.
     spans: Vec<(u32, u32)>,
-    tags: Vec<u64>,
+    tags: Vec<Tag>,
     last: usize,
     dictionary: Vec<u8>,
     full: bool,
@@ -914,7 +929,7 @@ impl DictStrings {
             self.note(value);
             return;
         }
-        let tag = tag(value);
+        let tag = Tag::of(value);
         let index = match self.find(value, tag) {
             Some(i) => i,
             None => {
@@ -943,13 +958,14 @@ impl DictStrings {
         self.page.indices.push(index);
     }
 
-    fn find(&self, value: &[u8], tag: u64) -> Option<u32> {
+    fn find(&self, value: &[u8], tag: Tag) -> Option<u32> {
         if self.spans.len() > SCAN_ENTRIES {
             return self.lookup.get(value).copied();
         }
         let is = |i: usize| {
             let (at, len) = self.spans[i];
-            self.tags[i] == tag && &self.dictionary[at as usize..(at + len) as usize] == value
+            self.tags[i] == tag
+                && (tag.is_whole() || &self.dictionary[at as usize..(at + len) as usize] == value)
         };
         if self.last < self.spans.len() && is(self.last) {
             return Some(self.last as u32);
@@ -1256,6 +1272,32 @@ mod tests {
         let name = (!i.is_multiple_of(5)).then(|| format!("{i:0>40960}"));
         let at = (i % 5 != 1).then(|| 1_000 + i as i64 * 3);
         (id, name, at)
+    }
+
+    #[test]
+    fn short_values_are_equal_exactly_when_their_tags_are() {
+        let values: [&[u8]; 9] = [
+            b"",
+            b"a",
+            b"a\0",
+            b"abcdefgh",
+            b"abcdefgh\0",
+            b"abcdefghijklmnop",
+            b"abcdefghXjklmnop",
+            b"abcdefghijklmnoq",
+            b"bbcdefghijklmnop",
+        ];
+        for a in values {
+            for b in values {
+                assert_eq!(Tag::of(a) == Tag::of(b), a == b, "{a:?} {b:?}");
+            }
+        }
+        // Longer values with the same ends share a tag: their bytes decide.
+        let mut d = DictStrings::new(false, false);
+        d.push(Some(b"0123456789-A-0123456789"));
+        d.push(Some(b"0123456789-B-0123456789"));
+        d.push(Some(b"0123456789-A-0123456789"));
+        assert_eq!(d.page.indices, [0, 1, 0]);
     }
 
     #[test]

@@ -37,6 +37,8 @@
 //!   `games` values.
 //! - [`tables`]: a batch of records to the tables' Arrow batches or Parquet
 //!   files (pure), built a record at a time ([`tables::BatchBuilder`]).
+//! - [`direct`]: `events` and `buffer_meta` written as Parquet straight
+//!   from the records, a page at a time, without Arrow in between.
 //! - [`store`]: Parquet encoding, create-if-absent puts, manifests.
 //! - [`local`]: create-if-absent on a folder, with fsyncs.
 //! - [`mod@export`]: the consume, cut, write loop and recovery.

@@ -216,14 +216,17 @@ pub enum Output {
     Arrow,
     /// Parquet, encoded a chunk at a time while the batch is open, so
     /// cutting a batch has little left to encode: on the caller's thread
-    /// (`None`) or on an [`Encoder`]'s (the exporter).
+    /// (`None`) or on an [`Encoder`]'s (the exporter). `events` and
+    /// `buffer_meta` are encoded as the rows come ([`crate::direct`]; the
+    /// encoder compresses their pages), the other tables through Arrow
+    /// chunks and the `parquet` crate's `ArrowWriter`.
     Parquet(Option<Encoder>),
 }
 
 /// A thread that encodes the Parquet chunks of every batch handed to it,
-/// in order, so the consume loop only decodes and builds Arrow chunks: on
-/// one core it encodes while the loop waits for Kafka, on two it encodes
-/// alongside. Its queue is bounded: a loop ahead of it waits. The thread
+/// in order (Arrow chunks, and the pages [`crate::direct`] encodes, to
+/// compress), so the consume loop does less: on one core it works while
+/// the loop waits for Kafka, on two alongside. Its queue is bounded: a loop ahead of it waits. The thread
 /// ends when the last handle is dropped.
 #[derive(Clone)]
 pub struct Encoder {
