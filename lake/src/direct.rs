@@ -17,15 +17,17 @@
 //! | [`Constant`]: a batch's topic, partition and etl id | `RLE_DICTIONARY` | nothing but a row count |
 //!
 //! Every [`CHUNK_ROWS`](crate::tables::CHUNK_ROWS) rows each column's page
-//! is encoded and compressed into its column chunk; every
+//! is encoded, then compressed into its column chunk (on the exporter's
+//! [`Encoder`] thread, with one codec per thread); every
 //! [`ROW_GROUP_ROWS`] rows the chunks become a row group of the file. Page
 //! headers, column metadata and the footer are the `parquet` crate's
-//! (`SerializedPageWriter`, `SerializedFileWriter::append_column`), as are
-//! the bit-packing encoders, so the files are what that crate writes: the
-//! same physical and logical types, and the Arrow schema in the footer.
-//! Statistics (min, max, nulls) are kept per column chunk for the columns
-//! whose values can prune a read (`store::writer_properties` lists the same
-//! choices for the other tables).
+//! (`SerializedPageWriter`, `SerializedRowGroupWriter::append_column`), as
+//! are the delta and RLE encoders, so the files are what that crate writes:
+//! the same physical and logical types, encodings and bytes, and the Arrow
+//! schema in the footer. Statistics (min, max, nulls) are kept per column
+//! chunk for the columns whose values can prune a read, as
+//! `store::writer_properties` chooses for the other tables; there is no
+//! page index.
 
 use std::collections::HashMap;
 use std::sync::{mpsc, Arc, Mutex, OnceLock, PoisonError};
@@ -156,7 +158,7 @@ impl Pages {
 }
 
 /// One column's chunk of the row group being written: its pages, in file
-/// order but for the dictionary page, which [`Chunk::finish`] puts first.
+/// order but for the dictionary page, which `Chunk::finish` puts first.
 pub struct Chunk {
     data: TrackedWrite<Vec<u8>>,
     values: i64,
@@ -669,8 +671,8 @@ pub struct StringLists {
 }
 
 impl StringLists {
-    /// Opens an item of the current row; [`StringLists::item`] gives its
-    /// bytes' buffer and [`StringLists::close_item`] ends it.
+    /// Opens an item of the current row and gives the buffer its bytes
+    /// go into; [`StringLists::close_item`] ends it.
     pub fn open_item(&mut self) -> &mut Vec<u8> {
         self.repetition.push(i16::from(self.row_items > 0));
         self.definition.push(2);
@@ -882,7 +884,7 @@ impl DictPage {
 }
 
 /// Repeated text: each distinct value once in the chunk's dictionary, each
-/// row an index into it; once the dictionary passes [`DICTIONARY_LIMIT`],
+/// row an index into it; once the dictionary passes 1 MiB,
 /// the chunk's next pages are plain.
 pub struct DictStrings {
     /// Entries past [`SCAN_ENTRIES`], hashed.
