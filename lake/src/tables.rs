@@ -226,8 +226,9 @@ pub enum Output {
 /// A thread that encodes the Parquet chunks of every batch handed to it,
 /// in order (Arrow chunks, and the pages [`crate::direct`] encodes, to
 /// compress), so the consume loop does less: on one core it works while
-/// the loop waits for Kafka, on two alongside. Its queue is bounded: a loop ahead of it waits. The thread
-/// ends when the last handle is dropped.
+/// the loop waits for Kafka, on two alongside. Its queue is bounded: a
+/// loop ahead of it waits. The thread ends when the last handle is
+/// dropped.
 #[derive(Clone)]
 pub struct Encoder {
     tasks: mpsc::SyncSender<Box<dyn FnOnce() + Send>>,
@@ -460,7 +461,7 @@ pub struct BatchBuilder {
     meta_sizes: StringSizes<META_STRINGS>,
     meta_sink: Option<FileSink>,
     /// With [`Output::Parquet`]: `buffer_meta` written page by page
-    /// ([`crate::direct`]), and the codec of every such page.
+    /// ([`crate::direct`]) instead of through `meta`.
     meta_file: Option<Box<ParquetFile<MetaPages>>>,
 }
 
@@ -476,6 +477,11 @@ impl BatchBuilder {
         output: Output,
     ) -> BatchBuilder {
         let meta_sizes = StringSizes::default();
+        // Unused when `buffer_meta` is written directly.
+        let meta_rows = match output {
+            Output::Arrow => FIRST_CHUNK_ROWS,
+            Output::Parquet(_) => 0,
+        };
         BatchBuilder {
             source,
             topic: topic.to_string(),
@@ -490,7 +496,7 @@ impl BatchBuilder {
             event_sizes: StringSizes::default(),
             outcomes: Vec::new(),
             bad: Vec::new(),
-            meta: MetaColumns::with_capacity(FIRST_CHUNK_ROWS, &meta_sizes),
+            meta: MetaColumns::with_capacity(meta_rows, &meta_sizes),
             meta_sizes,
             meta_sink: None,
             meta_file: None,
