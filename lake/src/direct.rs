@@ -270,8 +270,11 @@ pub trait Column {
     /// Encodes the values gathered since the last page (compression and
     /// the page header come after, maybe on another thread).
     fn page(&mut self) -> Result<EncodedPage>;
-    /// Ends the chunk: its dictionary and statistics; the column starts over.
-    fn end_chunk(&mut self) -> ChunkEnd;
+    /// Ends the chunk: its dictionary and statistics (none by default);
+    /// the column starts over.
+    fn end_chunk(&mut self) -> ChunkEnd {
+        ChunkEnd::default()
+    }
 }
 
 /// A table's columns, in its schema's order.
@@ -618,10 +621,6 @@ impl Column for DeltaStrings {
         self.suffixes.clear();
         Ok(page)
     }
-
-    fn end_chunk(&mut self) -> ChunkEnd {
-        ChunkEnd::default()
-    }
 }
 
 /// Text written `PLAIN`: each value's length, then its bytes.
@@ -649,10 +648,6 @@ impl Column for PlainStrings {
             std::mem::take(&mut self.count),
             Encoding::PLAIN,
         ))
-    }
-
-    fn end_chunk(&mut self) -> ChunkEnd {
-        ChunkEnd::default()
     }
 }
 
@@ -714,10 +709,6 @@ impl Column for StringLists {
         self.repetition.clear();
         self.definition.clear();
         Ok(page)
-    }
-
-    fn end_chunk(&mut self) -> ChunkEnd {
-        ChunkEnd::default()
     }
 }
 

@@ -522,17 +522,15 @@ impl BatchBuilder {
             self.meta.push(r, msg_id, &self.topic, self.partition);
             return Ok(());
         }
-        let file = match &mut self.meta_file {
+        let file = match self.meta_file.take() {
             Some(file) => file,
-            None => self.meta_file.insert(Box::new(crate::direct::create(
+            None => Box::new(crate::direct::create(
                 MetaPages::new(&self.topic, self.partition, &self.etl_id),
                 &META_SCHEMA,
-                match &self.output {
-                    Output::Parquet(encoder) => encoder.as_ref(),
-                    Output::Arrow => None,
-                },
-            )?)),
+                self.encoder(),
+            )?),
         };
+        let file = self.meta_file.insert(file);
         file.table.push(r, msg_id, &self.topic, self.partition);
         file.row_done()?;
         Ok(())
