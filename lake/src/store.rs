@@ -255,8 +255,10 @@ fn start_put(
 }
 
 /// Writes a batch: its manifest, then its data files (together: each is
-/// written as soon as it is encoded, while the next one is encoded), then
-/// its `etl_meta` row, the last file, once all others exist. Files already
+/// written as soon as it is encoded, while the next one is encoded; on a
+/// folder, a file with the same bytes as the one before it is a hard link
+/// to it, made once that one exists), then its `etl_meta` row, the last
+/// file, once all others exist. Files already
 /// present are left as they are (they hold the same rows). Returns the
 /// bytes written.
 pub async fn write_batch(
@@ -276,8 +278,10 @@ pub async fn write_batch(
         return Ok(0);
     };
     let mut bytes = 0;
-    let mut puts = Vec::with_capacity(data.len());
+    let mut puts: Vec<futures_util::future::BoxFuture<'static, crate::Result<()>>> =
+        Vec::with_capacity(data.len());
     let mut previous: Option<(&RecordBatch, bytes::Bytes)> = None;
+    let mut last_put: Option<(&str, bytes::Bytes)> = None;
     for file in data {
         let encoded = match &file.content {
             // Encoded while the batch was open (the exporter).
@@ -294,11 +298,37 @@ pub async fn write_batch(
             }
         };
         bytes += encoded.len() as u64;
-        puts.push(start_put(lake, &file.path, encoded));
+        match &last_put {
+            // On a folder, a file with the bytes of the one put before it
+            // (`purchases` after its `events` file) is linked to that one
+            // as soon as it is there.
+            Some((from, before))
+                if matches!(lake.target, Target::Folder(_)) && same_bytes(before, &encoded) =>
+            {
+                let (lake, from, to) = (lake.clone(), from.to_string(), file.path.clone());
+                let Some(put) = puts.pop() else {
+                    return Err(LakeError::Other(format!("link {to}: no put before it")));
+                };
+                puts.push(Box::pin(async move {
+                    put.await?;
+                    link_if_absent(&lake, &from, &to).await?;
+                    fault_check();
+                    Ok(())
+                }));
+            }
+            _ => {
+                let put = start_put(lake, &file.path, encoded.clone());
+                puts.push(Box::pin(async move {
+                    put.await?;
+                    fault_check();
+                    Ok(())
+                }));
+                last_put = Some((&file.path, encoded));
+            }
+        }
     }
     for put in puts {
         put.await?;
-        fault_check();
     }
     let encoded = match &last.content {
         FileContent::Parquet(encoded) => encoded.clone(),
@@ -307,6 +337,27 @@ pub async fn write_batch(
     bytes += encoded.len() as u64;
     put_if_absent(lake, &last.path, encoded).await?;
     Ok(bytes)
+}
+
+/// Whether two encoded files are the same buffer (not just equal bytes).
+fn same_bytes(a: &bytes::Bytes, b: &bytes::Bytes) -> bool {
+    a.as_ptr() == b.as_ptr() && a.len() == b.len()
+}
+
+/// On a folder: makes `to` a hard link to the existing `from` unless
+/// something is at `to` ([`crate::local::link_if_absent`]).
+async fn link_if_absent(lake: &Location, from: &str, to: &str) -> crate::Result<bool> {
+    let Target::Folder(dir) = &lake.target else {
+        return Err(LakeError::Other(format!("link {to}: not a folder lake")));
+    };
+    let (dir, from, to) = (dir.clone(), from.to_string(), to.to_string());
+    let display = lake.display.clone();
+    tokio::task::spawn_blocking(move || {
+        crate::local::link_if_absent(&dir, &from, &to)
+            .map_err(|e| LakeError::Other(format!("link {to} to {from} in {display}: {e}")))
+    })
+    .await
+    .map_err(|e| LakeError::Other(format!("link: {e}")))?
 }
 
 /// Whether two batches are the same arrays (not just equal ones).
@@ -404,6 +455,39 @@ mod tests {
             .enable_all()
             .build()
             .unwrap()
+    }
+
+    #[test]
+    fn on_a_folder_a_file_with_the_bytes_before_it_is_a_second_link() {
+        let dir = std::env::temp_dir().join(format!("lake-{}", uuid::Uuid::new_v4()));
+        let lake = Location::open(dir.to_str().unwrap()).unwrap();
+        let file = |path: &str, bytes: &bytes::Bytes| TableFile {
+            path: path.into(),
+            content: FileContent::Parquet(bytes.clone()),
+        };
+        let (rows, other) = (
+            bytes::Bytes::from_static(b"rows"),
+            bytes::Bytes::from(b"rows".to_vec()),
+        );
+        let files = vec![
+            file("events/t=a/f", &rows),
+            file("purchases/t=a/f", &rows),
+            // Equal bytes, not the same buffer: written, not linked.
+            file("events/t=b/f", &other),
+            file("etl_meta/f", &rows),
+        ];
+        let paths = files.iter().map(|f| f.path.clone()).collect();
+        let written = rt()
+            .block_on(write_batch(&lake, &manifest(0, 9, paths), &files))
+            .unwrap();
+        assert_eq!(written, 16, "bytes as if each file were written");
+        use std::os::unix::fs::MetadataExt;
+        let meta = |p: &str| std::fs::metadata(dir.join(p)).unwrap();
+        assert_eq!(meta("purchases/t=a/f").ino(), meta("events/t=a/f").ino());
+        assert_eq!(meta("events/t=a/f").nlink(), 2);
+        assert_eq!(meta("events/t=b/f").nlink(), 1);
+        assert_eq!(std::fs::read(dir.join("purchases/t=a/f")).unwrap(), b"rows");
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
