@@ -13,7 +13,9 @@
 //! 1. its *manifest* `_lake/log/<topic>/<partition>/<first>-<last>.json`
 //!    (the range, the etl id, the times and the list of files);
 //! 2. its data files, each named `<topic>+<partition>+<first>+<last>.parquet`
-//!    with the batch's range, in the tables' Hive folders;
+//!    with the batch's range, in the tables' Hive folders (on a folder, a
+//!    `purchases` file is a hard link to its `events` file, made once that
+//!    one exists: a second name, created if absent like the others);
 //! 3. its `etl_meta` row.
 //!
 //! A partition's next manifest is written only after every file of the
