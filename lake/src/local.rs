@@ -10,14 +10,51 @@
 //! A file with the same bytes as one already written (a `purchases` file is
 //! its `events` file) is a second hard link to it: its bytes are neither
 //! written nor stored twice.
+//!
+//! On Linux a staged file of [`DIRECT_MIN`] bytes or more is written with
+//! `O_DIRECT`, from an aligned buffer, straight to the disk: not copied
+//! into the page cache first, which cost the exporter more CPU than the
+//! disk write itself (BENCHMARKS.md, "Lake", twenty-eighth session). A file
+//! system that refuses direct I/O gets the bytes through the page cache
+//! instead; `LAKE_DIRECT_IO=false` always does.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::Path;
 
+/// Staged files from this size are written with direct I/O; smaller ones
+/// (manifests, `etl_meta`, a rare event type's file) through the page cache.
+pub const DIRECT_MIN: usize = 64 * 1024;
+
+/// How a staged file's bytes went to the disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Written {
+    /// `O_DIRECT`, from an aligned buffer.
+    Direct,
+    /// Through the page cache.
+    Buffered,
+}
+
+/// Whether staged files may use direct I/O (`LAKE_DIRECT_IO`, default true).
+fn direct_io() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| {
+        !matches!(
+            std::env::var("LAKE_DIRECT_IO").as_deref(),
+            Ok("false" | "0" | "no" | "off")
+        )
+    })
+}
+
 /// Writes `bytes` at `dir/relative` unless something is there; `true` if
 /// this call created it.
 pub fn put_if_absent(dir: &Path, relative: &str, bytes: &[u8]) -> io::Result<bool> {
+    put(dir, relative, bytes, direct_io()).map(|(created, _)| created)
+}
+
+/// [`put_if_absent`], with direct I/O allowed or not; also says how the
+/// bytes were written.
+fn put(dir: &Path, relative: &str, bytes: &[u8], direct: bool) -> io::Result<(bool, Written)> {
     let path = dir.join(relative);
     let parent = path
         .parent()
@@ -29,21 +66,91 @@ pub fn put_if_absent(dir: &Path, relative: &str, bytes: &[u8]) -> io::Result<boo
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
     let staged = parent.join(format!(".{name}.{}.staged", uuid::Uuid::new_v4().simple()));
     let result = (|| {
-        let mut file = File::create_new(&staged)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
+        let written = write_staged(&staged, bytes, direct)?;
         match fs::hard_link(&staged, &path) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            Ok(()) => Ok((true, written)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok((false, written)),
             Err(e) => Err(e),
         }
     })();
     let _ = fs::remove_file(&staged);
-    let created = result?;
+    let (created, written) = result?;
     if created {
         sync_dir(parent)?;
     }
-    Ok(created)
+    Ok((created, written))
+}
+
+/// Writes and fsyncs a new file: with direct I/O when allowed, large
+/// enough and taken by the file system, else through the page cache.
+fn write_staged(path: &Path, bytes: &[u8], direct: bool) -> io::Result<Written> {
+    #[cfg(target_os = "linux")]
+    if direct && bytes.len() >= DIRECT_MIN {
+        match direct::write(path, bytes) {
+            Ok(()) => return Ok(Written::Direct),
+            // Refused (EINVAL: no direct I/O on this file system, or not
+            // at this alignment): written again through the page cache.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                let _ = fs::remove_file(path);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let _ = direct;
+    let mut file = File::create_new(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    Ok(Written::Buffered)
+}
+
+#[cfg(target_os = "linux")]
+mod direct {
+    use std::cell::RefCell;
+    use std::fs::OpenOptions;
+    use std::io::{self, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::path::Path;
+
+    /// Offsets, lengths and buffer addresses of direct writes are multiples
+    /// of this (a 512-byte or 4 KiB logical block alike).
+    const ALIGN: usize = 4096;
+    /// Bytes copied into the aligned buffer and written at a time.
+    const CHUNK: usize = 1 << 20;
+
+    thread_local! {
+        /// Each writing thread's aligned buffer, made on its first file.
+        static BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// Writes `bytes` to a new file at `path` with `O_DIRECT`: each chunk
+    /// copied into an aligned buffer, the last one padded with zeros to a
+    /// whole block, then the file cut back to its length and fsynced.
+    pub fn write(path: &Path, bytes: &[u8]) -> io::Result<()> {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(path)?;
+        BUFFER.with(|cell| {
+            let mut buffer = cell.borrow_mut();
+            if buffer.len() < CHUNK + ALIGN {
+                *buffer = vec![0; CHUNK + ALIGN];
+            }
+            let start = buffer.as_ptr().align_offset(ALIGN);
+            let aligned = buffer
+                .get_mut(start..start + CHUNK)
+                .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+            for piece in bytes.chunks(CHUNK) {
+                let whole = piece.len().next_multiple_of(ALIGN);
+                aligned[..piece.len()].copy_from_slice(piece);
+                aligned[piece.len()..whole].fill(0);
+                file.write_all(&aligned[..whole])?;
+            }
+            Ok::<(), io::Error>(())
+        })?;
+        file.set_len(bytes.len() as u64)?;
+        file.sync_all()
+    }
 }
 
 /// Makes `dir/to` a second name of the existing file `dir/from` (a hard
@@ -107,6 +214,60 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec!["c.parquet"], "no staged file left");
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Whether the file system under `dir` takes `O_DIRECT` at all.
+    fn takes_direct_io(dir: &Path) -> bool {
+        use std::os::unix::fs::OpenOptionsExt;
+        let probe = dir.join("probe");
+        let opened = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(&probe)
+            .is_ok();
+        let _ = fs::remove_file(probe);
+        opened
+    }
+
+    #[test]
+    fn direct_and_buffered_writes_hold_the_same_bytes_whatever_the_length() {
+        let dir = std::env::temp_dir().join(format!("lake-local-{}", uuid::Uuid::new_v4()));
+        fs::create_dir_all(&dir).unwrap();
+        let direct_ok = takes_direct_io(&dir);
+        let lengths = [
+            0,
+            100,
+            DIRECT_MIN - 1,
+            DIRECT_MIN,
+            DIRECT_MIN + 1,
+            (1 << 20) - 1,
+            1 << 20,
+            (1 << 20) + 4097,
+            3 << 20,
+        ];
+        for len in lengths {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 7 + i / 4093) as u8).collect();
+            for direct in [true, false] {
+                let name = format!("t/{len}-{direct}.parquet");
+                let (created, written) = put(&dir, &name, &bytes, direct).unwrap();
+                assert!(created);
+                let expected = if direct && len >= DIRECT_MIN && direct_ok {
+                    Written::Direct
+                } else {
+                    Written::Buffered
+                };
+                assert_eq!(written, expected, "{len} bytes, direct allowed: {direct}");
+                assert_eq!(fs::read(dir.join(&name)).unwrap(), bytes, "{len} bytes");
+            }
+        }
+        let names: Vec<_> = fs::read_dir(dir.join("t"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".staged"))
+            .collect();
+        assert!(names.is_empty(), "staged files left: {names:?}");
         fs::remove_dir_all(dir).unwrap();
     }
 
