@@ -586,18 +586,34 @@ pub struct DeltaStrings {
 
 impl DeltaStrings {
     pub fn push(&mut self, value: &[u8]) {
-        let shared = self
-            .previous
-            .iter()
-            .zip(value)
-            .take_while(|(a, b)| a == b)
-            .count();
+        let shared = shared_prefix(&self.previous, value);
         self.prefixes.push(shared as i32);
         self.suffix_lengths.push((value.len() - shared) as i32);
         self.suffixes.extend_from_slice(&value[shared..]);
         self.previous.truncate(shared);
         self.previous.extend_from_slice(&value[shared..]);
     }
+}
+
+/// How many leading bytes `a` and `b` share, compared eight at a time.
+fn shared_prefix(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let (a8, b8) = (a[..n].chunks_exact(8), b[..n].chunks_exact(8));
+    let mut shared = 0;
+    for (x, y) in a8.zip(b8) {
+        let word = |w: &[u8]| u64::from_le_bytes(w.try_into().unwrap_or_default());
+        let differ = word(x) ^ word(y);
+        if differ != 0 {
+            return shared + (differ.trailing_zeros() / 8) as usize;
+        }
+        shared += 8;
+    }
+    shared
+        + a[shared..n]
+            .iter()
+            .zip(&b[shared..n])
+            .take_while(|(x, y)| x == y)
+            .count()
 }
 
 impl Column for DeltaStrings {
@@ -712,35 +728,59 @@ impl Column for StringLists {
     }
 }
 
-/// Nulls of a nullable column: its definition levels and count.
+/// Nulls of a nullable column: its definition levels and count. A page
+/// with no null keeps no level per row: its levels are one run.
 #[derive(Default)]
 struct Nulls {
-    definition: Option<Vec<i16>>,
+    nullable: bool,
+    /// The page's levels, kept from its first null on.
+    definition: Vec<i16>,
+    any_null: bool,
+    rows: usize,
     count: u64,
 }
 
 impl Nulls {
     fn nullable(nullable: bool) -> Nulls {
         Nulls {
-            definition: nullable.then(Vec::new),
-            count: 0,
+            nullable,
+            ..Nulls::default()
         }
     }
 
     /// Notes a value (`true`) or a null.
     fn push(&mut self, present: bool) {
-        if let Some(definition) = &mut self.definition {
-            definition.push(i16::from(present));
+        if !self.nullable {
+            return;
         }
-        self.count += u64::from(!present);
+        if !present {
+            if !self.any_null {
+                self.definition.clear();
+                self.definition.resize(self.rows, 1);
+                self.any_null = true;
+            }
+            self.definition.push(0);
+            self.count += 1;
+        } else if self.any_null {
+            self.definition.push(1);
+        }
+        self.rows += 1;
     }
 
     /// The page's levels, cleared for the next; rows in the page.
     fn page(&mut self) -> Option<(Vec<u8>, usize)> {
-        let definition = self.definition.as_mut()?;
-        let levels = def_levels(definition);
-        let rows = definition.len();
-        definition.clear();
+        if !self.nullable {
+            return None;
+        }
+        let rows = std::mem::take(&mut self.rows);
+        let levels = if std::mem::take(&mut self.any_null) {
+            def_levels(&self.definition)
+        } else {
+            let mut encoder = LevelEncoder::v1_streaming(1);
+            encoder.put_n_with_observer(1, rows, |_, _| {});
+            encoder.consume()
+        };
+        self.definition.clear();
         Some((levels, rows))
     }
 
@@ -880,10 +920,9 @@ impl DictPage {
 pub struct DictStrings {
     /// Entries past [`SCAN_ENTRIES`], hashed.
     lookup: HashMap<Box<[u8]>, u32, Hasher>,
-    /// Where each entry's bytes are in `dictionary`, and each one's
-    /// [`tag`], compared before its bytes.
-    spans: Vec<(u32, u32)>,
-    tags: Vec<Tag>,
+    /// Each entry's [`Tag`] (its length among it), compared before its
+    /// bytes, and where its bytes start in `dictionary`.
+    entries: Vec<(Tag, u32)>,
     last: usize,
     dictionary: Vec<u8>,
     full: bool,
@@ -898,8 +937,7 @@ impl DictStrings {
     pub fn new(nullable: bool, statistics: bool) -> DictStrings {
         DictStrings {
             lookup: HashMap::default(),
-            spans: Vec::new(),
-            tags: Vec::new(),
+            entries: Vec::new(),
             last: 0,
             dictionary: Vec::new(),
             full: false,
@@ -926,17 +964,15 @@ impl DictStrings {
         let index = match self.find(value, tag) {
             Some(i) => i,
             None => {
-                let i = self.spans.len() as u32;
-                self.tags.push(tag);
+                let i = self.entries.len() as u32;
                 self.dictionary
                     .extend_from_slice(&(value.len() as u32).to_le_bytes());
-                self.spans
-                    .push((self.dictionary.len() as u32, value.len() as u32));
+                self.entries.push((tag, self.dictionary.len() as u32));
                 self.dictionary.extend_from_slice(value);
-                if self.spans.len() > SCAN_ENTRIES {
+                if self.entries.len() > SCAN_ENTRIES {
                     if self.lookup.is_empty() {
-                        for (j, &(at, len)) in self.spans.iter().enumerate() {
-                            let entry = &self.dictionary[at as usize..(at + len) as usize];
+                        for (j, &(tag, at)) in self.entries.iter().enumerate() {
+                            let entry = &self.dictionary[at as usize..at as usize + tag.len];
                             self.lookup.insert(entry.into(), j as u32);
                         }
                     } else {
@@ -952,18 +988,21 @@ impl DictStrings {
     }
 
     fn find(&self, value: &[u8], tag: Tag) -> Option<u32> {
-        if self.spans.len() > SCAN_ENTRIES {
+        if self.entries.len() > SCAN_ENTRIES {
             return self.lookup.get(value).copied();
         }
-        let is = |i: usize| {
-            let (at, len) = self.spans[i];
-            self.tags[i] == tag
-                && (tag.is_whole() || &self.dictionary[at as usize..(at + len) as usize] == value)
+        // Past their tags, long values compare the bytes between their
+        // first and last eight.
+        let is = |&(entry, at): &(Tag, u32)| {
+            entry == tag
+                && (tag.is_whole()
+                    || self.dictionary[at as usize + 8..at as usize + tag.len - 8]
+                        == value[8..tag.len - 8])
         };
-        if self.last < self.spans.len() && is(self.last) {
+        if self.entries.get(self.last).is_some_and(is) {
             return Some(self.last as u32);
         }
-        (0..self.spans.len()).find(|&i| is(i)).map(|i| i as u32)
+        self.entries.iter().position(is).map(|i| i as u32)
     }
 
     fn note(&mut self, value: &[u8]) {
@@ -989,16 +1028,15 @@ impl Column for DictStrings {
             .nulls
             .page()
             .unwrap_or((Vec::new(), self.page.indices.len() + self.page.plain_count));
-        let page = self.page.encode(levels, count, self.spans.len());
+        let page = self.page.encode(levels, count, self.entries.len());
         self.full = self.dictionary.len() > DICTIONARY_LIMIT;
         Ok(page)
     }
 
     fn end_chunk(&mut self) -> ChunkEnd {
-        let entries = self.spans.len() as u32;
+        let entries = self.entries.len() as u32;
         self.lookup.clear();
-        self.spans.clear();
-        self.tags.clear();
+        self.entries.clear();
         self.last = 0;
         self.full = false;
         let dictionary = std::mem::take(&mut self.dictionary);
@@ -1265,6 +1303,38 @@ mod tests {
         let name = (!i.is_multiple_of(5)).then(|| format!("{i:0>40960}"));
         let at = (i % 5 != 1).then(|| 1_000 + i as i64 * 3);
         (id, name, at)
+    }
+
+    #[test]
+    fn long_values_with_the_same_ends_get_their_own_entries() {
+        let mut column = DictStrings::new(false, false);
+        let (a, b): (&[u8], &[u8]) = (
+            b"user-agent/1.0 (same) and the same end",
+            b"user-agent/1.0 (diff) and the same end",
+        );
+        assert_eq!(Tag::of(a), Tag::of(b));
+        for v in [a, b, a, b, b, a] {
+            column.push(Some(v));
+        }
+        assert_eq!(column.page.indices, vec![0, 1, 0, 1, 1, 0]);
+        assert_eq!(column.entries.len(), 2);
+    }
+
+    #[test]
+    fn shared_prefixes_are_counted_byte_by_byte() {
+        let naive = |a: &[u8], b: &[u8]| a.iter().zip(b).take_while(|(x, y)| x == y).count();
+        let base = b"01a22ee6-b000-7d8b-975a-c03ccaa9d5dc".to_vec();
+        for cut in 0..=base.len() {
+            for change in 0..base.len() {
+                let mut other = base.clone();
+                other[change] ^= 1;
+                let a = &base[..cut];
+                assert_eq!(shared_prefix(a, &other), naive(a, &other), "{cut} {change}");
+                assert_eq!(shared_prefix(&other, a), naive(&other, a), "{cut} {change}");
+            }
+            assert_eq!(shared_prefix(&base[..cut], &base), cut);
+        }
+        assert_eq!(shared_prefix(b"", b"abc"), 0);
     }
 
     #[test]

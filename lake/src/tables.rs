@@ -1050,20 +1050,18 @@ impl MetaPages {
             let item = self.headers.open_item();
             item.extend_from_slice(k.as_bytes());
             item.push(b'=');
-            match std::str::from_utf8(v) {
-                Ok(v) => item.extend_from_slice(v.as_bytes()),
-                Err(_) => item.extend_from_slice(String::from_utf8_lossy(v).as_bytes()),
+            if is_text(v) {
+                item.extend_from_slice(v);
+            } else {
+                item.extend_from_slice(String::from_utf8_lossy(v).as_bytes());
             }
             self.headers.close_item();
         }
         self.headers.end_row();
-        match r.key.map(std::str::from_utf8) {
+        match r.key {
             None => self.key.push(None),
-            Some(Ok(key)) => self.key.push(Some(key.as_bytes())),
-            Some(Err(_)) => {
-                let key = String::from_utf8_lossy(r.key.unwrap_or_default());
-                self.key.push(Some(key.as_bytes()))
-            }
+            Some(key) if is_text(key) => self.key.push(Some(key)),
+            Some(key) => self.key.push(Some(String::from_utf8_lossy(key).as_bytes())),
         }
         self.offset.push(Some(r.offset));
         self.partition.push();
@@ -1320,6 +1318,12 @@ fn bad_batch(info: &BatchInfo, bad: &[(RawRecord, String)]) -> crate::Result<Rec
         constant(&info.etl_id, n),
     ];
     Ok(RecordBatch::try_new(bad_records_schema(), columns)?)
+}
+
+/// Whether `bytes` are UTF-8 as they are; ASCII, the usual case, is
+/// checked a word at a time with no call.
+fn is_text(bytes: &[u8]) -> bool {
+    bytes.is_ascii() || std::str::from_utf8(bytes).is_ok()
 }
 
 /// `buffer_meta.checksum` of a record's value: its CRC-32 as 8 lower-case
