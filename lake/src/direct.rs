@@ -67,6 +67,9 @@ const DICTIONARY_LIMIT: usize = 1024 * 1024;
 pub struct EncodedPage {
     levels: Vec<u8>,
     values: Bytes,
+    /// Whether `values` starts with the page's levels (written there by
+    /// the column, so they need not be joined for the codec).
+    levels_inside: bool,
     num_values: usize,
     encoding: Encoding,
 }
@@ -81,6 +84,18 @@ impl EncodedPage {
         EncodedPage {
             levels,
             values: values.into(),
+            levels_inside: false,
+            num_values,
+            encoding,
+        }
+    }
+
+    /// A page whose `data` is its levels then its values.
+    fn with_levels_inside(data: Bytes, num_values: usize, encoding: Encoding) -> Self {
+        EncodedPage {
+            levels: Vec::new(),
+            values: data,
+            levels_inside: true,
             num_values,
             encoding,
         }
@@ -121,7 +136,7 @@ impl Pages {
         let size = page.levels.len() + page.values.len();
         let buf = self.compress(&page.levels, &page.values)?;
         chunk.note(page.encoding);
-        if !page.levels.is_empty() {
+        if !page.levels.is_empty() || page.levels_inside {
             chunk.note(Encoding::RLE);
         }
         chunk.write(CompressedPage::new(
@@ -351,14 +366,24 @@ impl FileState {
     /// statistics.
     fn write_group(&mut self, ends: Vec<ChunkEnd>, rows: usize) -> Result<()> {
         let chunks = std::mem::replace(&mut self.chunks, Self::chunks(self.schema));
-        let mut group = self.writer.next_row_group()?;
-        with_pages(self.compression, |codec| {
-            for (i, (chunk, end)) in chunks.into_iter().zip(ends).enumerate() {
-                let (bytes, close) = chunk.finish(codec, self.schema.descr.column(i), end, rows)?;
-                group.append_column(&bytes, close)?;
-            }
-            Ok(())
+        let finished = with_pages(self.compression, |codec| {
+            chunks
+                .into_iter()
+                .zip(ends)
+                .enumerate()
+                .map(|(i, (chunk, end))| {
+                    chunk.finish(codec, self.schema.descr.column(i), end, rows)
+                })
+                .collect::<Result<Vec<_>>>()
         })?;
+        // The file's buffer grows once for the whole row group, not by
+        // doubling (a copy of all it holds each time) as chunks come.
+        let size: usize = finished.iter().map(|(bytes, _)| bytes.len()).sum();
+        self.writer.inner_mut().reserve(size);
+        let mut group = self.writer.next_row_group()?;
+        for (bytes, close) in finished {
+            group.append_column(&bytes, close)?;
+        }
         group.close()?;
         Ok(())
     }
@@ -667,6 +692,10 @@ impl Column for PlainStrings {
     }
 }
 
+/// Bytes kept free before a list page's values for its levels: the
+/// levels of 8,192 rows of three headers take about 3 KiB.
+const LEVELS_ROOM: usize = 16 * 1024;
+
 /// A required list of text items, none null, written `PLAIN`
 /// (`buffer_meta.headers`): levels say where each row's list starts
 /// (repetition 0) and whether it is empty (definition 0) or holds an item
@@ -688,6 +717,9 @@ impl StringLists {
         self.repetition.push(i16::from(self.row_items > 0));
         self.definition.push(2);
         self.row_items += 1;
+        if self.values.is_empty() {
+            self.values.resize(LEVELS_ROOM, 0);
+        }
         self.open = Some(self.values.len());
         self.values.extend_from_slice(&[0; 4]);
         &mut self.values
@@ -720,8 +752,29 @@ impl Column for StringLists {
         definition.put_with_observer(&self.definition, |_, _| {});
         let mut levels = repetition.consume();
         levels.extend_from_slice(&definition.consume());
-        let values = take_sized(&mut self.values);
-        let page = EncodedPage::new(levels, values, self.repetition.len(), Encoding::PLAIN);
+        let rows = self.repetition.len();
+        let mut values = take_sized(&mut self.values);
+        // The values follow `LEVELS_ROOM` bytes kept free (from the page's
+        // first item): the levels go at the end of that room, and the page
+        // is levels then values with no copy of the values (close to 1 MiB
+        // of headers a page).
+        let room = values.len().min(LEVELS_ROOM);
+        let page = if room > 0 && levels.len() <= room {
+            let start = room - levels.len();
+            values[start..room].copy_from_slice(&levels);
+            EncodedPage::with_levels_inside(
+                Bytes::from(values).slice(start..),
+                rows,
+                Encoding::PLAIN,
+            )
+        } else {
+            EncodedPage::new(
+                levels,
+                Bytes::from(values).slice(room..),
+                rows,
+                Encoding::PLAIN,
+            )
+        };
         self.repetition.clear();
         self.definition.clear();
         Ok(page)
@@ -1303,6 +1356,60 @@ mod tests {
         let name = (!i.is_multiple_of(5)).then(|| format!("{i:0>40960}"));
         let at = (i % 5 != 1).then(|| 1_000 + i as i64 * 3);
         (id, name, at)
+    }
+
+    /// A list page's bytes as the codec gets them: levels, then values.
+    fn page_input(page: &EncodedPage) -> Vec<u8> {
+        let mut input = page.levels.clone();
+        input.extend_from_slice(&page.values);
+        input
+    }
+
+    #[test]
+    fn list_pages_are_their_levels_then_their_values_however_many_items() {
+        // Rows of `items` items each (none for 0), one page.
+        let page_of = |rows: usize, items: usize| {
+            let mut column = StringLists::default();
+            let (mut repetition, mut definition, mut values) = (vec![], vec![], vec![]);
+            for row in 0..rows {
+                for item in 0..items {
+                    let text = format!("h{item}={row}");
+                    column.open_item().extend_from_slice(text.as_bytes());
+                    column.close_item();
+                    repetition.push(i16::from(item > 0));
+                    definition.push(2);
+                    values.extend_from_slice(&(text.len() as u32).to_le_bytes());
+                    values.extend_from_slice(text.as_bytes());
+                }
+                if items == 0 {
+                    repetition.push(0);
+                    definition.push(0);
+                }
+                column.end_row();
+            }
+            let mut rep = LevelEncoder::v1_streaming(1);
+            rep.put_with_observer(&repetition, |_, _| {});
+            let mut def = LevelEncoder::v1_streaming(2);
+            def.put_with_observer(&definition, |_, _| {});
+            let mut expected = rep.consume();
+            expected.extend_from_slice(&def.consume());
+            let levels = expected.len();
+            expected.extend_from_slice(&values);
+            let page = column.page().unwrap();
+            assert_eq!(page.num_values, repetition.len());
+            (page, expected, levels)
+        };
+        // Three headers a row: the levels fit the room kept for them.
+        let (page, expected, levels) = page_of(8192, 3);
+        assert!(page.levels_inside && levels <= LEVELS_ROOM);
+        assert_eq!(page_input(&page), expected);
+        // Forty: they do not, and go beside the values.
+        let (page, expected, levels) = page_of(8192, 40);
+        assert!(!page.levels_inside && levels > LEVELS_ROOM);
+        assert_eq!(page_input(&page), expected);
+        // No header at all: no value, only levels.
+        let (page, expected, _) = page_of(100, 0);
+        assert_eq!(page_input(&page), expected);
     }
 
     #[test]
