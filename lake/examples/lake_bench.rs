@@ -511,9 +511,9 @@ fn consume(brokers: &str, topic: &str, mut floor: Option<Floor>) -> anyhow::Resu
 /// - the eight repeated text columns become a one-byte index into a
 ///   dictionary, hashed as Parquet's are;
 /// - every 8,192 rows of a partition, each column is compressed with zstd
-///   level 1 (one reused context; `LAKE_FLOOR_CODEC=lz4` or `none` for
-///   the others) and appended to the partition's file in DIR (default
-///   `/tmp/lake-floor`);
+///   level 1 and the lake's hash table size (one reused context;
+///   `LAKE_FLOOR_CODEC=lz4` or `none` for the others) and appended to the
+///   partition's file in DIR (default `/tmp/lake-floor`);
 /// - the files are synced once, at the end.
 ///
 /// There are no Parquet pages, levels, statistics or footers, and no Hive
@@ -682,7 +682,14 @@ impl Floor {
         use std::io::Write as _;
         let compressor = match compressor {
             Some(c) => c,
-            None => compressor.insert(zstd::bulk::Compressor::new(1)?),
+            None => {
+                // As the lake's pages are compressed (`lake::direct`).
+                let mut zstd = zstd::bulk::Compressor::new(1)?;
+                zstd.set_parameter(zstd::stream::raw::CParameter::HashLog(
+                    lake::direct::ZSTD_HASH_LOG,
+                ))?;
+                compressor.insert(zstd)
+            }
         };
         let file = match &mut p.file {
             Some(f) => f,
