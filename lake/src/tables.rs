@@ -1048,10 +1048,10 @@ impl MetaPages {
             .push(checksum(r.value.unwrap_or_default()).as_ref().as_bytes());
         for (k, v) in &r.headers {
             let item = self.headers.open_item();
-            item.extend_from_slice(k.as_bytes());
+            crate::direct::extend_short(item, k.as_bytes());
             item.push(b'=');
             if is_text(v) {
-                item.extend_from_slice(v);
+                crate::direct::extend_short(item, v);
             } else {
                 item.extend_from_slice(String::from_utf8_lossy(v).as_bytes());
             }
