@@ -106,8 +106,10 @@ impl EncodedPage {
 /// every file it writes, made on its first page ([`with_pages`]).
 struct Pages {
     compression: Compression,
+    /// The `parquet` crate's codec, for the codecs other than zstd (none
+    /// for `UNCOMPRESSED`).
     codec: Option<Box<dyn Codec>>,
-    /// zstd with the lake's own parameters, in place of `codec`.
+    /// zstd with the lake's own parameters.
     zstd: Option<zstd::bulk::Compressor<'static>>,
     scratch: Vec<u8>,
     /// zstd's output, reused: a page is copied out at its compressed
@@ -120,7 +122,7 @@ struct Pages {
 /// lake's pages are mostly ids, checksums and headers whose repeats are
 /// near; the smaller table stays in the L1 cache. Measured on a million
 /// actions (BENCHMARKS.md, "Lake"): the encoder thread's share of the
-/// export fell from 11.9% to 10.5% and the lake from 44.27 to 43.51 MB.
+/// export fell from 11.9% to 10.2–10.6% and the lake from 44.27 to 43.51 MB.
 pub const ZSTD_HASH_LOG: u32 = 11;
 
 /// zstd at `compression`'s level with [`ZSTD_HASH_LOG`], or `None` for
@@ -144,13 +146,22 @@ fn with_pages<R>(compression: Compression, f: impl FnOnce(&mut Pages) -> Result<
         let mut slot = cell.borrow_mut();
         let pages = match &mut *slot {
             Some(pages) if pages.compression == compression => pages,
-            _ => slot.insert(Pages {
-                compression,
-                codec: create_codec(compression, &CodecOptions::default())?,
-                zstd: zstd_compressor(compression)?,
-                scratch: Vec::new(),
-                compressed: Vec::new(),
-            }),
+            _ => {
+                // zstd is ours ([`zstd_compressor`]); the other codecs are
+                // the `parquet` crate's.
+                let zstd = zstd_compressor(compression)?;
+                let codec = match zstd {
+                    Some(_) => None,
+                    None => create_codec(compression, &CodecOptions::default())?,
+                };
+                slot.insert(Pages {
+                    compression,
+                    codec,
+                    zstd,
+                    scratch: Vec::new(),
+                    compressed: Vec::new(),
+                })
+            }
         };
         f(pages)
     })
@@ -1503,6 +1514,7 @@ mod tests {
                     pages.zstd.is_some(),
                     "zstd pages go through the lake's compressor"
                 );
+                assert!(pages.codec.is_none(), "and no second zstd context is made");
                 pages.compress(levels, values)
             })
             .unwrap();
