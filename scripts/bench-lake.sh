@@ -48,19 +48,27 @@ fi
 echo "== producing $N actions to $TOPIC ($PARTITIONS partitions)"
 "$BENCH" produce --topic "$TOPIC" --partitions "$PARTITIONS" --n "$N"
 
-echo "== baseline: consume + decode only (one core)"
-start=$(date +%s%N)
-"${ONE_CORE[@]}" "$BENCH" consume --topic "$TOPIC"
-end=$(date +%s%N)
-base_ns=$((end - start))
-awk -v ns=$base_ns -v n="$N" 'BEGIN { s = ns / 1e9; printf "baseline wall time %.2f s (%.0f events/s, process start included)\n", s, n / s }'
+# The baseline at its best: one message at a time, and in runs of up to
+# 64 decoded together as the export takes them (LAKE_BENCH_RUN); the export
+# is compared with the faster of the two.
+base_ns=
+for run in 1 64; do
+  echo "== baseline: consume + decode only (one core), runs of $run"
+  start=$(date +%s%N)
+  LAKE_BENCH_RUN=$run "${ONE_CORE[@]}" "$BENCH" consume --topic "$TOPIC"
+  end=$(date +%s%N)
+  ns=$((end - start))
+  awk -v ns=$ns -v n="$N" -v r=$run 'BEGIN { s = ns / 1e9; printf "baseline (runs of %d) wall time %.2f s (%.0f events/s, process start included)\n", r, s, n / s }'
+  if [[ -z "$base_ns" || $ns -lt $base_ns ]]; then base_ns=$ns; fi
+done
+awk -v ns=$base_ns 'BEGIN { printf "baseline: the faster, %.2f s\n", ns / 1e9 }'
 
 # The floor: the baseline plus the least any writer of these tables must do
 # (every value into a column buffer, dictionaries, zstd, a file per
 # partition; no Parquet structure). `lake export` cannot beat it.
 echo "== floor: consume + decode + every value into compressed column buffers (one core)"
 start=$(date +%s%N)
-"${ONE_CORE[@]}" "$BENCH" floor --topic "$TOPIC" --to "$OUT/floor"
+LAKE_BENCH_RUN=64 "${ONE_CORE[@]}" "$BENCH" floor --topic "$TOPIC" --to "$OUT/floor"
 end=$(date +%s%N)
 awk -v ns=$((end - start)) -v b=$base_ns -v n="$N" 'BEGIN { s = ns / 1e9; printf "floor wall time %.2f s (%.0f events/s, process start included): %.2fx the baseline\n", s, n / s, ns / b }'
 rm -rf "$OUT/floor"

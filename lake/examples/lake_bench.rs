@@ -8,7 +8,10 @@
 //!   from librdkafka, not copied), writing nothing. Tuned for itself: the
 //!   fetch sizes it does best with, a 10 ms fetch backoff, no group, no
 //!   commits; more librdkafka
-//!   settings to try with `LAKE_BENCH_X="key=value,key=value"`.
+//!   settings to try with `LAKE_BENCH_X="key=value,key=value"`. With
+//!   `LAKE_BENCH_RUN=N`, messages are taken in runs of up to N, each run
+//!   decoded before the next is polled, as `lake export` takes them (the
+//!   script measures both and compares with the faster).
 //!
 //! - `lake_bench floor --topic T [--to DIR]`: the baseline plus the least
 //!   any columnar writer of the lake's tables must do (each value into a
@@ -467,28 +470,52 @@ fn consume(brokers: &str, topic: &str, mut floor: Option<Floor>) -> anyhow::Resu
     let started = Instant::now();
     let (mut records, mut bad, mut eofs) = (0u64, 0u64, 0usize);
     let mut bytes = 0usize;
+    // LAKE_BENCH_RUN=N: messages taken in runs of up to N that librdkafka
+    // has ready, each run decoded, then counted (and, for the floor,
+    // written), as `lake export` takes them; default 1, one at a time.
+    let run: usize = match std::env::var("LAKE_BENCH_RUN") {
+        Ok(n) => n.parse()?,
+        Err(_) => 1,
+    };
+    let mut held = Vec::with_capacity(run);
     while eofs < partitions {
-        match consumer.poll(Duration::from_millis(100)) {
+        let wait = if held.is_empty() { 100 } else { 0 };
+        match consumer.poll(Duration::from_millis(wait)) {
             Some(Ok(msg)) => {
-                // The same work per record as the exporter before building
-                // its columns: borrow it from librdkafka (headers read),
-                // decode the value.
-                let record = lake::records::RecordRef::from_message(&msg);
-                match lake::records::decode_action(record.value) {
-                    Ok(view) => {
-                        bytes += view.host.len();
-                        if let Some(floor) = &mut floor {
-                            floor.push(msg.partition(), &record, &view)?;
-                        }
-                    }
-                    Err(_) => bad += 1,
+                held.push(msg);
+                if held.len() < run {
+                    continue;
                 }
-                records += 1;
             }
             Some(Err(KafkaError::PartitionEOF(_))) => eofs += 1,
             Some(Err(e)) => eprintln!("consume: {e}"),
             None => {}
         }
+        // The same work per record as the exporter before building its
+        // columns: borrow it from librdkafka (headers read), decode the
+        // value.
+        let decoded: Vec<_> = held
+            .iter()
+            .map(|msg| {
+                let record = lake::records::RecordRef::from_message(msg);
+                let view = lake::records::decode_action(record.value);
+                (msg.partition(), record, view)
+            })
+            .collect();
+        for (partition, record, view) in &decoded {
+            match view {
+                Ok(view) => {
+                    bytes += view.host.len();
+                    if let Some(floor) = &mut floor {
+                        floor.push(*partition, record, view)?;
+                    }
+                }
+                Err(_) => bad += 1,
+            }
+            records += 1;
+        }
+        drop(decoded);
+        held.clear();
     }
     let written = floor.map(Floor::finish).transpose()?;
     let secs = started.elapsed().as_secs_f64();

@@ -22,12 +22,13 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
+use rdkafka::message::BorrowedMessage;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tracing::{info, warn};
 
 use crate::config::{ExportConfig, Mode};
 use crate::location::Location;
-use crate::records::RecordRef;
+use crate::records::{decode_action, RecordRef};
 use crate::store::{partition_state, Manifest};
 use crate::tables::{BatchBuilder, Encoder, Output, Source};
 use crate::writer::{WriteJob, Writer, Written};
@@ -36,6 +37,10 @@ use crate::LakeError;
 /// Chunks ([`crate::tables::CHUNK_ROWS`] rows of a file) that may wait for
 /// the encoder thread before the consume loop waits for it.
 const ENCODER_QUEUE: usize = 32;
+
+/// Most messages taken from the consumer in one run: each run's `actions`
+/// values are decoded together, then built into the tables table by table.
+const POLL_RUN: usize = 64;
 
 /// What an export did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -268,8 +273,11 @@ impl<'a> TopicExport<'a> {
         // The clock is read every so many records, not for each one (it
         // was 5% of the export's time, BENCHMARKS.md).
         let mut unclocked = 0u32;
+        let mut held = Vec::with_capacity(POLL_RUN);
         loop {
             if stop.load(Ordering::SeqCst) {
+                b.push_held(&held)?;
+                held.clear();
                 // A clean stop writes what it holds; a redo batch still short
                 // of its range is left for the next start.
                 for i in 0..b.parts.len() {
@@ -283,15 +291,33 @@ impl<'a> TopicExport<'a> {
                 break;
             }
             b.collect()?;
-            match self.consumer.poll(Duration::from_millis(100)) {
+            // Messages are taken in runs (BENCHMARKS.md, "Lake", thirtieth
+            // session): up to `POLL_RUN` that librdkafka has ready, without
+            // waiting for more, then pushed together.
+            let wait = if held.is_empty() {
+                Duration::from_millis(100)
+            } else {
+                Duration::ZERO
+            };
+            let event = match self.consumer.poll(wait) {
                 Some(Ok(msg)) => {
                     unclocked += 1;
-                    let Some(&i) = b.index.get(&msg.partition()) else {
+                    held.push(msg);
+                    if held.len() < POLL_RUN {
                         continue;
-                    };
-                    b.push(i, &RecordRef::from_message(&msg))?;
+                    }
+                    None
                 }
-                Some(Err(KafkaError::PartitionEOF(p))) => {
+                Some(Err(e)) => Some(e),
+                None => {
+                    unclocked = u32::MAX;
+                    None
+                }
+            };
+            b.push_held(&held)?;
+            held.clear();
+            match event {
+                Some(KafkaError::PartitionEOF(p)) => {
                     unclocked = u32::MAX;
                     if let Some(&i) = b.index.get(&p) {
                         if once && !b.parts[i].done {
@@ -304,8 +330,8 @@ impl<'a> TopicExport<'a> {
                         }
                     }
                 }
-                Some(Err(e)) => warn!(topic = %b.topic, "consumer: {e}"),
-                None => unclocked = u32::MAX,
+                Some(e) => warn!(topic = %b.topic, "consumer: {e}"),
+                None => {}
             }
             if unclocked < 256 {
                 continue;
@@ -390,49 +416,122 @@ impl Batches<'_> {
         Ok(())
     }
 
-    /// Adds a record to its partition's batch, cutting as the rules say.
-    /// The age limit is checked by the caller's clock, not per record.
-    fn push(&mut self, i: usize, record: &RecordRef<'_>) -> crate::Result<()> {
-        let p = &self.parts[i];
-        if p.done || p.next.is_some_and(|next| record.offset < next) {
-            return Ok(());
+    /// Pushes messages polled in a row, each to its partition's batch.
+    /// `actions` values are decoded for the whole run first, then each
+    /// partition's stretch of it goes in table by table
+    /// ([`BatchBuilder::push_actions`]).
+    fn push_held(&mut self, held: &[BorrowedMessage<'_>]) -> crate::Result<()> {
+        let mut start = 0;
+        let decoded: Vec<_> = match self.source {
+            Source::Actions => held
+                .iter()
+                .map(|m| {
+                    let r = RecordRef::from_message(m);
+                    let view = decode_action(r.value);
+                    (r, view)
+                })
+                .collect(),
+            Source::Games => Vec::new(),
+        };
+        for stretch in held.chunk_by(|a, b| a.partition() == b.partition()) {
+            let end = start + stretch.len();
+            if let Some(&i) = self.index.get(&stretch[0].partition()) {
+                match self.source {
+                    Source::Actions => self.push_run(
+                        i,
+                        &decoded[start..end],
+                        |(r, _)| r,
+                        BatchBuilder::push_actions,
+                    )?,
+                    Source::Games => {
+                        let records: Vec<_> = stretch.iter().map(RecordRef::from_message).collect();
+                        self.push_run(
+                            i,
+                            &records,
+                            |r| r,
+                            |batch, run| run.iter().try_for_each(|r| batch.push(r)),
+                        )?;
+                    }
+                }
+            }
+            start = end;
         }
-        if let Some(m) = &p.redo {
-            if record.offset > m.last_offset {
+        Ok(())
+    }
+
+    /// Adds records of partition `i`, in offset order, to its batch,
+    /// cutting as the rules say (`add` puts a stretch of them in the
+    /// batch). The age limit is checked by the caller's clock, not per
+    /// record.
+    fn push_run<'r, T: 'r>(
+        &mut self,
+        i: usize,
+        mut run: &[T],
+        record: impl Fn(&T) -> &RecordRef<'r>,
+        add: impl Fn(&mut BatchBuilder, &[T]) -> crate::Result<()>,
+    ) -> crate::Result<()> {
+        while let Some(first) = run.first() {
+            let p = &self.parts[i];
+            if p.done {
+                return Ok(());
+            }
+            if let Some(next) = p.next {
+                if record(first).offset < next {
+                    run = &run[run.iter().take_while(|t| record(t).offset < next).count()..];
+                    continue;
+                }
+            }
+            if let Some(m) = &p.redo {
+                if record(first).offset > m.last_offset {
+                    self.cut(i)?;
+                    continue;
+                }
+            }
+            let p = &mut self.parts[i];
+            if p.batch.is_empty() {
+                p.opened = Some(Instant::now());
+                p.started_ms = now_ms();
+            }
+            // The records up to the first that makes a cut due.
+            let (mut take, mut bytes, mut due) = (0, 0, false);
+            for t in run {
+                let r = record(t);
+                take += 1;
+                bytes += r.size();
+                due = match &p.redo {
+                    Some(m) => r.offset >= m.last_offset,
+                    None => {
+                        self.config
+                            .roll
+                            .due(p.batch.len() + take, p.bytes + bytes, Duration::ZERO)
+                    }
+                };
+                if due {
+                    break;
+                }
+            }
+            self.consumed += take as u64;
+            p.bytes += bytes;
+            self.held += bytes;
+            add(&mut p.batch, &run[..take])?;
+            run = &run[take..];
+            if due {
                 self.cut(i)?;
             }
-        }
-        let p = &mut self.parts[i];
-        if p.batch.is_empty() {
-            p.opened = Some(Instant::now());
-            p.started_ms = now_ms();
-        }
-        self.consumed += 1;
-        let size = record.size();
-        p.bytes += size;
-        self.held += size;
-        let offset = record.offset;
-        p.batch.push(record)?;
-        let due = match &p.redo {
-            Some(m) => offset >= m.last_offset,
-            None => self.config.roll.due(p.batch.len(), p.bytes, Duration::ZERO),
-        };
-        if due {
-            self.cut(i)?;
-        }
-        // Memory stays bounded whatever the partition count: past the cap
-        // the loop waits for the writer, or, with nothing in flight, cuts
-        // the largest open batch early.
-        while self.held > self.cap {
-            if let Some(written) = self.writer.wait_written() {
-                self.account(written?);
-            } else if let Some(largest) = (0..self.parts.len())
-                .filter(|&j| self.parts[j].redo.is_none() && self.parts[j].bytes > 0)
-                .max_by_key(|&j| self.parts[j].bytes)
-            {
-                self.cut(largest)?;
-            } else {
-                break;
+            // Memory stays bounded whatever the partition count: past the
+            // cap the loop waits for the writer, or, with nothing in
+            // flight, cuts the largest open batch early.
+            while self.held > self.cap {
+                if let Some(written) = self.writer.wait_written() {
+                    self.account(written?);
+                } else if let Some(largest) = (0..self.parts.len())
+                    .filter(|&j| self.parts[j].redo.is_none() && self.parts[j].bytes > 0)
+                    .max_by_key(|&j| self.parts[j].bytes)
+                {
+                    self.cut(largest)?;
+                } else {
+                    break;
+                }
             }
         }
         Ok(())

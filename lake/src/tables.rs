@@ -520,6 +520,9 @@ impl BatchBuilder {
     fn push_meta(&mut self, r: &RecordRef<'_>, msg_id: Option<&str>) -> crate::Result<()> {
         if !self.direct() {
             self.meta.push(r, msg_id, &self.topic, self.partition);
+            if self.meta.len() >= CHUNK_ROWS {
+                self.flush_meta(true)?;
+            }
             return Ok(());
         }
         let file = match self.meta_file.take() {
@@ -558,100 +561,149 @@ impl BatchBuilder {
     /// Decodes `r` into the batch's columns. An error is an encoding one
     /// (with [`Output::Parquet`]), never a bad record.
     pub fn push(&mut self, r: &RecordRef<'_>) -> crate::Result<()> {
-        if self.records == 0 {
-            self.first = r.offset;
-        }
-        self.last = r.offset;
-        self.records += 1;
+        self.take_range(r.offset, r.offset, 1);
         match self.source {
-            Source::Actions => match decode_action(r.value) {
-                Ok(view) => {
-                    let day = day_of_ms(view.received_at_ms as i64);
-                    let group = match self
-                        .events
-                        .iter()
-                        .position(|g| g.day == day && g.event_type == view.event_type)
-                    {
-                        Some(i) => i,
-                        None => {
-                            let rows = if self.direct() {
-                                EventRows::Parquet(Box::new(crate::direct::create(
-                                    EventPages::new(&self.topic, self.partition, &self.etl_id),
-                                    &EVENT_SCHEMA,
-                                    self.encoder(),
-                                )?))
-                            } else {
-                                EventRows::Arrow {
-                                    columns: Box::new(EventColumns::with_capacity(
-                                        FIRST_CHUNK_ROWS,
-                                        &self.event_sizes,
-                                    )),
-                                    sink: FileSink::new(&self.output, events_schema())?,
-                                }
-                            };
-                            self.events.push(EventGroup {
-                                day,
-                                event_type: view.event_type.to_string(),
-                                purchase: view.is_purchase(),
-                                rows,
-                            });
-                            self.events.len() - 1
-                        }
-                    };
-                    let g = &mut self.events[group];
-                    match &mut g.rows {
-                        EventRows::Arrow { columns, .. } => {
-                            columns.push(&view, r);
-                            if columns.len() >= CHUNK_ROWS {
-                                g.flush(&mut self.constants, &mut self.event_sizes, true)?;
-                            }
-                        }
-                        EventRows::Parquet(file) => {
-                            file.table.push(&view, r);
-                            file.row_done()?;
-                        }
-                    }
-                    self.push_meta(r, Some(&view.event_id))?;
-                }
-                Err(e) => {
-                    self.push_meta(r, None)?;
-                    self.bad.push((r.to_owned(), e));
-                }
-            },
-            Source::Games => match decode_outcome(r.value) {
-                Ok(Some(view)) => {
-                    let id = format!("{}@{}", view.game_id, view.version);
-                    self.push_meta(r, Some(&id))?;
-                    let day = day_of_ms(r.timestamp_ms.unwrap_or(0));
-                    let group = match self.outcomes.iter().position(|g| g.day == day) {
-                        Some(i) => i,
-                        None => {
-                            self.outcomes.push(OutcomeGroup {
-                                day,
-                                rows: 0,
-                                columns: OutcomeColumns::default(),
-                                sink: FileSink::new(&self.output, outcomes_schema())?,
-                            });
-                            self.outcomes.len() - 1
-                        }
-                    };
-                    let g = &mut self.outcomes[group];
-                    g.columns.push(&view, r);
-                    if g.columns.rows >= CHUNK_ROWS {
-                        g.flush(&mut self.constants)?;
+            Source::Actions => {
+                let decoded = decode_action(r.value);
+                self.push_meta(r, decoded.as_ref().ok().map(|v| &*v.event_id))?;
+                match decoded {
+                    Ok(view) => self.push_event(r, &view),
+                    Err(e) => {
+                        self.bad.push((r.to_owned(), e));
+                        Ok(())
                     }
                 }
-                Ok(None) => self.push_meta(r, None)?,
-                Err(e) => {
-                    self.push_meta(r, None)?;
-                    self.bad.push((r.to_owned(), e));
-                }
-            },
+            }
+            Source::Games => self.push_outcome(r),
         }
-        if self.meta.len() >= CHUNK_ROWS {
-            self.flush_meta(true)?;
+    }
+
+    /// A run of `actions` records of this batch's partition, in offset
+    /// order, each with its value decoded ([`decode_action`]): the same
+    /// rows as [`BatchBuilder::push`] of each, built table by table: the
+    /// run's `buffer_meta` rows, then its `events` rows. Each table's
+    /// pages and dictionaries then stay in the caches for the run instead
+    /// of taking turns with the other's, and with the decoder's, for every
+    /// record (BENCHMARKS.md, "Lake", thirtieth session).
+    pub fn push_actions(
+        &mut self,
+        run: &[(RecordRef<'_>, Result<ActionView<'_>, String>)],
+    ) -> crate::Result<()> {
+        let (Some((first, _)), Some((last, _))) = (run.first(), run.last()) else {
+            return Ok(());
+        };
+        if self.source != Source::Actions {
+            return Err(crate::LakeError::Other(format!(
+                "actions pushed to a batch of {}",
+                self.topic
+            )));
+        }
+        self.take_range(first.offset, last.offset, run.len());
+        for (r, decoded) in run {
+            self.push_meta(r, decoded.as_ref().ok().map(|v| &*v.event_id))?;
+        }
+        for (r, decoded) in run {
+            match decoded {
+                Ok(view) => self.push_event(r, view)?,
+                Err(e) => self.bad.push((r.to_owned(), e.clone())),
+            }
         }
         Ok(())
+    }
+
+    /// Counts `records` more, from `first` to `last`.
+    fn take_range(&mut self, first: i64, last: i64, records: usize) {
+        if self.records == 0 {
+            self.first = first;
+        }
+        self.last = last;
+        self.records += records;
+    }
+
+    /// The `events` row of a decoded action, in its (day, event_type)
+    /// group.
+    fn push_event(&mut self, r: &RecordRef<'_>, view: &ActionView<'_>) -> crate::Result<()> {
+        let day = day_of_ms(view.received_at_ms as i64);
+        let group = match self
+            .events
+            .iter()
+            .position(|g| g.day == day && g.event_type == view.event_type)
+        {
+            Some(i) => i,
+            None => {
+                let rows = if self.direct() {
+                    EventRows::Parquet(Box::new(crate::direct::create(
+                        EventPages::new(&self.topic, self.partition, &self.etl_id),
+                        &EVENT_SCHEMA,
+                        self.encoder(),
+                    )?))
+                } else {
+                    EventRows::Arrow {
+                        columns: Box::new(EventColumns::with_capacity(
+                            FIRST_CHUNK_ROWS,
+                            &self.event_sizes,
+                        )),
+                        sink: FileSink::new(&self.output, events_schema())?,
+                    }
+                };
+                self.events.push(EventGroup {
+                    day,
+                    event_type: view.event_type.to_string(),
+                    purchase: view.is_purchase(),
+                    rows,
+                });
+                self.events.len() - 1
+            }
+        };
+        let g = &mut self.events[group];
+        match &mut g.rows {
+            EventRows::Arrow { columns, .. } => {
+                columns.push(view, r);
+                if columns.len() >= CHUNK_ROWS {
+                    g.flush(&mut self.constants, &mut self.event_sizes, true)?;
+                }
+            }
+            EventRows::Parquet(file) => {
+                file.table.push(view, r);
+                file.row_done()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A `games` record: its `buffer_meta` row, and its `outcomes` rows.
+    fn push_outcome(&mut self, r: &RecordRef<'_>) -> crate::Result<()> {
+        match decode_outcome(r.value) {
+            Ok(Some(view)) => {
+                let id = format!("{}@{}", view.game_id, view.version);
+                self.push_meta(r, Some(&id))?;
+                let day = day_of_ms(r.timestamp_ms.unwrap_or(0));
+                let group = match self.outcomes.iter().position(|g| g.day == day) {
+                    Some(i) => i,
+                    None => {
+                        self.outcomes.push(OutcomeGroup {
+                            day,
+                            rows: 0,
+                            columns: OutcomeColumns::default(),
+                            sink: FileSink::new(&self.output, outcomes_schema())?,
+                        });
+                        self.outcomes.len() - 1
+                    }
+                };
+                let g = &mut self.outcomes[group];
+                g.columns.push(&view, r);
+                if g.columns.rows >= CHUNK_ROWS {
+                    g.flush(&mut self.constants)?;
+                }
+                Ok(())
+            }
+            Ok(None) => self.push_meta(r, None),
+            Err(e) => {
+                self.push_meta(r, None)?;
+                self.bad.push((r.to_owned(), e));
+                Ok(())
+            }
+        }
     }
 
     /// Cuts the `buffer_meta` rows gathered so far into a chunk.
@@ -1611,15 +1663,14 @@ mod tests {
         arrow_select::concat::concat_batches(&batches[0].schema(), &batches).unwrap()
     }
 
-    #[test]
-    fn files_encoded_chunk_by_chunk_hold_the_rows_built_as_arrow() {
+    /// Several pages' worth of actions, a partial last one, and a purchase
+    /// group; nulls in every nullable column; headers none or some;
+    /// undecodable records; player ids enough to fill a dictionary (its
+    /// next pages plain), game ids past a scanned one.
+    fn mixed_actions() -> Vec<RawRecord> {
         use shared::ActionType::*;
-        // Several pages per file, a partial last one, and a purchase
-        // group; nulls in every nullable column; headers none or some;
-        // undecodable records; player ids enough to fill a
-        // dictionary (its next pages plain), game ids past a scanned one.
         let n = 2 * CHUNK_ROWS as i64 + 300;
-        let records: Vec<RawRecord> = (0..n)
+        (0..n)
             .map(|i| {
                 let t = if i % 3 == 0 { PurchaseSword } else { Default };
                 let mut r = action(i, t, ["a", "bb", "ccc"][(i % 3) as usize]);
@@ -1648,7 +1699,74 @@ mod tests {
                 }
                 r
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn runs_of_actions_give_the_files_one_push_per_record_gives() {
+        let records = mixed_actions();
+        let refs: Vec<RecordRef<'_>> = records.iter().map(RawRecord::as_ref).collect();
+        let info = info(Source::Actions, 0, records.len() as i64 - 1);
+        for output in [Output::Arrow, Output::Parquet(None)] {
+            let new = || {
+                BatchBuilder::new(
+                    info.source,
+                    &info.topic,
+                    info.partition,
+                    &info.etl_id,
+                    output.clone(),
+                )
+            };
+            let mut each = new();
+            for r in &refs {
+                each.push(r).unwrap();
+            }
+            // Runs of every size, across page boundaries.
+            let mut runs = new();
+            let mut rest = &refs[..];
+            for size in [1, 7, 64, 300, 2, CHUNK_ROWS + 1].into_iter().cycle() {
+                if rest.is_empty() {
+                    break;
+                }
+                let (run, next) = rest.split_at(size.min(rest.len()));
+                let run: Vec<_> = run
+                    .iter()
+                    .map(|r| (r.clone(), decode_action(r.value)))
+                    .collect();
+                runs.push_actions(&run).unwrap();
+                rest = next;
+            }
+            assert_eq!(runs.len(), records.len());
+            assert_eq!(runs.range(), each.range());
+            let (each, runs) = (each.finish(&info).unwrap(), runs.finish(&info).unwrap());
+            assert!(each.iter().any(|f| f.path.starts_with("bad_records/")));
+            assert_eq!(each.len(), runs.len());
+            for (a, b) in each.iter().zip(&runs) {
+                assert_eq!(a.path, b.path);
+                match (&a.content, &b.content) {
+                    (FileContent::Parquet(a), FileContent::Parquet(b)) => assert_eq!(a, b),
+                    (FileContent::Arrow(x), FileContent::Arrow(y)) => {
+                        assert_eq!(x, y, "{}", a.path)
+                    }
+                    _ => panic!("{}: one file Arrow, the other Parquet", a.path),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn actions_pushed_to_a_games_batch_are_an_error() {
+        let r = action(0, shared::ActionType::Default, "a");
+        let mut batch = BatchBuilder::new(Source::Games, "games", 0, "etl-0", Output::Arrow);
+        let run = [(r.as_ref(), decode_action(r.value.as_deref()))];
+        assert!(batch.push_actions(&run).is_err());
+        assert!(batch.is_empty());
+    }
+
+    #[test]
+    fn files_encoded_chunk_by_chunk_hold_the_rows_built_as_arrow() {
+        let records = mixed_actions();
+        let n = records.len() as i64;
         let info = info(Source::Actions, 0, n - 1);
         let arrow = build(&info, &records).unwrap();
         // Pages compressed on the caller's thread, then on an encoder's.
