@@ -28,7 +28,7 @@ use tracing::{info, warn};
 
 use crate::config::{ExportConfig, Mode};
 use crate::location::Location;
-use crate::records::{decode_action, RecordRef};
+use crate::records::{decode_action, ActionView, RecordRef};
 use crate::store::{partition_state, Manifest};
 use crate::tables::{BatchBuilder, Encoder, Output, Source};
 use crate::writer::{WriteJob, Writer, Written};
@@ -184,6 +184,24 @@ struct Batches<'a> {
     summary: ExportSummary,
     /// Records taken into batches in this run, written or not yet.
     consumed: u64,
+    /// The allocation [`Batches::push_held`] decodes each run into, kept
+    /// from run to run: a fresh one for every run made glibc's malloc
+    /// consolidate its free lists each time (BENCHMARKS.md, "Lake",
+    /// thirtieth session).
+    decoded: Vec<Decoded<'static>>,
+}
+
+/// A record and its `actions` value decoded.
+type Decoded<'a> = (RecordRef<'a>, Result<ActionView<'a>, String>);
+
+/// An empty vector with `v`'s allocation, for a `U` that differs from `T`
+/// only in lifetimes (the same layout, so the standard library collects in
+/// place and allocates nothing).
+fn recycle<T, U>(mut v: Vec<T>) -> Vec<U> {
+    v.clear();
+    v.into_iter()
+        .map(|_| unreachable!("the vector is empty"))
+        .collect()
 }
 
 impl<'a> TopicExport<'a> {
@@ -205,7 +223,20 @@ impl<'a> TopicExport<'a> {
             .set("enable.partition.eof", "true")
             .set("isolation.level", "read_committed")
             .set("auto.offset.reset", "earliest")
-            .set("fetch.wait.max.ms", "100")
+            // How long the broker holds a fetch with nothing new. `--once`
+            // ends when every partition has said it is at its end, which
+            // takes one such fetch: 10 ms instead of 100 ended a
+            // 1,000,000-record export 0.1 s sooner, and the baseline
+            // consume as much (BENCHMARKS.md, "Lake", thirtieth session).
+            // A follower waits longer between empty fetches.
+            .set(
+                "fetch.wait.max.ms",
+                if config.mode == Mode::Once {
+                    "10"
+                } else {
+                    "100"
+                },
+            )
             // What librdkafka prefetches, for all partitions together (one
             // consumer queue): fetches of 2 MiB per partition and 8 MiB in
             // all, at most 4 MiB queued. Once the queue is full it postpones
@@ -260,6 +291,7 @@ impl<'a> TopicExport<'a> {
                 writer: Writer::start(lake.clone(), source)?,
                 summary: ExportSummary::default(),
                 consumed: 0,
+                decoded: Vec::with_capacity(POLL_RUN),
             },
         }))
     }
@@ -422,17 +454,14 @@ impl Batches<'_> {
     /// ([`BatchBuilder::push_actions`]).
     fn push_held(&mut self, held: &[BorrowedMessage<'_>]) -> crate::Result<()> {
         let mut start = 0;
-        let decoded: Vec<_> = match self.source {
-            Source::Actions => held
-                .iter()
-                .map(|m| {
-                    let r = RecordRef::from_message(m);
-                    let view = decode_action(r.value);
-                    (r, view)
-                })
-                .collect(),
-            Source::Games => Vec::new(),
-        };
+        let mut decoded: Vec<Decoded<'_>> = recycle(std::mem::take(&mut self.decoded));
+        if self.source == Source::Actions {
+            decoded.extend(held.iter().map(|m| {
+                let r = RecordRef::from_message(m);
+                let view = decode_action(r.value);
+                (r, view)
+            }));
+        }
         for stretch in held.chunk_by(|a, b| a.partition() == b.partition()) {
             let end = start + stretch.len();
             if let Some(&i) = self.index.get(&stretch[0].partition()) {
@@ -456,6 +485,7 @@ impl Batches<'_> {
             }
             start = end;
         }
+        self.decoded = recycle(decoded);
         Ok(())
     }
 
@@ -720,6 +750,40 @@ fn wait_for_topic(
                 }
                 std::thread::sleep(Duration::from_secs(1));
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recycled_vector_keeps_its_allocation_and_holds_nothing() {
+        let records: Vec<crate::records::RawRecord> = (0..3)
+            .map(|offset| crate::records::RawRecord {
+                offset,
+                timestamp_ms: None,
+                timestamp_type: -1,
+                key: None,
+                value: Some(b"{}".to_vec()),
+                headers: Vec::new(),
+            })
+            .collect();
+        let mut kept: Vec<Decoded<'static>> = Vec::with_capacity(POLL_RUN);
+        let at = kept.as_ptr() as usize;
+        for _ in 0..3 {
+            let mut run: Vec<Decoded<'_>> = recycle(std::mem::take(&mut kept));
+            assert!(run.is_empty());
+            assert_eq!(run.as_ptr() as usize, at, "the same allocation");
+            assert!(run.capacity() >= POLL_RUN);
+            run.extend(records.iter().map(|r| {
+                let r = r.as_ref();
+                let view = decode_action(r.value);
+                (r, view)
+            }));
+            assert_eq!(run.len(), records.len());
+            kept = recycle(run);
         }
     }
 }
