@@ -480,9 +480,15 @@ fn consume(brokers: &str, topic: &str, mut floor: Option<Floor>) -> anyhow::Resu
         Err(_) => 1,
     };
     let mut held = Vec::with_capacity(run);
+    let mut kept: Vec<lake::records::Decoded<'static>> = Vec::with_capacity(run);
     while eofs < partitions {
-        let wait = if held.is_empty() { 100 } else { 0 };
-        match consumer.poll(Duration::from_millis(wait)) {
+        // Without a timeout first (librdkafka then reads no clock), as
+        // `lake export` polls.
+        let polled = match consumer.poll(Duration::ZERO) {
+            None if held.is_empty() => consumer.poll(Duration::from_millis(100)),
+            polled => polled,
+        };
+        match polled {
             Some(Ok(msg)) => {
                 held.push(msg);
                 if held.len() < run {
@@ -495,28 +501,27 @@ fn consume(brokers: &str, topic: &str, mut floor: Option<Floor>) -> anyhow::Resu
         }
         // The same work per record as the exporter before building its
         // columns: borrow it from librdkafka (headers read), decode the
-        // value.
-        let decoded: Vec<_> = held
-            .iter()
-            .map(|msg| {
-                let record = lake::records::RecordRef::from_message(msg);
-                let view = lake::records::decode_action(record.value);
-                (msg.partition(), record, view)
-            })
-            .collect();
-        for (partition, record, view) in &decoded {
+        // value; into a buffer kept from run to run, as the exporter's.
+        let mut decoded: Vec<lake::records::Decoded<'_>> =
+            lake::records::recycle(std::mem::take(&mut kept));
+        decoded.extend(held.iter().map(|msg| {
+            let record = lake::records::RecordRef::from_message(msg);
+            let view = lake::records::decode_action(record.value);
+            (record, view)
+        }));
+        for (msg, (record, view)) in held.iter().zip(&decoded) {
             match view {
                 Ok(view) => {
                     bytes += view.host.len();
                     if let Some(floor) = &mut floor {
-                        floor.push(*partition, record, view)?;
+                        floor.push(msg.partition(), record, view)?;
                     }
                 }
                 Err(_) => bad += 1,
             }
             records += 1;
         }
-        drop(decoded);
+        kept = lake::records::recycle(decoded);
         held.clear();
     }
     let written = floor.map(Floor::finish).transpose()?;

@@ -28,7 +28,7 @@ use tracing::{info, warn};
 
 use crate::config::{ExportConfig, Mode};
 use crate::location::Location;
-use crate::records::{decode_action, ActionView, RecordRef};
+use crate::records::{decode_action, recycle, Decoded, RecordRef};
 use crate::store::{partition_state, Manifest};
 use crate::tables::{BatchBuilder, Encoder, Output, Source};
 use crate::writer::{WriteJob, Writer, Written};
@@ -191,19 +191,6 @@ struct Batches<'a> {
     decoded: Vec<Decoded<'static>>,
 }
 
-/// A record and its `actions` value decoded.
-type Decoded<'a> = (RecordRef<'a>, Result<ActionView<'a>, String>);
-
-/// An empty vector with `v`'s allocation, for a `U` that differs from `T`
-/// only in lifetimes (the same layout, so the standard library collects in
-/// place and allocates nothing).
-fn recycle<T, U>(mut v: Vec<T>) -> Vec<U> {
-    v.clear();
-    v.into_iter()
-        .map(|_| unreachable!("the vector is empty"))
-        .collect()
-}
-
 impl<'a> TopicExport<'a> {
     /// Connects, reads the lake's state and assigns the partitions; `None`
     /// when the topic does not exist in `--once` mode (nothing to export).
@@ -326,12 +313,12 @@ impl<'a> TopicExport<'a> {
             // Messages are taken in runs (BENCHMARKS.md, "Lake", thirtieth
             // session): up to `POLL_RUN` that librdkafka has ready, without
             // waiting for more, then pushed together.
-            let wait = if held.is_empty() {
-                Duration::from_millis(100)
-            } else {
-                Duration::ZERO
+            // Without a timeout first: librdkafka then reads no clock.
+            let polled = match self.consumer.poll(Duration::ZERO) {
+                None if held.is_empty() => self.consumer.poll(Duration::from_millis(100)),
+                polled => polled,
             };
-            let event = match self.consumer.poll(wait) {
+            let event = match polled {
                 Some(Ok(msg)) => {
                     unclocked += 1;
                     held.push(msg);
@@ -750,40 +737,6 @@ fn wait_for_topic(
                 }
                 std::thread::sleep(Duration::from_secs(1));
             }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_recycled_vector_keeps_its_allocation_and_holds_nothing() {
-        let records: Vec<crate::records::RawRecord> = (0..3)
-            .map(|offset| crate::records::RawRecord {
-                offset,
-                timestamp_ms: None,
-                timestamp_type: -1,
-                key: None,
-                value: Some(b"{}".to_vec()),
-                headers: Vec::new(),
-            })
-            .collect();
-        let mut kept: Vec<Decoded<'static>> = Vec::with_capacity(POLL_RUN);
-        let at = kept.as_ptr() as usize;
-        for _ in 0..3 {
-            let mut run: Vec<Decoded<'_>> = recycle(std::mem::take(&mut kept));
-            assert!(run.is_empty());
-            assert_eq!(run.as_ptr() as usize, at, "the same allocation");
-            assert!(run.capacity() >= POLL_RUN);
-            run.extend(records.iter().map(|r| {
-                let r = r.as_ref();
-                let view = decode_action(r.value);
-                (r, view)
-            }));
-            assert_eq!(run.len(), records.len());
-            kept = recycle(run);
         }
     }
 }

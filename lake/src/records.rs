@@ -207,6 +207,20 @@ pub struct OutcomeView<'a> {
     pub rejected: Vec<RejectedView<'a>>,
 }
 
+/// A record and its `actions` value decoded ([`decode_action`]).
+pub type Decoded<'a> = (RecordRef<'a>, Result<ActionView<'a>, String>);
+
+/// An empty vector with `v`'s allocation, for a `U` that differs from `T`
+/// only in lifetimes (the same layout, so the standard library collects in
+/// place and allocates nothing): a buffer of borrowed records kept from one
+/// run of messages to the next.
+pub fn recycle<T, U>(mut v: Vec<T>) -> Vec<U> {
+    v.clear();
+    v.into_iter()
+        .map(|_| unreachable!("the vector is empty"))
+        .collect()
+}
+
 /// Decodes a `games` value; a tombstone (no value) and a nation record
 /// (the state, not what happened) have no outcomes.
 pub fn decode_outcome(value: Option<&[u8]>) -> Result<Option<OutcomeView<'_>>, String> {
@@ -221,6 +235,35 @@ pub fn decode_outcome(value: Option<&[u8]>) -> Result<Option<OutcomeView<'_>>, S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_recycled_vector_keeps_its_allocation_and_holds_nothing() {
+        let records: Vec<RawRecord> = (0..3)
+            .map(|offset| RawRecord {
+                offset,
+                timestamp_ms: None,
+                timestamp_type: -1,
+                key: None,
+                value: Some(b"{}".to_vec()),
+                headers: Vec::new(),
+            })
+            .collect();
+        let mut kept: Vec<Decoded<'static>> = Vec::with_capacity(64);
+        let at = kept.as_ptr() as usize;
+        for _ in 0..3 {
+            let mut run: Vec<Decoded<'_>> = recycle(std::mem::take(&mut kept));
+            assert!(run.is_empty());
+            assert_eq!(run.as_ptr() as usize, at, "the same allocation");
+            assert!(run.capacity() >= 64);
+            run.extend(records.iter().map(|r| {
+                let r = r.as_ref();
+                let view = decode_action(r.value);
+                (r, view)
+            }));
+            assert_eq!(run.len(), records.len());
+            kept = recycle(run);
+        }
+    }
     use rdkafka::message::{OwnedHeaders, OwnedMessage};
 
     fn envelope(event_type: shared::ActionType) -> shared::ActionEnvelope {
