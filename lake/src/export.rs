@@ -295,8 +295,6 @@ impl<'a> TopicExport<'a> {
         let mut held = Vec::with_capacity(POLL_RUN);
         loop {
             if stop.load(Ordering::SeqCst) {
-                b.push_held(&held)?;
-                held.clear();
                 // A clean stop writes what it holds; a redo batch still short
                 // of its range is left for the next start.
                 for i in 0..b.parts.len() {
@@ -311,28 +309,30 @@ impl<'a> TopicExport<'a> {
             }
             b.collect()?;
             // Messages are taken in runs (BENCHMARKS.md, "Lake", thirtieth
-            // session): up to `POLL_RUN` that librdkafka has ready, without
-            // waiting for more, then pushed together.
-            // Without a timeout first: librdkafka then reads no clock.
-            let polled = match self.consumer.poll(Duration::ZERO) {
-                None if held.is_empty() => self.consumer.poll(Duration::from_millis(100)),
-                polled => polled,
-            };
-            let event = match polled {
-                Some(Ok(msg)) => {
-                    unclocked += 1;
-                    held.push(msg);
-                    if held.len() < POLL_RUN {
-                        continue;
+            // session): up to `POLL_RUN` that librdkafka has ready, the
+            // first waited for, then pushed together. Each poll tries
+            // without a timeout first: librdkafka then reads no clock.
+            let mut event = None;
+            while held.len() < POLL_RUN {
+                let polled = match self.consumer.poll(Duration::ZERO) {
+                    None if held.is_empty() => self.consumer.poll(Duration::from_millis(100)),
+                    polled => polled,
+                };
+                match polled {
+                    Some(Ok(msg)) => {
+                        unclocked += 1;
+                        held.push(msg);
                     }
-                    None
+                    Some(Err(e)) => {
+                        event = Some(e);
+                        break;
+                    }
+                    None => {
+                        unclocked = u32::MAX;
+                        break;
+                    }
                 }
-                Some(Err(e)) => Some(e),
-                None => {
-                    unclocked = u32::MAX;
-                    None
-                }
-            };
+            }
             b.push_held(&held)?;
             held.clear();
             match event {
