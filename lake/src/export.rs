@@ -5,9 +5,11 @@
 //! group offsets), positioned from the lake's batch log
 //! ([`crate::store::partition_state`]); following, partitions added to the
 //! topic later are found ([`ExportConfig::partition_check`]) and assigned
-//! the same way. Each record is decoded as it is
-//! consumed into its partition's open [`BatchBuilder`] (columns, not
-//! records, are held) until the batch is cut by the [`crate::RollPolicy`],
+//! the same way. Records are taken in runs of up to 64 (`POLL_RUN`) that
+//! librdkafka has ready, decoded, and built into their partitions' open
+//! [`BatchBuilder`]s table by table (columns, not records, are held; a run
+//! is split where a batch is cut) until the batch is cut by the
+//! [`crate::RollPolicy`],
 //! the shared byte cap, the end of the partition (`--once`) or a stop; then
 //! the batch is handed to the topic's [`Writer`] thread, which finishes its
 //! files ([`BatchBuilder::finish`]) and writes them
