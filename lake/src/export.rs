@@ -75,6 +75,10 @@ pub fn export(
     if let Some(games) = &config.games_topic {
         sources.push((games.clone(), Source::Games));
     }
+    let sweep = match &lake.target {
+        crate::location::Target::Folder(dir) => sweep_staged_files(dir.clone()),
+        crate::location::Target::Bucket { .. } => None,
+    };
     let share = config.max_buffered_bytes / sources.len();
     let results: Vec<crate::Result<ExportSummary>> = std::thread::scope(|scope| {
         let handles: Vec<_> = sources
@@ -102,11 +106,34 @@ pub fn export(
             })
             .collect()
     });
+    // `--once` also waits for the sweep (it ran beside the export).
+    if let (Some(sweep), Mode::Once) = (sweep, config.mode) {
+        let _ = sweep.join();
+    }
     let mut total = ExportSummary::default();
     for r in results {
         total.add(&r?);
     }
     Ok(total)
+}
+
+/// Deletes, on a thread of its own, the staged files that writes killed
+/// midway left in a folder lake ([`crate::local::sweep_staged`]): the
+/// walk takes as long as the lake is big, and the export need not wait.
+fn sweep_staged_files(dir: std::path::PathBuf) -> Option<std::thread::JoinHandle<()>> {
+    let sweep = move || match crate::local::sweep_staged(&dir, crate::local::STAGED_MAX_AGE) {
+        Ok(0) => {}
+        Ok(n) => info!(
+            files = n,
+            "deleted the staged files of writes that never finished"
+        ),
+        Err(e) => warn!(lake = %dir.display(), "sweeping staged files: {e}"),
+    };
+    std::thread::Builder::new()
+        .name("lake-sweep".into())
+        .spawn(sweep)
+        .inspect_err(|e| warn!("sweeping staged files: no thread: {e}"))
+        .ok()
 }
 
 fn now_ms() -> i64 {

@@ -21,6 +21,7 @@
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::Path;
+use std::time::{Duration, SystemTime};
 
 /// Staged files from this size are written with direct I/O; smaller ones
 /// (manifests, `etl_meta`, a rare event type's file) through the page cache.
@@ -79,6 +80,54 @@ fn put(dir: &Path, relative: &str, bytes: &[u8], direct: bool) -> io::Result<(bo
         sync_dir(parent)?;
     }
     Ok((created, written))
+}
+
+/// A staged file this old is a dead write's: a live write links or
+/// deletes its staged file as soon as the bytes are on the disk.
+pub const STAGED_MAX_AGE: Duration = Duration::from_secs(600);
+
+/// Whether `name` is a staged file's ([`put_if_absent`]).
+fn is_staged(name: &str) -> bool {
+    name.starts_with('.') && name.ends_with(".staged")
+}
+
+/// Deletes the staged files under `dir` last modified at least
+/// `older_than` ago: what a process killed in the middle of a write left
+/// (no reader lists them, but nothing else would delete them). Walks every
+/// folder under `dir`, so the exporter runs it on a thread of its own; a
+/// folder that cannot be read is skipped. Returns how many were deleted.
+pub fn sweep_staged(dir: &Path, older_than: Duration) -> io::Result<usize> {
+    let now = SystemTime::now();
+    let mut swept = 0;
+    let mut folders = vec![dir.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        let entries = match fs::read_dir(&folder) {
+            Ok(entries) => entries,
+            Err(e) if folder == dir => return Err(e),
+            Err(_) => continue,
+        };
+        for entry in entries.flatten() {
+            // Not followed: a link to a folder is not walked.
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
+                folders.push(entry.path());
+                continue;
+            }
+            if !kind.is_file() || !is_staged(&entry.file_name().to_string_lossy()) {
+                continue;
+            }
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|at| now.duration_since(at).is_ok_and(|age| age >= older_than));
+            if old && fs::remove_file(entry.path()).is_ok() {
+                swept += 1;
+            }
+        }
+    }
+    Ok(swept)
 }
 
 /// Writes and fsyncs a new file: with direct I/O when allowed, large
@@ -214,6 +263,45 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec!["c.parquet"], "no staged file left");
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn old_staged_files_are_swept_and_nothing_else() {
+        let dir = std::env::temp_dir().join(format!("lake-sweep-{}", uuid::Uuid::new_v4()));
+        let folder = dir.join("events/date=2026-12-05/event_type=default");
+        fs::create_dir_all(&folder).unwrap();
+        let hour_ago = SystemTime::now() - Duration::from_secs(3600);
+        let file = |name: &str, modified: SystemTime| {
+            let f = File::create(folder.join(name)).unwrap();
+            f.set_modified(modified).unwrap();
+        };
+        file(".a.parquet.0123.staged", hour_ago); // a dead write's
+        file(".b.parquet.4567.staged", SystemTime::now()); // a live one's
+        file("a.parquet", hour_ago);
+        file(".hidden", hour_ago);
+        fs::write(dir.join(".c.json.89ab.staged"), b"{}").unwrap();
+        File::options()
+            .write(true)
+            .open(dir.join(".c.json.89ab.staged"))
+            .unwrap()
+            .set_modified(hour_ago)
+            .unwrap();
+
+        assert_eq!(sweep_staged(&dir, STAGED_MAX_AGE).unwrap(), 2);
+        let mut left: Vec<_> = fs::read_dir(&folder)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, [".b.parquet.4567.staged", ".hidden", "a.parquet"]);
+        assert!(!dir.join(".c.json.89ab.staged").exists());
+        assert_eq!(
+            sweep_staged(&dir, STAGED_MAX_AGE).unwrap(),
+            0,
+            "nothing twice"
+        );
+        assert!(sweep_staged(&dir.join("missing"), STAGED_MAX_AGE).is_err());
         fs::remove_dir_all(dir).unwrap();
     }
 

@@ -110,8 +110,20 @@ async fn a_batch_cut_short_is_redone_with_the_same_files() {
         "some batches written: {before}"
     );
 
+    // A staged file as a write killed long ago leaves one: the next export
+    // deletes it.
+    let dead = dir.join("buffer_meta/.dead.parquet.0123.staged");
+    std::fs::write(&dead, b"half a file").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&dead)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(3600))
+        .unwrap();
+
     let out = export_once(&actions, &dir, &["--max-rows", "100"], &[]);
     assert_ok(&out, "the export after the crashes");
+    assert!(!dead.exists(), "the dead write's staged file is swept");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("redoing"),
