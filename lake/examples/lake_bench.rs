@@ -220,7 +220,7 @@ fn cpu(n: u64, batch: usize) -> anyhow::Result<()> {
                 continue;
             }
             streamed_bytes += match &f.content {
-                lake::tables::FileContent::Parquet(b) => b.len(),
+                lake::tables::FileContent::Parquet(b) => b.content_length(),
                 lake::tables::FileContent::Arrow(b) => lake::store::encode(b)?.len(),
             };
         }

@@ -32,12 +32,13 @@
 //! `store::writer_properties` chooses for the other tables; there is no
 //! page index.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::Read as _;
 use std::sync::{mpsc, Arc, Mutex, OnceLock, PoisonError};
 
 use arrow_schema::SchemaRef;
 use bytes::Bytes;
+use object_store::{PutPayload, PutPayloadMut};
 use parquet::arrow::{add_encoded_arrow_schema_to_metadata, ArrowSchemaConverter};
 use parquet::basic::{Compression, Encoding};
 use parquet::column::page::{CompressedPage, Page, PageWriteSpec, PageWriter};
@@ -364,8 +365,7 @@ fn page_head(page: CompressedPage) -> Result<(Bytes, Bytes, PageWriteSpec)> {
     Ok((Bytes::copy_from_slice(head), data, spec))
 }
 
-/// A column chunk's bytes in pieces, read in order when the file writer
-/// appends the chunk.
+/// A column chunk's bytes in pieces.
 struct Pieces {
     pieces: Vec<Bytes>,
     len: u64,
@@ -378,50 +378,111 @@ impl Pieces {
     }
 }
 
-impl parquet::file::reader::Length for Pieces {
-    fn len(&self) -> u64 {
-        self.len
+/// The file as the `parquet` crate's file writer writes it, its column
+/// chunks not copied: the writer writes each chunk as [`Blank`] bytes, and
+/// the assembly puts the chunk's own pieces in their place. The rest (the
+/// magic, the footer) is copied into small blocks.
+struct Assembly {
+    out: PutPayloadMut,
+    /// Bytes the writer has written.
+    at: u64,
+    /// Chunks to come, in file order.
+    splices: VecDeque<Splice>,
+}
+
+/// A column chunk at `start` in the file.
+struct Splice {
+    start: u64,
+    len: u64,
+    /// Taken when the writer reaches `start`.
+    pieces: Option<Vec<Bytes>>,
+}
+
+impl Assembly {
+    fn new() -> Assembly {
+        Assembly {
+            out: PutPayloadMut::new(),
+            at: 0,
+            splices: VecDeque::new(),
+        }
+    }
+
+    /// The file's bytes at `start`, as many as `chunk` holds, are its.
+    fn splice(&mut self, start: u64, chunk: Pieces) {
+        self.splices.push_back(Splice {
+            start,
+            len: chunk.len,
+            pieces: Some(chunk.pieces),
+        });
+    }
+
+    /// The whole file, once the writer is done.
+    fn finish(self) -> Result<PutPayload> {
+        if let Some(splice) = self.splices.front() {
+            return Err(parquet::errors::ParquetError::General(format!(
+                "a column chunk at {} was not written (the file ends at {})",
+                splice.start, self.at
+            )));
+        }
+        Ok(self.out.freeze())
     }
 }
 
-impl parquet::file::reader::ChunkReader for Pieces {
-    type T = PiecesReader;
+impl std::io::Write for Assembly {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut rest = buf;
+        while !rest.is_empty() {
+            let Some(splice) = self.splices.front_mut() else {
+                self.out.extend_from_slice(rest);
+                self.at += rest.len() as u64;
+                break;
+            };
+            if self.at < splice.start {
+                let n = rest.len().min((splice.start - self.at) as usize);
+                self.out.extend_from_slice(&rest[..n]);
+                self.at += n as u64;
+                rest = &rest[n..];
+                continue;
+            }
+            for piece in splice.pieces.take().into_iter().flatten() {
+                self.out.push(piece);
+            }
+            let end = splice.start + splice.len;
+            let n = rest.len().min((end - self.at) as usize);
+            self.at += n as u64;
+            rest = &rest[n..];
+            if self.at == end {
+                self.splices.pop_front();
+            }
+        }
+        Ok(buf.len())
+    }
 
-    fn get_read(&self, start: u64) -> Result<PiecesReader> {
-        let mut reader = PiecesReader {
-            pieces: self.pieces.clone().into(),
-        };
-        std::io::copy(&mut (&mut reader).take(start), &mut std::io::sink())?;
-        Ok(reader)
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A column chunk's length in zeros: what the file writer copies for it
+/// while the [`Assembly`] puts the chunk's pieces in their place.
+struct Blank(u64);
+
+impl parquet::file::reader::Length for Blank {
+    fn len(&self) -> u64 {
+        self.0
+    }
+}
+
+impl parquet::file::reader::ChunkReader for Blank {
+    type T = std::io::Take<std::io::Repeat>;
+
+    fn get_read(&self, start: u64) -> Result<Self::T> {
+        Ok(std::io::repeat(0).take(self.0.saturating_sub(start)))
     }
 
     fn get_bytes(&self, start: u64, length: usize) -> Result<Bytes> {
-        let mut out = Vec::with_capacity(length);
-        self.get_read(start)?
-            .take(length as u64)
-            .read_to_end(&mut out)?;
-        Ok(out.into())
-    }
-}
-
-/// [`Pieces`] from some offset on.
-struct PiecesReader {
-    pieces: std::collections::VecDeque<Bytes>,
-}
-
-impl std::io::Read for PiecesReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while let Some(piece) = self.pieces.front_mut() {
-            if piece.is_empty() {
-                self.pieces.pop_front();
-                continue;
-            }
-            let n = piece.len().min(buf.len());
-            buf[..n].copy_from_slice(&piece[..n]);
-            bytes::Buf::advance(piece, n);
-            return Ok(n);
-        }
-        Ok(0)
+        let available = self.0.saturating_sub(start) as usize;
+        Ok(vec![0; length.min(available)].into())
     }
 }
 
@@ -482,7 +543,7 @@ struct FileState {
     schema: &'static FileSchema,
     compression: Compression,
     chunks: Vec<Chunk>,
-    writer: SerializedFileWriter<Vec<u8>>,
+    writer: SerializedFileWriter<Assembly>,
 }
 
 impl FileState {
@@ -492,7 +553,7 @@ impl FileState {
             compression: crate::store::compression(),
             chunks: Self::chunks(schema),
             writer: SerializedFileWriter::new(
-                Vec::new(),
+                Assembly::new(),
                 schema.descr.root_schema_ptr(),
                 schema.props.clone(),
             )?,
@@ -529,15 +590,27 @@ impl FileState {
                 })
                 .collect::<Result<Vec<_>>>()
         })?;
-        // The file's buffer grows once for the whole row group, not by
-        // doubling (a copy of all it holds each time) as chunks come.
-        let size: u64 = finished.iter().map(|(pieces, _)| pieces.len).sum();
-        self.writer.inner_mut().reserve(size as usize);
-        let mut group = self.writer.next_row_group()?;
+        // The row group's chunks follow each other from here, spliced in
+        // as the writer writes them.
+        let mut at = self.writer.bytes_written() as u64;
+        let mut blanks = Vec::with_capacity(finished.len());
         for (pieces, close) in finished {
-            group.append_column(&pieces, close)?;
+            let len = pieces.len;
+            self.writer.inner_mut().splice(at, pieces);
+            at += len;
+            blanks.push((Blank(len), close));
+        }
+        let mut group = self.writer.next_row_group()?;
+        for (blank, close) in blanks {
+            group.append_column(&blank, close)?;
         }
         group.close()?;
+        if self.writer.bytes_written() as u64 != at {
+            return Err(parquet::errors::ParquetError::General(format!(
+                "a row group's chunks end at {}, not {at}",
+                self.writer.bytes_written()
+            )));
+        }
         Ok(())
     }
 }
@@ -573,10 +646,9 @@ impl Out {
         }
     }
 
-    fn finish(self) -> crate::Result<Bytes> {
-        let into_bytes = |state: Box<FileState>| -> Result<Bytes> {
-            Ok(Bytes::from(state.writer.into_inner()?))
-        };
+    fn finish(self) -> crate::Result<PutPayload> {
+        let into_bytes =
+            |state: Box<FileState>| -> Result<PutPayload> { state.writer.into_inner()?.finish() };
         match self {
             Out::Here(state) => Ok(into_bytes(state)?),
             Out::There(encoder, state) => {
@@ -665,7 +737,7 @@ impl<T: Table> ParquetFile<T> {
     }
 
     /// The whole file.
-    pub fn finish(mut self) -> crate::Result<Bytes> {
+    pub fn finish(mut self) -> crate::Result<PutPayload> {
         self.flush_page()?;
         self.flush_group()?;
         self.out.finish()
@@ -1902,7 +1974,7 @@ mod tests {
             file.row_done().unwrap();
         }
         assert_eq!(file.rows(), 60);
-        let bytes = file.finish().unwrap();
+        let bytes = Bytes::from(file.finish().unwrap());
 
         // A row group ends on a page: at 30 rows, not 25.
         let reader = SerializedFileReader::new(bytes.clone()).unwrap();

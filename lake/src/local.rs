@@ -23,6 +23,8 @@ use std::io::{self, Write};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
+
 /// Staged files from this size are written with direct I/O; smaller ones
 /// (manifests, `etl_meta`, a rare event type's file) through the page cache.
 pub const DIRECT_MIN: usize = 64 * 1024;
@@ -47,15 +49,15 @@ fn direct_io() -> bool {
     })
 }
 
-/// Writes `bytes` at `dir/relative` unless something is there; `true` if
-/// this call created it.
-pub fn put_if_absent(dir: &Path, relative: &str, bytes: &[u8]) -> io::Result<bool> {
-    put(dir, relative, bytes, direct_io()).map(|(created, _)| created)
+/// Writes `pieces`, one after the other, at `dir/relative` unless
+/// something is there; `true` if this call created it.
+pub fn put_if_absent(dir: &Path, relative: &str, pieces: &[Bytes]) -> io::Result<bool> {
+    put(dir, relative, pieces, direct_io()).map(|(created, _)| created)
 }
 
 /// [`put_if_absent`], with direct I/O allowed or not; also says how the
 /// bytes were written.
-fn put(dir: &Path, relative: &str, bytes: &[u8], direct: bool) -> io::Result<(bool, Written)> {
+fn put(dir: &Path, relative: &str, pieces: &[Bytes], direct: bool) -> io::Result<(bool, Written)> {
     let path = dir.join(relative);
     let parent = path
         .parent()
@@ -67,7 +69,7 @@ fn put(dir: &Path, relative: &str, bytes: &[u8], direct: bool) -> io::Result<(bo
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
     let staged = parent.join(format!(".{name}.{}.staged", uuid::Uuid::new_v4().simple()));
     let result = (|| {
-        let written = write_staged(&staged, bytes, direct)?;
+        let written = write_staged(&staged, pieces, direct)?;
         match fs::hard_link(&staged, &path) {
             Ok(()) => Ok((true, written)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok((false, written)),
@@ -132,10 +134,10 @@ pub fn sweep_staged(dir: &Path, older_than: Duration) -> io::Result<usize> {
 
 /// Writes and fsyncs a new file: with direct I/O when allowed, large
 /// enough and taken by the file system, else through the page cache.
-fn write_staged(path: &Path, bytes: &[u8], direct: bool) -> io::Result<Written> {
+fn write_staged(path: &Path, pieces: &[Bytes], direct: bool) -> io::Result<Written> {
     #[cfg(target_os = "linux")]
-    if direct && bytes.len() >= DIRECT_MIN {
-        match direct::write(path, bytes) {
+    if direct && pieces.iter().map(Bytes::len).sum::<usize>() >= DIRECT_MIN {
+        match direct::write(path, pieces) {
             Ok(()) => return Ok(Written::Direct),
             // Refused (EINVAL: no direct I/O on this file system, or not
             // at this alignment): written again through the page cache.
@@ -147,58 +149,89 @@ fn write_staged(path: &Path, bytes: &[u8], direct: bool) -> io::Result<Written> 
     }
     let _ = direct;
     let mut file = File::create_new(path)?;
-    file.write_all(bytes)?;
+    for piece in pieces {
+        file.write_all(piece)?;
+    }
     file.sync_all()?;
     Ok(Written::Buffered)
 }
 
 #[cfg(target_os = "linux")]
 mod direct {
-    use std::cell::RefCell;
     use std::fs::OpenOptions;
     use std::io::{self, Write};
     use std::os::unix::fs::OpenOptionsExt;
     use std::path::Path;
+    use std::sync::{Mutex, PoisonError};
+
+    use bytes::Bytes;
 
     /// Offsets, lengths and buffer addresses of direct writes are multiples
     /// of this (a 512-byte or 4 KiB logical block alike).
     const ALIGN: usize = 4096;
     /// Bytes copied into the aligned buffer and written at a time.
-    const CHUNK: usize = 1 << 20;
+    const CHUNK: usize = 256 * 1024;
 
-    thread_local! {
-        /// Each writing thread's aligned buffer, made on its first file.
-        static BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-    }
+    /// Aligned buffers not in use, shared by the writing threads (a
+    /// folder's puts run on many blocking threads at once; a buffer per
+    /// thread was fresh memory to fault in for each).
+    static BUFFERS: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
 
-    /// Writes `bytes` to a new file at `path` with `O_DIRECT`: each chunk
-    /// copied into an aligned buffer, the last one padded with zeros to a
-    /// whole block, then the file cut back to its length and fsynced.
-    pub fn write(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    /// Writes `pieces` to a new file at `path` with `O_DIRECT`: copied into
+    /// an aligned buffer a chunk at a time, the last chunk padded with
+    /// zeros to a whole block, then the file cut back to its length and
+    /// fsynced.
+    pub fn write(path: &Path, pieces: &[Bytes]) -> io::Result<()> {
         let mut file = OpenOptions::new()
             .write(true)
             .create_new(true)
             .custom_flags(libc::O_DIRECT)
             .open(path)?;
-        BUFFER.with(|cell| {
-            let mut buffer = cell.borrow_mut();
-            if buffer.len() < CHUNK + ALIGN {
-                *buffer = vec![0; CHUNK + ALIGN];
-            }
-            let start = buffer.as_ptr().align_offset(ALIGN);
-            let aligned = buffer
-                .get_mut(start..start + CHUNK)
-                .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
-            for piece in bytes.chunks(CHUNK) {
-                let whole = piece.len().next_multiple_of(ALIGN);
-                aligned[..piece.len()].copy_from_slice(piece);
-                aligned[piece.len()..whole].fill(0);
-                file.write_all(&aligned[..whole])?;
-            }
-            Ok::<(), io::Error>(())
-        })?;
-        file.set_len(bytes.len() as u64)?;
+        let mut buffer = BUFFERS
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop()
+            .unwrap_or_else(|| vec![0; CHUNK + ALIGN]);
+        let result = write_aligned(&mut file, pieces, &mut buffer);
+        BUFFERS
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(buffer);
+        let len = result?;
+        file.set_len(len as u64)?;
         file.sync_all()
+    }
+
+    /// Writes `pieces` through the aligned part of `buffer`; returns their
+    /// length.
+    fn write_aligned(
+        file: &mut std::fs::File,
+        pieces: &[Bytes],
+        buffer: &mut [u8],
+    ) -> io::Result<usize> {
+        let start = buffer.as_ptr().align_offset(ALIGN);
+        let aligned = buffer
+            .get_mut(start..start + CHUNK)
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+        let (mut filled, mut len) = (0, 0);
+        for piece in pieces {
+            let mut rest: &[u8] = piece;
+            while !rest.is_empty() {
+                let n = rest.len().min(CHUNK - filled);
+                aligned[filled..filled + n].copy_from_slice(&rest[..n]);
+                (filled, len, rest) = (filled + n, len + n, &rest[n..]);
+                if filled == CHUNK {
+                    file.write_all(aligned)?;
+                    filled = 0;
+                }
+            }
+        }
+        if filled > 0 {
+            let whole = filled.next_multiple_of(ALIGN);
+            aligned[filled..whole].fill(0);
+            file.write_all(&aligned[..whole])?;
+        }
+        Ok(len)
     }
 }
 
@@ -255,8 +288,9 @@ mod tests {
     #[test]
     fn creates_once_leaves_no_staged_file_and_never_overwrites() {
         let dir = std::env::temp_dir().join(format!("lake-local-{}", uuid::Uuid::new_v4()));
-        assert!(put_if_absent(&dir, "a/b/c.parquet", b"one").unwrap());
-        assert!(!put_if_absent(&dir, "a/b/c.parquet", b"two").unwrap());
+        let one = |text: &'static [u8]| [Bytes::from_static(text)];
+        assert!(put_if_absent(&dir, "a/b/c.parquet", &one(b"one")).unwrap());
+        assert!(!put_if_absent(&dir, "a/b/c.parquet", &one(b"two")).unwrap());
         assert_eq!(fs::read(dir.join("a/b/c.parquet")).unwrap(), b"one");
         let names: Vec<_> = fs::read_dir(dir.join("a/b"))
             .unwrap()
@@ -337,9 +371,20 @@ mod tests {
         ];
         for len in lengths {
             let bytes: Vec<u8> = (0..len).map(|i| (i * 7 + i / 4093) as u8).collect();
+            // In pieces of many lengths, some across the aligned buffer's
+            // chunks, some empty.
+            let whole = Bytes::from(bytes.clone());
+            let mut pieces = Vec::new();
+            let (mut at, mut step) = (0, 1);
+            while at < len {
+                let end = (at + step).min(len);
+                pieces.push(whole.slice(at..end));
+                pieces.push(Bytes::new());
+                (at, step) = (end, step * 3 + 1);
+            }
             for direct in [true, false] {
                 let name = format!("t/{len}-{direct}.parquet");
-                let (created, written) = put(&dir, &name, &bytes, direct).unwrap();
+                let (created, written) = put(&dir, &name, &pieces, direct).unwrap();
                 assert!(created);
                 let expected = if direct && len >= DIRECT_MIN && direct_ok {
                     Written::Direct
@@ -362,11 +407,11 @@ mod tests {
     #[test]
     fn a_link_is_a_second_name_made_once_and_never_over_a_file() {
         let dir = std::env::temp_dir().join(format!("lake-local-{}", uuid::Uuid::new_v4()));
-        assert!(put_if_absent(&dir, "a/x.parquet", b"rows").unwrap());
+        assert!(put_if_absent(&dir, "a/x.parquet", &[Bytes::from_static(b"rows")]).unwrap());
         assert!(link_if_absent(&dir, "a/x.parquet", "b/c/x.parquet").unwrap());
         assert_eq!(fs::read(dir.join("b/c/x.parquet")).unwrap(), b"rows");
         assert!(!link_if_absent(&dir, "a/x.parquet", "b/c/x.parquet").unwrap());
-        assert!(put_if_absent(&dir, "d/x.parquet", b"other").unwrap());
+        assert!(put_if_absent(&dir, "d/x.parquet", &[Bytes::from_static(b"other")]).unwrap());
         assert!(!link_if_absent(&dir, "a/x.parquet", "d/x.parquet").unwrap());
         assert_eq!(fs::read(dir.join("d/x.parquet")).unwrap(), b"other");
         assert!(

@@ -205,7 +205,7 @@ fn fault_check() {
 pub async fn put_if_absent(
     lake: &Location,
     relative: &str,
-    bytes: impl Into<bytes::Bytes>,
+    bytes: impl Into<PutPayload>,
 ) -> crate::Result<bool> {
     let result = start_put(lake, relative, bytes.into()).await;
     fault_check();
@@ -218,7 +218,7 @@ pub async fn put_if_absent(
 fn start_put(
     lake: &Location,
     relative: &str,
-    bytes: bytes::Bytes,
+    bytes: PutPayload,
 ) -> futures_util::future::BoxFuture<'static, crate::Result<bool>> {
     use futures_util::FutureExt;
     match &lake.target {
@@ -226,7 +226,7 @@ fn start_put(
             let (dir, relative) = (dir.clone(), relative.to_string());
             let display = lake.display.clone();
             let handle = tokio::task::spawn_blocking(move || {
-                crate::local::put_if_absent(&dir, &relative, &bytes)
+                crate::local::put_if_absent(&dir, &relative, bytes.as_ref())
                     .map_err(|e| LakeError::Other(format!("put {relative} in {display}: {e}")))
             });
             async move {
@@ -243,7 +243,7 @@ fn start_put(
                     mode: PutMode::Create,
                     ..Default::default()
                 };
-                match store.put_opts(&path, PutPayload::from(bytes), opts).await {
+                match store.put_opts(&path, bytes, opts).await {
                     Ok(_) => Ok(true),
                     Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
                     Err(e) => Err(e.into()),
@@ -280,8 +280,8 @@ pub async fn write_batch(
     let mut bytes = 0;
     let mut puts: Vec<futures_util::future::BoxFuture<'static, crate::Result<()>>> =
         Vec::with_capacity(data.len());
-    let mut previous: Option<(&RecordBatch, bytes::Bytes)> = None;
-    let mut last_put: Option<(&str, bytes::Bytes)> = None;
+    let mut previous: Option<(&RecordBatch, PutPayload)> = None;
+    let mut last_put: Option<(&str, PutPayload)> = None;
     for file in data {
         let encoded = match &file.content {
             // Encoded while the batch was open (the exporter).
@@ -291,13 +291,13 @@ pub async fn write_batch(
             FileContent::Arrow(batch) => {
                 let encoded = match &previous {
                     Some((p, encoded)) if same_arrays(p, batch) => encoded.clone(),
-                    _ => bytes::Bytes::from(encode(batch)?),
+                    _ => PutPayload::from(encode(batch)?),
                 };
                 previous = Some((batch, encoded.clone()));
                 encoded
             }
         };
-        bytes += encoded.len() as u64;
+        bytes += encoded.content_length() as u64;
         match &last_put {
             // On a folder, a file with the bytes of the one put before it
             // (`purchases` after its `events` file) is linked to that one
@@ -332,16 +332,20 @@ pub async fn write_batch(
     }
     let encoded = match &last.content {
         FileContent::Parquet(encoded) => encoded.clone(),
-        FileContent::Arrow(batch) => bytes::Bytes::from(encode(batch)?),
+        FileContent::Arrow(batch) => PutPayload::from(encode(batch)?),
     };
-    bytes += encoded.len() as u64;
+    bytes += encoded.content_length() as u64;
     put_if_absent(lake, &last.path, encoded).await?;
     Ok(bytes)
 }
 
-/// Whether two encoded files are the same buffer (not just equal bytes).
-fn same_bytes(a: &bytes::Bytes, b: &bytes::Bytes) -> bool {
-    a.as_ptr() == b.as_ptr() && a.len() == b.len()
+/// Whether two encoded files are the same pieces (not just equal bytes).
+fn same_bytes(a: &PutPayload, b: &PutPayload) -> bool {
+    let (a, b) = (a.as_ref(), b.as_ref());
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x.as_ptr() == y.as_ptr() && x.len() == y.len())
 }
 
 /// On a folder: makes `to` a hard link to the existing `from` unless
@@ -463,7 +467,7 @@ mod tests {
         let lake = Location::open(dir.to_str().unwrap()).unwrap();
         let file = |path: &str, bytes: &bytes::Bytes| TableFile {
             path: path.into(),
-            content: FileContent::Parquet(bytes.clone()),
+            content: FileContent::Parquet(bytes.clone().into()),
         };
         let (rows, other) = (
             bytes::Bytes::from_static(b"rows"),

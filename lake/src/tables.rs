@@ -273,8 +273,10 @@ enum Encoding {
 #[derive(Clone, Debug)]
 pub enum FileContent {
     Arrow(RecordBatch),
-    /// A whole Parquet file ([`crate::store::encode`]'s settings).
-    Parquet(bytes::Bytes),
+    /// A whole Parquet file ([`crate::store::encode`]'s settings), in
+    /// pieces (a directly written file's pages are not copied into one
+    /// buffer).
+    Parquet(object_store::PutPayload),
 }
 
 /// One file to write: its path under the lake's root and its content.
@@ -346,9 +348,7 @@ impl FileSink {
                 1 => chunks.remove(0),
                 _ => arrow_select::concat::concat_batches(&schema, &chunks)?,
             }),
-            FileSink::Parquet(writer) => {
-                FileContent::Parquet(bytes::Bytes::from(writer.into_inner()?))
-            }
+            FileSink::Parquet(writer) => FileContent::Parquet(writer.into_inner()?.into()),
             FileSink::Encoder(encoder, file) => {
                 // After the file's chunks, in the encoder's order.
                 let (done, result) = mpsc::sync_channel(1);
@@ -357,7 +357,7 @@ impl FileSink {
                     let bytes = match std::mem::replace(&mut *file, Encoding::Finished) {
                         Encoding::Writing(writer) => writer
                             .into_inner()
-                            .map(bytes::Bytes::from)
+                            .map(object_store::PutPayload::from)
                             .map_err(|e| e.to_string()),
                         Encoding::Failed(e) => Err(e),
                         Encoding::Finished => Err("finished twice".into()),
@@ -1651,14 +1651,15 @@ mod tests {
 
     /// Reads a Parquet file back into one batch.
     fn read(content: &FileContent) -> RecordBatch {
-        let FileContent::Parquet(bytes) = content else {
+        let FileContent::Parquet(payload) = content else {
             panic!("not Parquet");
         };
-        let reader =
-            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
-                .unwrap()
-                .build()
-                .unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            bytes::Bytes::from(payload.clone()),
+        )
+        .unwrap()
+        .build()
+        .unwrap();
         let batches: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
         arrow_select::concat::concat_batches(&batches[0].schema(), &batches).unwrap()
     }
@@ -1744,7 +1745,9 @@ mod tests {
             for (a, b) in each.iter().zip(&runs) {
                 assert_eq!(a.path, b.path);
                 match (&a.content, &b.content) {
-                    (FileContent::Parquet(a), FileContent::Parquet(b)) => assert_eq!(a, b),
+                    (FileContent::Parquet(a), FileContent::Parquet(b)) => {
+                        assert_eq!(bytes::Bytes::from(a.clone()), bytes::Bytes::from(b.clone()))
+                    }
                     (FileContent::Arrow(x), FileContent::Arrow(y)) => {
                         assert_eq!(x, y, "{}", a.path)
                     }
