@@ -11,7 +11,8 @@
 //! | column kind | page encoding | built as the rows come |
 //! |---|---|---|
 //! | [`DeltaStrings`]: ids that share prefixes (UUIDv7s) | `DELTA_BYTE_ARRAY` | prefix and suffix lengths, suffix bytes |
-//! | [`PlainStrings`], [`StringLists`]: unique text | `PLAIN` | length and bytes |
+//! | [`DeltaLengthStrings`]: unique text of one length (checksums) | `DELTA_LENGTH_BYTE_ARRAY` | lengths, bytes |
+//! | [`StringLists`]: lists of unique text | `PLAIN` | length and bytes |
 //! | [`DeltaInts`]: offsets and times, which climb | `DELTA_BINARY_PACKED` | the numbers |
 //! | [`DictStrings`], [`DictInts`]: repeated values | `RLE_DICTIONARY`, `PLAIN` once the dictionary passes 1 MiB | an index into the chunk's dictionary |
 //! | [`Constant`]: a batch's topic, partition and etl id | `RLE_DICTIONARY` | nothing but a row count |
@@ -801,16 +802,16 @@ fn def_levels(defs: &[i16]) -> Vec<u8> {
 }
 
 /// `values` as `DELTA_BINARY_PACKED`.
-fn delta_i64(values: &[i64]) -> Result<Bytes> {
+fn delta_i64(values: &[i64]) -> Vec<u8> {
     let mut out = Vec::new();
     delta_packed(values, &mut out);
-    Ok(out.into())
+    out
 }
 
-fn delta_i32(values: &[i32]) -> Result<Bytes> {
+fn delta_i32(values: &[i32]) -> Vec<u8> {
     let mut out = Vec::new();
     delta_packed(values, &mut out);
-    Ok(out.into())
+    out
 }
 
 /// A `DELTA_BINARY_PACKED` column's physical type: `INT32` or `INT64`.
@@ -1025,8 +1026,8 @@ fn shared_prefix(a: &[u8], b: &[u8]) -> usize {
 
 impl Column for DeltaStrings {
     fn page(&mut self) -> Result<EncodedPage> {
-        let prefixes = delta_i32(&self.prefixes)?;
-        let lengths = delta_i32(&self.suffix_lengths)?;
+        let prefixes = delta_i32(&self.prefixes);
+        let lengths = delta_i32(&self.suffix_lengths);
         let mut values = Vec::with_capacity(prefixes.len() + lengths.len() + self.suffixes.len());
         values.extend_from_slice(&prefixes);
         values.extend_from_slice(&lengths);
@@ -1046,31 +1047,37 @@ impl Column for DeltaStrings {
     }
 }
 
-/// Text written `PLAIN`: each value's length, then its bytes.
+/// Text written as `DELTA_LENGTH_BYTE_ARRAY`: the values' lengths
+/// (`DELTA_BINARY_PACKED`), then their bytes one after the other. For
+/// short values of one length (checksums), where `PLAIN`'s length before
+/// each value slowed zstd to a third of its speed on the bytes alone and
+/// took 10% more space (BENCHMARKS.md, "Lake", thirty-first session).
 #[derive(Default)]
-pub struct PlainStrings {
-    values: Vec<u8>,
-    count: usize,
+pub struct DeltaLengthStrings {
+    lengths: Vec<i32>,
+    bytes: Vec<u8>,
 }
 
-impl PlainStrings {
+impl DeltaLengthStrings {
     pub fn push(&mut self, value: &[u8]) {
-        self.values
-            .extend_from_slice(&(value.len() as u32).to_le_bytes());
-        extend_short(&mut self.values, value);
-        self.count += 1;
+        self.lengths.push(value.len() as i32);
+        extend_short(&mut self.bytes, value);
     }
 }
 
-impl Column for PlainStrings {
+impl Column for DeltaLengthStrings {
     fn page(&mut self) -> Result<EncodedPage> {
-        let values = take_sized(&mut self.values);
-        Ok(EncodedPage::new(
+        let mut values = delta_i32(&self.lengths);
+        values.extend_from_slice(&self.bytes);
+        let page = EncodedPage::new(
             Vec::new(),
             values,
-            std::mem::take(&mut self.count),
-            Encoding::PLAIN,
-        ))
+            self.lengths.len(),
+            Encoding::DELTA_LENGTH_BYTE_ARRAY,
+        );
+        self.lengths.clear();
+        self.bytes.clear();
+        Ok(page)
     }
 }
 
@@ -1256,7 +1263,7 @@ impl DeltaInts {
 
 impl Column for DeltaInts {
     fn page(&mut self) -> Result<EncodedPage> {
-        let values = delta_i64(&self.values)?;
+        let values = delta_i64(&self.values);
         let (levels, count) = self
             .nulls
             .page()

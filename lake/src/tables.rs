@@ -28,8 +28,8 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::ArrowWriter;
 
 use crate::direct::{
-    Column, Constant, DeltaInts, DeltaStrings, DictInts, DictStrings, IntKind, ParquetFile,
-    PlainStrings, SchemaCell, StringLists,
+    Column, Constant, DeltaInts, DeltaLengthStrings, DeltaStrings, DictInts, DictStrings, IntKind,
+    ParquetFile, SchemaCell, StringLists,
 };
 use crate::naming::{date_of_day, day_of_ms, file_name};
 use crate::records::{
@@ -1057,7 +1057,7 @@ impl crate::direct::Table for EventPages {
 struct MetaPages {
     etl_id: Constant,
     msg_id: DeltaStrings,
-    checksum: PlainStrings,
+    checksum: DeltaLengthStrings,
     headers: StringLists,
     key: DictStrings,
     offset: DeltaInts,
@@ -1074,7 +1074,7 @@ impl MetaPages {
         MetaPages {
             etl_id: Constant::text(etl_id),
             msg_id: DeltaStrings::default(),
-            checksum: PlainStrings::default(),
+            checksum: DeltaLengthStrings::default(),
             headers: StringLists::default(),
             key: DictStrings::new(true, false),
             offset: DeltaInts::new(false),
