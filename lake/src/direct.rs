@@ -953,11 +953,28 @@ fn zigzag(v: i64) -> u64 {
 /// the indices run-length or bit-packed.
 fn dictionary_indices(indices: &[u32], entries: usize) -> Vec<u8> {
     let width = num_required_bits(entries.saturating_sub(1) as u64);
+    if let Some(&first) = indices.first() {
+        if indices.len() >= 8 && indices.iter().all(|&i| i == first) {
+            return one_run(width, first, indices.len());
+        }
+    }
     let mut encoder = RleEncoder::new_from_buf(width, vec![width]);
     for &i in indices {
         encoder.put(i as u64);
     }
     encoder.consume()
+}
+
+/// [`dictionary_indices`] of `count` (8 or more) times `index`: one RLE
+/// run (its length, then the index in whole bytes), the `parquet` crate's
+/// `RleEncoder`'s bytes (a test compares them) without a call per value.
+/// A column that holds one value for a page (the agent, the accept header,
+/// the client address of a load test; a schema version) is most pages.
+fn one_run(width: u8, index: u32, count: usize) -> Vec<u8> {
+    let mut out = vec![width];
+    put_vlq(&mut out, (count as u64) << 1);
+    out.extend_from_slice(&index.to_le_bytes()[..usize::from(width).div_ceil(8)]);
+    out
 }
 
 /// Appends `bytes` to `buffer`. Values of 4 to 32 bytes (keys, hosts,
@@ -1760,6 +1777,34 @@ mod tests {
         let mut encoder = DeltaBitPackEncoder::<T>::new();
         encoder.put(values).unwrap();
         encoder.flush_buffer().unwrap().to_vec()
+    }
+
+    #[test]
+    fn pages_of_one_index_are_the_rle_encoders_bytes() {
+        let encoder = |width: u8, indices: &[u32]| {
+            let mut encoder = RleEncoder::new_from_buf(width, vec![width]);
+            for &i in indices {
+                encoder.put(u64::from(i));
+            }
+            encoder.consume()
+        };
+        for entries in [1usize, 2, 5, 200, 256, 257, 70_000] {
+            let width = num_required_bits(entries.saturating_sub(1) as u64);
+            for count in [8, 9, 63, 64, 65, 1_000, 8_192, 100_000] {
+                for index in [0, (entries - 1) as u32] {
+                    let indices = vec![index; count];
+                    assert_eq!(
+                        dictionary_indices(&indices, entries),
+                        encoder(width, &indices),
+                        "{count} times {index} of {entries}"
+                    );
+                }
+            }
+        }
+        // Fewer than 8, or not all the same: the encoder's own.
+        let mixed = [3, 3, 3, 3, 3, 3, 3, 3, 1];
+        assert_eq!(dictionary_indices(&mixed, 4), encoder(2, &mixed));
+        assert_eq!(dictionary_indices(&[2; 7], 4), encoder(2, &[2; 7]));
     }
 
     #[test]
